@@ -1,0 +1,408 @@
+import { randomBytes } from "node:crypto";
+import { type Context, Hono } from "hono";
+import type { LocalCloudConfig, LocalService } from "../types.ts";
+import {
+  countTokens,
+  type GenerateContentRequest,
+  lastUserTextOf,
+  promptTextOf,
+  replyTextFor,
+  splitIntoChunks,
+  truncateToTokens,
+} from "./reply.ts";
+
+export const FAULT_KINDS = [
+  "rate_limit",
+  "server_error",
+  "unavailable",
+  "slow",
+  "safety",
+  "malformed",
+  "empty",
+] as const;
+export type GeminiFaultKind = (typeof FAULT_KINDS)[number];
+
+/** A fault applied to requests whose prompt text contains `match`, `times` times (null = always). */
+export interface GeminiFault {
+  id: string;
+  match: string;
+  kind: GeminiFaultKind;
+  times: number | null;
+  ms: number;
+  retry_after: number;
+}
+
+export interface GeminiCall {
+  model: string;
+  method: "generateContent" | "streamGenerateContent";
+  prompt: string;
+  status: number;
+  fault: GeminiFaultKind | null;
+  at: string;
+}
+
+const MAX_CALLS_KEPT = 5000;
+const STREAM_CHUNKS = 4;
+const SERVICE = "generativelanguage.googleapis.com";
+
+type Method = GeminiCall["method"];
+
+interface GeminiError {
+  status: number;
+  body: { error: { code: number; message: string; status: string; details?: unknown[] } };
+  headers?: Record<string, string>;
+}
+
+function googleError(
+  code: number,
+  status: string,
+  message: string,
+  details?: unknown[],
+): GeminiError {
+  return {
+    status: code,
+    body: { error: { code, message, status, ...(details ? { details } : {}) } },
+  };
+}
+
+const MISSING_KEY = googleError(
+  403,
+  "PERMISSION_DENIED",
+  "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
+);
+
+// The real API answers a wrong key with 400 INVALID_ARGUMENT (not 401), reason API_KEY_INVALID.
+const INVALID_KEY = googleError(
+  400,
+  "INVALID_ARGUMENT",
+  "API key not valid. Please pass a valid API key.",
+  [
+    {
+      "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+      reason: "API_KEY_INVALID",
+      domain: "googleapis.com",
+      metadata: { service: SERVICE },
+    },
+    {
+      "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+      locale: "en-US",
+      message: "API key not valid. Please pass a valid API key.",
+    },
+  ],
+);
+
+function faultError(fault: GeminiFault): GeminiError | null {
+  switch (fault.kind) {
+    case "rate_limit":
+      return {
+        ...googleError(
+          429,
+          "RESOURCE_EXHAUSTED",
+          "You exceeded your current quota, please check your plan and billing details.",
+          [
+            {
+              "@type": "type.googleapis.com/google.rpc.RetryInfo",
+              retryDelay: `${fault.retry_after}s`,
+            },
+          ],
+        ),
+        headers: { "Retry-After": String(fault.retry_after) },
+      };
+    case "server_error":
+      return googleError(
+        500,
+        "INTERNAL",
+        "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting",
+      );
+    case "unavailable":
+      return googleError(503, "UNAVAILABLE", "The model is overloaded. Please try again later.");
+    default:
+      return null;
+  }
+}
+
+function errorResponse(err: GeminiError): Response {
+  return new Response(JSON.stringify(err.body, null, 2), {
+    status: err.status,
+    headers: { "Content-Type": "application/json; charset=UTF-8", ...err.headers },
+  });
+}
+
+function newId(bytes: number): string {
+  return randomBytes(bytes).toString("base64url");
+}
+
+function parseFault(input: unknown): GeminiFault | string {
+  if (typeof input !== "object" || input === null) return "body must be a JSON object";
+  const b = input as Record<string, unknown>;
+  if (typeof b.match !== "string") return "match must be a string";
+  if (!FAULT_KINDS.includes(b.kind as GeminiFaultKind)) {
+    return `kind must be one of ${FAULT_KINDS.join(", ")}`;
+  }
+  const times = b.times ?? null;
+  if (times !== null && !(Number.isInteger(times) && (times as number) > 0)) {
+    return "times must be a positive integer";
+  }
+  const ms = b.ms ?? 1000;
+  if (typeof ms !== "number" || ms < 0) return "ms must be a non-negative number";
+  const retryAfter = b.retry_after ?? 20;
+  if (typeof retryAfter !== "number" || retryAfter < 0) {
+    return "retry_after must be a non-negative number";
+  }
+  return {
+    id: `flt_${newId(9)}`,
+    match: b.match,
+    kind: b.kind as GeminiFaultKind,
+    times: times as number | null,
+    ms,
+    retry_after: retryAfter,
+  };
+}
+
+/**
+ * Local Gemini (generativelanguage v1 and v1beta): generateContent and streamGenerateContent as
+ * @google/genai calls them, with deterministic echo replies and prompt-scoped faults.
+ */
+export async function createGeminiService(config: LocalCloudConfig): Promise<LocalService> {
+  let faults: GeminiFault[] = [];
+  let calls: GeminiCall[] = [];
+  const sleepers = new Set<() => void>();
+  let closed = false;
+
+  function sleep(ms: number): Promise<void> {
+    if (closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        sleepers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      timer.unref();
+      sleepers.add(done);
+    });
+  }
+
+  function record(call: Omit<GeminiCall, "at">): void {
+    calls.push({ ...call, at: new Date().toISOString() });
+    if (calls.length > MAX_CALLS_KEPT) calls = calls.slice(-MAX_CALLS_KEPT);
+  }
+
+  /** Takes one use of the first fault matching the prompt. */
+  function takeFault(prompt: string): GeminiFault | null {
+    const fault = faults.find((f) => prompt.includes(f.match));
+    if (!fault) return null;
+    if (fault.times !== null) {
+      fault.times -= 1;
+      if (fault.times <= 0) faults = faults.filter((f) => f !== fault);
+    }
+    return { ...fault };
+  }
+
+  async function handle(c: Context): Promise<Response> {
+    const m = /\/(v1|v1beta)\/models\/([^/:]+):(generateContent|streamGenerateContent)$/.exec(
+      c.req.path,
+    );
+    if (!m) {
+      return errorResponse(googleError(404, "NOT_FOUND", `Method not found: ${c.req.path}`));
+    }
+    const apiVersion = m[1] ?? "";
+    const model = decodeURIComponent(m[2] ?? "");
+    const method = m[3] as Method;
+    const sse = c.req.query("alt") === "sse";
+
+    const rawBody = await c.req.text();
+    let request: GenerateContentRequest | null = null;
+    try {
+      const parsed: unknown = JSON.parse(rawBody);
+      if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) {
+        request = parsed as GenerateContentRequest;
+      }
+    } catch {
+      request = null;
+    }
+    const prompt = request ? promptTextOf(request) : "";
+    const answer = (status: number, fault: GeminiFaultKind | null = null) =>
+      record({ model, method, prompt, status, fault });
+
+    const key = c.req.header("x-goog-api-key") ?? c.req.query("key");
+    if (!key) {
+      answer(MISSING_KEY.status);
+      return errorResponse(MISSING_KEY);
+    }
+    if (key !== config.geminiApiKey) {
+      answer(INVALID_KEY.status);
+      return errorResponse(INVALID_KEY);
+    }
+    if (!request) {
+      answer(400);
+      return errorResponse(
+        googleError(400, "INVALID_ARGUMENT", "Invalid JSON payload received. Unexpected token."),
+      );
+    }
+    if (!/^(gemini|gemma)-/.test(model)) {
+      answer(404);
+      return errorResponse(
+        googleError(
+          404,
+          "NOT_FOUND",
+          `models/${model} is not found for API version ${apiVersion}, or is not supported for ${method}. Call ListModels to see the list of available models and their supported methods.`,
+        ),
+      );
+    }
+    if (!Array.isArray(request.contents) || request.contents.length === 0) {
+      answer(400);
+      return errorResponse(
+        googleError(
+          400,
+          "INVALID_ARGUMENT",
+          "* GenerateContentRequest.contents: contents is not specified\n",
+        ),
+      );
+    }
+
+    const fault = takeFault(prompt);
+    const failure = fault ? faultError(fault) : null;
+    if (fault && failure) {
+      answer(failure.status, fault.kind);
+      return errorResponse(failure);
+    }
+    if (fault?.kind === "slow") await sleep(fault.ms);
+    answer(200, fault?.kind ?? null);
+
+    const responseId = newId(16);
+    const promptTokenCount = countTokens(prompt);
+    const base = { modelVersion: model, responseId };
+
+    if (fault?.kind === "malformed") {
+      const broken = '{"candidates": [{"content": {"parts": [{"text": "Echo';
+      if (method === "streamGenerateContent" && sse) {
+        return new Response(`data: ${broken}\r\n\r\n`, {
+          headers: { "Content-Type": "text/event-stream" },
+        });
+      }
+      return new Response(broken, {
+        headers: { "Content-Type": "application/json; charset=UTF-8" },
+      });
+    }
+
+    let chunks: Record<string, unknown>[];
+    if (fault?.kind === "safety") {
+      chunks = [
+        {
+          candidates: [
+            {
+              finishReason: "SAFETY",
+              index: 0,
+              safetyRatings: [
+                { category: "HARM_CATEGORY_HARASSMENT", probability: "NEGLIGIBLE" },
+                { category: "HARM_CATEGORY_HATE_SPEECH", probability: "NEGLIGIBLE" },
+                { category: "HARM_CATEGORY_SEXUALLY_EXPLICIT", probability: "NEGLIGIBLE" },
+                { category: "HARM_CATEGORY_DANGEROUS_CONTENT", probability: "HIGH", blocked: true },
+              ],
+            },
+          ],
+          usageMetadata: { promptTokenCount, totalTokenCount: promptTokenCount },
+          ...base,
+        },
+      ];
+    } else if (fault?.kind === "empty") {
+      chunks = [
+        { usageMetadata: { promptTokenCount, totalTokenCount: promptTokenCount }, ...base },
+      ];
+    } else {
+      let text = replyTextFor(lastUserTextOf(request));
+      let finishReason = "STOP";
+      const max = request.generationConfig?.maxOutputTokens;
+      if (typeof max === "number" && countTokens(text) > max) {
+        text = truncateToTokens(text, max);
+        finishReason = "MAX_TOKENS";
+      }
+      const candidatesTokenCount = countTokens(text);
+      const usageMetadata = {
+        promptTokenCount,
+        candidatesTokenCount,
+        totalTokenCount: promptTokenCount + candidatesTokenCount,
+        promptTokensDetails: [{ modality: "TEXT", tokenCount: promptTokenCount }],
+      };
+      const pieces = method === "generateContent" ? [text] : splitIntoChunks(text, STREAM_CHUNKS);
+      chunks = pieces.map((piece, i) => {
+        const last = i === pieces.length - 1;
+        return {
+          candidates: [
+            {
+              content: { parts: [{ text: piece }], role: "model" },
+              ...(last ? { finishReason } : {}),
+              index: 0,
+            },
+          ],
+          ...(last ? { usageMetadata } : {}),
+          ...base,
+        };
+      });
+    }
+
+    if (method === "generateContent") return c.json(chunks[0]);
+    if (!sse) return c.json(chunks);
+    const encoder = new TextEncoder();
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (const chunk of chunks) {
+          controller.enqueue(encoder.encode(`data: ${JSON.stringify(chunk)}\r\n\r\n`));
+        }
+        controller.close();
+      },
+    });
+    return new Response(stream, {
+      headers: { "Content-Type": "text/event-stream", "Cache-Control": "no-cache" },
+    });
+  }
+
+  const app = new Hono();
+  // @google/genai 3.x calls v1 unless told httpOptions.apiVersion; v1beta is the REST docs' path.
+  app.post("/v1/models/*", handle);
+  app.post("/v1beta/models/*", handle);
+
+  const control = new Hono();
+  control.post("/faults", async (c) => {
+    const fault = parseFault(await c.req.json().catch(() => null));
+    if (typeof fault === "string") return c.json({ error: fault }, 400);
+    faults.push(fault);
+    return c.json({ fault }, 201);
+  });
+  control.get("/faults", (c) => c.json({ faults }));
+  control.delete("/faults", (c) => {
+    const match = c.req.query("match");
+    const before = faults.length;
+    faults = match === undefined ? [] : faults.filter((f) => f.match !== match);
+    return c.json({ deleted: before - faults.length });
+  });
+  control.delete("/faults/:id", (c) => {
+    const before = faults.length;
+    faults = faults.filter((f) => f.id !== c.req.param("id"));
+    return c.json({ deleted: before - faults.length });
+  });
+  control.get("/calls", (c) => {
+    const match = c.req.query("match");
+    return c.json({
+      calls: match === undefined ? calls : calls.filter((x) => x.prompt.includes(match)),
+    });
+  });
+  control.delete("/calls", (c) => {
+    const match = c.req.query("match");
+    const before = calls.length;
+    calls = match === undefined ? [] : calls.filter((x) => !x.prompt.includes(match));
+    return c.json({ deleted: before - calls.length });
+  });
+
+  return {
+    name: "gemini",
+    prefix: "/gemini",
+    app,
+    control,
+    close: async () => {
+      closed = true;
+      for (const wake of [...sleepers]) wake();
+    },
+  };
+}

@@ -1,0 +1,120 @@
+import { Hono } from "hono";
+import { type AdvanceOutcome, type Billing, SimulationConflict } from "./billing.ts";
+import { StripeApiError } from "./errors.ts";
+import type { DeliveryMode, WebhookDispatcher } from "./webhooks.ts";
+
+const OUTCOMES: readonly AdvanceOutcome[] = ["renew_paid", "renew_failed", "end_period"];
+const MODES: readonly DeliveryMode[] = ["normal", "duplicate", "reverse"];
+
+async function readJson(req: Request): Promise<Record<string, unknown>> {
+  const text = await req.text();
+  if (!text) return {};
+  const value: unknown = JSON.parse(text);
+  return typeof value === "object" && value !== null && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : {};
+}
+
+/**
+ * `/_control/stripe`: time travel for subscriptions, webhook delivery modes and inspection.
+ *   POST /advance {subscription, outcome}    renew_paid | renew_failed | end_period
+ *   POST /delivery {mode, customer?}         normal | duplicate | reverse (customer-scoped)
+ *   GET  /events?customer=&type=             events with their delivery attempts
+ *   POST /send {type, object}                build, sign and deliver an arbitrary event
+ *   POST /resend {event}                     deliver an event again
+ *   POST /flush {timeout_ms?}                wait for pending deliveries and retries
+ *   GET|POST /webhook-endpoint {url, enabled_events?}   where events go
+ */
+export function createStripeControl(billing: Billing, webhooks: WebhookDispatcher): Hono {
+  const control = new Hono();
+
+  control.post("/advance", async (c) => {
+    const body = await readJson(c.req.raw);
+    const subscription = body.subscription;
+    const outcome = body.outcome as AdvanceOutcome;
+    if (typeof subscription !== "string" || !OUTCOMES.includes(outcome)) {
+      return c.json({ error: `expected {subscription, outcome: ${OUTCOMES.join("|")}}` }, 400);
+    }
+    try {
+      const result = billing.advance(subscription, outcome);
+      return c.json({
+        subscription: result.subscription,
+        events: result.events.map((e) => ({ id: e.id, type: e.type })),
+      });
+    } catch (err) {
+      if (err instanceof SimulationConflict) return c.json({ error: err.message }, 409);
+      if (err instanceof StripeApiError) return c.json({ error: err.message }, 404);
+      throw err;
+    }
+  });
+
+  control.post("/delivery", async (c) => {
+    const body = await readJson(c.req.raw);
+    const mode = body.mode as DeliveryMode;
+    const customer = typeof body.customer === "string" ? body.customer : undefined;
+    if (!MODES.includes(mode)) {
+      return c.json({ error: `expected {mode: ${MODES.join("|")}, customer?}` }, 400);
+    }
+    webhooks.setMode(mode, customer);
+    return c.json({ mode, customer: customer ?? null });
+  });
+
+  control.get("/events", (c) => {
+    const customer = c.req.query("customer");
+    const type = c.req.query("type");
+    return c.json({
+      data: webhooks.events({
+        ...(customer ? { customer } : {}),
+        ...(type ? { type } : {}),
+      }),
+    });
+  });
+
+  control.post("/send", async (c) => {
+    const body = await readJson(c.req.raw);
+    const object = body.object;
+    if (typeof body.type !== "string" || typeof object !== "object" || object === null) {
+      return c.json({ error: "expected {type, object}" }, 400);
+    }
+    return c.json(billing.sendCustomEvent(body.type, object as Record<string, unknown>));
+  });
+
+  control.post("/resend", async (c) => {
+    const body = await readJson(c.req.raw);
+    if (typeof body.event !== "string" || !webhooks.resend(body.event)) {
+      return c.json({ error: "unknown event or no webhook endpoint" }, 404);
+    }
+    return c.json({ resent: body.event });
+  });
+
+  control.post("/flush", async (c) => {
+    const body = await readJson(c.req.raw);
+    const timeoutMs = typeof body.timeout_ms === "number" ? body.timeout_ms : 30_000;
+    const flushed = await webhooks.flush(timeoutMs);
+    return c.json({ flushed }, flushed ? 200 : 504);
+  });
+
+  control.get("/webhook-endpoint", (c) =>
+    c.json({
+      url: webhooks.endpoint.url ?? null,
+      enabled_events: webhooks.endpoint.enabledEvents,
+    }),
+  );
+
+  control.post("/webhook-endpoint", async (c) => {
+    const body = await readJson(c.req.raw);
+    if (body.url !== null && (typeof body.url !== "string" || !URL.canParse(body.url))) {
+      return c.json({ error: "expected {url: string|null, enabled_events?: string[]}" }, 400);
+    }
+    webhooks.endpoint.url = body.url ?? undefined;
+    if (Array.isArray(body.enabled_events)) {
+      webhooks.endpoint.enabledEvents = body.enabled_events.map(String);
+    }
+    return c.json({
+      url: webhooks.endpoint.url ?? null,
+      enabled_events: webhooks.endpoint.enabledEvents,
+    });
+  });
+
+  return control;
+}

@@ -1,0 +1,399 @@
+// `npm run load`: simulated users sign up, log in by OTP, create chatrooms and send prompts
+// through the whole queued path (Worker → QStash → Gemini → QStash callback → Worker), then the
+// run checks that every accepted prompt got exactly one completed reply and that the daily quota
+// counted exactly the accepted prompts. Prints throughput and latency percentiles; exits 1 on any
+// violation.
+//
+//   npm run load                                  # against `npm run dev` (http://127.0.0.1:8787)
+//   npm run load -- --self-host --users 8         # starts its own local cloud + Worker (CI)
+//   npm run load -- --users 50 --prompts 6 --chatrooms 2 --base-url http://127.0.0.1:8787
+import { parseArgs } from "node:util";
+import {
+  assertLoopback,
+  ms1,
+  type Reply,
+  type RequestOptions,
+  randomClientIp,
+  randomMobileNumber,
+  Samples,
+  summarize,
+  table,
+  timedRequest,
+} from "./support/http.ts";
+import { type SelfHosted, selfHost } from "./support/self-host.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    users: { type: "string", default: "50" },
+    prompts: { type: "string", default: "6" },
+    chatrooms: { type: "string", default: "2" },
+    "base-url": { type: "string", default: "http://127.0.0.1:8787" },
+    "cloud-url": { type: "string", default: "http://127.0.0.1:8788" },
+    "self-host": { type: "boolean", default: false },
+    "timeout-seconds": { type: "string", default: "300" },
+    json: { type: "string" },
+  },
+});
+
+function bounded(name: string, raw: string, min: number, max: number): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new Error(`--${name} must be an integer in ${min}..${max} (got ${raw})`);
+  }
+  return n;
+}
+
+const USERS = bounded("users", args.users, 1, 500);
+const PROMPTS = bounded("prompts", args.prompts, 1, 50);
+const CHATROOMS = bounded("chatrooms", args.chatrooms, 1, 20);
+const TIMEOUT_MS = bounded("timeout-seconds", args["timeout-seconds"], 10, 3600) * 1000;
+const RUN_ID = crypto.randomUUID().slice(0, 8);
+
+const samples = new Samples();
+const violations: string[] = [];
+const replyLatency: number[] = [];
+const serverReplyLatency: number[] = [];
+let requests = 0;
+let baseUrl = args["base-url"];
+let cloudUrl = args["cloud-url"];
+const deadline = Date.now() + TIMEOUT_MS;
+
+function violation(message: string): void {
+  violations.push(message);
+}
+
+async function api(
+  label: string,
+  method: string,
+  path: string,
+  opts?: RequestOptions,
+): Promise<Reply> {
+  const res = await timedRequest(baseUrl, method, path, opts);
+  requests++;
+  samples.add(label, res.ms);
+  return res;
+}
+
+function expectStatus(res: Reply, status: number, step: string): boolean {
+  if (res.status === status) return true;
+  violation(`${step}: ${res.status} (expected ${status}) ${res.text.slice(0, 200)}`);
+  return false;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Accepted {
+  chatroomId: string;
+  messageId: string;
+  replyId: string;
+  content: string;
+  sentAt: number;
+  createdAt: string;
+}
+
+/** What the local QStash knows about a stuck prompt (its control API; diagnostics only). */
+async function describeQStash(content: string): Promise<void> {
+  try {
+    const res = await fetch(
+      `${cloudUrl}/_control/qstash/messages?match=${encodeURIComponent(content)}`,
+    );
+    const body = (await res.json()) as { messages?: Record<string, unknown>[] };
+    for (const m of body.messages ?? []) {
+      console.error(
+        `  qstash ${m.kind} ${m.message_id} state=${m.state} deliveries=${m.deliveries} attempts=${JSON.stringify(m.attempts)} url=${m.url}`,
+      );
+    }
+    if ((body.messages ?? []).length === 0)
+      console.error(`  qstash holds no message for "${content}"`);
+  } catch (err) {
+    console.error(`  (local cloud not reachable for diagnostics: ${String(err)})`);
+  }
+}
+
+interface UserResult {
+  accepted: number;
+  limited: number;
+}
+
+async function simulateUser(index: number): Promise<UserResult> {
+  const who = `user ${index}`;
+  const mobile = randomMobileNumber();
+  const ip = randomClientIp();
+  const none = { accepted: 0, limited: 0 };
+
+  const signup = await api("POST /auth/signup", "POST", "/auth/signup", {
+    body: { mobile_number: mobile, name: `load ${RUN_ID} ${index}` },
+  });
+  if (!expectStatus(signup, 201, `${who} signup`)) return none;
+  const sent = await api("POST /auth/send-otp", "POST", "/auth/send-otp", {
+    body: { mobile_number: mobile },
+    headers: { "cf-connecting-ip": ip },
+  });
+  if (!expectStatus(sent, 200, `${who} send-otp`)) return none;
+  if (typeof sent.body.otp !== "string") {
+    violation(`${who} send-otp: no otp in the response (is OTP_DELIVERY=response?)`);
+    return none;
+  }
+  const verified = await api("POST /auth/verify-otp", "POST", "/auth/verify-otp", {
+    body: { mobile_number: mobile, otp: sent.body.otp },
+  });
+  if (!expectStatus(verified, 200, `${who} verify-otp`)) return none;
+  const token = verified.body.token as string;
+
+  const before = await api("GET /subscription/status", "GET", "/subscription/status", { token });
+  if (!expectStatus(before, 200, `${who} status`)) return none;
+  const limit = before.body.usage.daily_limit as number;
+  if (before.body.usage.used_today !== 0) {
+    violation(`${who}: a new user starts with used_today ${before.body.usage.used_today}`);
+  }
+
+  const rooms: string[] = [];
+  for (let r = 0; r < CHATROOMS; r++) {
+    const created = await api("POST /chatroom", "POST", "/chatroom", {
+      token,
+      body: { title: `load ${RUN_ID} u${index} r${r}` },
+    });
+    if (!expectStatus(created, 201, `${who} create chatroom`)) return none;
+    rooms.push(created.body.chatroom.id);
+  }
+  const listed = await api("GET /chatroom", "GET", "/chatroom?limit=100", { token });
+  if (expectStatus(listed, 200, `${who} list chatrooms`)) {
+    const ids = new Set((listed.body.chatrooms as { id: string }[]).map((c) => c.id));
+    if (ids.size !== rooms.length || rooms.some((id) => !ids.has(id))) {
+      violation(`${who}: GET /chatroom lists ${ids.size} rooms, created ${rooms.length}`);
+    }
+  }
+
+  const polls: Promise<void>[] = [];
+  const pollReply = async (a: Accepted) => {
+    // 200 ms steps for the first 5 s (the latency figure's resolution), then backing off.
+    const firstPoll = Date.now();
+    for (
+      let wait = 200;
+      ;
+      wait = Date.now() - firstPoll < 5000 ? 200 : Math.min(1000, wait * 1.5)
+    ) {
+      await sleep(wait);
+      const res = await api(
+        "GET /chatroom/:id/messages/:message_id",
+        "GET",
+        `/chatroom/${a.chatroomId}/messages/${a.replyId}`,
+        { token },
+      );
+      if (!expectStatus(res, 200, `${who} poll reply`)) return;
+      const m = res.body.message;
+      if (m.status !== "pending") {
+        replyLatency.push(performance.now() - a.sentAt);
+        if (m.completed_at) {
+          serverReplyLatency.push(Date.parse(m.completed_at) - Date.parse(a.createdAt));
+        }
+        if (m.status !== "complete") violation(`${who} reply ${a.replyId}: ${m.status} ${m.error}`);
+        return;
+      }
+      if (Date.now() > deadline) {
+        violation(`${who} reply ${a.replyId}: still pending at the deadline`);
+        await describeQStash(a.content);
+        return;
+      }
+    }
+  };
+
+  // Prompts go one after another, so the 429s must start exactly at the daily limit.
+  const accepted: Accepted[] = [];
+  let limited = 0;
+  for (let p = 0; p < PROMPTS; p++) {
+    const chatroomId = rooms[p % rooms.length] as string;
+    const content = `load ${RUN_ID} u${index} p${p}: name a colour`;
+    const sentAt = performance.now();
+    const res = await api("POST /chatroom/:id/message", "POST", `/chatroom/${chatroomId}/message`, {
+      token,
+      body: { content },
+    });
+    if (res.status === 202) {
+      if (accepted.length >= limit) violation(`${who} prompt ${p}: accepted beyond the limit`);
+      const a: Accepted = {
+        chatroomId,
+        messageId: res.body.message.id,
+        replyId: res.body.reply.id,
+        content,
+        sentAt,
+        createdAt: res.body.reply.created_at,
+      };
+      accepted.push(a);
+      polls.push(pollReply(a));
+      const remaining = Number(res.headers.get("ratelimit-remaining"));
+      if (remaining !== limit - accepted.length) {
+        violation(
+          `${who} prompt ${p}: RateLimit-Remaining ${remaining}, expected ${limit - accepted.length}`,
+        );
+      }
+    } else if (res.status === 429) {
+      limited++;
+      if (accepted.length < limit) {
+        violation(`${who} prompt ${p}: 429 after ${accepted.length} of ${limit} prompts`);
+      }
+    } else {
+      violation(`${who} prompt ${p}: ${res.status} ${res.text.slice(0, 200)}`);
+    }
+  }
+  const expectedAccepted = Math.min(PROMPTS, limit);
+  if (accepted.length !== expectedAccepted) {
+    violation(`${who}: ${accepted.length} prompts accepted, expected ${expectedAccepted}`);
+  }
+
+  // Every reply must leave `pending`, as `complete`; each is polled from the moment it is accepted.
+  await Promise.all(polls);
+
+  // Exactly one prompt and one reply per accepted prompt, seen through each chatroom's history.
+  for (const chatroomId of rooms) {
+    const mine = accepted.filter((a) => a.chatroomId === chatroomId);
+    const res = await api(
+      "GET /chatroom/:id/messages",
+      "GET",
+      `/chatroom/${chatroomId}/messages?limit=100`,
+      {
+        token,
+      },
+    );
+    if (!expectStatus(res, 200, `${who} list messages`)) continue;
+    const messages = res.body.messages as {
+      id: string;
+      role: string;
+      status: string;
+      content: string;
+    }[];
+    const prompts = messages.filter((m) => m.role === "user");
+    const replies = messages.filter((m) => m.role === "model");
+    if (prompts.length !== mine.length || replies.length !== mine.length) {
+      violation(
+        `${who} room ${chatroomId}: ${prompts.length} prompts and ${replies.length} replies stored, ${mine.length} accepted`,
+      );
+    }
+    for (const a of mine) {
+      const copies = prompts.filter((m) => m.content === a.content).length;
+      if (copies !== 1) violation(`${who}: prompt "${a.content}" stored ${copies} times`);
+      const reply = replies.filter((m) => m.id === a.replyId);
+      if (reply.length !== 1 || reply[0]?.status !== "complete") {
+        violation(`${who}: reply ${a.replyId} stored ${reply.length} times (${reply[0]?.status})`);
+      }
+    }
+    const strays = replies.filter((m) => !mine.some((a) => a.replyId === m.id));
+    if (strays.length > 0)
+      violation(`${who} room ${chatroomId}: ${strays.length} unexpected replies`);
+  }
+
+  const after = await api("GET /subscription/status", "GET", "/subscription/status", { token });
+  if (
+    expectStatus(after, 200, `${who} status`) &&
+    after.body.usage.used_today !== accepted.length
+  ) {
+    violation(`${who}: used_today ${after.body.usage.used_today}, accepted ${accepted.length}`);
+  }
+  return { accepted: accepted.length, limited };
+}
+
+let hosted: SelfHosted | undefined;
+let exitCode = 0;
+try {
+  if (args["self-host"]) {
+    hosted = await selfHost();
+    baseUrl = hosted.workerUrl;
+    cloudUrl = hosted.cloudUrl;
+    console.log(`self-hosted Worker at ${baseUrl}, local cloud at ${hosted.cloudUrl}`);
+  }
+  assertLoopback(baseUrl);
+  assertLoopback(cloudUrl);
+  const health = await timedRequest(baseUrl, "GET", "/health");
+  if (health.status !== 200) throw new Error(`${baseUrl}/health answered ${health.status}`);
+
+  console.log(`load ${RUN_ID}: ${USERS} users × ${PROMPTS} prompts over ${CHATROOMS} chatrooms`);
+  const started = performance.now();
+  const timer = new Promise<never>((_, fail) =>
+    setTimeout(
+      () => fail(new Error(`the run exceeded ${TIMEOUT_MS / 1000} s`)),
+      TIMEOUT_MS + 5000,
+    ).unref(),
+  );
+  const results = await Promise.race([
+    Promise.all(Array.from({ length: USERS }, (_, i) => simulateUser(i))),
+    timer,
+  ]);
+  const seconds = (performance.now() - started) / 1000;
+
+  const accepted = results.reduce((n, r) => n + r.accepted, 0);
+  const limited = results.reduce((n, r) => n + r.limited, 0);
+  const rows = samples
+    .summaries()
+    .map(([label, s]) => [label, s.count, ms1(s.p50), ms1(s.p95), ms1(s.p99), ms1(s.max)]);
+  console.log(`\n${table(["endpoint", "n", "p50 ms", "p95 ms", "p99 ms", "max ms"], rows)}`);
+  const e2e = summarize(replyLatency);
+  const server = summarize(serverReplyLatency);
+  console.log(
+    `\n${table(
+      ["reply latency", "n", "p50 ms", "p95 ms", "p99 ms", "max ms"],
+      [
+        [
+          "client: send → seen complete",
+          e2e.count,
+          ms1(e2e.p50),
+          ms1(e2e.p95),
+          ms1(e2e.p99),
+          ms1(e2e.max),
+        ],
+        [
+          "server: created_at → completed_at",
+          server.count,
+          ms1(server.p50),
+          ms1(server.p95),
+          ms1(server.p99),
+          ms1(server.max),
+        ],
+      ],
+    )}`,
+  );
+  const summary = {
+    run_id: RUN_ID,
+    base_url: baseUrl,
+    users: USERS,
+    prompts_per_user: PROMPTS,
+    chatrooms_per_user: CHATROOMS,
+    seconds: Number(seconds.toFixed(2)),
+    requests,
+    requests_per_second: Number((requests / seconds).toFixed(1)),
+    prompts_accepted: accepted,
+    prompts_limited: limited,
+    replies_completed: replyLatency.length,
+    replies_per_second: Number((replyLatency.length / seconds).toFixed(1)),
+    violations: violations.length,
+  };
+  console.log(`\n${JSON.stringify(summary, null, 2)}`);
+  if (args.json) {
+    const { writeFileSync } = await import("node:fs");
+    writeFileSync(
+      args.json,
+      JSON.stringify(
+        {
+          ...summary,
+          endpoints: Object.fromEntries(samples.summaries()),
+          reply_latency_client: e2e,
+          reply_latency_server: server,
+        },
+        null,
+        2,
+      ),
+    );
+  }
+  if (violations.length > 0) {
+    console.error(`\n${violations.length} violation(s):`);
+    for (const v of violations.slice(0, 30)) console.error(`  - ${v}`);
+    exitCode = 1;
+  } else {
+    console.log("\nOK: every accepted prompt has exactly one completed reply; quota exact.");
+  }
+} catch (err) {
+  console.error(err instanceof Error ? err.message : err);
+  exitCode = 1;
+} finally {
+  await hosted?.close();
+}
+process.exit(exitCode);

@@ -1,0 +1,20 @@
+// The load run and the benchmark start the whole stack themselves, like the API test harness,
+// so they need no `npm run dev`.
+import { type Stack, startStack } from "../../local/stack.ts";
+
+export type SelfHosted = Stack;
+
+/** `logLevel` is wrangler's for the Worker's own output (WORKER_LOG_LEVEL overrides it). */
+export function selfHost(
+  opts: { vars?: Record<string, string>; logLevel?: string } = {},
+): Promise<SelfHosted> {
+  return startStack({
+    vars: {
+      ENVIRONMENT: "development",
+      JWT_SECRET: "bench-jwt-secret-0123456789abcdef0123456789abcdef",
+      OTP_SECRET: "bench-otp-secret-0123456789abcdef0123456789abcdef",
+      ...opts.vars,
+    },
+    dev: { logLevel: (process.env.WORKER_LOG_LEVEL ?? opts.logLevel ?? "error") as "error" },
+  });
+}

@@ -1,0 +1,90 @@
+import { and, desc, eq, sql } from "drizzle-orm";
+import type { Database } from "../client";
+import { type ChatroomRow, chatrooms } from "../schema/chatrooms";
+
+export type { ChatroomRow };
+
+/** Position in the activity-ordered list: (updated_at, id), both descending. */
+export interface ChatroomCursor {
+  activityAt: Date;
+  id: string;
+}
+
+export function insertChatroom(db: Database, row: typeof chatrooms.$inferInsert) {
+  return db.insert(chatrooms).values(row).returning();
+}
+
+/** The chatroom if `userId` owns it (a query, so it can join a db.batch). */
+export function selectOwnedChatroom(db: Database, id: string, userId: string) {
+  return db
+    .select()
+    .from(chatrooms)
+    .where(and(eq(chatrooms.id, id), eq(chatrooms.userId, userId)))
+    .limit(1);
+}
+
+/** `limit + 1` rows, newest activity first, strictly after `after`. */
+export function listChatrooms(
+  db: Database,
+  userId: string,
+  limit: number,
+  after: ChatroomCursor | null,
+) {
+  return db
+    .select()
+    .from(chatrooms)
+    .where(
+      and(
+        eq(chatrooms.userId, userId),
+        after
+          ? sql`(${chatrooms.updatedAt}, ${chatrooms.id}) < (${after.activityAt.toISOString()}::timestamptz, ${after.id})`
+          : undefined,
+      ),
+    )
+    .orderBy(desc(chatrooms.updatedAt), desc(chatrooms.id))
+    .limit(limit + 1);
+}
+
+export function renameChatroom(
+  db: Database,
+  input: { id: string; userId: string; title: string; now: Date },
+) {
+  return db
+    .update(chatrooms)
+    .set({ title: input.title, updatedAt: input.now })
+    .where(and(eq(chatrooms.id, input.id), eq(chatrooms.userId, input.userId)))
+    .returning();
+}
+
+/** Deletes the chatroom; its messages go with it (ON DELETE CASCADE). */
+export function deleteChatroom(db: Database, id: string, userId: string) {
+  return db
+    .delete(chatrooms)
+    .where(and(eq(chatrooms.id, id), eq(chatrooms.userId, userId)))
+    .returning({ id: chatrooms.id });
+}
+
+/** Counts a prompt and its reply; also the activity that orders the list. */
+export function recordExchange(
+  db: Database,
+  input: { id: string; userId: string; added: number; now: Date },
+) {
+  return db
+    .update(chatrooms)
+    .set({
+      messageCount: sql`${chatrooms.messageCount} + ${input.added}`,
+      lastMessageAt: input.now,
+      updatedAt: input.now,
+    })
+    .where(and(eq(chatrooms.id, input.id), eq(chatrooms.userId, input.userId)));
+}
+
+/** A reply that completed at `now` is the chatroom's latest activity. */
+export function touchChatroomForReply(db: Database, replyId: string, completedAt: Date) {
+  return db
+    .update(chatrooms)
+    .set({ lastMessageAt: completedAt, updatedAt: completedAt })
+    .where(
+      sql`${chatrooms.id} = (select m.chatroom_id from messages m where m.id = ${replyId} and m.status = 'complete' and m.completed_at = ${completedAt.toISOString()}::timestamptz)`,
+    );
+}

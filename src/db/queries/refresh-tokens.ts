@@ -1,0 +1,117 @@
+import { and, eq, inArray, isNotNull, isNull, type SQL, sql } from "drizzle-orm";
+import type { Database } from "../client";
+import { refreshTokens } from "../schema/refresh-tokens";
+import { users } from "../schema/users";
+
+export async function insertRefreshToken(
+  db: Database,
+  values: { id: string; userId: string; familyId: string; tokenHash: string; expiresAt: Date },
+  now: Date,
+): Promise<void> {
+  await db.insert(refreshTokens).values({ ...values, createdAt: now });
+}
+
+/**
+ * Rotates a live refresh token into a new one in ONE statement: the conditional UPDATE (`rotated_at
+ * is null`) row-locks the old token, so of two concurrent rotations exactly one gets a row and
+ * inserts the successor; the other gets nothing. Returns null when the token is unknown, expired,
+ * revoked or already rotated, or was issued before the owner's last password change.
+ *
+ * The owner's row is read `for share`: a concurrent password change (which updates the user row
+ * first, then revokes every token) either waits for this rotation to commit and then revokes its
+ * successor too, or commits first, and this statement then sees the new `password_changed_at`
+ * and refuses. Without it, a successor inserted mid-change would survive the revocation.
+ */
+export async function rotateRefreshToken(
+  db: Database,
+  input: { tokenHash: string; newId: string; newTokenHash: string; expiresAt: Date; now: Date },
+): Promise<{ userId: string; familyId: string } | null> {
+  const now = input.now.toISOString();
+  const result = await db.execute<{ user_id: string; family_id: string }>(sql`
+    with owner as (
+      select u.id
+        from ${users} u
+        join ${refreshTokens} t on t.user_id = u.id
+       where t.token_hash = ${input.tokenHash}
+         and (u.password_changed_at is null or u.password_changed_at <= t.created_at)
+         for share of u
+    ), rotated as (
+      update ${refreshTokens}
+         set rotated_at = ${now}::timestamptz
+       where token_hash = ${input.tokenHash}
+         and rotated_at is null
+         and revoked_at is null
+         and expires_at > ${now}::timestamptz
+         and user_id in (select id from owner)
+      returning user_id, family_id
+    )
+    insert into ${refreshTokens} (id, user_id, family_id, token_hash, expires_at, created_at)
+    select ${input.newId}, user_id, family_id, ${input.newTokenHash},
+           ${input.expiresAt.toISOString()}::timestamptz, ${now}::timestamptz
+      from rotated
+    returning user_id, family_id`);
+  const row = result.rows[0];
+  return row ? { userId: row.user_id, familyId: row.family_id } : null;
+}
+
+/** Revokes every live token of the family that the token matching `owned` belongs to. */
+async function revokeFamilyOf(db: Database, owned: SQL | undefined, now: Date): Promise<number> {
+  const family = db.select({ familyId: refreshTokens.familyId }).from(refreshTokens).where(owned);
+  const rows = await db
+    .update(refreshTokens)
+    .set({ revokedAt: now })
+    .where(and(inArray(refreshTokens.familyId, family), isNull(refreshTokens.revokedAt)))
+    .returning({ id: refreshTokens.id });
+  return rows.length;
+}
+
+/**
+ * Theft detection: when the presented token was already rotated, someone replayed it, so every
+ * live token of its family (the thief's and the owner's) is revoked. Returns how many were.
+ */
+export function revokeFamilyOfRotatedToken(
+  db: Database,
+  tokenHash: string,
+  now: Date,
+): Promise<number> {
+  return revokeFamilyOf(
+    db,
+    and(eq(refreshTokens.tokenHash, tokenHash), isNotNull(refreshTokens.rotatedAt)),
+    now,
+  );
+}
+
+/** Revokes the family of a token, only if that token belongs to `userId` (logout). */
+export function revokeFamilyOfToken(
+  db: Database,
+  userId: string,
+  tokenHash: string,
+  now: Date,
+): Promise<number> {
+  return revokeFamilyOf(
+    db,
+    and(eq(refreshTokens.tokenHash, tokenHash), eq(refreshTokens.userId, userId)),
+    now,
+  );
+}
+
+/** Revokes one family of `userId` (logout by the access token's session id). */
+export async function revokeFamily(
+  db: Database,
+  userId: string,
+  familyId: string,
+  now: Date,
+): Promise<number> {
+  const rows = await db
+    .update(refreshTokens)
+    .set({ revokedAt: now })
+    .where(
+      and(
+        eq(refreshTokens.familyId, familyId),
+        eq(refreshTokens.userId, userId),
+        isNull(refreshTokens.revokedAt),
+      ),
+    )
+    .returning({ id: refreshTokens.id });
+  return rows.length;
+}

@@ -1,0 +1,104 @@
+import { and, eq, isNull, lte, or } from "drizzle-orm";
+import type { Database } from "../client";
+import { refreshTokens } from "../schema/refresh-tokens";
+import { type UserRow, users } from "../schema/users";
+
+export type { UserRow };
+
+/** Inserts a user; null when the number is taken (the unique index decides, race-free). */
+export async function insertUser(
+  db: Database,
+  values: {
+    id: string;
+    mobileNumber: string;
+    name: string | null;
+    email: string | null;
+    passwordHash: string | null;
+  },
+): Promise<UserRow | null> {
+  const rows = await db
+    .insert(users)
+    .values({ ...values, passwordChangedAt: null })
+    .onConflictDoNothing({ target: users.mobileNumber })
+    .returning();
+  return rows[0] ?? null;
+}
+
+export async function findUserByMobileNumber(
+  db: Database,
+  mobileNumber: string,
+): Promise<UserRow | null> {
+  const rows = await db.select().from(users).where(eq(users.mobileNumber, mobileNumber)).limit(1);
+  return rows[0] ?? null;
+}
+
+export async function findUserById(db: Database, id: string): Promise<UserRow | null> {
+  const rows = await db.select().from(users).where(eq(users.id, id)).limit(1);
+  return rows[0] ?? null;
+}
+
+/**
+ * Sets a new password hash and revokes every live refresh token of the user in one transaction
+ * (`db.batch`), so no session survives a change or reset. `newSession` (the caller's fresh
+ * session after a change) is inserted in the same transaction, after the revocation.
+ */
+export async function setPasswordAndRevokeSessions(
+  db: Database,
+  input: {
+    userId: string;
+    passwordHash: string;
+    now: Date;
+    newSession?: {
+      id: string;
+      userId: string;
+      familyId: string;
+      tokenHash: string;
+      expiresAt: Date;
+    };
+  },
+): Promise<UserRow | null> {
+  const { userId, passwordHash, now } = input;
+  const updateUser = db
+    .update(users)
+    .set({ passwordHash, passwordChangedAt: now, updatedAt: now })
+    .where(eq(users.id, userId))
+    .returning();
+  const revoke = db
+    .update(refreshTokens)
+    .set({ revokedAt: now })
+    .where(and(eq(refreshTokens.userId, userId), isNull(refreshTokens.revokedAt)));
+  const [updated] = input.newSession
+    ? await db.batch([
+        updateUser,
+        revoke,
+        db.insert(refreshTokens).values({ ...input.newSession, createdAt: now }),
+      ])
+    : await db.batch([updateUser, revoke]);
+  return updated[0] ?? null;
+}
+
+/**
+ * Updates the profile only if the caller's access token was issued at or after the last password
+ * change (one round trip for the check and the write); null otherwise or when the user is gone.
+ */
+export async function updateUserProfileIfTokenCurrent(
+  db: Database,
+  input: {
+    userId: string;
+    tokenIssuedAt: Date;
+    changes: { name?: string | null; email?: string | null };
+    now: Date;
+  },
+): Promise<UserRow | null> {
+  const rows = await db
+    .update(users)
+    .set({ ...input.changes, updatedAt: input.now })
+    .where(
+      and(
+        eq(users.id, input.userId),
+        or(isNull(users.passwordChangedAt), lte(users.passwordChangedAt, input.tokenIssuedAt)),
+      ),
+    )
+    .returning();
+  return rows[0] ?? null;
+}

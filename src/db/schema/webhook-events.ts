@@ -1,0 +1,11 @@
+import { pgTable, text, timestamp } from "drizzle-orm/pg-core";
+
+/** One row per processed Stripe event id: a redelivery finds its row and does nothing. */
+export const processedWebhookEvents = pgTable("processed_webhook_events", {
+  id: text("id").primaryKey(),
+  source: text("source").notNull(),
+  type: text("type").notNull(),
+  processedAt: timestamp("processed_at", { withTimezone: true, mode: "date" })
+    .notNull()
+    .defaultNow(),
+});

@@ -1,0 +1,104 @@
+import { z } from "zod";
+
+const secret = (name: string, minBytes = 32) =>
+  z
+    .string({ error: `${name} is required` })
+    .refine((v) => new TextEncoder().encode(v).length >= minBytes, {
+      message: `${name} must be at least ${minBytes} bytes of random data`,
+    });
+
+const int = (fallback: number, min = 1) => z.coerce.number().int().min(min).default(fallback);
+const url = z.url();
+
+/**
+ * Every binding and secret the Worker reads, validated once per isolate. A missing or weak
+ * value is a startup error naming the variable, never an `undefined` deep inside a handler.
+ */
+export const EnvSchema = z
+  .object({
+    ENVIRONMENT: z.enum(["development", "test", "production"]).default("production"),
+    /** Public base URL of this Worker: QStash callbacks and Stripe redirects are built from it. */
+    APP_URL: url,
+    /** Origins a client may pass as Stripe Checkout success/cancel URLs (comma-separated). */
+    ALLOWED_REDIRECT_ORIGINS: z.string().default(""),
+
+    DATABASE_URL: z.string().startsWith("postgres", "DATABASE_URL must be a postgres:// URL"),
+    /** Overrides the Neon HTTP endpoint (the local cloud); unset in production. */
+    NEON_FETCH_ENDPOINT: url.optional(),
+
+    UPSTASH_REDIS_REST_URL: url,
+    UPSTASH_REDIS_REST_TOKEN: z.string().min(1, "UPSTASH_REDIS_REST_TOKEN is required"),
+
+    QSTASH_URL: url.default("https://qstash.upstash.io"),
+    QSTASH_TOKEN: z.string().min(1, "QSTASH_TOKEN is required"),
+    QSTASH_CURRENT_SIGNING_KEY: z.string().min(1, "QSTASH_CURRENT_SIGNING_KEY is required"),
+    QSTASH_NEXT_SIGNING_KEY: z.string().min(1, "QSTASH_NEXT_SIGNING_KEY is required"),
+
+    GEMINI_API_KEY: z.string().min(1, "GEMINI_API_KEY is required"),
+    GEMINI_BASE_URL: url.default("https://generativelanguage.googleapis.com"),
+    GEMINI_MODEL: z.string().min(1).default("gemini-2.5-flash"),
+    GEMINI_SYSTEM_PROMPT: z.string().default("You are a helpful, concise assistant."),
+
+    STRIPE_SECRET_KEY: z.string().min(1, "STRIPE_SECRET_KEY is required"),
+    STRIPE_WEBHOOK_SECRET: z.string().min(1, "STRIPE_WEBHOOK_SECRET is required"),
+    STRIPE_PRO_PRICE_ID: z.string().min(1, "STRIPE_PRO_PRICE_ID is required"),
+    /** Overrides the Stripe API origin (the local cloud); unset in production. */
+    STRIPE_API_BASE: url.optional(),
+
+    JWT_SECRET: secret("JWT_SECRET"),
+    /** Key of the HMAC that OTP codes are stored under. */
+    OTP_SECRET: secret("OTP_SECRET"),
+    OTP_DELIVERY: z.enum(["response", "log"]).default("log"),
+    ACCESS_TOKEN_TTL_SECONDS: int(900),
+    REFRESH_TOKEN_TTL_SECONDS: int(30 * 24 * 3600),
+
+    BASIC_DAILY_LIMIT: int(5),
+    PRO_DAILY_LIMIT: int(1000),
+    CHATROOM_CACHE_TTL_SECONDS: int(600),
+    HISTORY_MAX_MESSAGES: int(20),
+    HISTORY_MAX_CHARS: int(16_000),
+    REPLY_DEADLINE_SECONDS: int(3600),
+    QSTASH_RETRIES: int(3, 0),
+  })
+  .superRefine((env, ctx) => {
+    // A reply must not be declared timed out while QStash may still deliver Gemini's answer.
+    const chain = qstashRetryChainSeconds(env.QSTASH_RETRIES);
+    if (env.REPLY_DEADLINE_SECONDS <= chain) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["REPLY_DEADLINE_SECONDS"],
+        message: `REPLY_DEADLINE_SECONDS must exceed QStash's retry chain for QSTASH_RETRIES=${env.QSTASH_RETRIES} (${Math.ceil(chain)} s)`,
+      });
+    }
+    if (env.ENVIRONMENT === "production" && env.OTP_DELIVERY === "response") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["OTP_DELIVERY"],
+        message: "OTP_DELIVERY=response is refused in production (codes would leak)",
+      });
+    }
+  });
+
+export type Env = z.infer<typeof EnvSchema>;
+
+/** Seconds from a message's first delivery to its last retry: QStash backs off min(1 d, e^(2.5·n)). */
+export function qstashRetryChainSeconds(retries: number): number {
+  let total = 0;
+  for (let n = 1; n <= retries; n++) total += Math.min(86_400, Math.exp(2.5 * n));
+  return total;
+}
+
+/** Raw Worker bindings: strings from wrangler vars and secrets. */
+export type Bindings = Record<string, unknown>;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Validates the bindings; throws one ConfigError listing every bad variable by name. */
+export function parseEnv(bindings: Bindings): Env {
+  const result = EnvSchema.safeParse(bindings);
+  if (result.success) return result.data;
+  const lines = result.error.issues.map((i) => `${i.path.join(".") || "env"}: ${i.message}`);
+  throw new ConfigError(`Invalid configuration:\n  ${lines.join("\n  ")}`);
+}

@@ -1,0 +1,24 @@
+import { env } from "cloudflare:workers";
+import { createApp } from "./app";
+import { buildServices, envFromBindings } from "./middleware/services";
+import { buildChatDeps } from "./services/chat/deps";
+import { sweepReplies } from "./services/chat/sweep";
+
+// Validate configuration when the isolate starts, so a missing or weak secret stops the Worker
+// with a message naming the variable instead of failing deep inside a request.
+envFromBindings(env as unknown as Record<string, unknown>);
+
+const app = createApp();
+
+export default {
+  fetch: app.fetch,
+  /** Cron trigger: fails overdue replies and republishes replies whose publish failed. */
+  async scheduled(controller, bindings, ctx) {
+    const config = envFromBindings(bindings);
+    const deps = buildChatDeps(buildServices(config), config, (p) => ctx.waitUntil(p));
+    const report = await sweepReplies(deps, new Date(controller.scheduledTime));
+    console.log(
+      JSON.stringify({ level: "info", msg: "reply_sweep", cron: controller.cron, ...report }),
+    );
+  },
+} satisfies ExportedHandler<Record<string, unknown>>;

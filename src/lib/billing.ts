@@ -1,0 +1,253 @@
+import Stripe from "stripe";
+import { DependencyUnavailableError } from "../errors";
+
+/** Stripe's default signature tolerance; we apply it to future timestamps too. */
+export const WEBHOOK_TOLERANCE_SECONDS = 300;
+
+/** The part of a Stripe subscription this app stores. */
+export interface BillingSubscription {
+  id: string;
+  customerId: string;
+  status: string;
+  priceId: string | null;
+  currentPeriodEnd: Date | null;
+  cancelAtPeriodEnd: boolean;
+  /** `metadata.user_id`, set by our Checkout Session. */
+  userId: string | null;
+}
+
+/** A verified webhook event reduced to what the handler needs to find the subscription and user. */
+export interface BillingEvent {
+  id: string;
+  type: string;
+  /** Unix seconds. */
+  created: number;
+  subscriptionId: string | null;
+  customerId: string | null;
+  /** `client_reference_id` or `metadata.user_id` carried by the event's object. */
+  userId: string | null;
+}
+
+export interface CheckoutInput {
+  userId: string;
+  customerId: string;
+  priceId: string;
+  successUrl: string;
+  cancelUrl: string;
+  idempotencyKey: string;
+}
+
+/** The Stripe operations the app uses. Only this module imports `stripe`. */
+export interface Billing {
+  createCustomer(input: { userId: string; idempotencyKey: string }): Promise<{ id: string }>;
+  createCheckoutSession(input: CheckoutInput): Promise<{ id: string; url: string }>;
+  /** The subscription's current state, or null when Stripe does not know the id. */
+  retrieveSubscription(id: string): Promise<BillingSubscription | null>;
+  /** Sets `cancel_at_period_end`; the subscription stays active until the period ends. */
+  cancelAtPeriodEnd(id: string): Promise<BillingSubscription>;
+  createPortalSession(input: { customerId: string; returnUrl: string }): Promise<{ url: string }>;
+  /** Verifies the signature over the raw body; throws WebhookSignatureError when it is not valid. */
+  verifyWebhook(rawBody: string, signature: string | undefined, now: Date): Promise<BillingEvent>;
+}
+
+export class WebhookSignatureError extends Error {
+  override name = "WebhookSignatureError";
+}
+
+export interface BillingConfig {
+  secretKey: string;
+  webhookSecret: string;
+  /** Origin of a Stripe stand-in (the local cloud); unset in production. */
+  apiBase?: string | undefined;
+}
+
+/** Built per request by the services middleware; the Stripe client is made on first use only. */
+export function createBilling(config: BillingConfig): Billing {
+  let client: Stripe | undefined;
+  const stripe = () => {
+    client ??= new Stripe(config.secretKey, {
+      httpClient: Stripe.createFetchHttpClient(),
+      // A Worker request should not hang on Stripe for the SDK's default 80 s.
+      timeout: 10_000,
+      maxNetworkRetries: 1,
+      ...(config.apiBase ? hostOptions(config.apiBase) : {}),
+    });
+    return client;
+  };
+  const cryptoProvider = Stripe.createSubtleCryptoProvider();
+
+  return {
+    createCustomer: ({ userId, idempotencyKey }) =>
+      vendorCall(async () => {
+        const customer = await stripe().customers.create(
+          { metadata: { user_id: userId } },
+          { idempotencyKey },
+        );
+        return { id: customer.id };
+      }),
+
+    createCheckoutSession: (input) =>
+      vendorCall(async () => {
+        const session = await stripe().checkout.sessions.create(
+          {
+            mode: "subscription",
+            customer: input.customerId,
+            line_items: [{ price: input.priceId, quantity: 1 }],
+            client_reference_id: input.userId,
+            metadata: { user_id: input.userId },
+            subscription_data: { metadata: { user_id: input.userId } },
+            success_url: input.successUrl,
+            cancel_url: input.cancelUrl,
+          },
+          { idempotencyKey: input.idempotencyKey },
+        );
+        if (!session.url) throw new Error(`Checkout Session ${session.id} has no url`);
+        return { id: session.id, url: session.url };
+      }),
+
+    retrieveSubscription: (id) =>
+      vendorCall(async () => {
+        try {
+          return toSubscription(await stripe().subscriptions.retrieve(id));
+        } catch (err) {
+          if (err instanceof Stripe.errors.StripeInvalidRequestError && err.statusCode === 404) {
+            return null;
+          }
+          throw err;
+        }
+      }),
+
+    cancelAtPeriodEnd: (id) =>
+      vendorCall(async () =>
+        toSubscription(await stripe().subscriptions.update(id, { cancel_at_period_end: true })),
+      ),
+
+    createPortalSession: ({ customerId, returnUrl }) =>
+      vendorCall(async () => {
+        const session = await stripe().billingPortal.sessions.create({
+          customer: customerId,
+          return_url: returnUrl,
+        });
+        return { url: session.url };
+      }),
+
+    async verifyWebhook(rawBody, signature, now) {
+      if (!signature) throw new WebhookSignatureError("The Stripe-Signature header is missing.");
+      const nowSeconds = Math.floor(now.getTime() / 1000);
+      // stripe-node only refuses old timestamps; a future one beyond the tolerance is refused too.
+      // Read `t` exactly as stripe-node does (the last `t=` element wins), or a header carrying
+      // an innocent `t` first would have its signed future `t` checked by nobody.
+      let timestamp = Number.NaN;
+      for (const item of signature.split(",")) {
+        const [key, value] = item.split("=");
+        if (key === "t") timestamp = Number.parseInt(value ?? "", 10);
+      }
+      if (timestamp - nowSeconds > WEBHOOK_TOLERANCE_SECONDS) {
+        throw new WebhookSignatureError("The signature timestamp is in the future.");
+      }
+      let event: Stripe.Event;
+      try {
+        event = await stripe().webhooks.constructEventAsync(
+          rawBody,
+          signature,
+          config.webhookSecret,
+          WEBHOOK_TOLERANCE_SECONDS,
+          cryptoProvider,
+          now.getTime(),
+        );
+      } catch (err) {
+        // Signature failures and a body that is not JSON are both the sender's fault: 400.
+        throw new WebhookSignatureError(err instanceof Error ? err.message : String(err));
+      }
+      return toBillingEvent(event);
+    },
+  };
+}
+
+function hostOptions(apiBase: string) {
+  const url = new URL(apiBase);
+  const protocol = url.protocol === "http:" ? ("http" as const) : ("https" as const);
+  return {
+    host: url.hostname,
+    port: url.port || (protocol === "http" ? 80 : 443),
+    protocol,
+  };
+}
+
+/** Stripe being unreachable, overloaded or failing is a 503 (and, for webhooks, a retry). */
+async function vendorCall<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (
+      err instanceof Stripe.errors.StripeConnectionError ||
+      err instanceof Stripe.errors.StripeAPIError ||
+      err instanceof Stripe.errors.StripeRateLimitError ||
+      (err instanceof Stripe.errors.StripeError && (err.statusCode ?? 0) >= 500)
+    ) {
+      throw new DependencyUnavailableError("payment provider", err);
+    }
+    throw err;
+  }
+}
+
+type Loose = Record<string, unknown>;
+
+const str = (v: unknown): string | null => (typeof v === "string" && v !== "" ? v : null);
+/** An expandable field: either the id or the expanded object. */
+const ref = (v: unknown): string | null => str(v) ?? str((v as Loose | null)?.id);
+const obj = (v: unknown): Loose => (v && typeof v === "object" ? (v as Loose) : {});
+
+/** Maps a Stripe subscription (any API version) to what we store. */
+export function toSubscription(sub: Stripe.Subscription | Loose): BillingSubscription {
+  const s = sub as Loose;
+  const items = (obj(s.items).data as Loose[] | undefined) ?? [];
+  const first = items[0] ?? {};
+  // Since API 2025-03-31 the period lives on each item; older versions keep it on the subscription.
+  const periodEnds = items
+    .map((i) => i.current_period_end)
+    .filter((v): v is number => typeof v === "number");
+  const periodEnd =
+    periodEnds.length > 0
+      ? Math.max(...periodEnds)
+      : typeof s.current_period_end === "number"
+        ? s.current_period_end
+        : null;
+  return {
+    id: String(s.id),
+    customerId: ref(s.customer) ?? "",
+    status: String(s.status),
+    priceId: ref(first.price),
+    currentPeriodEnd: periodEnd === null ? null : new Date(periodEnd * 1000),
+    cancelAtPeriodEnd: s.cancel_at_period_end === true,
+    userId: str(obj(s.metadata).user_id),
+  };
+}
+
+/** Finds the subscription, customer and user an event is about, whatever its object type. */
+export function toBillingEvent(event: Stripe.Event | Loose): BillingEvent {
+  const e = event as Loose;
+  const o = obj(obj(e.data).object);
+  const type = String(e.type);
+  let subscriptionId: string | null = null;
+  let userId: string | null = str(obj(o.metadata).user_id);
+  if (type.startsWith("checkout.session.")) {
+    subscriptionId = ref(o.subscription);
+    userId = str(o.client_reference_id) ?? userId;
+  } else if (type.startsWith("customer.subscription.")) {
+    subscriptionId = str(o.id);
+  } else if (type.startsWith("invoice.")) {
+    // API 2025-03-31 moved the subscription under parent.subscription_details.
+    const details = obj(obj(o.parent).subscription_details);
+    subscriptionId = ref(details.subscription) ?? ref(o.subscription);
+    userId = str(obj(details.metadata).user_id) ?? userId;
+  }
+  return {
+    id: String(e.id),
+    type,
+    created: typeof e.created === "number" ? e.created : 0,
+    subscriptionId,
+    customerId: ref(o.customer),
+    userId,
+  };
+}

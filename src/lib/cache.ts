@@ -1,0 +1,78 @@
+import { describeError } from "../errors";
+import type { RedisClient } from "./redis";
+
+/** What a cache read found: the scope's current version and the entry stored under it, if any. */
+export interface CacheRead {
+  version: string;
+  /** The stored value, or null on a miss (absent, written under an older version, or corrupt). */
+  value: string | null;
+}
+
+/**
+ * A per-scope (per-user) cache in Redis. Every entry records the scope version it was computed
+ * under; `invalidate` bumps the version, so entries computed from older data are never served,
+ * even when a slow reader writes them after the invalidation.
+ */
+export interface VersionedCache {
+  /** One round trip (MGET). Resolves null when Redis fails or is slower than the bound. */
+  read(scope: string, key: string): Promise<CacheRead | null>;
+  write(scope: string, key: string, version: string, value: string): Promise<void>;
+  invalidate(scope: string): Promise<void>;
+}
+
+export interface VersionedCacheOptions {
+  redis: RedisClient;
+  namespace: string;
+  ttlSeconds: number;
+  /** Longest a read may take before the caller goes to the database instead. */
+  readTimeoutMs: number;
+}
+
+const SEPARATOR = "\n";
+
+export function createVersionedCache(o: VersionedCacheOptions): VersionedCache {
+  const versionKey = (scope: string) => `${o.namespace}:${scope}:ver`;
+  const entryKey = (scope: string, key: string) => `${o.namespace}:${scope}:entry:${key}`;
+  // The version must outlive every entry written under it, or a reset counter could revive one.
+  const versionTtl = Math.max(o.ttlSeconds * 4, 86_400);
+
+  return {
+    async read(scope, key) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<null>((resolve) => {
+        timer = setTimeout(() => resolve(null), o.readTimeoutMs);
+      });
+      const lookup = o.redis
+        .mget<(string | null)[]>(versionKey(scope), entryKey(scope, key))
+        .then(([version, stored]): CacheRead => {
+          const current = version ?? "0";
+          if (typeof stored !== "string") return { version: current, value: null };
+          const at = stored.indexOf(SEPARATOR);
+          if (at < 0 || stored.slice(0, at) !== current) return { version: current, value: null };
+          return { version: current, value: stored.slice(at + 1) };
+        })
+        .catch((err: unknown) => {
+          console.warn(
+            JSON.stringify({ level: "warn", msg: "cache_read_failed", error: describeError(err) }),
+          );
+          return null;
+        });
+      try {
+        return await Promise.race([lookup, timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    async write(scope, key, version, value) {
+      await o.redis.set(entryKey(scope, key), `${version}${SEPARATOR}${value}`, {
+        ex: o.ttlSeconds,
+      });
+    },
+    async invalidate(scope) {
+      const p = o.redis.pipeline();
+      p.incr(versionKey(scope));
+      p.expire(versionKey(scope), versionTtl);
+      await p.exec();
+    },
+  };
+}

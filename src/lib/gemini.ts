@@ -1,0 +1,192 @@
+import { ApiError, GoogleGenAI } from "@google/genai";
+
+/** One turn of a conversation as Gemini sees it. */
+export interface GeminiTurn {
+  role: "user" | "model";
+  text: string;
+}
+
+/** The REST body of `models/{model}:generateContent` (and of the streaming variant). */
+export interface GenerateContentBody {
+  contents: { role: "user" | "model"; parts: { text: string }[] }[];
+  systemInstruction?: { parts: { text: string }[] };
+}
+
+export interface GeminiUsage {
+  promptTokens: number | null;
+  replyTokens: number | null;
+}
+
+/** What a Gemini answer boils down to for us. */
+export type GeminiAnswer =
+  | { kind: "text"; text: string; finishReason: string | null; usage: GeminiUsage }
+  | { kind: "blocked"; finishReason: string | null; usage: GeminiUsage }
+  | { kind: "empty"; finishReason: string | null; usage: GeminiUsage };
+
+const BLOCKING_FINISH_REASONS = new Set([
+  "SAFETY",
+  "RECITATION",
+  "BLOCKLIST",
+  "PROHIBITED_CONTENT",
+  "SPII",
+  "IMAGE_SAFETY",
+]);
+
+export function generateContentUrl(baseUrl: string, model: string): string {
+  return `${baseUrl.replace(/\/+$/, "")}/v1beta/models/${encodeURIComponent(model)}:generateContent`;
+}
+
+/** The header Gemini reads its API key from (forwarded by QStash, redacted in its logs). */
+export const GEMINI_API_KEY_HEADER = "x-goog-api-key";
+
+/** Builds the request body; consecutive turns of one role are merged (Gemini expects alternation). */
+export function buildGenerateContentBody(
+  turns: GeminiTurn[],
+  systemPrompt: string,
+): GenerateContentBody {
+  const contents: GenerateContentBody["contents"] = [];
+  for (const turn of turns) {
+    const last = contents.at(-1);
+    if (last && last.role === turn.role) last.parts.push({ text: turn.text });
+    else contents.push({ role: turn.role, parts: [{ text: turn.text }] });
+  }
+  return {
+    contents,
+    ...(systemPrompt ? { systemInstruction: { parts: [{ text: systemPrompt }] } } : {}),
+  };
+}
+
+function asRecord(v: unknown): Record<string, unknown> | undefined {
+  return typeof v === "object" && v !== null && !Array.isArray(v)
+    ? (v as Record<string, unknown>)
+    : undefined;
+}
+
+function asCount(v: unknown): number | null {
+  return typeof v === "number" && Number.isInteger(v) && v >= 0 ? v : null;
+}
+
+/**
+ * Reads a generateContent response (or one merged stream). Returns null when the value is not a
+ * Gemini response at all (then the caller treats it as an upstream error).
+ */
+export function readGenerateContentResponse(json: unknown): GeminiAnswer | null {
+  const root = asRecord(json);
+  if (!root) return null;
+  const usageMeta = asRecord(root.usageMetadata);
+  const usage: GeminiUsage = {
+    promptTokens: asCount(usageMeta?.promptTokenCount),
+    replyTokens: asCount(usageMeta?.candidatesTokenCount),
+  };
+  const promptFeedback = asRecord(root.promptFeedback);
+  if (typeof promptFeedback?.blockReason === "string") {
+    return { kind: "blocked", finishReason: promptFeedback.blockReason, usage };
+  }
+  if (!Array.isArray(root.candidates)) return null;
+  const candidate = asRecord(root.candidates[0]);
+  if (!candidate) return { kind: "empty", finishReason: null, usage };
+  const finishReason = typeof candidate.finishReason === "string" ? candidate.finishReason : null;
+  if (finishReason && BLOCKING_FINISH_REASONS.has(finishReason)) {
+    return { kind: "blocked", finishReason, usage };
+  }
+  const parts = asRecord(candidate.content)?.parts;
+  const text = Array.isArray(parts)
+    ? parts
+        .map((p) => asRecord(p))
+        .filter((p) => p !== undefined && p.thought !== true && typeof p.text === "string")
+        .map((p) => p?.text as string)
+        .join("")
+    : "";
+  if (text.length === 0) return { kind: "empty", finishReason, usage };
+  return { kind: "text", text, finishReason, usage };
+}
+
+/** A failure of the streaming call, with the upstream HTTP status when there was one. */
+export class GeminiCallError extends Error {
+  override name = "GeminiCallError";
+  readonly status: number | null;
+  readonly timedOut: boolean;
+  constructor(message: string, status: number | null, timedOut: boolean) {
+    super(message);
+    this.status = status;
+    this.timedOut = timedOut;
+  }
+}
+
+/** One streamed chunk: new text (possibly empty) and, at the end, the merged answer. */
+export type GeminiStreamEvent =
+  | { type: "delta"; text: string }
+  | { type: "end"; answer: GeminiAnswer };
+
+/** Calls streamGenerateContent directly (the SSE path only; queued replies go through QStash). */
+export interface GeminiStreamer {
+  stream(body: GenerateContentBody): AsyncGenerator<GeminiStreamEvent>;
+}
+
+export function createGeminiStreamer(o: {
+  apiKey: string;
+  baseUrl: string;
+  model: string;
+  timeoutMs: number;
+}): GeminiStreamer {
+  // Built on first use: most requests never stream, and the SDK client is not free to set up.
+  let client: GoogleGenAI | undefined;
+  return {
+    async *stream(body) {
+      client ??= new GoogleGenAI({
+        apiKey: o.apiKey,
+        httpOptions: { baseUrl: o.baseUrl, timeout: o.timeoutMs },
+      });
+      const ai = client;
+      let chunks: Awaited<ReturnType<typeof ai.models.generateContentStream>>;
+      try {
+        chunks = await ai.models.generateContentStream({
+          model: o.model,
+          contents: body.contents,
+          ...(body.systemInstruction
+            ? { config: { systemInstruction: body.systemInstruction } }
+            : {}),
+        });
+      } catch (err) {
+        throw toCallError(err);
+      }
+      let text = "";
+      let finishReason: string | null = null;
+      let usage: unknown;
+      let promptFeedback: unknown;
+      try {
+        for await (const chunk of chunks) {
+          const answer = readGenerateContentResponse({
+            candidates: chunk.candidates ?? [],
+            usageMetadata: chunk.usageMetadata,
+          });
+          if (chunk.usageMetadata) usage = chunk.usageMetadata;
+          if (chunk.promptFeedback) promptFeedback = chunk.promptFeedback;
+          if (answer?.finishReason) finishReason = answer.finishReason;
+          if (answer?.kind === "text") {
+            text += answer.text;
+            yield { type: "delta", text: answer.text };
+          }
+        }
+      } catch (err) {
+        throw toCallError(err);
+      }
+      const merged = readGenerateContentResponse({
+        candidates: [{ content: { parts: [{ text }] }, finishReason }],
+        usageMetadata: usage,
+        promptFeedback,
+      });
+      yield { type: "end", answer: merged ?? { kind: "empty", finishReason, usage: noUsage } };
+    },
+  };
+}
+
+const noUsage: GeminiUsage = { promptTokens: null, replyTokens: null };
+
+function toCallError(err: unknown): GeminiCallError {
+  if (err instanceof ApiError) return new GeminiCallError(err.message, err.status, false);
+  const e = err instanceof Error ? err : new Error(String(err));
+  const timedOut =
+    e.name === "AbortError" || e.name === "TimeoutError" || /timed? ?out/i.test(e.message);
+  return new GeminiCallError(e.message, null, timedOut);
+}

@@ -1,0 +1,223 @@
+import type { RedisClient } from "./redis";
+
+export const OTP_LENGTH = 6;
+const OTP_SPACE = 10 ** OTP_LENGTH;
+// Largest multiple of 10^6 that fits in a uint32: values at or above it are redrawn, so every
+// code is equally likely (a bare `% 1e6` would favour the low codes).
+const UNBIASED_LIMIT = Math.floor(2 ** 32 / OTP_SPACE) * OTP_SPACE;
+
+/** A 6-digit code (leading zeros kept) from the platform CSPRNG with rejection sampling. */
+export function generateOtp(): string {
+  const buf = new Uint32Array(1);
+  for (;;) {
+    crypto.getRandomValues(buf);
+    const n = buf[0] as number;
+    if (n < UNBIASED_LIMIT) return String(n % OTP_SPACE).padStart(OTP_LENGTH, "0");
+  }
+}
+
+export type OtpPurpose = "login" | "password_reset";
+
+const encoder = new TextEncoder();
+const macKeys = new Map<string, Promise<CryptoKey>>();
+
+function macKey(secret: string): Promise<CryptoKey> {
+  // Isolate-lifetime cache: importing the same HMAC key on every request is wasted work.
+  let key = macKeys.get(secret);
+  if (!key) {
+    key = crypto.subtle.importKey(
+      "raw",
+      encoder.encode(secret),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      ["sign"],
+    );
+    macKeys.set(secret, key);
+  }
+  return key;
+}
+
+/**
+ * Keyed hash of a code, bound to its number and purpose: a code for one (number, purpose) can
+ * never match another, and a leaked store cannot be brute-forced offline without the key.
+ */
+export async function otpMac(
+  secret: string,
+  input: { mobileNumber: string; purpose: OtpPurpose; code: string },
+): Promise<string> {
+  const message = `otp:v1\n${input.purpose}\n${input.mobileNumber}\n${input.code}`;
+  const mac = await crypto.subtle.sign("HMAC", await macKey(secret), encoder.encode(message));
+  return Array.from(new Uint8Array(mac), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export type ConsumeResult =
+  /** `expiresAtMs`: the consumed code's expiry, so a request that then fails can restore it. */
+  | { status: "ok"; expiresAtMs: number }
+  /** No live code: never issued, already used, killed by too many attempts, or replaced. */
+  | { status: "missing" }
+  | { status: "expired" }
+  | { status: "wrong"; attemptsLeft: number }
+  /** Too many consecutive failures for this number across codes; retry after the cool-down. */
+  | { status: "locked"; retryAfterSeconds: number };
+
+/** Where OTP state lives: one live code per (number, purpose), consumed atomically. */
+export interface OtpStore {
+  issue(input: {
+    mobileNumber: string;
+    purpose: OtpPurpose;
+    mac: string;
+    expiresAtMs: number;
+    ttlSeconds: number;
+  }): Promise<void>;
+  consume(input: {
+    mobileNumber: string;
+    purpose: OtpPurpose;
+    mac: string;
+    nowMs: number;
+    maxAttempts: number;
+    maxConsecutiveFailures: number;
+    failureWindowSeconds: number;
+  }): Promise<ConsumeResult>;
+  /**
+   * Starts the send cool-down for (number, purpose) unless one is running; answers how long the
+   * running one has left. Exact, unlike a 1-token window, which lets two sends straddle a boundary.
+   */
+  startCooldown(input: {
+    mobileNumber: string;
+    purpose: OtpPurpose;
+    seconds: number;
+  }): Promise<{ started: true } | { started: false; retryAfterSeconds: number }>;
+  /** Ends a cool-down this request started (the send was refused for another reason). */
+  clearCooldown(input: { mobileNumber: string; purpose: OtpPurpose }): Promise<void>;
+  /** Puts a consumed code back unless a newer one was issued meanwhile. */
+  restore(input: {
+    mobileNumber: string;
+    purpose: OtpPurpose;
+    mac: string;
+    expiresAtMs: number;
+    ttlSeconds: number;
+  }): Promise<void>;
+}
+
+// Replaces any earlier code for the same (number, purpose): only the latest one is valid.
+const ISSUE_SCRIPT = `
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'mac', ARGV[1], 'exp', ARGV[2], 'fails', '0')
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+`;
+
+// One script so check-and-delete is atomic: of N concurrent correct submissions exactly one sees
+// the code. Expiry is checked against the caller's clock (stored 'exp'); the Redis TTL only
+// collects garbage. MACs are compared as strings: they are keyed, so timing reveals nothing usable.
+const CONSUME_SCRIPT = `
+local failures = tonumber(redis.call('GET', KEYS[2]) or '0')
+if failures >= tonumber(ARGV[4]) then
+  return {'locked', redis.call('TTL', KEYS[2])}
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {'missing', 0}
+end
+local mac = redis.call('HGET', KEYS[1], 'mac')
+local exp = tonumber(redis.call('HGET', KEYS[1], 'exp'))
+if exp <= tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[1])
+  return {'expired', 0}
+end
+if mac == ARGV[1] then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return {'ok', tostring(exp)}
+end
+local fails = redis.call('HINCRBY', KEYS[1], 'fails', 1)
+if redis.call('INCR', KEYS[2]) == 1 then
+  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
+end
+local left = tonumber(ARGV[3]) - fails
+if left <= 0 then
+  redis.call('DEL', KEYS[1])
+  left = 0
+end
+return {'wrong', left}
+`;
+
+const RESTORE_SCRIPT = `
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'mac', ARGV[1], 'exp', ARGV[2], 'fails', '0')
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+`;
+
+const COOLDOWN_SCRIPT = `
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', tonumber(ARGV[1])) then
+  return 0
+end
+return redis.call('PTTL', KEYS[1])
+`;
+
+const codeKey = (mobileNumber: string, purpose: OtpPurpose) => `otp:v1:${purpose}:${mobileNumber}`;
+const failuresKey = (mobileNumber: string) => `otp:v1:failures:${mobileNumber}`;
+const cooldownKey = (mobileNumber: string, purpose: OtpPurpose) =>
+  `otp:v1:cooldown:${purpose}:${mobileNumber}`;
+
+/** OTP state in Upstash Redis, one Lua script per operation. */
+export function createOtpStore(redis: RedisClient): OtpStore {
+  return {
+    async issue(i) {
+      await redis.eval(
+        ISSUE_SCRIPT,
+        [codeKey(i.mobileNumber, i.purpose)],
+        [i.mac, String(i.expiresAtMs), String(i.ttlSeconds)],
+      );
+    },
+    async consume(i) {
+      const raw = (await redis.eval(
+        CONSUME_SCRIPT,
+        [codeKey(i.mobileNumber, i.purpose), failuresKey(i.mobileNumber)],
+        [
+          i.mac,
+          String(i.nowMs),
+          String(i.maxAttempts),
+          String(i.maxConsecutiveFailures),
+          String(i.failureWindowSeconds),
+        ],
+      )) as [string, number | string];
+      const [status, value] = raw;
+      const n = Number(value);
+      switch (status) {
+        case "ok":
+          return { status: "ok", expiresAtMs: n };
+        case "expired":
+          return { status: "expired" };
+        case "wrong":
+          return { status: "wrong", attemptsLeft: n };
+        case "locked":
+          return { status: "locked", retryAfterSeconds: n > 0 ? n : 1 };
+        default:
+          return { status: "missing" };
+      }
+    },
+    async startCooldown(i) {
+      const pttl = Number(
+        await redis.eval(
+          COOLDOWN_SCRIPT,
+          [cooldownKey(i.mobileNumber, i.purpose)],
+          [String(i.seconds * 1000)],
+        ),
+      );
+      if (pttl === 0) return { started: true };
+      return { started: false, retryAfterSeconds: Math.max(1, Math.ceil(pttl / 1000)) };
+    },
+    async clearCooldown(i) {
+      await redis.del(cooldownKey(i.mobileNumber, i.purpose));
+    },
+    async restore(i) {
+      await redis.eval(
+        RESTORE_SCRIPT,
+        [codeKey(i.mobileNumber, i.purpose)],
+        [i.mac, String(i.expiresAtMs), String(i.ttlSeconds)],
+      );
+    },
+  };
+}

@@ -1,0 +1,23 @@
+import { Redis } from "@upstash/redis/cloudflare";
+
+export type RedisClient = Redis;
+
+/** No Redis command waits longer than this; a hanging Redis becomes a 503, not a hung request. */
+export const REDIS_TIMEOUT_MS = 2_000;
+
+/**
+ * Upstash Redis over REST. One retry only: the SDK's default (5 retries, ~11 s of backoff) would
+ * hold a request far past the point where failing fast with a 503 is the better answer. The
+ * signal is a function so each command gets a fresh deadline, and so the SDK throws on timeout
+ * (given a plain signal it would resolve an aborted command with the abort reason as its result).
+ */
+export function createRedis(url: string, token: string): RedisClient {
+  return new Redis({
+    url,
+    token,
+    retry: { retries: 1, backoff: () => 50 },
+    signal: () => AbortSignal.timeout(REDIS_TIMEOUT_MS),
+    automaticDeserialization: false,
+    enableTelemetry: false,
+  });
+}

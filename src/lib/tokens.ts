@@ -1,0 +1,77 @@
+import { errors, jwtVerify, SignJWT } from "jose";
+import { newId } from "./ids";
+
+export const TOKEN_ISSUER = "gemini-chat-api";
+export const TOKEN_AUDIENCE = "gemini-chat-api:access";
+/** Explicit JWT type (RFC 8725 §3.11) so no other kind of token can pass as an access token. */
+export const ACCESS_TOKEN_TYPE = "at+jwt";
+
+export interface AccessClaims {
+  userId: string;
+  issuedAt: number;
+  expiresAt: number;
+  tokenId: string;
+  /** The refresh-token family this access token was issued with (`sid`), if any. */
+  sessionId?: string;
+}
+
+export interface AccessTokens {
+  sign(
+    userId: string,
+    now: Date,
+    sessionId?: string,
+  ): Promise<{ token: string; expiresIn: number }>;
+  /** Throws InvalidTokenError for anything but a valid, unexpired access token of ours. */
+  verify(token: string, now: Date): Promise<AccessClaims>;
+}
+
+export class InvalidTokenError extends Error {
+  override name = "InvalidTokenError";
+}
+
+/** HS256 access tokens with jose; the algorithm, issuer, audience and type are all pinned. */
+export function createAccessTokens(secret: string, ttlSeconds: number): AccessTokens {
+  const key = new TextEncoder().encode(secret);
+  return {
+    async sign(userId, now, sessionId) {
+      // Millisecond `iat` (RFC 7519 allows a non-integer NumericDate): a password change must
+      // refuse tokens issued a moment before it while accepting the pair issued right after.
+      const iat = now.getTime() / 1000;
+      const token = await new SignJWT(sessionId ? { sid: sessionId } : {})
+        .setProtectedHeader({ alg: "HS256", typ: ACCESS_TOKEN_TYPE })
+        .setIssuer(TOKEN_ISSUER)
+        .setAudience(TOKEN_AUDIENCE)
+        .setSubject(userId)
+        .setIssuedAt(iat)
+        .setExpirationTime(Math.floor(iat) + ttlSeconds)
+        .setJti(newId())
+        .sign(key);
+      return { token, expiresIn: ttlSeconds };
+    },
+    async verify(token, now) {
+      try {
+        const { payload } = await jwtVerify(token, key, {
+          algorithms: ["HS256"],
+          issuer: TOKEN_ISSUER,
+          audience: TOKEN_AUDIENCE,
+          typ: ACCESS_TOKEN_TYPE,
+          requiredClaims: ["sub", "iat", "exp", "jti"],
+          currentDate: now,
+          clockTolerance: 5,
+        });
+        return {
+          userId: payload.sub as string,
+          issuedAt: payload.iat as number,
+          expiresAt: payload.exp as number,
+          tokenId: payload.jti as string,
+          ...(typeof payload.sid === "string" ? { sessionId: payload.sid } : {}),
+        };
+      } catch (err) {
+        if (err instanceof errors.JOSEError || err instanceof TypeError) {
+          throw new InvalidTokenError(err.message);
+        }
+        throw err;
+      }
+    },
+  };
+}

@@ -1,0 +1,397 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import type { AppEnv } from "../context";
+import { passwordProblem } from "../lib/passwords";
+import { MOBILE_NUMBER_MAX_INPUT, MOBILE_NUMBER_RULE, normalizeMobileNumber } from "../lib/phone";
+import { bearerSecurity, requireAuth } from "../middleware/auth";
+import {
+  changePassword,
+  logInWithPassword,
+  resetPassword,
+  type Session,
+  sendLoginCode,
+  sendResetCode,
+  signUp,
+  verifyLoginCode,
+} from "../services/auth/accounts";
+import type { SentCode } from "../services/auth/otp";
+import { endSession, refreshSession, type TokenPair } from "../services/auth/sessions";
+import { createRouter, errorResponses, jsonContent } from "./router";
+import { authDeps, EmailSchema, NameSchema, toUserJson, UserSchema } from "./users";
+
+// ---- request fields -------------------------------------------------------------------------
+
+/** Accepts spaces, dashes and parentheses; yields E.164 or fails validation with the rule. */
+const MobileNumberSchema = z
+  .string()
+  .max(MOBILE_NUMBER_MAX_INPUT)
+  .transform((value, ctx) => {
+    const normalized = normalizeMobileNumber(value);
+    if (normalized === null) {
+      ctx.addIssue({ code: "custom", message: MOBILE_NUMBER_RULE });
+      return z.NEVER;
+    }
+    return normalized;
+  })
+  .openapi({ type: "string", example: "+1 (555) 010-0000", description: MOBILE_NUMBER_RULE });
+
+/** A new password: 8–128 characters after NFKC normalisation, never truncated. */
+const NewPasswordSchema = z
+  .string()
+  .max(1024)
+  .superRefine((value, ctx) => {
+    const problem = passwordProblem(value);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  })
+  .openapi({ minLength: 8, maxLength: 128, example: "correct horse battery staple" });
+
+/** A password being checked: no policy (that would hint at it), only a sane size bound. */
+const GivenPasswordSchema = z
+  .string()
+  .min(1)
+  .max(1024)
+  .openapi({ example: "correct horse battery staple" });
+
+const OtpSchema = z
+  .string()
+  .regex(/^[0-9]{6}$/, "The code is 6 digits.")
+  .openapi({ example: "012345" });
+
+// ---- responses ------------------------------------------------------------------------------
+
+const OtpSentSchema = z
+  .object({
+    otp: z.string().optional().openapi({
+      example: "012345",
+      description:
+        "Only when the deployment echoes codes (OTP_DELIVERY=response); never in production.",
+    }),
+    expires_in: z.number().int().openapi({ example: 300 }),
+    message: z.string().openapi({ example: "A login code was sent." }),
+  })
+  .openapi("OtpSent");
+
+const TokenPairSchema = z
+  .object({
+    token: z.string().openapi({
+      example: "eyJhbGciOiJIUzI1NiIsInR5cCI6ImFjY2VzcyJ9.eyJzdWIiOiIwMTkzNmY0ZSJ9.c2lnbmF0dXJl",
+    }),
+    token_type: z.literal("Bearer"),
+    expires_in: z.number().int().openapi({ example: 900 }),
+    refresh_token: z.string().openapi({ example: "rt_01936f4e1c2d7b3a.kX9vQ2mZ8pL4rT6w" }),
+  })
+  .openapi("TokenPair");
+
+const SessionSchema = TokenPairSchema.extend({ user: UserSchema }).openapi("Session");
+const PasswordChangedSchema = SessionSchema.extend({
+  message: z
+    .string()
+    .openapi({ example: "The password was changed; other sessions were signed out." }),
+}).openapi("PasswordChanged");
+// Not "Message": that name is the chat message schema, and a second one would replace it.
+const MessageSchema = z
+  .object({
+    message: z
+      .string()
+      .openapi({ example: "The password was reset; every session was signed out." }),
+  })
+  .openapi("Notice");
+const SignupResponseSchema = z.object({ user: UserSchema }).openapi("SignupResponse");
+
+const tokenPairJson = (p: TokenPair) => ({
+  token: p.token,
+  token_type: "Bearer" as const,
+  expires_in: p.expiresIn,
+  refresh_token: p.refreshToken,
+});
+const sessionJson = (s: Session) => ({ ...tokenPairJson(s), user: toUserJson(s.user) });
+const sentJson = (s: SentCode, message: string) => ({
+  ...(s.otp !== undefined ? { otp: s.otp } : {}),
+  expires_in: s.expiresIn,
+  message,
+});
+
+const jsonBody = <T extends z.ZodType>(schema: T) => ({
+  body: { content: { "application/json": { schema } }, required: true },
+});
+
+/** Cloudflare sets CF-Connecting-IP and strips a client's copy; X-Forwarded-For is client-controlled. */
+const clientIp = (c: Context<AppEnv>) =>
+  (c.req.header("cf-connecting-ip") ?? "unknown").slice(0, 64);
+
+// ---- routes ---------------------------------------------------------------------------------
+
+const signup = createRoute({
+  method: "post",
+  path: "/auth/signup",
+  tags: ["Auth"],
+  summary: "Create an account for a mobile number",
+  request: jsonBody(
+    z
+      .object({
+        mobile_number: MobileNumberSchema,
+        name: NameSchema.optional(),
+        email: EmailSchema.optional(),
+        password: NewPasswordSchema.optional(),
+      })
+      .strict()
+      .openapi("SignupRequest"),
+  ),
+  responses: {
+    201: jsonContent(SignupResponseSchema, "The account was created"),
+    ...errorResponses(400, 409, 413, 415, 503),
+  },
+});
+
+const MobileOnlySchema = z.object({ mobile_number: MobileNumberSchema }).strict();
+
+const sendOtp = createRoute({
+  method: "post",
+  path: "/auth/send-otp",
+  tags: ["Auth"],
+  summary: "Send a login code to a registered number",
+  description:
+    "Limits: one code per 30 s and 5 per hour per number, 20 per hour per client IP (429 + Retry-After). An unknown number is 404 user_not_found.",
+  request: jsonBody(MobileOnlySchema.openapi("SendOtpRequest")),
+  responses: {
+    200: jsonContent(OtpSentSchema, "A code was issued, valid for expires_in seconds"),
+    ...errorResponses(400, [404, "user_not_found"], 413, 415, 429, 503),
+  },
+});
+
+const verifyOtp = createRoute({
+  method: "post",
+  path: "/auth/verify-otp",
+  tags: ["Auth"],
+  summary: "Exchange a login code for a session",
+  description:
+    "A code works once, for 5 minutes, and dies after 5 wrong attempts (details.attempts_left on 401).",
+  request: jsonBody(
+    z
+      .object({ mobile_number: MobileNumberSchema, otp: OtpSchema })
+      .strict()
+      .openapi("VerifyOtpRequest"),
+  ),
+  responses: {
+    200: jsonContent(SessionSchema, "A new session"),
+    ...errorResponses(400, [401, "invalid_otp"], 413, 415, 429, 503),
+  },
+});
+
+const login = createRoute({
+  method: "post",
+  path: "/auth/login",
+  tags: ["Auth"],
+  summary: "Log in with a password",
+  request: jsonBody(
+    z
+      .object({ mobile_number: MobileNumberSchema, password: GivenPasswordSchema })
+      .strict()
+      .openapi("LoginRequest"),
+  ),
+  responses: {
+    200: jsonContent(SessionSchema, "A new session"),
+    ...errorResponses(400, [401, "invalid_credentials"], 413, 415, 429, 503),
+  },
+});
+
+const refresh = createRoute({
+  method: "post",
+  path: "/auth/refresh",
+  tags: ["Auth"],
+  summary: "Rotate a refresh token into a new token pair",
+  description:
+    "The presented refresh token stops working. Presenting an already-rotated token revokes its whole family.",
+  request: jsonBody(
+    z
+      .object({
+        refresh_token: z
+          .string()
+          .max(256)
+          .openapi({ example: "rt_01936f4e1c2d7b3a.kX9vQ2mZ8pL4rT6w" }),
+      })
+      .strict()
+      .openapi("RefreshRequest"),
+  ),
+  responses: {
+    200: jsonContent(TokenPairSchema, "A new token pair"),
+    ...errorResponses(400, 401, 413, 415, 503),
+  },
+});
+
+const logout = createRoute({
+  method: "post",
+  path: "/auth/logout",
+  tags: ["Auth"],
+  summary: "End this session",
+  description:
+    "Revokes the refresh tokens of the session the access token belongs to, and of refresh_token if given. The access token itself stays valid until it expires (stateless).",
+  security: bearerSecurity,
+  middleware: [requireAuth] as const,
+  request: {
+    body: {
+      content: {
+        "application/json": {
+          schema: z
+            .object({
+              refresh_token: z
+                .string()
+                .max(256)
+                .optional()
+                .openapi({ example: "rt_01936f4e1c2d7b3a.kX9vQ2mZ8pL4rT6w" }),
+            })
+            .strict()
+            .openapi("LogoutRequest"),
+        },
+      },
+      required: false,
+    },
+  },
+  responses: {
+    204: { description: "Logged out" },
+    ...errorResponses(400, 401, 413, 415, 503),
+  },
+});
+
+const forgotPassword = createRoute({
+  method: "post",
+  path: "/auth/forgot-password",
+  tags: ["Auth"],
+  summary: "Send a password-reset code",
+  description:
+    "Same limits as send-otp. Answers the same way whether or not the number is registered; reset codes never work for login and vice versa.",
+  request: jsonBody(MobileOnlySchema.openapi("ForgotPasswordRequest")),
+  responses: {
+    200: jsonContent(OtpSentSchema, "If the number is registered, a reset code was issued"),
+    ...errorResponses(400, 413, 415, 429, 503),
+  },
+});
+
+const resetPasswordRoute = createRoute({
+  method: "post",
+  path: "/auth/reset-password",
+  tags: ["Auth"],
+  summary: "Set a new password with a reset code",
+  description: "Revokes every session of the user; log in again afterwards.",
+  request: jsonBody(
+    z
+      .object({
+        mobile_number: MobileNumberSchema,
+        otp: OtpSchema,
+        new_password: NewPasswordSchema,
+      })
+      .strict()
+      .openapi("ResetPasswordRequest"),
+  ),
+  responses: {
+    200: jsonContent(MessageSchema, "The password was reset"),
+    ...errorResponses(400, [401, "invalid_otp"], 413, 415, 429, 503),
+  },
+});
+
+const changePasswordRoute = createRoute({
+  method: "post",
+  path: "/auth/change-password",
+  tags: ["Auth"],
+  summary: "Set or change the caller's password",
+  description:
+    "current_password is required once a password is set; wrong guesses share the login budget (10 per 15 minutes per number). Every other session is revoked; the response carries a fresh token pair for this one.",
+  security: bearerSecurity,
+  middleware: [requireAuth] as const,
+  request: jsonBody(
+    z
+      .object({ current_password: GivenPasswordSchema.optional(), new_password: NewPasswordSchema })
+      .strict()
+      .openapi("ChangePasswordRequest"),
+  ),
+  responses: {
+    200: jsonContent(PasswordChangedSchema, "The password was changed"),
+    ...errorResponses(400, [401, "unauthorized", "invalid_credentials"], 413, 415, 429, 503),
+  },
+});
+
+export const authRoutes = createRouter()
+  .openapi(signup, async (c) => {
+    const body = c.req.valid("json");
+    const user = await signUp(authDeps(c), {
+      mobileNumber: body.mobile_number,
+      name: body.name ?? null,
+      email: body.email ?? null,
+      ...(body.password !== undefined ? { password: body.password } : {}),
+    });
+    return c.json({ user: toUserJson(user) }, 201);
+  })
+  .openapi(sendOtp, async (c) => {
+    const { mobile_number } = c.req.valid("json");
+    const sent = await sendLoginCode(authDeps(c), {
+      mobileNumber: mobile_number,
+      clientIp: clientIp(c),
+    });
+    return c.json(sentJson(sent, "A login code was sent."), 200);
+  })
+  .openapi(verifyOtp, async (c) => {
+    const body = c.req.valid("json");
+    const session = await verifyLoginCode(authDeps(c), {
+      mobileNumber: body.mobile_number,
+      code: body.otp,
+    });
+    return c.json(sessionJson(session), 200);
+  })
+  .openapi(login, async (c) => {
+    const body = c.req.valid("json");
+    const session = await logInWithPassword(authDeps(c), {
+      mobileNumber: body.mobile_number,
+      password: body.password,
+    });
+    return c.json(sessionJson(session), 200);
+  })
+  .openapi(refresh, async (c) => {
+    const pair = await refreshSession(authDeps(c), c.req.valid("json").refresh_token);
+    return c.json(tokenPairJson(pair), 200);
+  })
+  .openapi(logout, async (c) => {
+    const body = (c.req.valid("json") ?? {}) as { refresh_token?: string };
+    const sessionId = c.get("sessionId");
+    await endSession(authDeps(c), {
+      userId: c.get("userId"),
+      ...(sessionId ? { sessionId } : {}),
+      ...(body.refresh_token !== undefined ? { refreshToken: body.refresh_token } : {}),
+    });
+    return c.body(null, 204);
+  })
+  .openapi(forgotPassword, async (c) => {
+    const { mobile_number } = c.req.valid("json");
+    const sent = await sendResetCode(authDeps(c), {
+      mobileNumber: mobile_number,
+      clientIp: clientIp(c),
+    });
+    return c.json(
+      sentJson(sent, "If this number has an account, a password reset code was sent."),
+      200,
+    );
+  })
+  .openapi(resetPasswordRoute, async (c) => {
+    const body = c.req.valid("json");
+    await resetPassword(authDeps(c), {
+      mobileNumber: body.mobile_number,
+      code: body.otp,
+      newPassword: body.new_password,
+    });
+    return c.json({ message: "The password was reset; every session was signed out." }, 200);
+  })
+  .openapi(changePasswordRoute, async (c) => {
+    const body = c.req.valid("json");
+    const session = await changePassword(authDeps(c), {
+      userId: c.get("userId"),
+      tokenIssuedAt: c.get("tokenIssuedAt"),
+      ...(body.current_password !== undefined ? { currentPassword: body.current_password } : {}),
+      newPassword: body.new_password,
+    });
+    return c.json(
+      {
+        ...sessionJson(session),
+        message: "The password was changed; other sessions were signed out.",
+      },
+      200,
+    );
+  });

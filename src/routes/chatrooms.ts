@@ -1,0 +1,428 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import type { AppEnv } from "../context";
+import { describeError } from "../errors";
+import { bearerSecurity, requireAuth } from "../middleware/auth";
+import {
+  createChatroom,
+  deleteChatroom,
+  getChatroom,
+  getMessage,
+  listChatroomsCached,
+  listMessages,
+  renameChatroom,
+} from "../services/chat/chatrooms";
+import { buildChatDeps, type ChatDeps } from "../services/chat/deps";
+import { sendMessage, streamReply } from "../services/chat/messages";
+import { REPLY_ERRORS } from "../services/chat/replies";
+import { createRouter, errorResponses, jsonContent } from "./router";
+
+/** Chat services wired to this request's adapters; background work goes to waitUntil. */
+export function chatDeps(c: Context<AppEnv>): ChatDeps {
+  return buildChatDeps(c.get("services"), c.get("env"), (p) => c.executionCtx.waitUntil(p));
+}
+
+const Timestamp = z.string().openapi({ format: "date-time", example: "2025-01-15T09:30:00.000Z" });
+const Id = z.string().openapi({ example: "01936f4e-1c2d-7b3a-9f00-123456789abc" });
+
+export const ChatroomSchema = z
+  .object({
+    id: Id,
+    title: z.string().openapi({ example: "Trip ideas" }),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    last_message_at: Timestamp.nullable(),
+    message_count: z.number().int().openapi({ example: 4 }),
+  })
+  .openapi("Chatroom");
+
+export const MessageSchema = z
+  .object({
+    id: Id,
+    chatroom_id: Id,
+    role: z.enum(["user", "model"]),
+    content: z.string().openapi({ example: "Suggest three names for a cat." }),
+    status: z.enum(["pending", "complete", "failed"]),
+    error: z.enum(REPLY_ERRORS).nullable().openapi({
+      description: "Why a reply failed; the prompt was given back to the daily quota.",
+    }),
+    usage: z
+      .object({
+        prompt_tokens: z.number().int().openapi({ example: 12 }),
+        reply_tokens: z.number().int().openapi({ example: 48 }),
+      })
+      .nullable(),
+    created_at: Timestamp,
+    completed_at: Timestamp.nullable(),
+  })
+  .openapi("Message");
+
+// Lone surrogates cannot be stored as UTF-8 and NUL is refused by Postgres: reject them up front.
+const wellFormed = (s: string) =>
+  !s.includes("\0") &&
+  !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s);
+
+const TitleSchema = z
+  .string()
+  .trim()
+  .min(1, "The title must not be empty.")
+  .max(100)
+  .refine(wellFormed, "The title contains invalid characters.")
+  .openapi({ example: "Trip ideas" });
+
+const TitleBody = z.object({ title: TitleSchema }).strict().openapi("ChatroomTitleRequest");
+
+const PromptBody = z
+  .object({
+    content: z
+      .string()
+      .min(1)
+      .max(4000)
+      .refine((s) => s.trim().length > 0, "The content must not be blank.")
+      .refine(wellFormed, "The content contains invalid characters.")
+      .openapi({ example: "Suggest three names for a cat." }),
+  })
+  .strict()
+  .openapi("PromptRequest");
+
+const ChatroomParams = z.object({
+  id: z.string().openapi({
+    param: { name: "id", in: "path" },
+    description: "Chatroom id. A malformed, unknown or foreign id is 404.",
+  }),
+});
+
+const MessageParams = ChatroomParams.extend({
+  message_id: z.string().openapi({ param: { name: "message_id", in: "path" } }),
+});
+
+const ChatroomResponse = z.object({ chatroom: ChatroomSchema }).openapi("ChatroomResponse");
+const ChatroomPage = z
+  .object({
+    chatrooms: z.array(ChatroomSchema),
+    next_cursor: z.string().nullable().openapi({ example: null }),
+  })
+  .openapi("ChatroomPage");
+const ChatroomDetail = z
+  .object({ chatroom: ChatroomSchema, messages: z.array(MessageSchema), has_more: z.boolean() })
+  .openapi("ChatroomDetail");
+const MessagePage = z
+  .object({
+    messages: z.array(MessageSchema),
+    next_cursor: z.string().nullable().openapi({ example: null }),
+  })
+  .openapi("MessagePage");
+const MessageResponse = z.object({ message: MessageSchema }).openapi("MessageResponse");
+const PromptAccepted = z
+  .object({ message: MessageSchema, reply: MessageSchema })
+  .openapi("PromptAccepted");
+
+const rateLimitHeaders = z.object({
+  "RateLimit-Limit": z.string().openapi({ description: "Prompts allowed per UTC day" }),
+  "RateLimit-Remaining": z.string().openapi({ description: "Prompts left today" }),
+  "RateLimit-Reset": z.string().openapi({ description: "Seconds until 00:00 UTC" }),
+});
+
+/**
+ * Streams are read with fetch or EventSource, not the RPC client. `content` typed as optional
+ * keeps this 200 out of AppType (zod-openapi skips such entries), so the 202 JSON stays precise.
+ */
+const replyHeaders = rateLimitHeaders.extend({
+  Location: z.string().openapi({ description: "Where to poll the reply" }),
+});
+
+const sseResponse: {
+  description: string;
+  headers: typeof replyHeaders;
+  content?: { "text/event-stream": { schema: z.ZodString } };
+} = {
+  description: "Server-Sent Events (with Accept: text/event-stream)",
+  content: {
+    "text/event-stream": {
+      schema: z.string().openapi({
+        example: 'event: delta\ndata: {"text":"Whiskers"}\n\n',
+      }),
+    },
+  },
+  headers: replyHeaders,
+};
+
+const createChatroomRoute = createRoute({
+  method: "post",
+  path: "/chatroom",
+  tags: ["Chat"],
+  summary: "Create a chatroom",
+  security: bearerSecurity,
+  middleware: [requireAuth] as const,
+  request: { body: { content: { "application/json": { schema: TitleBody } }, required: true } },
+  responses: {
+    201: jsonContent(ChatroomResponse, "The new chatroom"),
+    ...errorResponses(400, 401, 413, 415, 503),
+  },
+});
+
+const listChatroomsRoute = createRoute({
+  method: "get",
+  path: "/chatroom",
+  tags: ["Chat"],
+  summary: "The caller's chatrooms, newest activity first (cached per user)",
+  security: bearerSecurity,
+  middleware: [requireAuth] as const,
+  request: {
+    query: z.object({
+      limit: z.coerce.number().int().min(1).max(100).default(20),
+      cursor: z
+        .string()
+        .max(256)
+        .optional()
+        .openapi({ description: "next_cursor of the previous page" }),
+    }),
+  },
+  responses: {
+    200: {
+      ...jsonContent(ChatroomPage, "One page of chatrooms"),
+      headers: z.object({
+        "X-Cache": z.enum(["HIT", "MISS"]).openapi({ description: "Served from the Redis cache?" }),
+      }),
+    },
+    ...errorResponses(400, 401, 503),
+  },
+});
+
+const getChatroomRoute = createRoute({
+  method: "get",
+  path: "/chatroom/{id}",
+  tags: ["Chat"],
+  summary: "A chatroom with its latest 50 messages, oldest first",
+  security: bearerSecurity,
+  middleware: [requireAuth] as const,
+  request: { params: ChatroomParams },
+  responses: {
+    200: jsonContent(ChatroomDetail, "The chatroom"),
+    ...errorResponses(401, 404, 503),
+  },
+});
+
+const renameChatroomRoute = createRoute({
+  method: "patch",
+  path: "/chatroom/{id}",
+  tags: ["Chat"],
+  summary: "Rename a chatroom",
+  security: bearerSecurity,
+  middleware: [requireAuth] as const,
+  request: {
+    params: ChatroomParams,
+    body: { content: { "application/json": { schema: TitleBody } }, required: true },
+  },
+  responses: {
+    200: jsonContent(ChatroomResponse, "The renamed chatroom"),
+    ...errorResponses(400, 401, 404, 413, 415, 503),
+  },
+});
+
+const deleteChatroomRoute = createRoute({
+  method: "delete",
+  path: "/chatroom/{id}",
+  tags: ["Chat"],
+  summary: "Delete a chatroom and its messages",
+  security: bearerSecurity,
+  middleware: [requireAuth] as const,
+  request: { params: ChatroomParams },
+  responses: {
+    204: { description: "Deleted" },
+    ...errorResponses(401, 404, 503),
+  },
+});
+
+const listMessagesRoute = createRoute({
+  method: "get",
+  path: "/chatroom/{id}/messages",
+  tags: ["Chat"],
+  summary: "Older messages, a page at a time (oldest first within a page)",
+  security: bearerSecurity,
+  middleware: [requireAuth] as const,
+  request: {
+    params: ChatroomParams,
+    query: z.object({
+      limit: z.coerce.number().int().min(1).max(100).default(50),
+      before: z.string().max(64).optional().openapi({
+        description: "A message id (next_cursor): return messages older than it",
+      }),
+    }),
+  },
+  responses: {
+    200: jsonContent(MessagePage, "One page of messages"),
+    ...errorResponses(400, 401, 404, 503),
+  },
+});
+
+const getMessageRoute = createRoute({
+  method: "get",
+  path: "/chatroom/{id}/messages/{message_id}",
+  tags: ["Chat"],
+  summary: "One message (poll a pending reply here)",
+  security: bearerSecurity,
+  middleware: [requireAuth] as const,
+  request: { params: MessageParams },
+  responses: {
+    200: jsonContent(MessageResponse, "The message"),
+    ...errorResponses(401, 404, 503),
+  },
+});
+
+const sendMessageRoute = createRoute({
+  method: "post",
+  path: "/chatroom/{id}/message",
+  tags: ["Chat"],
+  summary: "Send a prompt; Gemini's reply arrives asynchronously (or streams with SSE)",
+  description:
+    "Counts against the daily quota (Basic 5, Pro 1000 per UTC day). Answers 202 with the saved prompt and a pending reply to poll at Location. With `Accept: text/event-stream` answers 200 with Server-Sent Events: `message` (the saved prompt), `delta` ({text}), then `done` ({reply}) or `error` ({error, reply}). An `Idempotency-Key` replays the first response for 24 hours without creating anything or using quota; the same key with another body is 409 idempotency_key_reused.",
+  security: bearerSecurity,
+  middleware: [requireAuth] as const,
+  request: {
+    params: ChatroomParams,
+    headers: z.object({
+      "idempotency-key": z
+        .string()
+        .min(1)
+        .max(255)
+        .regex(/^[\x21-\x7e]+$/, "Use printable ASCII without spaces.")
+        .optional(),
+    }),
+    body: { content: { "application/json": { schema: PromptBody } }, required: true },
+  },
+  responses: {
+    202: {
+      ...jsonContent(PromptAccepted, "Prompt saved; the reply is pending"),
+      headers: replyHeaders,
+    },
+    200: sseResponse,
+    ...errorResponses(
+      400,
+      401,
+      404,
+      [409, "idempotency_key_reused"],
+      413,
+      415,
+      [429, "daily_limit_reached"],
+      503,
+    ),
+  },
+});
+
+function sseFrame(event: string, data: unknown): Uint8Array {
+  return new TextEncoder().encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+}
+
+export const chatroomRoutes = createRouter()
+  .openapi(createChatroomRoute, async (c) => {
+    const chatroom = await createChatroom(chatDeps(c), {
+      userId: c.get("userId"),
+      title: c.req.valid("json").title,
+    });
+    return c.json({ chatroom }, 201);
+  })
+  .openapi(listChatroomsRoute, async (c) => {
+    const { limit, cursor } = c.req.valid("query");
+    const { page, cache } = await listChatroomsCached(chatDeps(c), {
+      userId: c.get("userId"),
+      limit,
+      cursor,
+    });
+    return c.json(page, 200, { "X-Cache": cache, "Cache-Control": "private, no-store" });
+  })
+  .openapi(getChatroomRoute, async (c) => {
+    const detail = await getChatroom(chatDeps(c), {
+      userId: c.get("userId"),
+      chatroomId: c.req.valid("param").id,
+    });
+    return c.json(detail, 200);
+  })
+  .openapi(renameChatroomRoute, async (c) => {
+    const chatroom = await renameChatroom(chatDeps(c), {
+      userId: c.get("userId"),
+      chatroomId: c.req.valid("param").id,
+      title: c.req.valid("json").title,
+    });
+    return c.json({ chatroom }, 200);
+  })
+  .openapi(deleteChatroomRoute, async (c) => {
+    await deleteChatroom(chatDeps(c), {
+      userId: c.get("userId"),
+      chatroomId: c.req.valid("param").id,
+    });
+    return c.body(null, 204);
+  })
+  .openapi(listMessagesRoute, async (c) => {
+    const { limit, before } = c.req.valid("query");
+    const page = await listMessages(chatDeps(c), {
+      userId: c.get("userId"),
+      chatroomId: c.req.valid("param").id,
+      limit,
+      before,
+    });
+    return c.json(page, 200);
+  })
+  .openapi(getMessageRoute, async (c) => {
+    const { id, message_id } = c.req.valid("param");
+    const message = await getMessage(chatDeps(c), {
+      userId: c.get("userId"),
+      chatroomId: id,
+      messageId: message_id,
+    });
+    return c.json({ message }, 200);
+  })
+  .openapi(sendMessageRoute, async (c) => {
+    const deps = chatDeps(c);
+    const chatroomId = c.req.valid("param").id;
+    const streaming = (c.req.header("accept") ?? "").includes("text/event-stream");
+    const result = await sendMessage(deps, {
+      userId: c.get("userId"),
+      chatroomId,
+      content: c.req.valid("json").content,
+      idempotencyKey: c.req.valid("header")["idempotency-key"],
+      mode: streaming ? "stream" : "queued",
+    });
+    // For the request log; a refusal (429) is logged as "limited" by the log middleware.
+    c.set("rateLimitOutcome", "allowed");
+    const location = `/chatroom/${chatroomId}/messages/${result.body.reply.id}`;
+    if (result.kind === "replay" || !streaming) {
+      // A replay repeats the stored status, which is always the 202 of the first response.
+      const headers: Record<string, string> = { ...result.headers, Location: location };
+      return c.json(result.body, 202, headers as z.infer<typeof rateLimitHeaders>);
+    }
+
+    // SSE: the reply is produced under waitUntil, so a client that disconnects still gets it saved.
+    const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+    const writer = writable.getWriter();
+    let open = true;
+    const emit = (event: string, data: unknown) => {
+      if (!open) return;
+      writer.write(sseFrame(event, data)).catch(() => {
+        open = false;
+      });
+    };
+    emit("message", { message: result.body.message });
+    const job = result.job;
+    const work = streamReply(deps, { ...job, chatroomId }, emit)
+      .catch((err: unknown) => {
+        console.error(
+          JSON.stringify({ level: "error", msg: "stream_reply_failed", error: describeError(err) }),
+        );
+        emit("error", { error: { code: "internal_error", message: "Something went wrong." } });
+      })
+      .finally(() => {
+        if (open) writer.close().catch(() => {});
+      });
+    c.executionCtx.waitUntil(work);
+    return new Response(readable, {
+      status: 200,
+      headers: {
+        ...result.headers,
+        "Content-Type": "text/event-stream; charset=utf-8",
+        "Cache-Control": "no-cache, no-transform",
+        "X-Accel-Buffering": "no",
+        Location: location,
+      },
+    });
+  });

@@ -1,0 +1,152 @@
+import { OpenAPIHono, z } from "@hono/zod-openapi";
+import type { AppEnv } from "../context";
+import { DEFAULT_ERROR_CODES, ERROR_CODES, type ErrorCode, ValidationError } from "../errors";
+
+/** Every route group is built with this, so validation failures share one error shape. */
+export function createRouter() {
+  return new OpenAPIHono<AppEnv>({
+    defaultHook: (result) => {
+      if (!result.success) {
+        throw new ValidationError(
+          "The request is invalid.",
+          result.error.issues.map((i) => ({
+            path: i.path.map(String).join(".") || result.target,
+            message: i.message,
+            location: result.target,
+          })),
+        );
+      }
+    },
+  });
+}
+
+export const ErrorResponseSchema = z
+  .object({
+    error: z.object({
+      code: z.enum(ERROR_CODES).openapi({ example: "invalid_request" }),
+      message: z.string().openapi({ example: "The request is invalid." }),
+      request_id: z.string().openapi({ example: "01936f4e-1c2d-7b3a-9f00-123456789abc" }),
+      details: z.unknown().optional(),
+    }),
+  })
+  .openapi("Error");
+
+const STATUS_TEXT = {
+  400: "Invalid request (bad JSON or failed validation)",
+  401: "Missing or invalid credentials",
+  403: "Forbidden",
+  404: "Not found",
+  405: "Method not allowed",
+  409: "Conflict",
+  413: "Body larger than the route's limit",
+  415: "Content-Type is not application/json",
+  429: "Too many requests",
+  500: "Unexpected error",
+  503: "A dependency is unavailable",
+} as const;
+
+type ErrorStatus = keyof typeof STATUS_TEXT;
+
+const EXAMPLE_MESSAGE: Record<ErrorCode, string> = {
+  invalid_request: "The request is invalid.",
+  unauthorized: "A valid bearer token is required.",
+  invalid_otp: "The code is wrong, expired or already used.",
+  invalid_credentials: "The mobile number or password is wrong.",
+  invalid_signature: "The signature is missing or invalid.",
+  forbidden: "You are not allowed to do this.",
+  not_found: "Not found.",
+  user_not_found: "No account uses this mobile number.",
+  method_not_allowed: "GET is not allowed here; use POST.",
+  conflict: "An account with this mobile number already exists.",
+  already_subscribed: "You already have an active Pro subscription.",
+  no_subscription: "You have no subscription to cancel.",
+  idempotency_key_reused: "This Idempotency-Key was used with another request.",
+  payload_too_large: "The body exceeds 65536 bytes.",
+  unsupported_media_type: "Send the body as application/json.",
+  rate_limited: "Too many requests; try again later.",
+  daily_limit_reached: "You have used all 5 prompts for today; the limit resets at 00:00 UTC.",
+  internal_error: "Something went wrong on our side.",
+  dependency_unavailable: "The database is unavailable; try again shortly.",
+};
+
+const header = (description: string, required: boolean) => ({
+  description,
+  required,
+  schema: { type: "string" as const },
+});
+
+function errorHeaders(status: ErrorStatus, codes: readonly ErrorCode[]) {
+  switch (status) {
+    case 401:
+      return codes.includes("unauthorized")
+        ? { "WWW-Authenticate": header("`Bearer` when the token is missing or invalid", false) }
+        : undefined;
+    case 405:
+      return { Allow: header("The methods this path accepts", true) };
+    case 429:
+      return {
+        "Retry-After": header("Seconds to wait before trying again", true),
+        ...(codes.includes("daily_limit_reached")
+          ? {
+              "RateLimit-Limit": header("Prompts allowed per UTC day", false),
+              "RateLimit-Remaining": header("Prompts left today", false),
+              "RateLimit-Reset": header("Seconds until 00:00 UTC", false),
+            }
+          : {}),
+      };
+    case 503:
+      return { "Retry-After": header("Seconds to wait before trying again", true) };
+    default:
+      return undefined;
+  }
+}
+
+/** A bare status documents its default code; `[status, ...codes]` names the codes it can carry. */
+export type ErrorEntry = ErrorStatus | readonly [ErrorStatus, ...ErrorCode[]];
+
+/**
+ * OpenAPI response entries for the error statuses a route can answer: the Error schema, one
+ * named example per code the status can carry, and the headers that come with it.
+ */
+export function errorResponses(...entries: ErrorEntry[]) {
+  return Object.fromEntries(
+    entries.map((entry) => {
+      const [status, ...named] = typeof entry === "number" ? [entry] : entry;
+      const codes = named.length > 0 ? named : [DEFAULT_ERROR_CODES[status]];
+      const headers = errorHeaders(status, codes);
+      return [
+        status,
+        {
+          description: `${STATUS_TEXT[status]}. Codes: ${codes.join(", ")}.`,
+          ...(headers ? { headers } : {}),
+          content: {
+            "application/json": {
+              schema: ErrorResponseSchema,
+              examples: Object.fromEntries(
+                codes.map((code) => [
+                  code,
+                  {
+                    value: {
+                      error: {
+                        code,
+                        message: EXAMPLE_MESSAGE[code],
+                        request_id: "01936f4e-1c2d-7b3a-9f00-123456789abc",
+                      },
+                    },
+                  },
+                ]),
+              ),
+            },
+          },
+        },
+      ];
+    }),
+  ) as Record<
+    number,
+    { description: string; content: { "application/json": { schema: typeof ErrorResponseSchema } } }
+  >;
+}
+
+export function jsonContent<T extends z.ZodType>(schema: T, description: string) {
+  return { description, content: { "application/json": { schema } } };
+}

@@ -1,0 +1,215 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { bearerSecurity, requireAuth } from "../middleware/auth";
+import { startProCheckout } from "../services/billing/checkout";
+import { allowedRedirectOrigins, checkRedirectUrl } from "../services/billing/policy";
+import {
+  cancelSubscription,
+  getSubscriptionSummary,
+  openBillingPortal,
+  type SubscriptionSummary,
+} from "../services/billing/subscription";
+import { readDailyUsage } from "../services/quota";
+import { createRouter, errorResponses, jsonContent } from "./router";
+
+const CheckoutRequestSchema = z
+  .object({
+    success_url: z.string().max(2048).optional().openapi({
+      description:
+        "Where Stripe sends the user after paying; must be on APP_URL's origin or ALLOWED_REDIRECT_ORIGINS.",
+      example: "https://app.example.com/billing/done?session_id={CHECKOUT_SESSION_ID}",
+    }),
+    cancel_url: z.string().max(2048).optional().openapi({
+      description: "Where Stripe sends the user on cancel; same origin rule.",
+      example: "https://app.example.com/billing",
+    }),
+  })
+  .strict()
+  .openapi("CheckoutRequest");
+
+const CheckoutSchema = z
+  .object({
+    checkout_url: z.url().openapi({
+      description: "Stripe Checkout page to open",
+      example: "https://checkout.stripe.com/c/pay/cs_test_a1B2c3",
+    }),
+    session_id: z.string().openapi({ example: "cs_test_a1B2c3" }),
+  })
+  .openapi("Checkout");
+
+const SubscriptionFields = {
+  tier: z.enum(["basic", "pro"]),
+  status: z.string().nullable().openapi({
+    description:
+      "Stripe status of the current subscription (active, trialing, past_due, canceled, ...); null if none",
+    example: "active",
+  }),
+  current_period_end: z.iso.datetime().nullable().openapi({ example: "2025-02-15T09:30:00Z" }),
+  cancel_at_period_end: z.boolean(),
+};
+
+const SubscriptionSchema = z.object(SubscriptionFields).openapi("Subscription");
+
+const SubscriptionStatusSchema = z
+  .object({
+    ...SubscriptionFields,
+    usage: z
+      .object({
+        used_today: z.number().int().openapi({ example: 2 }),
+        daily_limit: z.number().int().openapi({ example: 5 }),
+        resets_at: z.iso.datetime().openapi({ example: "2025-01-16T00:00:00.000Z" }),
+      })
+      .openapi("DailyUsage"),
+  })
+  .openapi("SubscriptionStatus");
+
+const PortalRequestSchema = z
+  .object({
+    return_url: z.string().max(2048).optional().openapi({
+      description:
+        "Where the portal returns to; same origin rule as Checkout. Defaults to APP_URL.",
+      example: "https://app.example.com/settings",
+    }),
+  })
+  .strict()
+  .openapi("PortalRequest");
+
+const PortalSchema = z
+  .object({ url: z.url().openapi({ example: "https://billing.stripe.com/p/session/bps_1a2B3c" }) })
+  .openapi("BillingPortal");
+
+const optionalJson = <T extends z.ZodType>(schema: T) => ({
+  required: false,
+  content: { "application/json": { schema } },
+});
+
+const subscribePro = createRoute({
+  method: "post",
+  path: "/subscribe/pro",
+  tags: ["Subscriptions"],
+  summary: "Start a Stripe Checkout for Pro",
+  security: bearerSecurity,
+  middleware: [requireAuth] as const,
+  request: { body: optionalJson(CheckoutRequestSchema) },
+  responses: {
+    200: jsonContent(CheckoutSchema, "Open checkout_url to pay"),
+    ...errorResponses(
+      400,
+      401,
+      [404, "user_not_found"],
+      [409, "already_subscribed"],
+      413,
+      415,
+      503,
+    ),
+  },
+});
+
+const subscriptionStatus = createRoute({
+  method: "get",
+  path: "/subscription/status",
+  tags: ["Subscriptions"],
+  summary: "Tier, subscription state and today's prompt usage",
+  security: bearerSecurity,
+  middleware: [requireAuth] as const,
+  responses: {
+    200: jsonContent(SubscriptionStatusSchema, "Current tier and usage"),
+    ...errorResponses(401, [404, "user_not_found"], 503),
+  },
+});
+
+const subscriptionCancel = createRoute({
+  method: "post",
+  path: "/subscription/cancel",
+  tags: ["Subscriptions"],
+  summary: "Cancel Pro at the end of the current period",
+  security: bearerSecurity,
+  middleware: [requireAuth] as const,
+  responses: {
+    200: jsonContent(SubscriptionSchema, "Pro stays until current_period_end"),
+    ...errorResponses(401, [404, "user_not_found"], [409, "no_subscription"], 503),
+  },
+});
+
+const subscriptionPortal = createRoute({
+  method: "post",
+  path: "/subscription/portal",
+  tags: ["Subscriptions"],
+  summary: "Open a Stripe billing portal session",
+  security: bearerSecurity,
+  middleware: [requireAuth] as const,
+  request: { body: optionalJson(PortalRequestSchema) },
+  responses: {
+    200: jsonContent(PortalSchema, "Open url to manage billing"),
+    ...errorResponses(400, 401, [404, "user_not_found"], [409, "no_subscription"], 413, 415, 503),
+  },
+});
+
+function subscriptionJson(s: SubscriptionSummary) {
+  return {
+    tier: s.tier,
+    status: s.status,
+    current_period_end: s.currentPeriodEnd?.toISOString() ?? null,
+    cancel_at_period_end: s.cancelAtPeriodEnd,
+  };
+}
+
+export const subscriptionRoutes = createRouter()
+  .openapi(subscribePro, async (c) => {
+    const env = c.get("env");
+    const { db, billing, clock } = c.get("services");
+    const body = c.req.valid("json") ?? {};
+    const result = await startProCheckout(
+      { db, billing, clock },
+      {
+        appUrl: env.APP_URL,
+        allowedRedirectOrigins: env.ALLOWED_REDIRECT_ORIGINS,
+        proPriceId: env.STRIPE_PRO_PRICE_ID,
+      },
+      { userId: c.get("userId"), successUrl: body.success_url, cancelUrl: body.cancel_url },
+    );
+    return c.json({ checkout_url: result.checkoutUrl, session_id: result.sessionId }, 200);
+  })
+  .openapi(subscriptionStatus, async (c) => {
+    const services = c.get("services");
+    const userId = c.get("userId");
+    // The tier decides the daily limit, so the usage read waits for it (no stale cached tier).
+    const summary = await getSubscriptionSummary(services, userId);
+    const usage = await readDailyUsage(
+      { redis: services.redis, clock: services.clock, env: c.get("env") },
+      userId,
+      summary.tier,
+    );
+    return c.json(
+      {
+        ...subscriptionJson(summary),
+        usage: {
+          used_today: usage.used_today,
+          daily_limit: usage.daily_limit,
+          resets_at: usage.resets_at,
+        },
+      },
+      200,
+    );
+  })
+  .openapi(subscriptionCancel, async (c) => {
+    const { db, billing, clock } = c.get("services");
+    const summary = await cancelSubscription({ db, billing, clock }, c.get("userId"));
+    return c.json(subscriptionJson(summary), 200);
+  })
+  .openapi(subscriptionPortal, async (c) => {
+    const env = c.get("env");
+    const { db, billing, clock } = c.get("services");
+    const body = c.req.valid("json") ?? {};
+    const returnUrl = body.return_url
+      ? checkRedirectUrl(
+          "return_url",
+          body.return_url,
+          allowedRedirectOrigins(env.APP_URL, env.ALLOWED_REDIRECT_ORIGINS),
+        )
+      : env.APP_URL;
+    const portal = await openBillingPortal(
+      { db, billing, clock },
+      { userId: c.get("userId"), returnUrl },
+    );
+    return c.json({ url: portal.url }, 200);
+  });

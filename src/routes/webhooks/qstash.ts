@@ -1,0 +1,97 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import type { AppEnv } from "../../context";
+import { NotFoundError, UnauthorizedError, ValidationError } from "../../errors";
+import { ID_PATTERN } from "../../lib/ids";
+import { parseQueueCallback } from "../../lib/queue";
+import {
+  interpretCallback,
+  REPLY_CALLBACK_PATH,
+  REPLY_FAILURE_CALLBACK_PATH,
+  settleReply,
+} from "../../services/chat/replies";
+import { chatDeps } from "../chatrooms";
+import { createRouter, errorResponses, jsonContent } from "../router";
+
+const CallbackQuery = z.object({
+  reply_id: z.string().openapi({ description: "The reply this job produces" }),
+});
+
+const CallbackHeaders = z.object({
+  "upstash-signature": z.string().optional().openapi({
+    description: "QStash's JWT over the raw body and this URL (current or next signing key)",
+  }),
+});
+
+const CallbackResult = z
+  .object({ status: z.enum(["complete", "failed", "pending", "unchanged"]) })
+  .openapi("QStashCallbackResult");
+
+// Generic over the path so its literal type reaches AppType (a `string` path would erase the others).
+const callbackRoute = <P extends string>(path: P, summary: string) =>
+  createRoute({
+    method: "post",
+    path,
+    tags: ["Webhooks"],
+    summary,
+    description:
+      "Called by QStash with Gemini's generateContent response (base64 in `body`). Signature checked against the raw body and this endpoint's public URL; every delivery is idempotent on the reply id. An unknown reply id is 404, so QStash retries: the callback can outrun the commit of the reply it answers.",
+    request: { query: CallbackQuery, headers: CallbackHeaders },
+    responses: {
+      200: jsonContent(CallbackResult, "Processed (or a duplicate that changed nothing)"),
+      ...errorResponses(400, [401, "invalid_signature"], [404, "not_found"], 413, 503),
+    },
+  });
+
+async function handleCallback(c: Context<AppEnv>, failureCallback: boolean) {
+  const raw = await c.req.text();
+  const signature = c.req.header("upstash-signature");
+  // Verify against our public URL (APP_URL), not request.url, which a proxy may have rewritten.
+  const requested = new URL(c.req.url);
+  const publicUrl = `${c.get("env").APP_URL.replace(/\/+$/, "")}${requested.pathname}${requested.search}`;
+  const valid =
+    signature !== undefined &&
+    (await c.get("services").queueVerifier.verify({ signature, body: raw, url: publicUrl }));
+  if (!valid) {
+    throw new UnauthorizedError("The QStash signature is invalid.", "invalid_signature");
+  }
+
+  const replyId = c.req.query("reply_id") ?? "";
+  if (!ID_PATTERN.test(replyId)) throw new ValidationError("reply_id is malformed.");
+  const callback = parseQueueCallback(raw);
+  if (!callback) throw new ValidationError("The body is not a QStash callback.");
+
+  const deps = chatDeps(c);
+  const outcome = interpretCallback(callback, {
+    failureCallback,
+    defaultMaxRetries: deps.config.qstashRetries,
+  });
+  const result = await settleReply(deps, replyId, outcome);
+  console.log(
+    JSON.stringify({
+      level: "info",
+      msg: "qstash_callback",
+      reply_id: replyId,
+      failure_callback: failureCallback,
+      upstream_status: callback.status,
+      retried: callback.retried,
+      dlq_id: callback.dlqId,
+      outcome: outcome.kind,
+      result: result.status,
+    }),
+  );
+  if (result.status === "unknown") {
+    // Not 200: the reply's batch may still be committing; QStash retries a non-2xx later.
+    throw new NotFoundError("No such reply (yet).");
+  }
+  return c.json({ status: result.status }, 200);
+}
+
+export const qstashWebhookRoutes = createRouter()
+  .openapi(callbackRoute(REPLY_CALLBACK_PATH, "QStash callback: a Gemini reply attempt"), (c) =>
+    handleCallback(c, false),
+  )
+  .openapi(
+    callbackRoute(REPLY_FAILURE_CALLBACK_PATH, "QStash failure callback: retries exhausted"),
+    (c) => handleCallback(c, true),
+  );

@@ -1,0 +1,261 @@
+import {
+  findUserById,
+  findUserByMobileNumber,
+  insertUser,
+  setPasswordAndRevokeSessions,
+  type UserRow,
+  updateUserProfileIfTokenCurrent,
+} from "../../db/queries/users";
+import {
+  ConflictError,
+  LimitExceededError,
+  NotFoundError,
+  UnauthorizedError,
+  ValidationError,
+} from "../../errors";
+import { newId } from "../../lib/ids";
+import type { OtpPurpose } from "../../lib/otp";
+import { hashPassword, verifyAgainstDummy, verifyPassword } from "../../lib/passwords";
+import type { AuthDeps } from "./deps";
+import {
+  consumeCodeWithReceipt,
+  decoyCode,
+  giveBackSendAllowance,
+  issueCode,
+  restoreCode,
+  type SentCode,
+  takeSendAllowance,
+} from "./otp";
+import { prepareSession, startSession, type TokenPair } from "./sessions";
+
+export interface Session extends TokenPair {
+  user: UserRow;
+}
+
+/**
+ * The user lookup and the send limits in one round. Limits win, so a limited caller learns
+ * nothing about whether the number is registered; a failed lookup (database down) gives the
+ * allowance back, so the same request works once the database is.
+ */
+async function findUserTakingSendAllowance(
+  deps: AuthDeps,
+  input: { mobileNumber: string; clientIp: string; purpose: OtpPurpose },
+): Promise<UserRow | null> {
+  const [found, allowance] = await Promise.allSettled([
+    findUserByMobileNumber(deps.db, input.mobileNumber),
+    takeSendAllowance(deps, input),
+  ]);
+  if (allowance.status === "rejected") throw allowance.reason;
+  if (found.status === "rejected") {
+    await giveBackSendAllowance(deps, input);
+    throw found.reason;
+  }
+  return found.value;
+}
+
+/**
+ * Consumes the code and looks the user up in one round. A wrong code wins; when only the lookup
+ * failed (database down) nothing was written, so the code is put back for a retry.
+ */
+async function consumeCodeFindingUser(
+  deps: AuthDeps,
+  input: { mobileNumber: string; code: string; purpose: OtpPurpose },
+): Promise<{ user: UserRow | null }> {
+  const [consumed, found] = await Promise.allSettled([
+    consumeCodeWithReceipt(deps, input),
+    findUserByMobileNumber(deps.db, input.mobileNumber),
+  ]);
+  if (consumed.status === "rejected") throw consumed.reason;
+  if (found.status === "rejected") {
+    await restoreCode(deps, consumed.value);
+    throw found.reason;
+  }
+  return { user: found.value };
+}
+
+/** Creates an account; 409 when the number is taken (decided by the unique index, race-free). */
+export async function signUp(
+  deps: AuthDeps,
+  input: { mobileNumber: string; name?: string | null; email?: string | null; password?: string },
+): Promise<UserRow> {
+  const passwordHash = input.password === undefined ? null : await hashPassword(input.password);
+  const user = await insertUser(deps.db, {
+    id: newId(),
+    mobileNumber: input.mobileNumber,
+    name: input.name ?? null,
+    email: input.email ?? null,
+    passwordHash,
+  });
+  if (!user) throw new ConflictError("An account with this mobile number already exists.");
+  return user;
+}
+
+/** send-otp: a login code for a registered number; 404 user_not_found otherwise (as specified). */
+export async function sendLoginCode(
+  deps: AuthDeps,
+  input: { mobileNumber: string; clientIp: string },
+): Promise<SentCode> {
+  const user = await findUserTakingSendAllowance(deps, { ...input, purpose: "login" });
+  if (!user) throw new NotFoundError("No account uses this mobile number.", "user_not_found");
+  return issueCode(deps, { mobileNumber: input.mobileNumber, purpose: "login" });
+}
+
+/** verify-otp: consumes a login code and starts a session. */
+export async function verifyLoginCode(
+  deps: AuthDeps,
+  input: { mobileNumber: string; code: string },
+): Promise<Session> {
+  const { user } = await consumeCodeFindingUser(deps, { ...input, purpose: "login" });
+  // A code is only ever issued to a registered number, so this is a deleted account.
+  if (!user)
+    throw new UnauthorizedError("The code is wrong, expired or already used.", "invalid_otp");
+  return { ...(await startSession(deps, user.id)), user };
+}
+
+const BAD_CREDENTIALS = "The mobile number or password is wrong.";
+
+/**
+ * Password login. An unknown number, a user without a password and a wrong password all cost one
+ * full hash and give the same 401, so neither the answer nor its timing tells them apart.
+ */
+export async function logInWithPassword(
+  deps: AuthDeps,
+  input: { mobileNumber: string; password: string },
+): Promise<Session> {
+  const [user, allowance] = await Promise.all([
+    findUserByMobileNumber(deps.db, input.mobileNumber),
+    deps.limiters.loginPerNumber.limit(input.mobileNumber),
+  ]);
+  if (!allowance.success) {
+    throw new LimitExceededError(
+      "Too many login attempts for this number; try again later.",
+      (allowance.reset - Date.now()) / 1000,
+    );
+  }
+  const ok = user?.passwordHash
+    ? await verifyPassword(input.password, user.passwordHash)
+    : await verifyAgainstDummy(input.password);
+  if (!user || !ok) throw new UnauthorizedError(BAD_CREDENTIALS, "invalid_credentials");
+  return { ...(await startSession(deps, user.id)), user };
+}
+
+/**
+ * forgot-password: a reset code (purpose `password_reset`, never valid for login). An unknown
+ * number gets the same limits, status and body shape, but no code is stored or sent.
+ */
+export async function sendResetCode(
+  deps: AuthDeps,
+  input: { mobileNumber: string; clientIp: string },
+): Promise<SentCode> {
+  const user = await findUserTakingSendAllowance(deps, { ...input, purpose: "password_reset" });
+  if (!user) return decoyCode(deps);
+  return issueCode(deps, { mobileNumber: input.mobileNumber, purpose: "password_reset" });
+}
+
+/** reset-password: consumes a reset code, sets the password, revokes every session. No login. */
+export async function resetPassword(
+  deps: AuthDeps,
+  input: { mobileNumber: string; code: string; newPassword: string },
+): Promise<void> {
+  const { user } = await consumeCodeFindingUser(deps, {
+    mobileNumber: input.mobileNumber,
+    code: input.code,
+    purpose: "password_reset",
+  });
+  if (!user)
+    throw new UnauthorizedError("The code is wrong, expired or already used.", "invalid_otp");
+  const passwordHash = await hashPassword(input.newPassword);
+  await setPasswordAndRevokeSessions(deps.db, {
+    userId: user.id,
+    passwordHash,
+    now: deps.clock.now(),
+  });
+}
+
+/** True when the token predates the user's last password change (it must no longer be honoured). */
+export function tokenPredatesPasswordChange(user: UserRow, tokenIssuedAt: number): boolean {
+  if (!user.passwordChangedAt) return false;
+  return Math.round(tokenIssuedAt * 1000) < user.passwordChangedAt.getTime();
+}
+
+const STALE_TOKEN = "The bearer token is invalid or expired.";
+
+/** Loads the caller, refusing a token issued before the last password change. */
+export async function getCurrentUser(
+  deps: AuthDeps,
+  input: { userId: string; tokenIssuedAt: number },
+): Promise<UserRow> {
+  const user = await findUserById(deps.db, input.userId);
+  if (!user || tokenPredatesPasswordChange(user, input.tokenIssuedAt)) {
+    throw new UnauthorizedError(STALE_TOKEN);
+  }
+  return user;
+}
+
+export async function updateCurrentUser(
+  deps: AuthDeps,
+  input: {
+    userId: string;
+    tokenIssuedAt: number;
+    changes: { name?: string | null; email?: string | null };
+  },
+): Promise<UserRow> {
+  const user = await updateUserProfileIfTokenCurrent(deps.db, {
+    userId: input.userId,
+    tokenIssuedAt: new Date(Math.round(input.tokenIssuedAt * 1000)),
+    changes: input.changes,
+    now: deps.clock.now(),
+  });
+  if (!user) throw new UnauthorizedError(STALE_TOKEN);
+  return user;
+}
+
+/**
+ * change-password: requires the current password once one is set; revokes every session and
+ * returns a fresh token pair for the caller, whose old access token stops working on /user/me.
+ */
+export async function changePassword(
+  deps: AuthDeps,
+  input: {
+    userId: string;
+    tokenIssuedAt: number;
+    currentPassword?: string;
+    newPassword: string;
+  },
+): Promise<Session> {
+  const user = await getCurrentUser(deps, input);
+  if (user.passwordHash) {
+    if (input.currentPassword === undefined) {
+      throw new ValidationError("The request is invalid.", [
+        {
+          path: "current_password",
+          message: "The current password is required to change it.",
+          location: "json",
+        },
+      ]);
+    }
+    // A guess here must cost what a login guess costs: the same per-number budget, or a stolen
+    // access token could brute-force the current password without any limit.
+    const allowance = await deps.limiters.loginPerNumber.limit(user.mobileNumber);
+    if (!allowance.success) {
+      throw new LimitExceededError(
+        "Too many password attempts for this number; try again later.",
+        (allowance.reset - Date.now()) / 1000,
+      );
+    }
+    if (!(await verifyPassword(input.currentPassword, user.passwordHash))) {
+      throw new UnauthorizedError("The current password is wrong.", "invalid_credentials");
+    }
+  }
+  const passwordHash = await hashPassword(input.newPassword);
+  const now = deps.clock.now();
+  const session = await prepareSession(deps, user.id, now);
+  const updated = await setPasswordAndRevokeSessions(deps.db, {
+    userId: user.id,
+    passwordHash,
+    now,
+    newSession: session.row,
+  });
+  if (!updated) throw new UnauthorizedError(STALE_TOKEN);
+  return { ...session.pair, user: updated };
+}

@@ -1,0 +1,82 @@
+import type { Database } from "../../db/client";
+import type { Env } from "../../env";
+import type { Clock } from "../../lib/clock";
+import { createOtpStore, type OtpStore } from "../../lib/otp";
+import type { OtpDelivery } from "../../lib/otp-delivery";
+import { createRateLimiter, type RateLimiter } from "../../lib/rate-limit";
+import type { RedisClient } from "../../lib/redis";
+import type { AccessTokens } from "../../lib/tokens";
+
+/** Send and login limits (project choices, see docs/adr/0002-password-hashing.md). */
+export const AUTH_LIMITS = {
+  /** Minimum gap between two codes for one number and purpose. */
+  otpCooldownSeconds: 30,
+  /** Codes per number and purpose per sliding hour. */
+  otpPerNumberPerHour: 5,
+  /** Codes requested per client IP per sliding hour (all numbers together). */
+  otpPerIpPerHour: 20,
+  /** Password attempts per number per sliding 15 minutes. */
+  loginPerNumberPer15Min: 10,
+} as const;
+
+export interface AuthLimiters {
+  otpPerNumber: RateLimiter;
+  otpPerIp: RateLimiter;
+  loginPerNumber: RateLimiter;
+}
+
+/** Everything the auth services need; tests build it directly with a fixed clock. */
+export interface AuthDeps {
+  db: Database;
+  redis: RedisClient;
+  clock: Clock;
+  tokens: AccessTokens;
+  otpStore: OtpStore;
+  otpDelivery: OtpDelivery;
+  limiters: AuthLimiters;
+  config: { otpSecret: string; refreshTokenTtlSeconds: number };
+}
+
+export function createAuthLimiters(redis: RedisClient): AuthLimiters {
+  return {
+    otpPerNumber: createRateLimiter({
+      redis,
+      prefix: "rl:otp:number",
+      algorithm: "sliding",
+      tokens: AUTH_LIMITS.otpPerNumberPerHour,
+      window: "1 h",
+    }),
+    otpPerIp: createRateLimiter({
+      redis,
+      prefix: "rl:otp:ip",
+      algorithm: "sliding",
+      tokens: AUTH_LIMITS.otpPerIpPerHour,
+      window: "1 h",
+    }),
+    loginPerNumber: createRateLimiter({
+      redis,
+      prefix: "rl:login:number",
+      algorithm: "sliding",
+      tokens: AUTH_LIMITS.loginPerNumberPer15Min,
+      window: "15 m",
+    }),
+  };
+}
+
+export function buildAuthDeps(
+  services: {
+    db: Database;
+    redis: RedisClient;
+    clock: Clock;
+    tokens: AccessTokens;
+    otpDelivery: OtpDelivery;
+  },
+  env: Pick<Env, "OTP_SECRET" | "REFRESH_TOKEN_TTL_SECONDS">,
+): AuthDeps {
+  return {
+    ...services,
+    otpStore: createOtpStore(services.redis),
+    limiters: createAuthLimiters(services.redis),
+    config: { otpSecret: env.OTP_SECRET, refreshTokenTtlSeconds: env.REFRESH_TOKEN_TTL_SECONDS },
+  };
+}

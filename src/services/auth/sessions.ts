@@ -1,0 +1,113 @@
+import {
+  insertRefreshToken,
+  revokeFamily,
+  revokeFamilyOfRotatedToken,
+  revokeFamilyOfToken,
+  rotateRefreshToken,
+} from "../../db/queries/refresh-tokens";
+import { UnauthorizedError } from "../../errors";
+import { newId } from "../../lib/ids";
+import type { AuthDeps } from "./deps";
+
+/** 32 random bytes, base64url without padding: always 43 characters. */
+export const REFRESH_TOKEN_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+
+export interface TokenPair {
+  token: string;
+  expiresIn: number;
+  refreshToken: string;
+}
+
+/** A new opaque refresh token: 256 bits from the CSPRNG. */
+export function newRefreshToken(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  let s = "";
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** SHA-256 (hex) of a refresh token: what the database stores and looks up. */
+export async function hashRefreshToken(token: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** What a new session needs stored; callers may write it inside a larger batch. */
+export async function prepareSession(deps: AuthDeps, userId: string, now: Date) {
+  const refreshToken = newRefreshToken();
+  const familyId = newId();
+  const [access, tokenHash] = await Promise.all([
+    deps.tokens.sign(userId, now, familyId),
+    hashRefreshToken(refreshToken),
+  ]);
+  return {
+    pair: { token: access.token, expiresIn: access.expiresIn, refreshToken },
+    row: {
+      id: newId(),
+      userId,
+      familyId,
+      tokenHash,
+      expiresAt: new Date(now.getTime() + deps.config.refreshTokenTtlSeconds * 1000),
+    },
+  };
+}
+
+/** Starts a new session (a new refresh-token family) for a user who just authenticated. */
+export async function startSession(deps: AuthDeps, userId: string): Promise<TokenPair> {
+  const now = deps.clock.now();
+  const session = await prepareSession(deps, userId, now);
+  await insertRefreshToken(deps.db, session.row, now);
+  return session.pair;
+}
+
+const INVALID_REFRESH = "The refresh token is invalid, expired or revoked.";
+
+/**
+ * Rotates a refresh token. A token that was already rotated is a replay (stolen or leaked): its
+ * whole family is revoked, so the thief and the owner both have to authenticate again.
+ */
+export async function refreshSession(deps: AuthDeps, refreshToken: string): Promise<TokenPair> {
+  if (!REFRESH_TOKEN_PATTERN.test(refreshToken)) throw new UnauthorizedError(INVALID_REFRESH);
+  const now = deps.clock.now();
+  const next = newRefreshToken();
+  const [tokenHash, newTokenHash] = await Promise.all([
+    hashRefreshToken(refreshToken),
+    hashRefreshToken(next),
+  ]);
+  const rotated = await rotateRefreshToken(deps.db, {
+    tokenHash,
+    newId: newId(),
+    newTokenHash,
+    expiresAt: new Date(now.getTime() + deps.config.refreshTokenTtlSeconds * 1000),
+    now,
+  });
+  if (!rotated) {
+    const revoked = await revokeFamilyOfRotatedToken(deps.db, tokenHash, now);
+    if (revoked > 0) {
+      console.warn(
+        JSON.stringify({ level: "warn", msg: "refresh_token_reuse", revoked_tokens: revoked }),
+      );
+    }
+    throw new UnauthorizedError(INVALID_REFRESH);
+  }
+  const access = await deps.tokens.sign(rotated.userId, now, rotated.familyId);
+  return { token: access.token, expiresIn: access.expiresIn, refreshToken: next };
+}
+
+/**
+ * Ends the caller's session: the family the access token was issued with and, when one is given,
+ * the family of that refresh token (only if it is the caller's). Idempotent.
+ */
+export async function endSession(
+  deps: AuthDeps,
+  input: { userId: string; sessionId?: string; refreshToken?: string },
+): Promise<void> {
+  const now = deps.clock.now();
+  const work: Promise<unknown>[] = [];
+  if (input.sessionId) work.push(revokeFamily(deps.db, input.userId, input.sessionId, now));
+  if (input.refreshToken !== undefined) {
+    const hash = await hashRefreshToken(input.refreshToken);
+    work.push(revokeFamilyOfToken(deps.db, input.userId, hash, now));
+  }
+  await Promise.all(work);
+}

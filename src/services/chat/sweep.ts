@@ -1,0 +1,79 @@
+import { purgeExpiredIdempotencyRecords } from "../../db/queries/idempotency";
+import {
+  failOverdueReplies,
+  selectHistoryForReply,
+  selectUnqueuedReplies,
+  setReplyJob,
+} from "../../db/queries/messages";
+import { describeError } from "../../errors";
+import type { ChatDeps } from "./deps";
+import { promptRequest } from "./messages";
+import { refundPrompt, replyJob } from "./replies";
+
+/** A reply younger than this may still be mid-publish by its own request; leave it alone. */
+export const REPUBLISH_GRACE_MS = 10_000;
+const REPUBLISH_BATCH = 100;
+const PURGE_BATCH = 1000;
+
+export interface SweepReport {
+  failed: number;
+  republished: number;
+  republish_errors: number;
+  idempotency_keys_purged: number;
+}
+
+/**
+ * Nothing stays pending forever (run by the cron trigger):
+ * - replies pending past REPLY_DEADLINE_SECONDS fail with `timeout` and refund their prompt;
+ * - replies pending without a QStash job (the publish failed) are published again, with the
+ *   reply id as deduplication id so a publish that did land is not doubled;
+ * - expired Idempotency-Key records are deleted.
+ */
+export async function sweepReplies(deps: ChatDeps, now: Date): Promise<SweepReport> {
+  const cutoff = new Date(now.getTime() - deps.config.replyDeadlineSeconds * 1000);
+  const [failing, listing, purging] = await Promise.allSettled([
+    failOverdueReplies(deps.db, cutoff, now),
+    selectUnqueuedReplies(
+      deps.db,
+      cutoff,
+      new Date(now.getTime() - REPUBLISH_GRACE_MS),
+      REPUBLISH_BATCH,
+    ),
+    purgeExpiredIdempotencyRecords(deps.db, now, PURGE_BATCH),
+  ]);
+  // Replies that were failed get their refunds even when the other queries did not succeed.
+  const overdue = failing.status === "fulfilled" ? failing.value : [];
+  await Promise.all(overdue.map((r) => refundPrompt(deps, r.userId, r.quotaDay)));
+  if (failing.status === "rejected") throw failing.reason;
+  if (listing.status === "rejected") throw listing.reason;
+  const unqueued = listing.value;
+
+  const republished = await Promise.allSettled(
+    unqueued.map(async (reply) => {
+      const history = await selectHistoryForReply(
+        deps.db,
+        reply,
+        deps.config.historyMaxMessages + 1,
+      );
+      const request = promptRequest(deps.config, history);
+      const { messageId } = await deps.queue.publish(replyJob(deps.config, reply.id, request));
+      await setReplyJob(deps.db, reply.id, messageId);
+    }),
+  );
+  const errors = republished.filter((r) => r.status === "rejected");
+  for (const e of errors) {
+    console.warn(
+      JSON.stringify({
+        level: "warn",
+        msg: "sweep_republish_failed",
+        error: describeError(e.reason),
+      }),
+    );
+  }
+  return {
+    failed: overdue.length,
+    republished: republished.length - errors.length,
+    republish_errors: errors.length,
+    idempotency_keys_purged: purging.status === "fulfilled" ? purging.value : 0,
+  };
+}

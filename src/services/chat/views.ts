@@ -1,0 +1,78 @@
+import type { ChatroomRow } from "../../db/schema/chatrooms";
+import type { MessageRole, MessageRow, MessageStatus } from "../../db/schema/messages";
+
+/** The closed set of reply failure codes a client can see in `Message.error`. */
+export const REPLY_ERRORS = [
+  "rate_limited",
+  "upstream_error",
+  "safety_blocked",
+  "timeout",
+] as const;
+export type ReplyError = (typeof REPLY_ERRORS)[number];
+
+/** The public JSON of a chatroom. */
+export interface ChatroomView {
+  id: string;
+  title: string;
+  created_at: string;
+  updated_at: string;
+  last_message_at: string | null;
+  message_count: number;
+}
+
+/** The public JSON of a message (a prompt or a model reply). */
+export interface MessageView {
+  id: string;
+  chatroom_id: string;
+  role: MessageRole;
+  content: string;
+  status: MessageStatus;
+  error: ReplyError | null;
+  usage: { prompt_tokens: number; reply_tokens: number } | null;
+  created_at: string;
+  completed_at: string | null;
+}
+
+export function chatroomView(r: ChatroomRow): ChatroomView {
+  return {
+    id: r.id,
+    title: r.title,
+    created_at: r.createdAt.toISOString(),
+    updated_at: r.updatedAt.toISOString(),
+    last_message_at: r.lastMessageAt ? r.lastMessageAt.toISOString() : null,
+    message_count: r.messageCount,
+  };
+}
+
+export function messageView(
+  r: Pick<
+    MessageRow,
+    | "id"
+    | "chatroomId"
+    | "role"
+    | "content"
+    | "status"
+    | "error"
+    | "promptTokens"
+    | "replyTokens"
+    | "createdAt"
+    | "completedAt"
+  >,
+): MessageView {
+  return {
+    id: r.id,
+    chatroom_id: r.chatroomId,
+    role: r.role,
+    content: r.content,
+    status: r.status,
+    error: (REPLY_ERRORS as readonly string[]).includes(r.error ?? "")
+      ? (r.error as ReplyError)
+      : null,
+    usage:
+      r.role === "model" && r.status === "complete"
+        ? { prompt_tokens: r.promptTokens ?? 0, reply_tokens: r.replyTokens ?? 0 }
+        : null,
+    created_at: r.createdAt.toISOString(),
+    completed_at: r.completedAt ? r.completedAt.toISOString() : null,
+  };
+}

@@ -1,0 +1,213 @@
+// Service-level OTP tests: the real auth services in Node against the local cloud's Redis, with an
+// injected clock, for what cannot be driven over HTTP in reasonable time (expiry, hourly limits,
+// the per-number lock after 100 failures, log delivery).
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { createDatabase } from "../../src/db/client.ts";
+import { LimitExceededError, UnauthorizedError } from "../../src/errors.ts";
+import { fixedClock } from "../../src/lib/clock.ts";
+import { createOtpStore, type OtpStore } from "../../src/lib/otp.ts";
+import { logDelivery, responseDelivery } from "../../src/lib/otp-delivery.ts";
+import { createRedis } from "../../src/lib/redis.ts";
+import { createAccessTokens } from "../../src/lib/tokens.ts";
+import { type AuthDeps, createAuthLimiters } from "../../src/services/auth/deps.ts";
+import { consumeCode, issueCode, takeSendAllowance } from "../../src/services/auth/otp.ts";
+import { cloudUrl, testEnv, uniqueMobileNumber } from "../support/api.ts";
+import { uniqueClientIp } from "../support/session.ts";
+
+let redis: ReturnType<typeof createRedis>;
+beforeAll(() => {
+  redis = createRedis(`${cloudUrl}/redis`, testEnv.UPSTASH_REDIS_REST_TOKEN as string);
+});
+afterEach(() => vi.restoreAllMocks());
+
+function deps(overrides: Partial<AuthDeps> = {}) {
+  const clock = fixedClock(new Date("2030-01-01T00:00:00.000Z"));
+  const d: AuthDeps = {
+    db: createDatabase(testEnv.DATABASE_URL as string, testEnv.NEON_FETCH_ENDPOINT),
+    redis,
+    clock,
+    tokens: createAccessTokens(testEnv.JWT_SECRET as string, 900),
+    otpStore: createOtpStore(redis),
+    otpDelivery: responseDelivery,
+    limiters: createAuthLimiters(redis),
+    config: { otpSecret: testEnv.OTP_SECRET as string, refreshTokenTtlSeconds: 3600 },
+    ...overrides,
+  };
+  return { deps: d, clock };
+}
+
+async function issue(d: AuthDeps, mobileNumber: string) {
+  const sent = await issueCode(d, { mobileNumber, purpose: "login" });
+  return sent.otp as string;
+}
+
+const consume = (d: AuthDeps, mobileNumber: string, code: string) =>
+  consumeCode(d, { mobileNumber, purpose: "login", code });
+const wrong = (code: string) => String((Number(code) + 1) % 1_000_000).padStart(6, "0");
+
+describe("OTP expiry (injected clock)", () => {
+  it("accepts a code 1 second before its 300-second lifetime ends", async () => {
+    const { deps: d, clock } = deps();
+    const number = uniqueMobileNumber();
+    const code = await issue(d, number);
+    clock.advance(299_000);
+    await expect(consume(d, number, code)).resolves.toBeUndefined();
+  });
+
+  it("refuses a code 1 second after its lifetime, with the same 401 as a wrong code", async () => {
+    const { deps: d, clock } = deps();
+    const number = uniqueMobileNumber();
+    const code = await issue(d, number);
+    clock.advance(301_000);
+    const err = await consume(d, number, code).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnauthorizedError);
+    expect(err).toMatchObject({ code: "invalid_otp", details: { attempts_left: 0 } });
+  });
+
+  it("refuses a code at exactly 300 seconds", async () => {
+    const { deps: d, clock } = deps();
+    const number = uniqueMobileNumber();
+    const code = await issue(d, number);
+    clock.advance(300_000);
+    await expect(consume(d, number, code)).rejects.toMatchObject({ code: "invalid_otp" });
+  });
+});
+
+describe("OTP issuing", () => {
+  it("keeps only the latest code for a number and purpose", async () => {
+    const { deps: d } = deps();
+    const number = uniqueMobileNumber();
+    const first = await issue(d, number);
+    let second = await issue(d, number);
+    while (second === first) second = await issue(d, number);
+    await expect(consume(d, number, first)).rejects.toMatchObject({ code: "invalid_otp" });
+    await expect(consume(d, number, second)).resolves.toBeUndefined();
+  });
+
+  it("stores only a keyed hash: no Redis value or key holds the code", async () => {
+    const { deps: d } = deps();
+    const number = uniqueMobileNumber();
+    const code = await issue(d, number);
+    // Raw replies (the adapter turns automatic deserialisation off): a flat field/value list.
+    const stored = (await redis.hgetall(`otp:v1:login:${number}`)) as unknown as string[];
+    expect(stored).toContain("mac");
+    expect(stored[stored.indexOf("mac") + 1]).toMatch(/^[0-9a-f]{64}$/);
+    expect(JSON.stringify(stored)).not.toContain(code);
+    const keys = await redis.keys(`*${number}*`);
+    for (const k of keys) expect(k).not.toContain(code);
+  });
+
+  it("with OTP_DELIVERY=log, returns no code and logs none", async () => {
+    const { deps: d } = deps({ otpDelivery: logDelivery });
+    const log = vi.spyOn(console, "log").mockImplementation(() => {});
+    const number = uniqueMobileNumber();
+    const sent = await issueCode(d, { mobileNumber: number, purpose: "login" });
+    expect(sent).toEqual({ expiresIn: 300 });
+    const lines = log.mock.calls.map((c) => String(c[0]));
+    expect(lines.some((l) => l.includes("otp_issued"))).toBe(true);
+    for (const l of lines) {
+      expect(l).not.toMatch(/\b\d{6}\b/);
+      expect(l).not.toContain(number);
+    }
+  });
+});
+
+describe("OTP send limits", () => {
+  /** The real store, with the cool-down switched off, to reach the hourly limit quickly. */
+  const noCooldown = (store: OtpStore): OtpStore => ({
+    ...store,
+    startCooldown: async () => ({ started: true }),
+  });
+
+  it("allows 5 codes per number an hour; the 6th is 429 with Retry-After", async () => {
+    const { deps: d } = deps();
+    const fast = { ...d, otpStore: noCooldown(d.otpStore) };
+    const number = uniqueMobileNumber();
+    for (let i = 0; i < 5; i++) {
+      await takeSendAllowance(fast, {
+        mobileNumber: number,
+        purpose: "login",
+        clientIp: uniqueClientIp(),
+      });
+    }
+    const err = await takeSendAllowance(fast, {
+      mobileNumber: number,
+      purpose: "login",
+      clientIp: uniqueClientIp(),
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LimitExceededError);
+    const retryAfter = Number((err as LimitExceededError).headers["Retry-After"]);
+    // The sliding window reports the end of the current fixed hour, which may be seconds away
+    // when the test runs just before the hour turns.
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(3600);
+  });
+
+  it("gives back what a refused request took: a cool-down refusal spends no hourly budget", async () => {
+    const { deps: d } = deps();
+    const fast = { ...d, otpStore: noCooldown(d.otpStore) };
+    const number = uniqueMobileNumber();
+    const ip = uniqueClientIp();
+    const input = { mobileNumber: number, purpose: "login" as const, clientIp: ip };
+    await takeSendAllowance(d, input);
+    for (let i = 0; i < 3; i++) {
+      await expect(takeSendAllowance(d, input)).rejects.toBeInstanceOf(LimitExceededError);
+    }
+    // 1 spent so far: 4 more fit in the hour, then the limit holds.
+    for (let i = 0; i < 4; i++) await takeSendAllowance(fast, input);
+    await expect(takeSendAllowance(fast, input)).rejects.toBeInstanceOf(LimitExceededError);
+  });
+
+  it("keeps login and reset cool-downs apart", async () => {
+    const { deps: d } = deps();
+    const number = uniqueMobileNumber();
+    await takeSendAllowance(d, {
+      mobileNumber: number,
+      purpose: "login",
+      clientIp: uniqueClientIp(),
+    });
+    await expect(
+      takeSendAllowance(d, {
+        mobileNumber: number,
+        purpose: "password_reset",
+        clientIp: uniqueClientIp(),
+      }),
+    ).resolves.toBeUndefined();
+  });
+});
+
+describe("per-number lock after consecutive failures", () => {
+  it("locks verification with 429 after 100 wrong codes, even for the right code", async () => {
+    const { deps: d } = deps();
+    const number = uniqueMobileNumber();
+    for (let i = 0; i < 20; i++) {
+      const code = await issue(d, number);
+      for (let j = 0; j < 5; j++) {
+        await expect(consume(d, number, wrong(code))).rejects.toMatchObject({
+          code: "invalid_otp",
+        });
+      }
+    }
+    const code = await issue(d, number);
+    const err = await consume(d, number, code).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LimitExceededError);
+    expect(Number((err as LimitExceededError).headers["Retry-After"])).toBeGreaterThan(3600);
+  }, 60_000);
+
+  it("a success before the limit resets the count", async () => {
+    const { deps: d } = deps();
+    const number = uniqueMobileNumber();
+    for (let i = 0; i < 19; i++) {
+      const code = await issue(d, number);
+      for (let j = 0; j < 5; j++) await consume(d, number, wrong(code)).catch(() => {});
+    }
+    const good = await issue(d, number);
+    await expect(consume(d, number, good)).resolves.toBeUndefined();
+    for (let i = 0; i < 2; i++) {
+      const code = await issue(d, number);
+      for (let j = 0; j < 5; j++) await consume(d, number, wrong(code)).catch(() => {});
+    }
+    const last = await issue(d, number);
+    await expect(consume(d, number, last)).resolves.toBeUndefined();
+  }, 60_000);
+});

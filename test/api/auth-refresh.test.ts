@@ -1,0 +1,165 @@
+import { describe, expect, it } from "vitest";
+import { call } from "../support/api.ts";
+import { createSession } from "../support/session.ts";
+
+const refresh = (refresh_token: unknown) =>
+  call("POST", "/auth/refresh", { body: { refresh_token } });
+
+describe("POST /auth/refresh", () => {
+  it("rotates: a new pair is issued and the old refresh token stops working", async () => {
+    const s = await createSession();
+    const first = await refresh(s.refresh_token);
+    expect(first.status).toBe(200);
+    expect(first.body).toMatchObject({ token_type: "Bearer", expires_in: 900 });
+    expect(first.body.refresh_token).not.toBe(s.refresh_token);
+    expect((await call("GET", "/user/me", { token: first.body.token })).status).toBe(200);
+
+    const old = await refresh(s.refresh_token);
+    expect(old.status).toBe(401);
+    expect(old.body.error.code).toBe("unauthorized");
+  });
+
+  it("revokes the whole family when a rotated token is presented again (theft detection)", async () => {
+    const s = await createSession();
+    const r1 = await refresh(s.refresh_token);
+    const r2 = await refresh(r1.body.refresh_token);
+    expect(r2.status).toBe(200);
+    // The attacker replays the first token: refused, and the owner's live token dies with it.
+    expect((await refresh(s.refresh_token)).status).toBe(401);
+    expect((await refresh(r2.body.refresh_token)).status).toBe(401);
+  });
+
+  it("does not touch the user's other sessions when one family is revoked", async () => {
+    const s = await createSession({ password: "correct horse battery" });
+    const other = await call("POST", "/auth/login", {
+      body: { mobile_number: s.mobile_number, password: "correct horse battery" },
+    });
+    expect(other.status).toBe(200);
+    const r1 = await refresh(s.refresh_token);
+    expect((await refresh(s.refresh_token)).status).toBe(401); // reuse: this family is revoked
+    expect((await refresh(r1.body.refresh_token)).status).toBe(401);
+    expect((await refresh(other.body.refresh_token)).status).toBe(200);
+  });
+
+  it("lets exactly one of two parallel refreshes with the same token succeed", async () => {
+    const s = await createSession();
+    const results = await Promise.all([refresh(s.refresh_token), refresh(s.refresh_token)]);
+    expect(results.map((r) => r.status).sort()).toEqual([200, 401]);
+  });
+
+  it("keeps the session a password change issues refreshable, and nothing from before it", async () => {
+    const s = await createSession({ password: "correct horse battery" });
+    const changed = await call("POST", "/auth/change-password", {
+      token: s.token,
+      body: { current_password: "correct horse battery", new_password: "new horse battery staple" },
+    });
+    expect(changed.status).toBe(200);
+    expect((await refresh(changed.body.refresh_token)).status).toBe(200);
+    expect((await refresh(s.refresh_token)).status).toBe(401);
+  });
+
+  it("leaves no live refresh token from before a password change that races a refresh", async () => {
+    // On a real PostgreSQL the two can interleave; whichever wins, a token rotated from the old
+    // session must be dead once the change has committed.
+    for (let i = 0; i < 6; i++) {
+      const s = await createSession({ password: "correct horse battery" });
+      const [rotated, changed] = await Promise.all([
+        refresh(s.refresh_token),
+        call("POST", "/auth/change-password", {
+          token: s.token,
+          body: {
+            current_password: "correct horse battery",
+            new_password: "new horse battery staple",
+          },
+        }),
+      ]);
+      expect(changed.status).toBe(200);
+      if (rotated.status === 200)
+        expect((await refresh(rotated.body.refresh_token)).status).toBe(401);
+      else expect(rotated.status).toBe(401);
+    }
+  });
+
+  it.each([
+    ["garbage", "not-a-token"],
+    ["well-formed but unknown", "A".repeat(43)],
+    ["an access token", "eyJhbGciOiJIUzI1NiJ9.e30.x"],
+  ])("refuses %s with 401", async (_name, token) => {
+    const res = await refresh(token);
+    expect(res.status).toBe(401);
+    expect(res.text).not.toContain(token);
+  });
+
+  it.each([
+    ["missing", {}],
+    ["a number", { refresh_token: 5 }],
+    ["too long", { refresh_token: "a".repeat(300) }],
+    ["unknown field", { refresh_token: "A".repeat(43), user_id: "x" }],
+  ])("rejects a body with %s with 400", async (_name, body) => {
+    const res = await call("POST", "/auth/refresh", { body });
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe("invalid_request");
+  });
+});
+
+describe("POST /auth/logout", () => {
+  it("answers 204 and revokes this session's refresh token, without a body", async () => {
+    const s = await createSession();
+    const res = await call("POST", "/auth/logout", { token: s.token });
+    expect(res.status).toBe(204);
+    expect((await refresh(s.refresh_token)).status).toBe(401);
+  });
+
+  it("revokes the refresh token given in the body, and only the caller's", async () => {
+    const [a, b] = await Promise.all([createSession(), createSession()]);
+    // a tries to log b out with b's refresh token: nothing of b's is revoked.
+    expect(
+      (
+        await call("POST", "/auth/logout", {
+          token: a.token,
+          body: { refresh_token: b.refresh_token },
+        })
+      ).status,
+    ).toBe(204);
+    const bRotated = await refresh(b.refresh_token);
+    expect(bRotated.status).toBe(200);
+    // b logs out of its rotated session by refresh token.
+    expect(
+      (
+        await call("POST", "/auth/logout", {
+          token: b.token,
+          body: { refresh_token: bRotated.body.refresh_token },
+        })
+      ).status,
+    ).toBe(204);
+    expect((await refresh(bRotated.body.refresh_token)).status).toBe(401);
+  });
+
+  it("revokes the body's refresh token even when it belongs to another of the caller's sessions", async () => {
+    // Two sessions of one user, so the access token's own session cannot explain the revocation.
+    const s = await createSession({ password: "correct horse battery" });
+    const other = await call("POST", "/auth/login", {
+      body: { mobile_number: s.mobile_number, password: "correct horse battery" },
+    });
+    expect(other.status).toBe(200);
+    const res = await call("POST", "/auth/logout", {
+      token: s.token,
+      body: { refresh_token: other.body.refresh_token },
+    });
+    expect(res.status).toBe(204);
+    expect((await refresh(other.body.refresh_token)).status).toBe(401);
+    expect((await refresh(s.refresh_token)).status).toBe(401);
+  });
+
+  it("requires authentication", async () => {
+    const res = await call("POST", "/auth/logout");
+    expect(res.status).toBe(401);
+    expect(res.headers.get("www-authenticate")).toBe("Bearer");
+  });
+
+  it("rejects unknown fields", async () => {
+    const s = await createSession();
+    const res = await call("POST", "/auth/logout", { token: s.token, body: { everything: true } });
+    expect(res.status).toBe(400);
+  });
+});

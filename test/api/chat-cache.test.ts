@@ -1,0 +1,128 @@
+import { describe, expect, it } from "vitest";
+import { call } from "../support/api.ts";
+import { createSession, type TestSession } from "../support/session.ts";
+import {
+  geminiFault,
+  marker,
+  newChatroom,
+  redis,
+  sendPrompt,
+  settledReply,
+} from "./chat-support.ts";
+
+async function list(session: TestSession, query = "") {
+  const res = await call("GET", `/chatroom${query}`, { token: session.token });
+  expect(res.status).toBe(200);
+  return res;
+}
+
+/** Reads the list until it is served from the cache (the cache write runs after the response). */
+async function warm(session: TestSession, query = "") {
+  const first = await list(session, query);
+  for (let i = 0; i < 40; i++) {
+    const res = await list(session, query);
+    if (res.headers.get("x-cache") === "HIT") return { first, hit: res };
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error("the list never came from the cache");
+}
+
+describe("GET /chatroom cache", () => {
+  it("serves the second read from Redis with the same body, never storable by shared caches", async () => {
+    const me = await createSession();
+    await newChatroom(me, "cached");
+    const { first, hit } = await warm(me);
+    expect(first.headers.get("x-cache")).toBe("MISS");
+    expect(hit.text).toBe(first.text);
+    expect(hit.headers.get("cache-control")).toBe("private, no-store");
+    expect(first.headers.get("cache-control")).toBe("private, no-store");
+  });
+
+  it("keeps users apart: each user only ever sees their own cached list", async () => {
+    const [a, b] = await Promise.all([createSession(), createSession()]);
+    const ra = await newChatroom(a, "A's room");
+    const rb = await newChatroom(b, "B's room");
+    const { hit: hitA } = await warm(a);
+    const { hit: hitB } = await warm(b);
+    expect(hitA.body.chatrooms.map((r: { id: string }) => r.id)).toEqual([ra.id]);
+    expect(hitB.body.chatrooms.map((r: { id: string }) => r.id)).toEqual([rb.id]);
+  });
+
+  it("is invalidated by creating, renaming and deleting a chatroom", async () => {
+    const me = await createSession();
+    const room = await newChatroom(me, "first");
+    await warm(me);
+
+    const second = await newChatroom(me, "second");
+    const afterCreate = await list(me);
+    expect(afterCreate.headers.get("x-cache")).toBe("MISS");
+    expect(afterCreate.body.chatrooms.map((r: { id: string }) => r.id)).toEqual([
+      second.id,
+      room.id,
+    ]);
+
+    await warm(me);
+    const renamed = await call("PATCH", `/chatroom/${room.id}`, {
+      token: me.token,
+      body: { title: "renamed" },
+    });
+    expect(renamed.status).toBe(200);
+    const afterRename = await list(me);
+    expect(afterRename.headers.get("x-cache")).toBe("MISS");
+    expect(afterRename.body.chatrooms[0]).toMatchObject({ id: room.id, title: "renamed" });
+
+    await warm(me);
+    expect((await call("DELETE", `/chatroom/${second.id}`, { token: me.token })).status).toBe(204);
+    const afterDelete = await list(me);
+    expect(afterDelete.headers.get("x-cache")).toBe("MISS");
+    expect(afterDelete.body.chatrooms.map((r: { id: string }) => r.id)).toEqual([room.id]);
+  });
+
+  it("is invalidated by a new message and again by the reply's completion", async () => {
+    const me = await createSession();
+    const room = await newChatroom(me);
+    await warm(me);
+
+    const content = marker("cache-msg");
+    // Slow, so the reply is still pending when the list is read after the send.
+    await geminiFault({ match: content, kind: "slow", times: 1, ms: 1000 });
+    const sent = await sendPrompt(me, room.id, content);
+    expect(sent.status).toBe(202);
+    const afterSend = await list(me);
+    expect(afterSend.headers.get("x-cache")).toBe("MISS");
+    expect(afterSend.body.chatrooms[0]).toMatchObject({
+      message_count: 2,
+      last_message_at: sent.body.message.created_at,
+    });
+
+    const reply = await settledReply(me, room.id, sent.body.reply.id);
+    expect(reply.status).toBe("complete");
+    const afterReply = await list(me);
+    expect(afterReply.body.chatrooms[0].last_message_at).toBe(reply.completed_at);
+  });
+
+  it("treats a corrupted cache entry as a miss and replaces it", async () => {
+    const me = await createSession();
+    await newChatroom(me, "corrupt");
+    await warm(me, "?limit=7");
+    const prefix = `cache:chatrooms:${me.user.id}`;
+    const version = ((await redis("GET", `${prefix}:ver`)) as string | null) ?? "0";
+    await redis("SET", `${prefix}:entry:7:`, `${version}\n{"chatrooms": [ truncated`);
+    const res = await list(me, "?limit=7");
+    expect(res.headers.get("x-cache")).toBe("MISS");
+    expect(res.body.chatrooms).toHaveLength(1);
+    await warm(me, "?limit=7");
+
+    await redis("SET", `${prefix}:entry:7:`, `${version}\n{"unexpected":"shape"}`);
+    expect((await list(me, "?limit=7")).headers.get("x-cache")).toBe("MISS");
+  });
+
+  it("expires cached pages after CHATROOM_CACHE_TTL_SECONDS", async () => {
+    const me = await createSession();
+    await newChatroom(me);
+    await warm(me, "?limit=3");
+    const ttl = (await redis("TTL", `cache:chatrooms:${me.user.id}:entry:3:`)) as number;
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(600);
+  });
+});

@@ -1,0 +1,118 @@
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { call, control, testEnv } from "../../support/api.ts";
+import { createSession, type TestSession } from "../../support/session.ts";
+import {
+  callbackBody,
+  flushQStash,
+  geminiAnswer,
+  marker,
+  newChatroom,
+  postCallback,
+  sendPrompt,
+  signQStash,
+} from "../chat-support.ts";
+
+// Sequential I/O rounds, measured: every vendor call gets LATENCY ms added by the local cloud
+// (a global switch, hence this folder), so an endpoint doing N sequential rounds takes about
+// N × LATENCY. Concurrent calls within a round cost one LATENCY together.
+const LATENCY = 400;
+
+async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
+  const started = performance.now();
+  const value = await fn();
+  return { ms: performance.now() - started, value };
+}
+
+function rounds(ms: number, latency = LATENCY): number {
+  return Math.floor(ms / latency);
+}
+
+// Below the list's 300 ms bound on Redis reads; at 400 ms every read would fall back to the DB.
+const CACHE_LATENCY = 150;
+
+let me: TestSession;
+let roomId: string;
+
+beforeAll(async () => {
+  me = await createSession();
+  roomId = (await newChatroom(me)).id;
+  // Warm-up: @upstash/ratelimit tries EVALSHA first and, on a Redis that has never seen its
+  // script, falls back to EVAL (one extra round, once per Redis, not per request).
+  const warmUp = marker("warm-up");
+  expect((await sendPrompt(me, roomId, warmUp)).status).toBe(202);
+  await flushQStash(warmUp);
+});
+
+afterEach(async () => {
+  await control("latency", { ms: 0 });
+});
+
+describe("sequential I/O rounds per endpoint", () => {
+  it("POST /chatroom/:id/message: 2 rounds on the happy path", async () => {
+    const content = marker("rounds");
+    await control("latency", { ms: LATENCY });
+    const { ms, value } = await timed(() => sendPrompt(me, roomId, content));
+    await control("latency", { ms: 0 });
+    expect(value.status).toBe(202);
+    expect(rounds(ms)).toBe(2);
+    await flushQStash(content);
+  });
+
+  it("GET /chatroom: 1 round on a cache hit, 2 on a miss", async () => {
+    const reader = await createSession();
+    await newChatroom(reader);
+    await call("GET", "/chatroom?limit=9", { token: reader.token });
+    await new Promise((r) => setTimeout(r, 200));
+    await control("latency", { ms: CACHE_LATENCY });
+    const hit = await timed(() => call("GET", "/chatroom?limit=9", { token: reader.token }));
+    expect(hit.value.headers.get("x-cache")).toBe("HIT");
+    expect(rounds(hit.ms, CACHE_LATENCY)).toBe(1);
+    const miss = await timed(() => call("GET", "/chatroom?limit=8", { token: reader.token }));
+    expect(miss.value.headers.get("x-cache")).toBe("MISS");
+    expect(rounds(miss.ms, CACHE_LATENCY)).toBe(2);
+  });
+
+  it("GET /chatroom/:id, its messages and one message: 1 round each", async () => {
+    const detail = await call("GET", `/chatroom/${roomId}`, { token: me.token });
+    const messageId = detail.body.messages[0].id;
+    await control("latency", { ms: LATENCY });
+    for (const path of [
+      `/chatroom/${roomId}`,
+      `/chatroom/${roomId}/messages`,
+      `/chatroom/${roomId}/messages/${messageId}`,
+    ]) {
+      const r = await timed(() => call("GET", path, { token: me.token }));
+      expect(r.value.status).toBe(200);
+      expect(rounds(r.ms), path).toBe(1);
+    }
+  });
+
+  it("POST, PATCH and DELETE /chatroom: 2 rounds each (database, then cache version)", async () => {
+    await control("latency", { ms: LATENCY });
+    const created = await timed(() =>
+      call("POST", "/chatroom", { token: me.token, body: { title: "timed" } }),
+    );
+    expect(rounds(created.ms)).toBe(2);
+    const id = created.value.body.chatroom.id;
+    const renamed = await timed(() =>
+      call("PATCH", `/chatroom/${id}`, { token: me.token, body: { title: "timed 2" } }),
+    );
+    expect(rounds(renamed.ms)).toBe(2);
+    const deleted = await timed(() => call("DELETE", `/chatroom/${id}`, { token: me.token }));
+    expect(rounds(deleted.ms)).toBe(2);
+  });
+
+  it("the QStash reply callback: 2 rounds (database, then cache version)", async () => {
+    const publishFault = marker("rounds-cb");
+    await control("qstash/publish-fault", { match: publishFault, mode: "error" });
+    const res = await sendPrompt(me, roomId, publishFault);
+    await control("qstash/publish-fault", { match: publishFault, mode: "none" });
+    const path = `/webhook/qstash/reply?reply_id=${res.body.reply.id}`;
+    const body = callbackBody(geminiAnswer("timed"));
+    const signature = await signQStash(`${testEnv.APP_URL}${path}`, body);
+    await control("latency", { ms: LATENCY });
+    const r = await timed(() => postCallback(path, body, signature));
+    expect(r.value.body).toEqual({ status: "complete" });
+    expect(rounds(r.ms)).toBe(2);
+  });
+});

@@ -1,0 +1,275 @@
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { BrowserContext, Page, Response } from "playwright-core";
+import { afterEach, describe, expect, test } from "vitest";
+import { cloudUrl, uniqueMobileNumber, workerUrl } from "../support/api.ts";
+import { createSession } from "../support/session.ts";
+
+/** Debian's package; CI installs it with `apt-get install -y chromium`. */
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+const ARTIFACTS = fileURLToPath(new URL("./artifacts/", import.meta.url));
+const SESSION_KEY = "playground.session";
+
+/**
+ * Loads the driver and checks the browser. Throws, never skips, when either is missing, so each
+ * browser test fails with the fix in its message instead of the playground going untested.
+ */
+async function loadChromium(): Promise<typeof import("playwright-core").chromium> {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(
+      `Chromium not found at ${CHROMIUM}: install it (Debian: apt-get install -y chromium) or set CHROMIUM_PATH.`,
+    );
+  }
+  try {
+    return (await import("playwright-core")).chromium;
+  } catch (err) {
+    throw new Error(`playwright-core is not installed (npm install -D playwright-core): ${err}`);
+  }
+}
+
+interface Browser {
+  context: BrowserContext;
+  page: Page;
+  /** Requests the page tried to make to anything but the Worker and the local cloud. */
+  blocked: string[];
+  /** Uncaught page errors and CSP violations. */
+  problems: string[];
+  /** Every response to the Worker: "METHOD /path STATUS". */
+  calls: string[];
+}
+
+const cleanups: (() => Promise<void>)[] = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function openBrowser(): Promise<Browser> {
+  const chromium = await loadChromium();
+  const profile = mkdtempSync(join(tmpdir(), "playground-e2e-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1280, height: 860 },
+  });
+  cleanups.push(async () => {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  });
+  const allowed = new Set([new URL(workerUrl).origin, new URL(cloudUrl).origin]);
+  const blocked: string[] = [];
+  const problems: string[] = [];
+  const calls: string[] = [];
+  // Fail closed: the page has no CDN and may only talk to the Worker and the local Stripe.
+  await context.route("**/*", (route) => {
+    const url = new URL(route.request().url());
+    if (allowed.has(url.origin)) return route.continue();
+    blocked.push(url.href);
+    return route.abort();
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
+  page.on("console", (msg) => {
+    if (msg.type() === "error" && /Content Security Policy/i.test(msg.text())) {
+      problems.push(`CSP: ${msg.text()}`);
+    }
+  });
+  page.on("response", (res: Response) => {
+    const url = new URL(res.url());
+    if (url.origin === new URL(workerUrl).origin) {
+      calls.push(`${res.request().method()} ${url.pathname} ${res.status()}`);
+    }
+  });
+  return { context, page, blocked, problems, calls };
+}
+
+const text = async (page: Page, selector: string) =>
+  (await page.locator(selector).textContent()) ?? "";
+
+async function storedSession(page: Page) {
+  return page.evaluate(
+    (key) => JSON.parse(sessionStorage.getItem(key) ?? "null"),
+    SESSION_KEY,
+  ) as Promise<{ token: string; refresh_token: string; expires_at: number } | null>;
+}
+
+describe("playground page", () => {
+  test("is served with a nonce-based CSP that matches its only inline style and script", async () => {
+    const [first, second] = await Promise.all([fetch(`${workerUrl}/`), fetch(`${workerUrl}/`)]);
+    expect(first.status).toBe(200);
+    expect(first.headers.get("content-type")).toMatch(/^text\/html/);
+    const csp = first.headers.get("content-security-policy") ?? "";
+    const nonce = /script-src 'nonce-([A-Za-z0-9+/=]+)'/.exec(csp)?.[1];
+    expect(nonce).toBeDefined();
+    expect(csp).toContain("default-src 'none'");
+    expect(csp).toContain("connect-src 'self'");
+    expect(second.headers.get("content-security-policy")).not.toContain(nonce);
+
+    const html = await first.text();
+    expect(html.startsWith("<!doctype html>")).toBe(true);
+    const scripts = [...html.matchAll(/<script\b([^>]*)>/g)].map((m) => m[1]);
+    const styles = [...html.matchAll(/<style\b([^>]*)>/g)].map((m) => m[1]);
+    expect(scripts).toEqual([` nonce="${nonce}"`]);
+    expect(styles).toEqual([` nonce="${nonce}"`]);
+    // No external assets: every src/href stays on this origin (or is a data: URL).
+    const refs = [...html.matchAll(/\s(?:src|href)="([^"]*)"/g)].map((m) => m[1] ?? "");
+    expect(refs.filter((r) => !r.startsWith("/") && !r.startsWith("data:"))).toEqual([]);
+  });
+
+  test("a person signs up by OTP, chats with a streamed reply and upgrades to Pro through Checkout", async () => {
+    const { page, blocked, problems, calls } = await openBrowser();
+    const number = uniqueMobileNumber();
+    const title = `Playground ${crypto.randomUUID().slice(0, 8)}`;
+    const prompt = `Name three colours, please (${crypto.randomUUID().slice(0, 6)})`;
+
+    await page.goto(`${workerUrl}/`);
+    await page.locator("#auth-view").waitFor({ state: "visible" });
+
+    // A malformed number shows the API's error shape: code, request id and the field's issue.
+    await page.fill("#mobile", "not a number");
+    await page.click("#send-code");
+    await page.locator("#error").waitFor({ state: "visible" });
+    const error = await text(page, "#error");
+    expect(error).toContain("invalid_request");
+    expect(error).toMatch(/request \S{8,}/);
+    expect(error).toContain("mobile_number:");
+
+    await page.fill("#mobile", number);
+    await page.click("#sign-up");
+    await page.locator("#otp-form").waitFor({ state: "visible" });
+    expect(await page.locator("#error").isHidden()).toBe(true);
+    const code = await text(page, "#dev-otp-code");
+    expect(code).toMatch(/^[0-9]{6}$/);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, "playground-otp.png") });
+    await page.fill("#otp", code);
+    await page.click("#verify");
+
+    await page.locator("#app-view").waitFor({ state: "visible" });
+    expect(await text(page, "#who-number")).toBe(number);
+    await expect.poll(() => text(page, "#plan")).toBe("Basic");
+    await expect.poll(() => text(page, "#remaining")).toBe("5");
+    expect((await storedSession(page))?.refresh_token).toBeTruthy();
+
+    await page.fill("#room-title", title);
+    await page.click("#create-room");
+    await expect.poll(() => text(page, "#room-name")).toBe(title);
+    await expect.poll(() => text(page, "#rooms button.active")).toContain(title);
+
+    // Record every text the reply bubble shows, to see it grow as deltas arrive.
+    await page.evaluate(() => {
+      const seen: string[] = [];
+      (window as unknown as { replyTexts: string[] }).replyTexts = seen;
+      new MutationObserver((records) => {
+        for (const r of records) {
+          const target = r.target as Element;
+          if (target.classList?.contains("text") && target.closest(".msg.model")) {
+            // The added node keeps the text of that moment; the target has the latest only.
+            for (const node of r.addedNodes) seen.push(node.textContent ?? "");
+          }
+        }
+      }).observe(document.getElementById("messages") as Node, { subtree: true, childList: true });
+    });
+    const streamed = page.waitForResponse((r) => r.url().endsWith("/message"));
+    await page.fill("#prompt", prompt);
+    await page.keyboard.press("Enter");
+    const response = await streamed;
+    expect(response.status()).toBe(200);
+    expect(response.headers()["content-type"]).toMatch(/^text\/event-stream/);
+
+    const reply = page.locator('.msg.model[data-status="complete"] .text');
+    await reply.waitFor({ state: "visible" });
+    expect(await reply.textContent()).toContain(`Echo: ${prompt}`);
+    expect(await text(page, ".msg.user .text")).toBe(prompt);
+    const texts = await page.evaluate(
+      () => (window as unknown as { replyTexts: string[] }).replyTexts,
+    );
+    const partial = texts.filter((t) => t.length > 0 && !t.includes("local Gemini stand-in"));
+    expect(partial.length).toBeGreaterThan(0);
+    await expect.poll(() => text(page, "#remaining")).toBe("4");
+    await expect.poll(() => text(page, "#used")).toBe("1");
+
+    // Upgrade: the API's Checkout URL, the local Stripe page's Pay button, back to the playground.
+    await page.click("#upgrade");
+    await page.waitForURL((url) => url.href.startsWith(`${cloudUrl}/stripe/checkout/`));
+    await page.getByRole("button", { name: "Pay" }).click();
+    await page.waitForURL((url) => url.href.startsWith(`${workerUrl}/`));
+    await expect.poll(() => text(page, "#plan"), { timeout: 30_000 }).toBe("Pro");
+    expect(await page.locator("#tier-badge").textContent()).toBe("Pro");
+    await expect.poll(() => text(page, "#notice")).toContain("Welcome to Pro");
+    expect(await page.locator("#upgrade").isHidden()).toBe(true);
+    await expect.poll(() => text(page, "#remaining")).toBe("999");
+    expect(new URL(page.url()).search).toBe("");
+    // The chatroom and its streamed reply are still there after the round trip.
+    await expect.poll(() => text(page, "#room-name")).toBe(title);
+    expect(await reply.textContent()).toContain(`Echo: ${prompt}`);
+
+    await page.screenshot({ path: join(ARTIFACTS, "playground.png"), fullPage: true });
+
+    expect(calls).toContain("POST /subscribe/pro 200");
+    expect(blocked).toEqual([]);
+    expect(problems).toEqual([]);
+  });
+
+  test("refreshes a rejected or expired access token once, without asking to log in again", async () => {
+    const session = await createSession();
+    const { page, problems, calls } = await openBrowser();
+    await page.goto(`${workerUrl}/`);
+    await page.locator("#auth-view").waitFor({ state: "visible" });
+
+    // A rejected token: the page's two first calls both get 401 and share a single refresh
+    // (refresh tokens rotate, so a second refresh with the same token would end the session).
+    await page.evaluate(
+      ([key, value]) => sessionStorage.setItem(key as string, value as string),
+      [
+        SESSION_KEY,
+        JSON.stringify({
+          token: "not-a-valid-token",
+          refresh_token: session.refresh_token,
+          expires_at: Date.now() + 600_000,
+          user: session.user,
+        }),
+      ],
+    );
+    await page.reload();
+    await page.locator("#app-view").waitFor({ state: "visible" });
+    await expect.poll(() => text(page, "#remaining")).toBe("5");
+    expect(calls.filter((c) => c.endsWith(" 401")).length).toBeGreaterThanOrEqual(1);
+    expect(calls.filter((c) => c.startsWith("POST /auth/refresh"))).toEqual([
+      "POST /auth/refresh 200",
+    ]);
+    const rotated = await storedSession(page);
+    expect(rotated?.refresh_token).not.toBe(session.refresh_token);
+    expect(rotated?.token).not.toBe("not-a-valid-token");
+
+    // An expired token is refreshed before use, so no call is refused.
+    await page.evaluate((key) => {
+      const s = JSON.parse(sessionStorage.getItem(key) ?? "{}");
+      sessionStorage.setItem(key, JSON.stringify({ ...s, expires_at: Date.now() - 1000 }));
+    }, SESSION_KEY);
+    calls.length = 0;
+    await page.reload();
+    await page.locator("#app-view").waitFor({ state: "visible" });
+    await expect.poll(() => text(page, "#remaining")).toBe("5");
+    expect(calls.filter((c) => c.startsWith("POST /auth/refresh"))).toEqual([
+      "POST /auth/refresh 200",
+    ]);
+    expect(calls.filter((c) => c.endsWith(" 401"))).toEqual([]);
+    expect((await storedSession(page))?.refresh_token).not.toBe(rotated?.refresh_token);
+    expect(await page.locator("#auth-view").isHidden()).toBe(true);
+    expect(problems).toEqual([]);
+  });
+});

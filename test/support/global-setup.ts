@@ -1,0 +1,61 @@
+import { appendFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { TestProject } from "vitest/node";
+import { startStack } from "../../local/stack.ts";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    workerUrl: string;
+    cloudUrl: string;
+    testEnv: Record<string, string>;
+    /** Every console line the Worker wrote, one JSON object {level, message} per line. */
+    workerLogFile: string;
+  }
+}
+
+/**
+ * Starts the local cloud and the real Worker in workerd once for the whole api suite, capturing
+ * the Worker's log lines for the log tests.
+ */
+export default async function setup(project: TestProject) {
+  // The Worker's console output, captured for the log tests (and still printed as before:
+  // warnings and errors, or everything with WORKER_LOG_LEVEL=log|info|debug).
+  const workerLogFile = join(tmpdir(), `worker-log-${process.pid}-${Date.now()}.jsonl`);
+  writeFileSync(workerLogFile, "");
+  const printAll = ["log", "info", "debug"].includes(process.env.WORKER_LOG_LEVEL ?? "");
+  const structuredLogsHandler = (log: { level: string; message: string }) => {
+    appendFileSync(
+      workerLogFile,
+      `${JSON.stringify({ level: log.level, message: log.message })}\n`,
+    );
+    if (printAll || log.level === "warn" || log.level === "error") {
+      process.stderr.write(`${log.message}\n`);
+    }
+  };
+
+  const stack = await startStack({
+    vars: {
+      ENVIRONMENT: "test",
+      JWT_SECRET: "test-jwt-secret-0123456789abcdef0123456789abcdef",
+      OTP_SECRET: "test-otp-secret-0123456789abcdef0123456789abcdef",
+      QSTASH_RETRIES: "3",
+      REPLY_DEADLINE_SECONDS: "3600",
+    },
+    dev: {
+      testScheduled: true,
+      structuredLogsHandler,
+      logLevel: (process.env.WORKER_LOG_LEVEL ?? "warn") as "warn",
+    },
+  } as Parameters<typeof startStack>[0]);
+
+  project.provide("workerUrl", stack.workerUrl);
+  project.provide("cloudUrl", stack.cloudUrl);
+  project.provide("testEnv", stack.vars);
+  project.provide("workerLogFile", workerLogFile);
+
+  return async () => {
+    await stack.close();
+    rmSync(workerLogFile, { force: true });
+  };
+}

@@ -1,0 +1,73 @@
+import { type ApiResponse, call, uniqueMobileNumber } from "./api.ts";
+
+export interface TestUser {
+  id: string;
+  mobile_number: string;
+  name: string | null;
+  email: string | null;
+  tier: "basic" | "pro";
+  has_password: boolean;
+  created_at: string;
+}
+
+export interface TestSession {
+  user: TestUser;
+  token: string;
+  refresh_token: string;
+  mobile_number: string;
+}
+
+/**
+ * A fresh client address per call. Cloudflare sets CF-Connecting-IP in production; locally the
+ * client's header passes through, so each test flow gets its own per-IP send budget.
+ */
+export function uniqueClientIp(): string {
+  const [a, b, c] = crypto.getRandomValues(new Uint8Array(3));
+  return `10.${a}.${b}.${c}`;
+}
+
+function expectStatus(res: ApiResponse, status: number, step: string): void {
+  if (res.status !== status) {
+    throw new Error(`${step} answered ${res.status} (expected ${status}): ${res.text}`);
+  }
+}
+
+/** Asks for a login code for `mobileNumber` and returns it (the test Worker echoes codes). */
+export async function requestLoginCode(mobileNumber: string, clientIp = uniqueClientIp()) {
+  const res = await call("POST", "/auth/send-otp", {
+    body: { mobile_number: mobileNumber },
+    headers: { "cf-connecting-ip": clientIp },
+  });
+  expectStatus(res, 200, "send-otp");
+  return res.body.otp as string;
+}
+
+/**
+ * Signs a new user up and logs them in through the API (signup → send-otp → verify-otp), with a
+ * random unique E.164 number. Chat and billing tests use this to own their users.
+ */
+export async function createSession(
+  opts: { name?: string; email?: string; password?: string; mobileNumber?: string } = {},
+): Promise<TestSession> {
+  const mobileNumber = opts.mobileNumber ?? uniqueMobileNumber();
+  const signup = await call("POST", "/auth/signup", {
+    body: {
+      mobile_number: mobileNumber,
+      ...(opts.name !== undefined ? { name: opts.name } : {}),
+      ...(opts.email !== undefined ? { email: opts.email } : {}),
+      ...(opts.password !== undefined ? { password: opts.password } : {}),
+    },
+  });
+  expectStatus(signup, 201, "signup");
+  const otp = await requestLoginCode(mobileNumber);
+  const verified = await call("POST", "/auth/verify-otp", {
+    body: { mobile_number: mobileNumber, otp },
+  });
+  expectStatus(verified, 200, "verify-otp");
+  return {
+    user: verified.body.user as TestUser,
+    token: verified.body.token as string,
+    refresh_token: verified.body.refresh_token as string,
+    mobile_number: signup.body.user.mobile_number as string,
+  };
+}

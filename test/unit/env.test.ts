@@ -1,0 +1,92 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, parseEnv, qstashRetryChainSeconds } from "../../src/env.ts";
+
+const valid = {
+  ENVIRONMENT: "production",
+  APP_URL: "https://api.example.com",
+  DATABASE_URL: "postgres://user:pass@ep-x.neon.tech/db",
+  UPSTASH_REDIS_REST_URL: "https://eu1-x.upstash.io",
+  UPSTASH_REDIS_REST_TOKEN: "token",
+  QSTASH_TOKEN: "qstash",
+  QSTASH_CURRENT_SIGNING_KEY: "sig_current",
+  QSTASH_NEXT_SIGNING_KEY: "sig_next",
+  GEMINI_API_KEY: "gemini",
+  STRIPE_SECRET_KEY: "sk_test_x",
+  STRIPE_WEBHOOK_SECRET: "whsec_x",
+  STRIPE_PRO_PRICE_ID: "price_x",
+  JWT_SECRET: "a".repeat(32),
+  OTP_SECRET: "b".repeat(32),
+};
+
+function configErrorOf(bindings: Record<string, unknown>): string {
+  try {
+    parseEnv(bindings);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error("expected parseEnv to throw");
+}
+
+describe("parseEnv", () => {
+  it("accepts a complete production configuration and fills the documented defaults", () => {
+    const env = parseEnv(valid);
+    expect(env.GEMINI_MODEL).toBe("gemini-2.5-flash");
+    expect(env.BASIC_DAILY_LIMIT).toBe(5);
+    expect(env.PRO_DAILY_LIMIT).toBe(1000);
+    expect(env.ACCESS_TOKEN_TTL_SECONDS).toBe(900);
+    expect(env.CHATROOM_CACHE_TTL_SECONDS).toBe(600);
+    expect(env.OTP_DELIVERY).toBe("log");
+  });
+
+  it("names a missing secret", () => {
+    const { STRIPE_WEBHOOK_SECRET: _, ...rest } = valid;
+    expect(configErrorOf(rest)).toMatch(/STRIPE_WEBHOOK_SECRET/);
+  });
+
+  it("refuses a JWT secret under 32 bytes and names it", () => {
+    const message = configErrorOf({ ...valid, JWT_SECRET: "x".repeat(31) });
+    expect(message).toMatch(/JWT_SECRET: JWT_SECRET must be at least 32 bytes/);
+  });
+
+  it("counts bytes, not characters, for secrets", () => {
+    // 16 two-byte characters are 32 bytes.
+    expect(() => parseEnv({ ...valid, OTP_SECRET: "é".repeat(16) })).not.toThrow();
+    expect(configErrorOf({ ...valid, OTP_SECRET: "é".repeat(15) })).toMatch(/OTP_SECRET/);
+  });
+
+  it("lists every bad variable at once", () => {
+    const message = configErrorOf({ ...valid, APP_URL: "not a url", DATABASE_URL: "mysql://x" });
+    expect(message).toMatch(/APP_URL/);
+    expect(message).toMatch(/DATABASE_URL/);
+  });
+
+  it("refuses to echo OTP codes in production", () => {
+    expect(configErrorOf({ ...valid, OTP_DELIVERY: "response" })).toMatch(/OTP_DELIVERY/);
+    expect(
+      parseEnv({ ...valid, ENVIRONMENT: "development", OTP_DELIVERY: "response" }).OTP_DELIVERY,
+    ).toBe("response");
+  });
+
+  it("refuses non-numeric or non-positive limits", () => {
+    expect(configErrorOf({ ...valid, BASIC_DAILY_LIMIT: "five" })).toMatch(/BASIC_DAILY_LIMIT/);
+    expect(configErrorOf({ ...valid, PRO_DAILY_LIMIT: "0" })).toMatch(/PRO_DAILY_LIMIT/);
+  });
+
+  it("never puts a secret's value in the error message", () => {
+    const message = configErrorOf({ ...valid, JWT_SECRET: "short-but-secret" });
+    expect(message).not.toContain("short-but-secret");
+  });
+
+  it("refuses a reply deadline shorter than QStash's retry chain", () => {
+    // 3 retries: 12 s + 2 min 28 s + 30 min 8 s, about 33 minutes.
+    expect(Math.round(qstashRetryChainSeconds(3))).toBe(1969);
+    expect(configErrorOf({ ...valid, REPLY_DEADLINE_SECONDS: "1800" })).toMatch(
+      /REPLY_DEADLINE_SECONDS must exceed QStash's retry chain for QSTASH_RETRIES=3 \(1969 s\)/,
+    );
+    expect(
+      parseEnv({ ...valid, REPLY_DEADLINE_SECONDS: "1800", QSTASH_RETRIES: "2" })
+        .REPLY_DEADLINE_SECONDS,
+    ).toBe(1800);
+  });
+});
