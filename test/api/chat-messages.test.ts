@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, testEnv } from "../support/api.ts";
+import { call, testEnv, waitFor } from "../support/api.ts";
 import { createSession, type TestSession } from "../support/session.ts";
 import {
   flushQStash,
@@ -96,9 +96,13 @@ describe("POST /chatroom/:id/message (queued through QStash)", () => {
     ]);
     expect(callbacks[0]?.attempts.map((a) => a.status)).toEqual([200]);
 
-    // The QStash message id is recorded on the reply once the publish answered.
-    const rows = await sql().query("select job_id from messages where id = $1", [replyId]);
-    expect(rows[0]?.job_id).toBe(published?.message_id);
+    // The QStash message id is recorded on the reply once the publish answered, in the
+    // background and possibly after the callback already completed the reply.
+    const jobId = await waitFor(async () => {
+      const rows = await sql().query("select job_id from messages where id = $1", [replyId]);
+      return rows[0]?.job_id as string | null;
+    });
+    expect(jobId).toBe(published?.message_id);
   });
 
   it("sends the conversation so far (prompts and completed replies) with the next prompt", async () => {

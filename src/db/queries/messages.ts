@@ -149,12 +149,16 @@ export function selectReplyId(db: Database, id: string) {
     .limit(1);
 }
 
-/** Records the QStash job of a reply (only while it has none). */
+/**
+ * Records the QStash job of a reply (only while it has none). The callback may already have
+ * settled the reply (the publish and this write race), so the status is not part of the match:
+ * the job id still tells which QStash message produced it.
+ */
 export function setReplyJob(db: Database, id: string, jobId: string) {
   return db
     .update(messages)
     .set({ jobId })
-    .where(and(pendingReply(id), isNull(messages.jobId)));
+    .where(and(eq(messages.id, id), eq(messages.role, "model"), isNull(messages.jobId)));
 }
 
 /** Fails every reply still pending that was created before `cutoff`. */
