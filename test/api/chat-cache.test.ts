@@ -8,6 +8,7 @@ import {
   redis,
   sendPrompt,
   settledReply,
+  warmList,
 } from "./chat-support.ts";
 
 async function list(session: TestSession, query = "") {
@@ -16,22 +17,11 @@ async function list(session: TestSession, query = "") {
   return res;
 }
 
-/** Reads the list until it is served from the cache (the cache write runs after the response). */
-async function warm(session: TestSession, query = "") {
-  const first = await list(session, query);
-  for (let i = 0; i < 40; i++) {
-    const res = await list(session, query);
-    if (res.headers.get("x-cache") === "HIT") return { first, hit: res };
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error("the list never came from the cache");
-}
-
 describe("GET /chatroom cache", () => {
   it("serves the second read from Redis with the same body, never storable by shared caches", async () => {
     const me = await createSession();
     await newChatroom(me, "cached");
-    const { first, hit } = await warm(me);
+    const { first, hit } = await warmList(me);
     expect(first.headers.get("x-cache")).toBe("MISS");
     expect(hit.text).toBe(first.text);
     expect(hit.headers.get("cache-control")).toBe("private, no-store");
@@ -42,8 +32,8 @@ describe("GET /chatroom cache", () => {
     const [a, b] = await Promise.all([createSession(), createSession()]);
     const ra = await newChatroom(a, "A's room");
     const rb = await newChatroom(b, "B's room");
-    const { hit: hitA } = await warm(a);
-    const { hit: hitB } = await warm(b);
+    const { hit: hitA } = await warmList(a);
+    const { hit: hitB } = await warmList(b);
     expect(hitA.body.chatrooms.map((r: { id: string }) => r.id)).toEqual([ra.id]);
     expect(hitB.body.chatrooms.map((r: { id: string }) => r.id)).toEqual([rb.id]);
   });
@@ -51,7 +41,7 @@ describe("GET /chatroom cache", () => {
   it("is invalidated by creating, renaming and deleting a chatroom", async () => {
     const me = await createSession();
     const room = await newChatroom(me, "first");
-    await warm(me);
+    await warmList(me);
 
     const second = await newChatroom(me, "second");
     const afterCreate = await list(me);
@@ -61,7 +51,7 @@ describe("GET /chatroom cache", () => {
       room.id,
     ]);
 
-    await warm(me);
+    await warmList(me);
     const renamed = await call("PATCH", `/chatroom/${room.id}`, {
       token: me.token,
       body: { title: "renamed" },
@@ -71,7 +61,7 @@ describe("GET /chatroom cache", () => {
     expect(afterRename.headers.get("x-cache")).toBe("MISS");
     expect(afterRename.body.chatrooms[0]).toMatchObject({ id: room.id, title: "renamed" });
 
-    await warm(me);
+    await warmList(me);
     expect((await call("DELETE", `/chatroom/${second.id}`, { token: me.token })).status).toBe(204);
     const afterDelete = await list(me);
     expect(afterDelete.headers.get("x-cache")).toBe("MISS");
@@ -81,7 +71,7 @@ describe("GET /chatroom cache", () => {
   it("is invalidated by a new message and again by the reply's completion", async () => {
     const me = await createSession();
     const room = await newChatroom(me);
-    await warm(me);
+    await warmList(me);
 
     const content = marker("cache-msg");
     // Slow, so the reply is still pending when the list is read after the send.
@@ -104,14 +94,14 @@ describe("GET /chatroom cache", () => {
   it("treats a corrupted cache entry as a miss and replaces it", async () => {
     const me = await createSession();
     await newChatroom(me, "corrupt");
-    await warm(me, "?limit=7");
+    await warmList(me, "?limit=7");
     const prefix = `cache:chatrooms:${me.user.id}`;
     const version = ((await redis("GET", `${prefix}:ver`)) as string | null) ?? "0";
     await redis("SET", `${prefix}:entry:7:`, `${version}\n{"chatrooms": [ truncated`);
     const res = await list(me, "?limit=7");
     expect(res.headers.get("x-cache")).toBe("MISS");
     expect(res.body.chatrooms).toHaveLength(1);
-    await warm(me, "?limit=7");
+    await warmList(me, "?limit=7");
 
     await redis("SET", `${prefix}:entry:7:`, `${version}\n{"unexpected":"shape"}`);
     expect((await list(me, "?limit=7")).headers.get("x-cache")).toBe("MISS");
@@ -120,7 +110,7 @@ describe("GET /chatroom cache", () => {
   it("expires cached pages after CHATROOM_CACHE_TTL_SECONDS", async () => {
     const me = await createSession();
     await newChatroom(me);
-    await warm(me, "?limit=3");
+    await warmList(me, "?limit=3");
     const ttl = (await redis("TTL", `cache:chatrooms:${me.user.id}:entry:3:`)) as number;
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(600);

@@ -50,6 +50,25 @@ export async function getMessage(session: TestSession, chatroomId: string, messa
   };
 }
 
+/**
+ * Reads a chatroom list page until it is served from the cache: the cache write runs in the
+ * background after the response, so one read does not guarantee the next one hits.
+ */
+export async function warmList(session: TestSession, query = "") {
+  const first = await call("GET", `/chatroom${query}`, { token: session.token });
+  expect(first.status).toBe(200);
+  const hit = await waitFor(
+    async () => {
+      const res = await call("GET", `/chatroom${query}`, { token: session.token });
+      expect(res.status).toBe(200);
+      return res.headers.get("x-cache") === "HIT" && res;
+    },
+    5_000,
+    25,
+  );
+  return { first, hit };
+}
+
 /** Polls a reply until it leaves `pending`. */
 export async function settledReply(
   session: TestSession,

@@ -13,6 +13,7 @@ import {
   call,
   testEnv,
   uniqueMobileNumber,
+  waitFor,
   workerUrl,
 } from "../support/api.ts";
 import { createSession, type TestSession, uniqueClientIp } from "../support/session.ts";
@@ -456,7 +457,11 @@ describe("every documented operation against the Worker", () => {
     await expectStatus(404, "GET", `/chatroom/${id}/messages/${crypto.randomUUID()}`, { token });
     await expectStatus(200, "GET", `/chatroom/${id}/messages?limit=2`, { token });
     await expectStatus(200, "GET", "/chatroom", { token });
-    const cached = await expectStatus(200, "GET", "/chatroom", { token });
+    // The cache write runs after the response: read until the page comes from Redis.
+    const cached = await waitFor(async () => {
+      const res = await expectStatus(200, "GET", "/chatroom", { token });
+      return res.headers.get("x-cache") === "HIT" && res;
+    });
     expect(cached.headers.get("x-cache")).toBe("HIT");
     await expectStatus(400, "GET", `/chatroom/${id}/messages?limit=1000`, { token });
     await expectStatus(404, "GET", `/chatroom/${crypto.randomUUID()}/messages`, { token });

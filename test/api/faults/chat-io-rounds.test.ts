@@ -10,6 +10,7 @@ import {
   postCallback,
   sendPrompt,
   signQStash,
+  warmList,
 } from "../chat-support.ts";
 
 // Sequential I/O rounds, measured: every vendor call gets LATENCY ms added by the local cloud
@@ -61,8 +62,7 @@ describe("sequential I/O rounds per endpoint", () => {
   it("GET /chatroom: 1 round on a cache hit, 2 on a miss", async () => {
     const reader = await createSession();
     await newChatroom(reader);
-    await call("GET", "/chatroom?limit=9", { token: reader.token });
-    await new Promise((r) => setTimeout(r, 200));
+    await warmList(reader, "?limit=9");
     await control("latency", { ms: CACHE_LATENCY });
     const hit = await timed(() => call("GET", "/chatroom?limit=9", { token: reader.token }));
     expect(hit.value.headers.get("x-cache")).toBe("HIT");

@@ -19,6 +19,7 @@ import {
   qstashMessages,
   settledReply,
   signQStash,
+  warmList,
 } from "../chat-support.ts";
 import { boundedCall } from "../fuzz-support.ts";
 
@@ -191,8 +192,7 @@ describe("database unreachable: user, chat and subscriptions", () => {
     }
     expect(detail.status).toBe(200);
     // A list already in the cache is still served while the database is down.
-    await call("GET", "/chatroom?limit=38", { token: me.token });
-    await new Promise((r) => setTimeout(r, 200));
+    await warmList(me, "?limit=38");
     const cached = await whileDown(() => call("GET", "/chatroom?limit=38", { token: me.token }));
     expect(cached.status).toBe(200);
     expect(cached.headers.get("x-cache")).toBe("HIT");

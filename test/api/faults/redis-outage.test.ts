@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { type ApiResponse, call, control, waitFor } from "../../support/api.ts";
 import { createSession, type TestSession, uniqueClientIp } from "../../support/session.ts";
-import { marker, newChatroom, qstashMessages, settledReply } from "../chat-support.ts";
+import { marker, newChatroom, qstashMessages, settledReply, warmList } from "../chat-support.ts";
 
 const redisFault = (mode: "down" | "error" | "none") => control("redis/fault", { mode });
 
@@ -61,9 +61,7 @@ describe.each(["down", "error"] as const)("Redis %s for everyone", (mode) => {
     const me = await createSession();
     const room = await newChatroom(me, "kept");
     // Warm the cache, then change the list while Redis cannot be told.
-    const warm = await call("GET", "/chatroom", { token: me.token });
-    expect(warm.status).toBe(200);
-    await new Promise((r) => setTimeout(r, 200));
+    await warmList(me);
     const during = await whileRedis(mode, async () => {
       const list = await call("GET", "/chatroom", { token: me.token });
       const detail = await call("GET", `/chatroom/${room.id}`, { token: me.token });
