@@ -2,36 +2,26 @@
 // OpenAPI document lists: each answer is a 4xx in the error shape, within a bounded time, and
 // no rejected request changes either user's state.
 import { SignJWT } from "jose";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { testEnv, uniqueMobileNumber } from "../support/api.ts";
 import { uniqueClientIp } from "../support/session.ts";
 import {
   boundedCall,
   concretePath,
-  createFixture,
   expectClientError,
   type Fixture,
-  loadOperations,
   type Operation,
   rawHead,
   rawRequest,
-  userState,
+  useGuardedFixture,
 } from "./fuzz-support.ts";
 
 let f: Fixture;
 let operations: Operation[];
-let before: { me: unknown; other: unknown };
-
-beforeAll(async () => {
-  f = await createFixture();
-  operations = (await loadOperations()).operations;
-  before = { me: await userState(f.me, f.roomId), other: await userState(f.other) };
-});
-
-afterAll(async () => {
-  // Every request in this file was refused, so neither user may have changed in any way.
-  expect(await userState(f.me, f.roomId)).toEqual(before.me);
-  expect(await userState(f.other)).toEqual(before.other);
+// Every request in this file is refused, so neither user may change in any way (checked after).
+useGuardedFixture((fixture, ops) => {
+  f = fixture;
+  operations = ops;
 });
 
 /** Runs `cases` a few at a time (the Worker is local; this keeps the file fast). */
@@ -658,7 +648,7 @@ describe("field values from the catalogue", () => {
       const res = await boundedCall(method, path, { token: f.me.token, ...(body ? { body } : {}) });
       expectClientError(res, `${method} ${path.slice(0, 80)}`, [404]);
     });
-    // The other user's room is untouched by all of the above (checked again in afterAll).
+    // The other user's room is untouched by all of the above (checked again after the file).
     const theirs = await boundedCall("GET", `/chatroom/${f.otherRoomId}`, { token: f.other.token });
     expect(theirs.status).toBe(200);
   });

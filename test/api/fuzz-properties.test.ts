@@ -4,18 +4,16 @@
 // credentials of every shape). Each answer must be a 4xx in the error shape within a bound, and
 // no rejected request may change either user's state.
 import fc from "fast-check";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { createSession, type TestSession, uniqueClientIp } from "../support/session.ts";
 import {
   boundedCall,
   concretePath,
-  createFixture,
   expectClientError,
   type Fixture,
   type JsonSchema,
-  loadOperations,
   type Operation,
-  userState,
+  useGuardedFixture,
 } from "./fuzz-support.ts";
 
 /** Runs per property; FUZZ_RUNS raises it for a longer local session. */
@@ -27,17 +25,10 @@ const PROPERTY_TIMEOUT_MS = 60_000 + RUNS * 1_000;
 
 let f: Fixture;
 let operations: Operation[];
-let before: { me: unknown; other: unknown };
-
-beforeAll(async () => {
-  f = await createFixture();
-  operations = (await loadOperations()).operations;
-  before = { me: await userState(f.me, f.roomId), other: await userState(f.other) };
-});
-
-afterAll(async () => {
-  expect(await userState(f.me, f.roomId)).toEqual(before.me);
-  expect(await userState(f.other)).toEqual(before.other);
+// Every request in this file is refused, so neither user may change in any way (checked after).
+useGuardedFixture((fixture, ops) => {
+  f = fixture;
+  operations = ops;
 });
 
 // ---- arbitraries ----------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 // client for requests fetch refuses to send, the OpenAPI operations to walk, and a snapshot of
 // a user's state to prove rejected requests changed nothing.
 import { connect } from "node:net";
-import { expect } from "vitest";
+import { afterAll, beforeAll, expect } from "vitest";
 import { ERROR_CODES } from "../../src/errors.ts";
 import { type ApiResponse, call, workerUrl } from "../support/api.ts";
 import { createSession, type TestSession } from "../support/session.ts";
@@ -228,7 +228,7 @@ export interface Fixture {
 }
 
 /** Two users; `me` owns a chatroom with one settled exchange, `other` owns one chatroom. */
-export async function createFixture(): Promise<Fixture> {
+async function createFixture(): Promise<Fixture> {
   const [me, other] = await Promise.all([createSession(), createSession()]);
   const [room, otherRoom] = await Promise.all([newChatroom(me), newChatroom(other)]);
   const sent = await sendPrompt(me, room.id, "fuzz fixture prompt");
@@ -279,3 +279,22 @@ export async function userState(s: TestSession, roomId?: string) {
 }
 
 export const isId = (s: string) => UUID_V7.test(s);
+
+/**
+ * Sets up a fuzz file: builds the fixture and loads the operations before its tests (handed to
+ * `ready`), and after them checks that neither user's state changed, since every request a fuzz
+ * file sends must be refused.
+ */
+export function useGuardedFixture(ready: (f: Fixture, operations: Operation[]) => void): void {
+  let f: Fixture;
+  let before: { me: unknown; other: unknown };
+  beforeAll(async () => {
+    f = await createFixture();
+    ready(f, (await loadOperations()).operations);
+    before = { me: await userState(f.me, f.roomId), other: await userState(f.other) };
+  });
+  afterAll(async () => {
+    expect(await userState(f.me, f.roomId)).toEqual(before.me);
+    expect(await userState(f.other)).toEqual(before.other);
+  });
+}
