@@ -214,6 +214,11 @@ export function describeError(err: unknown): string {
   return parts.join(" <- ");
 }
 
+/** An error's stack with any query parameters cut out (see describeError). */
+export function logSafeStack(err: unknown): string | undefined {
+  return err instanceof Error && err.stack ? redactParams(err.stack) : undefined;
+}
+
 function redactParams(text: string): string {
   return text.replace(/\bparams: [\s\S]*?(?=\n\s+at |$)/g, "params: [redacted]");
 }
@@ -225,7 +230,7 @@ function logError(c: Context<AppEnv>, msg: string, err: Error): void {
       msg,
       request_id: c.get("requestId"),
       error: describeError(err),
-      stack: redactParams(err.stack ?? ""),
+      stack: logSafeStack(err) ?? "",
     }),
   );
 }

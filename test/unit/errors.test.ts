@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { AppEnv } from "../../src/context.ts";
-import { describeError, handleError, NotFoundError } from "../../src/errors.ts";
+import { describeError, handleError, logSafeStack, NotFoundError } from "../../src/errors.ts";
 
 /** A NeonDbError as the neon driver builds it: name, Postgres message and SQLSTATE. */
 function neonError(message: string, code?: string): Error {
@@ -110,5 +110,20 @@ describe("describeError", () => {
       /^Error: Failed query: .*params: \[redacted\] <- NeonDbError: deadlock detected$/s,
     );
     expect(text).not.toContain("s3cret");
+  });
+});
+
+describe("logSafeStack", () => {
+  it("keeps the frames and cuts a failed query's parameters out of the stack", () => {
+    const err = drizzleQueryError(neonError("connection failure", "08006"), ["s3cret", "42"]);
+    expect(err.stack).toContain("s3cret");
+    const stack = logSafeStack(err);
+    expect(stack).toContain("params: [redacted]");
+    expect(stack).toMatch(/\n\s+at /);
+    expect(stack).not.toContain("s3cret");
+  });
+
+  it("gives nothing for a value that is not an Error", () => {
+    expect(logSafeStack("plain")).toBeUndefined();
   });
 });

@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { AppError, DependencyUnavailableError, describeError } from "../../errors";
+import { AppError, DependencyUnavailableError, describeError, logSafeStack } from "../../errors";
 import { type BillingEvent, WebhookSignatureError } from "../../lib/billing";
 import { handleStripeEvent, type WebhookOutcome } from "../../services/billing/webhooks";
 import { createRouter, errorResponses, jsonContent } from "../router";
@@ -49,7 +49,7 @@ export const stripeWebhookRoutes = createRouter().openapi(stripeWebhook, async (
         event_id: event.id,
         event_type: event.type,
         error: describeError(err),
-        stack: err instanceof Error ? err.stack : undefined,
+        stack: logSafeStack(err),
       }),
     );
     throw new DependencyUnavailableError("database", err);
