@@ -1,6 +1,8 @@
+import { pbkdf2Sync, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { call, uniqueMobileNumber } from "../support/api.ts";
 import { createSession, uniqueClientIp } from "../support/session.ts";
+import { sql } from "./chat-support.ts";
 
 const PASSWORD = "correct horse battery";
 const NEW_PASSWORD = "tr0ub4dor & 3 staples";
@@ -22,6 +24,32 @@ describe("POST /auth/login", () => {
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ token_type: "Bearer", user: { id: s.user.id } });
     expect((await call("GET", "/user/me", { token: res.body.token })).status).toBe(200);
+  });
+
+  it("re-hashes a password stored with fewer iterations, keeping it valid and the sessions alive", async () => {
+    const s = await createSession({ password: PASSWORD });
+    // A hash from an earlier, weaker setting (10,000 iterations), made independently here.
+    const b64 = (b: Buffer) => b.toString("base64").replace(/=+$/, "");
+    const salt = randomBytes(16);
+    const weak = `pbkdf2-sha256$10000$${b64(salt)}$${b64(pbkdf2Sync(PASSWORD, salt, 10_000, 32, "sha256"))}`;
+    const storedHash = async () =>
+      (await sql().query("select password_hash from users where id = $1", [s.user.id]))[0]
+        ?.password_hash as string;
+    await sql().query("update users set password_hash = $2 where id = $1", [s.user.id, weak]);
+
+    // A wrong password changes nothing.
+    expect((await login(s.mobile_number, NEW_PASSWORD)).status).toBe(401);
+    expect(await storedHash()).toBe(weak);
+
+    const res = await login(s.mobile_number, PASSWORD);
+    expect(res.status).toBe(200);
+    const upgraded = await storedHash();
+    expect(upgraded).toMatch(/^pbkdf2-sha256\$100000\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$/);
+    // Still the same password, and no session was revoked by the upgrade.
+    expect((await login(s.mobile_number, PASSWORD)).status).toBe(200);
+    expect(await storedHash()).toBe(upgraded);
+    expect((await refresh(s.refresh_token)).status).toBe(200);
+    expect((await call("GET", "/user/me", { token: s.token })).status).toBe(200);
   });
 
   it("gives the same 401 for a wrong password, no password set and an unknown number", async () => {

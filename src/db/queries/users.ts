@@ -32,6 +32,21 @@ export async function findUserByMobileNumber(
   return rows[0] ?? null;
 }
 
+/**
+ * Replaces a password hash with a stronger one of the same password (rehash on login). Only
+ * while `from` is still stored, so a password changed in the meantime is never overwritten; no
+ * session is revoked, since the password itself did not change.
+ */
+export async function upgradePasswordHash(
+  db: Database,
+  input: { userId: string; from: string; to: string },
+): Promise<void> {
+  await db
+    .update(users)
+    .set({ passwordHash: input.to, updatedAt: new Date() })
+    .where(and(eq(users.id, input.userId), eq(users.passwordHash, input.from)));
+}
+
 export async function findUserById(db: Database, id: string): Promise<UserRow | null> {
   const rows = await db.select().from(users).where(eq(users.id, id)).limit(1);
   return rows[0] ?? null;

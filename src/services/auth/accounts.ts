@@ -5,9 +5,11 @@ import {
   setPasswordAndRevokeSessions,
   type UserRow,
   updateUserProfileIfTokenCurrent,
+  upgradePasswordHash,
 } from "../../db/queries/users";
 import {
   ConflictError,
+  describeError,
   LimitExceededError,
   NotFoundError,
   UnauthorizedError,
@@ -15,7 +17,12 @@ import {
 } from "../../errors";
 import { newId } from "../../lib/ids";
 import type { OtpPurpose } from "../../lib/otp";
-import { hashPassword, verifyAgainstDummy, verifyPassword } from "../../lib/passwords";
+import {
+  hashPassword,
+  needsRehash,
+  verifyAgainstDummy,
+  verifyPassword,
+} from "../../lib/passwords";
 import type { AuthDeps } from "./deps";
 import {
   consumeCodeWithReceipt,
@@ -136,7 +143,37 @@ export async function logInWithPassword(
     ? await verifyPassword(input.password, user.passwordHash)
     : await verifyAgainstDummy(input.password);
   if (!user || !ok) throw new UnauthorizedError(BAD_CREDENTIALS, "invalid_credentials");
-  return { ...(await startSession(deps, user.id)), user };
+  const [session] = await Promise.all([
+    startSession(deps, user.id),
+    user.passwordHash && needsRehash(user.passwordHash)
+      ? rehash(deps, { userId: user.id, from: user.passwordHash, password: input.password })
+      : null,
+  ]);
+  return { ...session, user };
+}
+
+/**
+ * Re-hashes a password stored with weaker parameters than today's, now that the plain text is
+ * at hand (the only moment it is). Best effort: a failure leaves the old hash, which still
+ * verifies, and is retried at the next login.
+ */
+async function rehash(
+  deps: AuthDeps,
+  input: { userId: string; from: string; password: string },
+): Promise<void> {
+  try {
+    const to = await hashPassword(input.password);
+    await upgradePasswordHash(deps.db, { userId: input.userId, from: input.from, to });
+  } catch (err) {
+    console.warn(
+      JSON.stringify({
+        level: "warn",
+        msg: "password_rehash_failed",
+        user_id: input.userId,
+        error: describeError(err),
+      }),
+    );
+  }
 }
 
 /**
