@@ -100,6 +100,7 @@ async function signUp(password?: string): Promise<string> {
   must(
     await call("POST", "/auth/signup", {
       body: { mobile_number: mobile, ...(password ? { password } : {}) },
+      headers: { "cf-connecting-ip": randomClientIp() },
     }),
     201,
     "signup",
@@ -278,7 +279,12 @@ const cases: Case[] = [
           expect(
             201,
             "signup",
-          )(call("POST", "/auth/signup", { body: { mobile_number: randomMobileNumber() } })),
+          )(
+            call("POST", "/auth/signup", {
+              body: { mobile_number: randomMobileNumber() },
+              headers: { "cf-connecting-ip": randomClientIp() },
+            }),
+          ),
       ),
   },
   {

@@ -123,6 +123,7 @@ async function simulateUser(index: number): Promise<UserResult> {
 
   const signup = await api("POST /auth/signup", "POST", "/auth/signup", {
     body: { mobile_number: mobile, name: `load ${RUN_ID} ${index}` },
+    headers: { "cf-connecting-ip": ip },
   });
   if (!expectStatus(signup, 201, `${who} signup`)) return none;
   const sent = await api("POST /auth/send-otp", "POST", "/auth/send-otp", {

@@ -57,6 +57,7 @@ const STEPS: [string, Step][] = [
         "for (let i = 0; i < 10; i++) digits += Math.floor(Math.random() * 10);",
         'pm.environment.set("mobile_number", "+1555" + digits);',
         'pm.environment.set("password", "pw-" + Math.random().toString(36).slice(2) + "-" + Date.now());',
+        ...clientIpHeader,
       ],
       test: ['pm.environment.set("user_id", pm.response.json().user.id);'],
     },

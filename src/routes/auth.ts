@@ -126,6 +126,8 @@ const signup = createRoute({
   path: "/auth/signup",
   tags: ["Auth"],
   summary: "Create an account for a mobile number",
+  description:
+    "Limit: 20 signups per hour per client IP, taken ones (409) included (429 + Retry-After).",
   request: jsonBody(
     z
       .object({
@@ -139,7 +141,7 @@ const signup = createRoute({
   ),
   responses: {
     201: jsonContent(SignupResponseSchema, "The account was created"),
-    ...errorResponses(400, 409, 413, 415, 503),
+    ...errorResponses(400, 409, 413, 415, 429, 503),
   },
 });
 
@@ -318,6 +320,7 @@ export const authRoutes = createRouter()
       name: body.name ?? null,
       email: body.email ?? null,
       ...(body.password !== undefined ? { password: body.password } : {}),
+      clientIp: clientIp(c),
     });
     return c.json({ user: toUserJson(user) }, 201);
   })

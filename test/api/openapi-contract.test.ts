@@ -288,6 +288,13 @@ describe("every documented operation against the Worker", () => {
     await expectStatus(201, "POST", "/auth/signup", { body: { mobile_number: mobile, password } });
     await expectStatus(409, "POST", "/auth/signup", { body: { mobile_number: mobile } });
     await bodyErrors("POST", "/auth/signup", undefined, { mobile_number: "nope" });
+    const signupIp = { "cf-connecting-ip": uniqueClientIp() };
+    await until(429, 25, () =>
+      hit("POST", "/auth/signup", {
+        body: { mobile_number: uniqueMobileNumber() },
+        headers: signupIp,
+      }),
+    );
 
     const ip = { "cf-connecting-ip": uniqueClientIp() };
     const sent = await expectStatus(200, "POST", "/auth/send-otp", {

@@ -28,13 +28,29 @@ async function toApiResponse(res: Response): Promise<ApiResponse> {
   return { status: res.status, headers: res.headers, body, text };
 }
 
-/** Calls the Worker over HTTP as a client would. */
+/**
+ * A fresh client address per call. Cloudflare sets CF-Connecting-IP in production; locally the
+ * client's header passes through, so each test flow gets its own per-IP budgets.
+ */
+export function uniqueClientIp(): string {
+  const [a, b, c] = crypto.getRandomValues(new Uint8Array(3));
+  return `10.${a}.${b}.${c}`;
+}
+
+/**
+ * Calls the Worker over HTTP as a client would. Each call comes from its own client address
+ * unless the test names one (per-IP limits are then tested on purpose, never hit by accident:
+ * a real Redis keeps the counters across runs).
+ */
 export async function call(
   method: string,
   path: string,
   opts: CallOptions = {},
 ): Promise<ApiResponse> {
   const headers: Record<string, string> = { ...opts.headers };
+  if (!Object.keys(headers).some((name) => name.toLowerCase() === "cf-connecting-ip")) {
+    headers["cf-connecting-ip"] = uniqueClientIp();
+  }
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
   let body: BodyInit | undefined = opts.rawBody;
   if (body === undefined && opts.body !== undefined) {

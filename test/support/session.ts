@@ -1,4 +1,6 @@
-import { type ApiResponse, call, uniqueMobileNumber } from "./api.ts";
+import { type ApiResponse, call, uniqueClientIp, uniqueMobileNumber } from "./api.ts";
+
+export { uniqueClientIp };
 
 export interface TestUser {
   id: string;
@@ -15,15 +17,6 @@ export interface TestSession {
   token: string;
   refresh_token: string;
   mobile_number: string;
-}
-
-/**
- * A fresh client address per call. Cloudflare sets CF-Connecting-IP in production; locally the
- * client's header passes through, so each test flow gets its own per-IP send budget.
- */
-export function uniqueClientIp(): string {
-  const [a, b, c] = crypto.getRandomValues(new Uint8Array(3));
-  return `10.${a}.${b}.${c}`;
 }
 
 function expectStatus(res: ApiResponse, status: number, step: string): void {

@@ -17,12 +17,7 @@ import {
 } from "../../errors";
 import { newId } from "../../lib/ids";
 import type { OtpPurpose } from "../../lib/otp";
-import {
-  hashPassword,
-  needsRehash,
-  verifyAgainstDummy,
-  verifyPassword,
-} from "../../lib/passwords";
+import { hashPassword, needsRehash, verifyAgainstDummy, verifyPassword } from "../../lib/passwords";
 import type { AuthDeps } from "./deps";
 import {
   consumeCodeWithReceipt,
@@ -80,19 +75,45 @@ async function consumeCodeFindingUser(
   return { user: found.value };
 }
 
-/** Creates an account; 409 when the number is taken (decided by the unique index, race-free). */
+/**
+ * Creates an account; 409 when the number is taken (decided by the unique index, race-free).
+ * Limited per client IP before anything is written, since a signup is also a way to ask whether
+ * a number is registered; the password is hashed meanwhile. A failed insert (database down)
+ * gives the allowance back, so the same request works once the database is.
+ */
 export async function signUp(
   deps: AuthDeps,
-  input: { mobileNumber: string; name?: string | null; email?: string | null; password?: string },
+  input: {
+    mobileNumber: string;
+    name?: string | null;
+    email?: string | null;
+    password?: string;
+    clientIp: string;
+  },
 ): Promise<UserRow> {
-  const passwordHash = input.password === undefined ? null : await hashPassword(input.password);
-  const user = await insertUser(deps.db, {
-    id: newId(),
-    mobileNumber: input.mobileNumber,
-    name: input.name ?? null,
-    email: input.email ?? null,
-    passwordHash,
-  });
+  const [allowance, passwordHash] = await Promise.all([
+    deps.limiters.signupPerIp.limit(input.clientIp),
+    input.password === undefined ? null : hashPassword(input.password),
+  ]);
+  if (!allowance.success) {
+    throw new LimitExceededError(
+      "Too many signups from this network; try again later.",
+      (allowance.reset - Date.now()) / 1000,
+    );
+  }
+  let user: UserRow | null;
+  try {
+    user = await insertUser(deps.db, {
+      id: newId(),
+      mobileNumber: input.mobileNumber,
+      name: input.name ?? null,
+      email: input.email ?? null,
+      passwordHash,
+    });
+  } catch (err) {
+    await deps.limiters.signupPerIp.limit(input.clientIp, { rate: -1 }).catch(() => {});
+    throw err;
+  }
   if (!user) throw new ConflictError("An account with this mobile number already exists.");
   return user;
 }

@@ -15,11 +15,17 @@ export const AUTH_LIMITS = {
   otpPerNumberPerHour: 5,
   /** Codes requested per client IP per sliding hour (all numbers together). */
   otpPerIpPerHour: 20,
+  /**
+   * Signups per client IP per sliding hour. Equal to the per-IP code budget: an account needs a
+   * code to be used, so no legitimate flow is refused here that send-otp would not refuse.
+   */
+  signupPerIpPerHour: 20,
   /** Password attempts per number per sliding 15 minutes. */
   loginPerNumberPer15Min: 10,
 } as const;
 
 export interface AuthLimiters {
+  signupPerIp: RateLimiter;
   otpPerNumber: RateLimiter;
   otpPerIp: RateLimiter;
   loginPerNumber: RateLimiter;
@@ -39,6 +45,13 @@ export interface AuthDeps {
 
 export function createAuthLimiters(redis: RedisClient): AuthLimiters {
   return {
+    signupPerIp: createRateLimiter({
+      redis,
+      prefix: "rl:signup:ip",
+      algorithm: "sliding",
+      tokens: AUTH_LIMITS.signupPerIpPerHour,
+      window: "1 h",
+    }),
     otpPerNumber: createRateLimiter({
       redis,
       prefix: "rl:otp:number",

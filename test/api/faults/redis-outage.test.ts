@@ -92,13 +92,19 @@ describe.each(["down", "error"] as const)("Redis %s for everyone", (mode) => {
     expect(titles).toEqual(["new", "renamed"]);
   });
 
-  it("send-otp, verify-otp and forgot-password answer 503; the same requests work after", async () => {
-    const signup = await call("POST", "/auth/signup", {
-      body: { mobile_number: `+1558${Date.now().toString().slice(-10)}` },
-    });
-    expect(signup.status).toBe(201);
-    const mobile = signup.body.user.mobile_number as string;
+  it("signup, send-otp, verify-otp and forgot-password answer 503; the same requests work after", async () => {
     const ip = uniqueClientIp();
+    const number = `+1558${Date.now().toString().slice(-10)}`;
+    const signUp = () =>
+      call("POST", "/auth/signup", {
+        body: { mobile_number: number },
+        headers: { "cf-connecting-ip": ip },
+      });
+    // The per-IP signup limit lives in Redis: refused closed, and nothing was created.
+    expectUnavailable(await whileRedis(mode, signUp), "signup");
+    const signup = await signUp();
+    expect(signup.status, signup.text).toBe(201);
+    const mobile = signup.body.user.mobile_number as string;
     const sendOtp = () =>
       call("POST", "/auth/send-otp", {
         body: { mobile_number: mobile },
