@@ -33,7 +33,12 @@ const wrangler = spawn(
   {
     cwd: root,
     stdio: ["ignore", "pipe", "inherit"],
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+    // Offline: no metrics, and no fetch of Cloudflare's Request.cf data from the internet.
+    env: {
+      CLOUDFLARE_CF_FETCH_ENABLED: "false",
+      ...process.env,
+      WRANGLER_SEND_METRICS: "false",
+    },
   },
 );
 
