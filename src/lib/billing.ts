@@ -41,10 +41,17 @@ export interface CheckoutInput {
 export interface Billing {
   createCustomer(input: { userId: string; idempotencyKey: string }): Promise<{ id: string }>;
   createCheckoutSession(input: CheckoutInput): Promise<{ id: string; url: string }>;
+  /** Ids of the customer's Checkout Sessions that can still be paid. */
+  listOpenCheckoutSessions(customerId: string): Promise<string[]>;
+  /** Expires an open Checkout Session; one already paid or expired is left as it is. */
+  expireCheckoutSession(id: string): Promise<void>;
   /** The subscription's current state, or null when Stripe does not know the id. */
   retrieveSubscription(id: string): Promise<BillingSubscription | null>;
-  /** Sets `cancel_at_period_end`; the subscription stays active until the period ends. */
-  cancelAtPeriodEnd(id: string): Promise<BillingSubscription>;
+  /**
+   * Sets `cancel_at_period_end`; the subscription stays active until the period ends. Null when
+   * Stripe refuses because the subscription is already canceled (or gone).
+   */
+  cancelAtPeriodEnd(id: string): Promise<BillingSubscription | null>;
   createPortalSession(input: { customerId: string; returnUrl: string }): Promise<{ url: string }>;
   /** Verifies the signature over the raw body; throws WebhookSignatureError when it is not valid. */
   verifyWebhook(rawBody: string, signature: string | undefined, now: Date): Promise<BillingEvent>;
@@ -52,6 +59,19 @@ export interface Billing {
 
 export class WebhookSignatureError extends Error {
   override name = "WebhookSignatureError";
+}
+
+/**
+ * Stripe no longer knows an object we stored (`resource_missing`): a customer deleted in the
+ * Dashboard, or ids from test mode after a switch to live keys. `param` names the request field.
+ */
+export class StaleBillingReferenceError extends Error {
+  override name = "StaleBillingReferenceError";
+  readonly param: string | null;
+  constructor(param: string | null, options?: { cause?: unknown }) {
+    super(`Stripe does not know the ${param ?? "object"} we sent`, options);
+    this.param = param;
+  }
 }
 
 export interface BillingConfig {
@@ -118,9 +138,38 @@ export function createBilling(config: BillingConfig): Billing {
       }),
 
     cancelAtPeriodEnd: (id) =>
-      vendorCall(async () =>
-        toSubscription(await stripe().subscriptions.update(id, { cancel_at_period_end: true })),
-      ),
+      vendorCall(async () => {
+        try {
+          return toSubscription(
+            await stripe().subscriptions.update(id, { cancel_at_period_end: true }),
+          );
+        } catch (err) {
+          // "A canceled subscription can only update its cancellation_details and metadata."
+          if (err instanceof Stripe.errors.StripeInvalidRequestError) return null;
+          throw err;
+        }
+      }),
+
+    listOpenCheckoutSessions: (customerId) =>
+      vendorCall(async () => {
+        const page = await stripe().checkout.sessions.list({
+          customer: customerId,
+          status: "open",
+          limit: 100,
+        });
+        return page.data.map((s) => s.id);
+      }),
+
+    expireCheckoutSession: (id) =>
+      vendorCall(async () => {
+        try {
+          await stripe().checkout.sessions.expire(id);
+        } catch (err) {
+          // Paid or expired since it was listed: nothing left to stop.
+          if (err instanceof Stripe.errors.StripeInvalidRequestError) return;
+          throw err;
+        }
+      }),
 
     createPortalSession: ({ customerId, returnUrl }) =>
       vendorCall(async () => {
@@ -186,6 +235,9 @@ async function vendorCall<T>(fn: () => Promise<T>): Promise<T> {
       (err instanceof Stripe.errors.StripeError && (err.statusCode ?? 0) >= 500)
     ) {
       throw new DependencyUnavailableError("payment provider", err);
+    }
+    if (err instanceof Stripe.errors.StripeInvalidRequestError && err.code === "resource_missing") {
+      throw new StaleBillingReferenceError(err.param ?? null, { cause: err });
     }
     throw err;
   }

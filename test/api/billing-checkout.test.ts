@@ -1,7 +1,18 @@
+import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import { subscriptions, users } from "../../src/db/schema/index.ts";
 import { call, testEnv, workerUrl } from "../support/api.ts";
 import { createSession } from "../support/session.ts";
-import { paidUser, stripe, subscribe } from "./billing-support.ts";
+import {
+  db,
+  flushWebhooks,
+  paidUser,
+  pay,
+  storedSubscriptions,
+  stripe,
+  subscribe,
+  waitForTier,
+} from "./billing-support.ts";
 
 describe("POST /subscribe/pro", () => {
   it("answers a Checkout Session for Pro that carries the user id, on the local Stripe", async () => {
@@ -39,6 +50,8 @@ describe("POST /subscribe/pro", () => {
       if (window(started) !== window(Date.now())) continue;
       expect(second.status).toBe(200);
       expect(second.body.session_id).toBe(first.body.session_id);
+      // The retry must not expire the session it was handed back.
+      expect((await stripe.checkout.sessions.retrieve(first.body.session_id)).status).toBe("open");
       break;
     }
   });
@@ -59,6 +72,65 @@ describe("POST /subscribe/pro", () => {
     const later = await subscribe(session, { cancel_url: "http://localhost:3000/other" });
     const laterSession = await stripe.checkout.sessions.retrieve(later.body.session_id);
     expect(laterSession.customer).toBe(sessions[0]!.customer);
+  });
+
+  it("expires the user's other open session, so two tabs cannot both be paid", async () => {
+    const session = await createSession();
+    const a = await subscribe(session, { success_url: "http://localhost:3000/a" });
+    const b = await subscribe(session, { success_url: "http://localhost:3000/b" });
+    expect([a.status, b.status]).toEqual([200, 200]);
+    expect(b.body.session_id).not.toBe(a.body.session_id);
+    expect((await stripe.checkout.sessions.retrieve(a.body.session_id)).status).toBe("expired");
+    expect((await stripe.checkout.sessions.retrieve(b.body.session_id)).status).toBe("open");
+
+    // The first tab's Pay button is refused by Stripe; the second one subscribes.
+    const stale = await fetch(a.body.checkout_url, { method: "POST", redirect: "manual" });
+    expect(stale.status).toBe(410);
+    await pay(b.body.checkout_url);
+    await flushWebhooks();
+    await waitForTier(session, "pro");
+    expect(await storedSubscriptions(session.user.id)).toHaveLength(1);
+  });
+
+  it("refuses a second checkout while an unpaid subscription still exists", async () => {
+    const user = await paidUser();
+    // Stripe gave up collecting: `unpaid` is Basic, but the subscription is not over.
+    await db.batch([
+      db
+        .update(subscriptions)
+        .set({ status: "unpaid" })
+        .where(eq(subscriptions.id, user.subscriptionId)),
+      db.update(users).set({ tier: "basic" }).where(eq(users.id, user.session.user.id)),
+    ]);
+    const res = await subscribe(user.session);
+    expect(res.status, res.text).toBe(409);
+    expect(res.body.error.code).toBe("already_subscribed");
+    expect(res.body.error.message).toContain("unpaid");
+  });
+
+  it("replaces a stored customer Stripe no longer knows, once, and checks out with the new one", async () => {
+    const session = await createSession();
+    const gone = `cus_gone${crypto.randomUUID().replaceAll("-", "").slice(0, 14)}`;
+    await db.update(users).set({ stripeCustomerId: gone }).where(eq(users.id, session.user.id));
+
+    const portal = await call("POST", "/subscription/portal", { token: session.token });
+    expect(portal.status, portal.text).toBe(409);
+    expect(portal.body.error.code).toBe("no_subscription");
+
+    const res = await subscribe(session);
+    expect(res.status, res.text).toBe(200);
+    const [stored] = await db
+      .select({ customerId: users.stripeCustomerId })
+      .from(users)
+      .where(eq(users.id, session.user.id));
+    expect(stored?.customerId).toMatch(/^cus_/);
+    expect(stored?.customerId).not.toBe(gone);
+    const checkout = await stripe.checkout.sessions.retrieve(res.body.session_id);
+    expect(checkout.customer).toBe(stored?.customerId);
+    // The replacement is kept: the next checkout reuses it.
+    const again = await subscribe(session, { success_url: "http://localhost:3000/again" });
+    const next = await stripe.checkout.sessions.retrieve(again.body.session_id);
+    expect(next.customer).toBe(stored?.customerId);
   });
 
   it("accepts redirect URLs on APP_URL's origin and on ALLOWED_REDIRECT_ORIGINS", async () => {

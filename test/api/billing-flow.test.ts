@@ -1,13 +1,18 @@
+import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
+import { subscriptions, users } from "../../src/db/schema/index.ts";
 import { call, control, testEnv, waitFor } from "../support/api.ts";
 import { createSession } from "../support/session.ts";
 import {
+  db,
   flushWebhooks,
+  paidUser,
   pay,
   status,
   storedSubscriptions,
   stripe,
   subscribe,
+  twoPaidSubscriptions,
   waitForTier,
 } from "./billing-support.ts";
 
@@ -116,24 +121,11 @@ describe("subscription lifecycle through the local Stripe", () => {
 
   it("keeps Pro while either of two subscriptions (a user who paid twice) is active", async () => {
     const session = await createSession();
-    // Two Checkout Sessions opened before either was paid (two tabs).
-    const a = await subscribe(session, { success_url: "http://localhost:3000/a" });
-    const b = await subscribe(session, { success_url: "http://localhost:3000/b" });
-    expect(a.body.session_id).not.toBe(b.body.session_id);
-    await pay(a.body.checkout_url);
-    await pay(b.body.checkout_url);
-    await flushWebhooks();
-    await waitFor(async () => (await storedSubscriptions(session.user.id)).length === 2);
+    const subs = await twoPaidSubscriptions(session);
     expect((await status(session)).tier).toBe("pro");
     // Once Pro, a third checkout is refused.
     expect((await subscribe(session)).status).toBe(409);
 
-    const subs = await Promise.all(
-      [a, b].map(async (r) => {
-        const s = await stripe.checkout.sessions.retrieve(r.body.session_id);
-        return s.subscription as string;
-      }),
-    );
     await stripe.subscriptions.update(subs[0]!, { cancel_at_period_end: true });
     await control("stripe/advance", { subscription: subs[0], outcome: "end_period" });
     await flushWebhooks();
@@ -149,18 +141,7 @@ describe("subscription lifecycle through the local Stripe", () => {
 
   it("cancels each of two paid subscriptions in turn, and reports the one still renewing", async () => {
     const session = await createSession();
-    const a = await subscribe(session, { success_url: "http://localhost:3000/a" });
-    const b = await subscribe(session, { success_url: "http://localhost:3000/b" });
-    await pay(a.body.checkout_url);
-    await pay(b.body.checkout_url);
-    await flushWebhooks();
-    await waitFor(async () => (await storedSubscriptions(session.user.id)).length === 2);
-    const subs = await Promise.all(
-      [a, b].map(async (r) => {
-        const s = await stripe.checkout.sessions.retrieve(r.body.session_id);
-        return s.subscription as string;
-      }),
-    );
+    const subs = await twoPaidSubscriptions(session);
 
     const first = await call("POST", "/subscription/cancel", { token: session.token });
     expect(first.status).toBe(200);
@@ -174,6 +155,26 @@ describe("subscription lifecycle through the local Stripe", () => {
     const inStripe = await Promise.all(subs.map((id) => stripe.subscriptions.retrieve(id)));
     expect(inStripe.map((s) => s.cancel_at_period_end)).toEqual([true, true]);
     expect(await status(session)).toMatchObject({ tier: "pro", cancel_at_period_end: true });
+  });
+
+  it("answers 409 and stores Stripe's state when Stripe already ended the subscription", async () => {
+    const user = await paidUser();
+    await stripe.subscriptions.cancel(user.subscriptionId);
+    await flushWebhooks();
+    await waitForTier(user.session, "basic");
+    // As if the customer.subscription.deleted delivery had not reached the Worker yet.
+    await db.batch([
+      db
+        .update(subscriptions)
+        .set({ status: "active" })
+        .where(eq(subscriptions.id, user.subscriptionId)),
+      db.update(users).set({ tier: "pro" }).where(eq(users.id, user.session.user.id)),
+    ]);
+
+    const res = await call("POST", "/subscription/cancel", { token: user.session.token });
+    expect(res.status, res.text).toBe(409);
+    expect(res.body.error.code).toBe("no_subscription");
+    expect(await status(user.session)).toMatchObject({ tier: "basic", status: "canceled" });
   });
 
   it("answers 409 no_subscription when cancelling without a subscription", async () => {

@@ -92,6 +92,42 @@ export async function pay(checkoutUrl: string): Promise<Response> {
   return res;
 }
 
+/**
+ * A paid-for-later Checkout Session opened straight on Stripe for the user's customer (as from
+ * the Dashboard), outside the API: the way a user ends up with a second subscription, since the
+ * API expires a user's other open sessions.
+ */
+export async function checkoutOutsideTheApi(customerId: string, userId: string) {
+  const session = await stripe.checkout.sessions.create({
+    mode: "subscription",
+    customer: customerId,
+    line_items: [{ price: testEnv.STRIPE_PRO_PRICE_ID as string, quantity: 1 }],
+    client_reference_id: userId,
+    metadata: { user_id: userId },
+    subscription_data: { metadata: { user_id: userId } },
+    success_url: "http://localhost:3000/ok",
+    cancel_url: "http://localhost:3000/no",
+  });
+  return { id: session.id, url: session.url as string };
+}
+
+/** Two paid subscriptions for one user: one through the API's checkout, one outside it. */
+export async function twoPaidSubscriptions(session: TestSession): Promise<string[]> {
+  const a = await subscribe(session);
+  expect(a.status, a.text).toBe(200);
+  const { customer } = await stripe.checkout.sessions.retrieve(a.body.session_id);
+  const b = await checkoutOutsideTheApi(customer as string, session.user.id);
+  await pay(a.body.checkout_url);
+  await pay(b.url);
+  await flushWebhooks();
+  await waitFor(async () => (await storedSubscriptions(session.user.id)).length === 2);
+  return Promise.all(
+    [a.body.session_id as string, b.id].map(
+      async (id) => (await stripe.checkout.sessions.retrieve(id)).subscription as string,
+    ),
+  );
+}
+
 export async function waitForTier(session: TestSession, tier: "basic" | "pro") {
   return waitFor(async () => {
     const s = await status(session);

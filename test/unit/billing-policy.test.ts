@@ -75,7 +75,11 @@ describe("checkRedirectUrl", () => {
 });
 
 describe("checkoutIdempotencyKey", () => {
-  const urls = { successUrl: "https://a.example/ok", cancelUrl: "https://a.example/no" };
+  const urls = {
+    customerId: "cus_1",
+    successUrl: "https://a.example/ok",
+    cancelUrl: "https://a.example/no",
+  };
   const t0 = new Date(Date.UTC(2026, 0, 1, 12, 0, 0));
 
   it("is the same for a retried click within the window", async () => {
@@ -85,10 +89,11 @@ describe("checkoutIdempotencyKey", () => {
     );
   });
 
-  it("differs for another user, other URLs and the next window", async () => {
+  it("differs for another user, customer, other URLs and the next window", async () => {
     const base = await checkoutIdempotencyKey("u1", urls, t0);
     const next = new Date(t0.getTime() + CHECKOUT_IDEMPOTENCY_WINDOW_SECONDS * 1000);
     expect(await checkoutIdempotencyKey("u2", urls, t0)).not.toBe(base);
+    expect(await checkoutIdempotencyKey("u1", { ...urls, customerId: "cus_2" }, t0)).not.toBe(base);
     expect(
       await checkoutIdempotencyKey("u1", { ...urls, cancelUrl: "https://a.example/x" }, t0),
     ).not.toBe(base);

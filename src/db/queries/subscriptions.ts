@@ -63,18 +63,24 @@ export async function findBillingAccount(db: Database, userId: string): Promise<
 }
 
 /**
- * Stores the user's Stripe customer id unless one is already set; answers the stored id, so
- * two concurrent first checkouts agree on one customer.
+ * Stores the user's Stripe customer id while the stored one is still `replacing` (none, for a
+ * first customer); answers the stored id, so two concurrent checkouts agree on one customer.
  */
 export async function setStripeCustomerId(
   db: Database,
   userId: string,
   customerId: string,
+  replacing: string | null = null,
 ): Promise<string | null> {
   const updated = await db
     .update(users)
     .set({ stripeCustomerId: customerId, updatedAt: new Date() })
-    .where(and(eq(users.id, userId), isNull(users.stripeCustomerId)))
+    .where(
+      and(
+        eq(users.id, userId),
+        replacing === null ? isNull(users.stripeCustomerId) : eq(users.stripeCustomerId, replacing),
+      ),
+    )
     .returning({ customerId: users.stripeCustomerId });
   if (updated[0]) return updated[0].customerId;
   const [row] = await db

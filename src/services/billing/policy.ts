@@ -51,19 +51,19 @@ export function checkRedirectUrl(field: string, value: string, allowed: Set<stri
 export const CHECKOUT_IDEMPOTENCY_WINDOW_SECONDS = 60;
 
 /**
- * Idempotency key for a Checkout Session: one per user, redirect URLs and short time bucket, so
- * a retried click gets the same session and a changed request does not collide with Stripe's
- * "same key, different parameters" error.
+ * Idempotency key for a Checkout Session: one per user, customer, redirect URLs and short time
+ * bucket, so a retried click gets the same session and a changed request (other URLs, or a
+ * replaced customer) does not collide with Stripe's "same key, different parameters" error.
  */
 export async function checkoutIdempotencyKey(
   userId: string,
-  urls: { successUrl: string; cancelUrl: string },
+  request: { customerId: string; successUrl: string; cancelUrl: string },
   now: Date,
 ): Promise<string> {
   const bucket = Math.floor(now.getTime() / 1000 / CHECKOUT_IDEMPOTENCY_WINDOW_SECONDS);
   const digest = await crypto.subtle.digest(
     "SHA-256",
-    new TextEncoder().encode(`${urls.successUrl}\n${urls.cancelUrl}`),
+    new TextEncoder().encode(`${request.customerId}\n${request.successUrl}\n${request.cancelUrl}`),
   );
   const hash = Array.from(new Uint8Array(digest).slice(0, 8), (b) =>
     b.toString(16).padStart(2, "0"),
@@ -71,4 +71,9 @@ export async function checkoutIdempotencyKey(
   return `checkout:${userId}:${bucket}:${hash}`;
 }
 
-export const customerIdempotencyKey = (userId: string) => `customer:${userId}`;
+/**
+ * One Stripe customer per user; a replacement for a customer Stripe no longer knows gets its own
+ * key (the original key would answer the gone customer again for 24 hours).
+ */
+export const customerIdempotencyKey = (userId: string, replacing: string | null = null) =>
+  replacing ? `customer:${userId}:replaces:${replacing}` : `customer:${userId}`;

@@ -1,6 +1,7 @@
 import { applySubscriptionState, findBillingAccount } from "../../db/queries/subscriptions";
 import type { Tier } from "../../db/schema";
 import { ConflictError, NotFoundError } from "../../errors";
+import { StaleBillingReferenceError } from "../../lib/billing";
 import type { BillingDeps } from "./checkout";
 import { isTerminalStatus } from "./policy";
 
@@ -44,6 +45,18 @@ export async function cancelSubscription(
     return { tier: user.tier, ...pick(subscription) };
   }
   const updated = await deps.billing.cancelAtPeriodEnd(subscription.id);
+  if (!updated) {
+    // Stripe already ended it (Dashboard, portal) and its webhook has not reached us yet: store
+    // what Stripe says now instead of waiting for the event, and say there is nothing to cancel.
+    const current = await deps.billing.retrieveSubscription(subscription.id);
+    if (current) {
+      await applySubscriptionState(deps.db, {
+        userId,
+        state: { ...current, version: deps.clock.now().getTime() },
+      });
+    }
+    throw new ConflictError("You have no subscription to cancel.", "no_subscription");
+  }
   const { tier } = await applySubscriptionState(deps.db, {
     userId,
     state: { ...updated, version: deps.clock.now().getTime() },
@@ -66,10 +79,20 @@ export async function openBillingPortal(
   if (!user.stripeCustomerId) {
     throw new ConflictError("You have no billing account yet; subscribe first.", "no_subscription");
   }
-  return deps.billing.createPortalSession({
-    customerId: user.stripeCustomerId,
-    returnUrl: input.returnUrl,
-  });
+  try {
+    return await deps.billing.createPortalSession({
+      customerId: user.stripeCustomerId,
+      returnUrl: input.returnUrl,
+    });
+  } catch (err) {
+    if (err instanceof StaleBillingReferenceError) {
+      throw new ConflictError(
+        "Your billing account no longer exists at Stripe; subscribe again.",
+        "no_subscription",
+      );
+    }
+    throw err;
+  }
 }
 
 function pick(s: { status: string; currentPeriodEnd: Date | null; cancelAtPeriodEnd: boolean }) {
