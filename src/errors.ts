@@ -183,6 +183,16 @@ export function handleError(err: Error, c: Context<AppEnv>): Response {
  */
 const UNAVAILABLE_SQLSTATE = /^(08|53|57P0|40001$|40P01$)/;
 
+/** SQLSTATE of a database error anywhere in its cause chain. */
+export function sqlStateOf(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 5; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
 /** Failures of a vendor (database, Redis) surface as 503, never as 500. */
 export function isDependencyFailure(err: Error): boolean {
   const name = err.name ?? "";

@@ -90,15 +90,28 @@ export function readGenerateContentResponse(json: unknown): GeminiAnswer | null 
     return { kind: "blocked", finishReason, usage };
   }
   const parts = asRecord(candidate.content)?.parts;
-  const text = Array.isArray(parts)
-    ? parts
-        .map((p) => asRecord(p))
-        .filter((p) => p !== undefined && p.thought !== true && typeof p.text === "string")
-        .map((p) => p?.text as string)
-        .join("")
-    : "";
+  const text = storableText(
+    Array.isArray(parts)
+      ? parts
+          .map((p) => asRecord(p))
+          .filter((p) => p !== undefined && p.thought !== true && typeof p.text === "string")
+          .map((p) => p?.text as string)
+          .join("")
+      : "",
+  );
   if (text.length === 0) return { kind: "empty", finishReason, usage };
   return { kind: "text", text, finishReason, usage };
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/**
+ * Model text as Postgres can store it: `text` refuses NUL (0x00) and a lone surrogate is not
+ * UTF-8, and either would fail every delivery of the reply. NUL is dropped, a lone surrogate
+ * becomes U+FFFD.
+ */
+export function storableText(text: string): string {
+  return text.replaceAll("\u0000", "").replace(LONE_SURROGATE, "\uFFFD");
 }
 
 /** A failure of the streaming call, with the upstream HTTP status when there was one. */

@@ -120,6 +120,18 @@ describe("QStash callback signatures", () => {
     expect(await getMessage(me, roomId, replyId)).toEqual(saved);
   });
 
+  it("stores an answer carrying NUL and lone surrogates, which Postgres text refuses as they are", async () => {
+    const replyId = await pendingReply();
+    const { reply } = paths(replyId);
+    const body = callbackBody(geminiAnswer("nul\u0000 here, half \uD83D pair"));
+    const res = await postCallback(reply, body, await signQStash(publicUrl(reply), body));
+    expect(res).toEqual({ status: 200, body: { status: "complete" } });
+    expect(await getMessage(me, roomId, replyId)).toMatchObject({
+      status: "complete",
+      content: "nul here, half \uFFFD pair",
+    });
+  });
+
   it("accepts a callback signed with the next signing key (key rotation)", async () => {
     const replyId = await pendingReply();
     const { reply } = paths(replyId);

@@ -1,5 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { GeminiCallError, readGenerateContentResponse } from "../../src/lib/gemini.ts";
+import {
+  GeminiCallError,
+  readGenerateContentResponse,
+  storableText,
+} from "../../src/lib/gemini.ts";
 import { parseQueueCallback, type QueueCallback } from "../../src/lib/queue.ts";
 import type { ChatConfig } from "../../src/services/chat/deps.ts";
 import {
@@ -201,5 +205,21 @@ describe("replyJob", () => {
       callback: `https://chat.example.com/webhook/qstash/reply?reply_id=${replyId}`,
       failureCallback: `https://chat.example.com/webhook/qstash/reply-failed?reply_id=${replyId}`,
     });
+  });
+});
+
+describe("storableText", () => {
+  it("drops NUL and replaces lone surrogates, keeping pairs and everything else", () => {
+    expect(storableText("a\u0000b")).toBe("ab");
+    expect(storableText("x\uD800y\uDFFFz")).toBe("x\uFFFDy\uFFFDz");
+    expect(storableText("end\uD83D")).toBe("end\uFFFD");
+    expect(storableText("emoji \uD83D\uDE00 ok, é, 中文")).toBe("emoji \uD83D\uDE00 ok, é, 中文");
+  });
+
+  it("applies to Gemini's answer, and an answer of only NULs is empty", () => {
+    const read = (text: string) =>
+      readGenerateContentResponse(JSON.parse(geminiText(text)) as unknown);
+    expect(read("hi\u0000 there")).toMatchObject({ kind: "text", text: "hi there" });
+    expect(read("\u0000\u0000")).toMatchObject({ kind: "empty" });
   });
 });

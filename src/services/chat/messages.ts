@@ -14,7 +14,13 @@ import {
   setReplyJob,
 } from "../../db/queries/messages";
 import { users } from "../../db/schema/users";
-import { ConflictError, describeError, NotFoundError, UnauthorizedError } from "../../errors";
+import {
+  ConflictError,
+  describeError,
+  NotFoundError,
+  sqlStateOf,
+  UnauthorizedError,
+} from "../../errors";
 import {
   buildGenerateContentBody,
   type GeminiTurn,
@@ -98,16 +104,6 @@ export function promptRequest(
 async function sha256Hex(text: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** SQLSTATE of a database error anywhere in its cause chain. */
-function sqlState(err: unknown): string | undefined {
-  for (let e: unknown = err, depth = 0; e && depth < 5; depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return undefined;
 }
 
 function replayOf(
@@ -261,7 +257,7 @@ export async function sendMessage(
 
   if (written.status === "rejected") {
     await refund();
-    const state = sqlState(written.reason);
+    const state = sqlStateOf(written.reason);
     if (state === "23505" && key) {
       // A parallel request with the same key won the insert; answer as its replay.
       const [winner] = await selectIdempotencyRecord(db, input.userId, key, now);

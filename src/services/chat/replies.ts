@@ -5,7 +5,7 @@ import {
   type MessageRow,
   selectReplyId,
 } from "../../db/queries/messages";
-import { describeError } from "../../errors";
+import { describeError, sqlStateOf } from "../../errors";
 import {
   GEMINI_API_KEY_HEADER,
   type GeminiAnswer,
@@ -130,18 +130,28 @@ export async function settleReply(
   if (outcome.kind === "retrying") return { status: "pending" };
   const now = deps.clock.now();
   if (outcome.kind === "complete") {
-    const [completed, , exists] = await deps.db.batch([
-      completeReply(deps.db, {
-        id: replyId,
-        content: outcome.text,
+    let written: Awaited<ReturnType<typeof completeReplyBatch>>;
+    try {
+      written = await completeReplyBatch(deps, replyId, outcome, now);
+    } catch (err) {
+      // The answer cannot be stored as it is (a data exception, SQLSTATE class 22). Retrying
+      // would fail the same way until the deadline: the reply fails visibly now instead.
+      if (!sqlStateOf(err)?.startsWith("22")) throw err;
+      console.warn(
+        JSON.stringify({
+          level: "warn",
+          msg: "reply_unstorable",
+          reply_id: replyId,
+          error: describeError(err),
+        }),
+      );
+      return settleReply(deps, replyId, {
+        kind: "failed",
+        error: "upstream_error",
         finishReason: outcome.finishReason,
-        promptTokens: outcome.promptTokens,
-        replyTokens: outcome.replyTokens,
-        now,
-      }),
-      touchChatroomForReply(deps.db, replyId, now),
-      selectReplyId(deps.db, replyId),
-    ]);
+      });
+    }
+    const [completed, , exists] = written;
     const reply = completed[0];
     if (!reply) return { status: exists.length > 0 ? "unchanged" : "unknown" };
     await invalidateList(deps, reply.userId);
@@ -181,4 +191,24 @@ export async function refundPrompt(
       }),
     );
   }
+}
+
+function completeReplyBatch(
+  deps: Pick<ChatDeps, "db">,
+  replyId: string,
+  outcome: Extract<ReplyOutcome, { kind: "complete" }>,
+  now: Date,
+) {
+  return deps.db.batch([
+    completeReply(deps.db, {
+      id: replyId,
+      content: outcome.text,
+      finishReason: outcome.finishReason,
+      promptTokens: outcome.promptTokens,
+      replyTokens: outcome.replyTokens,
+      now,
+    }),
+    touchChatroomForReply(deps.db, replyId, now),
+    selectReplyId(deps.db, replyId),
+  ]);
 }
