@@ -10,8 +10,9 @@ export interface CacheRead {
 
 /**
  * A per-scope (per-user) cache in Redis. Every entry records the scope version it was computed
- * under; `invalidate` bumps the version, so entries computed from older data are never served,
- * even when a slow reader writes them after the invalidation.
+ * under; `invalidate` sets a new version, so entries computed from older data are never served,
+ * even when a slow reader writes them after the invalidation. Versions are random, never a
+ * counter: a counter whose key expired would restart and could match a surviving old entry.
  */
 export interface VersionedCache {
   /** One round trip (MGET). Resolves null when Redis fails or is slower than the bound. */
@@ -33,7 +34,8 @@ const SEPARATOR = "\n";
 export function createVersionedCache(o: VersionedCacheOptions): VersionedCache {
   const versionKey = (scope: string) => `${o.namespace}:${scope}:ver`;
   const entryKey = (scope: string, key: string) => `${o.namespace}:${scope}:entry:${key}`;
-  // The version must outlive every entry written under it, or a reset counter could revive one.
+  // Longer than any entry lives, so an absent version ("0") never meets an entry written under
+  // an expired one; the value itself never repeats.
   const versionTtl = Math.max(o.ttlSeconds * 4, 86_400);
 
   return {
@@ -69,10 +71,7 @@ export function createVersionedCache(o: VersionedCacheOptions): VersionedCache {
       });
     },
     async invalidate(scope) {
-      const p = o.redis.pipeline();
-      p.incr(versionKey(scope));
-      p.expire(versionKey(scope), versionTtl);
-      await p.exec();
+      await o.redis.set(versionKey(scope), crypto.randomUUID(), { ex: versionTtl });
     },
   };
 }

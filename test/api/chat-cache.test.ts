@@ -107,6 +107,19 @@ describe("GET /chatroom cache", () => {
     expect((await list(me, "?limit=7")).headers.get("x-cache")).toBe("MISS");
   });
 
+  it("never serves an old page after its version key expired and the list changed", async () => {
+    const me = await createSession();
+    await newChatroom(me, "before");
+    await warmList(me, "?limit=6");
+    const prefix = `cache:chatrooms:${me.user.id}`;
+    // The version key expires (a day without changes) while the page, written later, survives.
+    await redis("DEL", `${prefix}:ver`);
+    await newChatroom(me, "after");
+    const res = await list(me, "?limit=6");
+    expect(res.headers.get("x-cache")).toBe("MISS");
+    expect(res.body.chatrooms.map((r: { title: string }) => r.title)).toEqual(["after", "before"]);
+  });
+
   it("expires cached pages after CHATROOM_CACHE_TTL_SECONDS", async () => {
     const me = await createSession();
     await newChatroom(me);
