@@ -5,6 +5,7 @@ import {
   selectUnqueuedReplies,
   setReplyJob,
 } from "../../db/queries/messages";
+import { purgeProcessedWebhookEvents } from "../../db/queries/webhook-events";
 import { describeError } from "../../errors";
 import type { ChatDeps } from "./deps";
 import { promptRequest } from "./messages";
@@ -14,12 +15,15 @@ import { refundPrompt, replyJob } from "./replies";
 export const REPUBLISH_GRACE_MS = 10_000;
 const REPUBLISH_BATCH = 100;
 const PURGE_BATCH = 1000;
+/** Stripe redelivers for up to 3 days; event records are kept ten times that. */
+export const WEBHOOK_EVENT_RETENTION_MS = 30 * 24 * 3600 * 1000;
 
 export interface SweepReport {
   failed: number;
   republished: number;
   republish_errors: number;
   idempotency_keys_purged: number;
+  webhook_events_purged: number;
 }
 
 /**
@@ -27,11 +31,11 @@ export interface SweepReport {
  * - replies pending past REPLY_DEADLINE_SECONDS fail with `timeout` and refund their prompt;
  * - replies pending without a QStash job (the publish failed) are published again, with the
  *   reply id as deduplication id so a publish that did land is not doubled;
- * - expired Idempotency-Key records are deleted.
+ * - expired Idempotency-Key records are deleted, and Stripe event records past retention.
  */
 export async function sweepReplies(deps: ChatDeps, now: Date): Promise<SweepReport> {
   const cutoff = new Date(now.getTime() - deps.config.replyDeadlineSeconds * 1000);
-  const [failing, listing, purging] = await Promise.allSettled([
+  const [failing, listing, purging, purgingEvents] = await Promise.allSettled([
     failOverdueReplies(deps.db, cutoff, now),
     selectUnqueuedReplies(
       deps.db,
@@ -40,6 +44,11 @@ export async function sweepReplies(deps: ChatDeps, now: Date): Promise<SweepRepo
       REPUBLISH_BATCH,
     ),
     purgeExpiredIdempotencyRecords(deps.db, now, PURGE_BATCH),
+    purgeProcessedWebhookEvents(
+      deps.db,
+      new Date(now.getTime() - WEBHOOK_EVENT_RETENTION_MS),
+      PURGE_BATCH,
+    ),
   ]);
   // Replies that were failed get their refunds even when the other queries did not succeed.
   const overdue = failing.status === "fulfilled" ? failing.value : [];
@@ -75,5 +84,6 @@ export async function sweepReplies(deps: ChatDeps, now: Date): Promise<SweepRepo
     republished: republished.length - errors.length,
     republish_errors: errors.length,
     idempotency_keys_purged: purging.status === "fulfilled" ? purging.value : 0,
+    webhook_events_purged: purgingEvents.status === "fulfilled" ? purgingEvents.value : 0,
   };
 }

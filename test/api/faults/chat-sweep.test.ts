@@ -81,4 +81,23 @@ describe("the scheduled reply sweep", () => {
     );
     expect(rows.map((r) => r.key)).toEqual(["live-key"]);
   });
+
+  it("purges Stripe event records past their 30 days, keeping younger ones", async () => {
+    const tag = marker("evt");
+    const day = 24 * 3600 * 1000;
+    const insert = (id: string, ageMs: number) =>
+      sql().query(
+        "insert into processed_webhook_events (id, source, type, processed_at) values ($1, 'stripe', 'invoice.paid', $2::timestamptz)",
+        [id, new Date(Date.now() - ageMs).toISOString()],
+      );
+    await insert(`${tag}-old`, 31 * day);
+    await insert(`${tag}-recent`, 29 * day);
+
+    await runSweep();
+    const rows = await sql().query(
+      "select id from processed_webhook_events where id like $1 order by id",
+      [`${tag}-%`],
+    );
+    expect(rows.map((r) => r.id)).toEqual([`${tag}-recent`]);
+  });
 });
