@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { v7 } from "uuid";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { control, testEnv } from "../support/api.ts";
 import { createSession, type TestSession } from "../support/session.ts";
@@ -171,8 +171,7 @@ describe("QStash callback signatures", () => {
   it("answers 404 to a callback that outruns its reply's insert, and completes the reply on the retry", async () => {
     // The publish runs beside the batch that inserts the reply, so under load the callback can
     // arrive first. A 200 would end QStash's retries and leave the reply pending for good.
-    const v4 = randomUUID();
-    const replyId = `${v4.slice(0, 14)}7${v4.slice(15)}`; // a fresh id of the UUIDv7 shape
+    const replyId = v7(); // an id made now, as the Worker makes them
     const path = paths(replyId).reply;
     const body = callbackBody(geminiAnswer("worth the wait"));
     const early = await postCallback(path, body, await signQStash(publicUrl(path), body));
@@ -189,6 +188,21 @@ describe("QStash callback signatures", () => {
       status: "complete",
       content: "worth the wait",
     });
+  });
+
+  it("answers 200 gone for a reply id past a minute whose row never appeared, ending the retries", async () => {
+    const replyId = v7({ msecs: Date.now() - 120_000 });
+    const path = paths(replyId).reply;
+    const body = callbackBody(geminiAnswer("nobody is waiting"));
+    const res = await postCallback(path, body, await signQStash(publicUrl(path), body));
+    expect(res).toEqual({ status: 200, body: { status: "gone" } });
+    const rows = await sql().query("select id from messages where id = $1", [replyId]);
+    expect(rows).toEqual([]);
+    // Within the minute the same answer is 404, so a reply still being written is waited for.
+    const young = v7({ msecs: Date.now() - 30_000 });
+    const youngPath = paths(young).reply;
+    const early = await postCallback(youngPath, body, await signQStash(publicUrl(youngPath), body));
+    expect(early.status).toBe(404);
   });
 
   it("answers 400 (not 500) to a signed body that is not a QStash callback", async () => {

@@ -2,7 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { AppEnv } from "../../context";
 import { NotFoundError, UnauthorizedError, ValidationError } from "../../errors";
-import { ID_PATTERN } from "../../lib/ids";
+import { ID_PATTERN, idTimeMs } from "../../lib/ids";
 import { parseQueueCallback } from "../../lib/queue";
 import {
   interpretCallback,
@@ -24,8 +24,11 @@ const CallbackHeaders = z.object({
 });
 
 const CallbackResult = z
-  .object({ status: z.enum(["complete", "failed", "pending", "unchanged"]) })
+  .object({ status: z.enum(["complete", "failed", "pending", "unchanged", "gone"]) })
   .openapi("QStashCallbackResult");
+
+/** Longer than any write of a reply row can take (10 s query deadline, with room to spare). */
+const REPLY_ROW_GRACE_MS = 60_000;
 
 // Generic over the path so its literal type reaches AppType (a `string` path would erase the others).
 const callbackRoute = <P extends string>(path: P, summary: string) =>
@@ -35,7 +38,7 @@ const callbackRoute = <P extends string>(path: P, summary: string) =>
     tags: ["Webhooks"],
     summary,
     description:
-      "Called by QStash with Gemini's generateContent response (base64 in `body`). Signature checked against the raw body and this endpoint's public URL; every delivery is idempotent on the reply id. An unknown reply id is 404, so QStash retries: the callback can outrun the commit of the reply it answers.",
+      "Called by QStash with Gemini's generateContent response (base64 in `body`). Signature checked against the raw body and this endpoint's public URL; every delivery is idempotent on the reply id. An unknown reply id is 404, so QStash retries: the callback can outrun the commit of the reply it answers. Once the id is older than a minute its reply can no longer appear (deleted chatroom, failed write): 200 `gone` ends the retries.",
     request: { query: CallbackQuery, headers: CallbackHeaders },
     responses: {
       200: jsonContent(CallbackResult, "Processed (or a duplicate that changed nothing)"),
@@ -81,6 +84,11 @@ async function handleCallback(c: Context<AppEnv>, failureCallback: boolean) {
     }),
   );
   if (result.status === "unknown") {
+    // The id says when its request made it: past every query deadline, the row will never
+    // appear (its chatroom was deleted, or its write failed), so retrying only fills the DLQ.
+    if (deps.clock.now().getTime() - idTimeMs(replyId) > REPLY_ROW_GRACE_MS) {
+      return c.json({ status: "gone" as const }, 200);
+    }
     // Not 200: the reply's batch may still be committing; QStash retries a non-2xx later.
     throw new NotFoundError("No such reply (yet).");
   }
