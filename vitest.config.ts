@@ -51,6 +51,9 @@ export default defineConfig({
           setupFiles: offline,
           testTimeout: 90_000,
           hookTimeout: 60_000,
+          // Chromium on a loaded 2-core runner can take longer than vitest's 1 s default to
+          // repaint after a request; a condition that never holds still fails.
+          expect: { poll: { timeout: 10_000 } },
           sequence: { groupOrder: 2 },
         },
       },

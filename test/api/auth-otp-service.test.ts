@@ -11,7 +11,7 @@ import { createRedis } from "../../src/lib/redis.ts";
 import { createAccessTokens } from "../../src/lib/tokens.ts";
 import { type AuthDeps, createAuthLimiters } from "../../src/services/auth/deps.ts";
 import { consumeCode, issueCode, takeSendAllowance } from "../../src/services/auth/otp.ts";
-import { cloudUrl, testEnv, uniqueMobileNumber } from "../support/api.ts";
+import { cloudUrl, testEnv, uniqueMobileNumber, withinOneWindow } from "../support/api.ts";
 import { uniqueClientIp } from "../support/session.ts";
 
 let redis: ReturnType<typeof createRedis>;
@@ -119,44 +119,46 @@ describe("OTP send limits", () => {
     startCooldown: async () => ({ started: true }),
   });
 
-  it("allows 5 codes per number an hour; the 6th is 429 with Retry-After", async () => {
-    const { deps: d } = deps();
-    const fast = { ...d, otpStore: noCooldown(d.otpStore) };
-    const number = uniqueMobileNumber();
-    for (let i = 0; i < 5; i++) {
-      await takeSendAllowance(fast, {
+  it("allows 5 codes per number an hour; the 6th is 429 with Retry-After", () =>
+    withinOneWindow(3_600_000, async () => {
+      const { deps: d } = deps();
+      const fast = { ...d, otpStore: noCooldown(d.otpStore) };
+      const number = uniqueMobileNumber();
+      for (let i = 0; i < 5; i++) {
+        await takeSendAllowance(fast, {
+          mobileNumber: number,
+          purpose: "login",
+          clientIp: uniqueClientIp(),
+        });
+      }
+      const err = await takeSendAllowance(fast, {
         mobileNumber: number,
         purpose: "login",
         clientIp: uniqueClientIp(),
-      });
-    }
-    const err = await takeSendAllowance(fast, {
-      mobileNumber: number,
-      purpose: "login",
-      clientIp: uniqueClientIp(),
-    }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(LimitExceededError);
-    const retryAfter = Number((err as LimitExceededError).headers["Retry-After"]);
-    // The sliding window reports the end of the current fixed hour, which may be seconds away
-    // when the test runs just before the hour turns.
-    expect(retryAfter).toBeGreaterThanOrEqual(1);
-    expect(retryAfter).toBeLessThanOrEqual(3600);
-  });
+      }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(LimitExceededError);
+      const retryAfter = Number((err as LimitExceededError).headers["Retry-After"]);
+      // The sliding window reports the end of the current fixed hour, which may be seconds away
+      // when the test runs just before the hour turns.
+      expect(retryAfter).toBeGreaterThanOrEqual(1);
+      expect(retryAfter).toBeLessThanOrEqual(3600);
+    }));
 
-  it("gives back what a refused request took: a cool-down refusal spends no hourly budget", async () => {
-    const { deps: d } = deps();
-    const fast = { ...d, otpStore: noCooldown(d.otpStore) };
-    const number = uniqueMobileNumber();
-    const ip = uniqueClientIp();
-    const input = { mobileNumber: number, purpose: "login" as const, clientIp: ip };
-    await takeSendAllowance(d, input);
-    for (let i = 0; i < 3; i++) {
-      await expect(takeSendAllowance(d, input)).rejects.toBeInstanceOf(LimitExceededError);
-    }
-    // 1 spent so far: 4 more fit in the hour, then the limit holds.
-    for (let i = 0; i < 4; i++) await takeSendAllowance(fast, input);
-    await expect(takeSendAllowance(fast, input)).rejects.toBeInstanceOf(LimitExceededError);
-  });
+  it("gives back what a refused request took: a cool-down refusal spends no hourly budget", () =>
+    withinOneWindow(3_600_000, async () => {
+      const { deps: d } = deps();
+      const fast = { ...d, otpStore: noCooldown(d.otpStore) };
+      const number = uniqueMobileNumber();
+      const ip = uniqueClientIp();
+      const input = { mobileNumber: number, purpose: "login" as const, clientIp: ip };
+      await takeSendAllowance(d, input);
+      for (let i = 0; i < 3; i++) {
+        await expect(takeSendAllowance(d, input)).rejects.toBeInstanceOf(LimitExceededError);
+      }
+      // 1 spent so far: 4 more fit in the hour, then the limit holds.
+      for (let i = 0; i < 4; i++) await takeSendAllowance(fast, input);
+      await expect(takeSendAllowance(fast, input)).rejects.toBeInstanceOf(LimitExceededError);
+    }));
 
   it("keeps login and reset cool-downs apart", async () => {
     const { deps: d } = deps();

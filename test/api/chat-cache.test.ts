@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { call } from "../support/api.ts";
+import { call, waitFor } from "../support/api.ts";
 import { createSession, type TestSession } from "../support/session.ts";
 import {
   geminiFault,
@@ -87,8 +87,13 @@ describe("GET /chatroom cache", () => {
 
     const reply = await settledReply(me, room.id, sent.body.reply.id);
     expect(reply.status).toBe("complete");
-    const afterReply = await list(me);
-    expect(afterReply.body.chatrooms[0].last_message_at).toBe(reply.completed_at);
+    // The callback bumps the version just after committing the reply: wait for that, then the
+    // list must show the reply's time (a cached page from before it would not).
+    const afterReply = await waitFor(async () => {
+      const res = await list(me);
+      return res.body.chatrooms[0].last_message_at === reply.completed_at && res;
+    });
+    expect(afterReply.body.chatrooms[0].message_count).toBe(2);
   });
 
   it("treats a corrupted cache entry as a miss and replaces it", async () => {
@@ -97,14 +102,15 @@ describe("GET /chatroom cache", () => {
     await warmList(me, "?limit=7");
     const prefix = `cache:chatrooms:${me.user.id}`;
     const version = ((await redis("GET", `${prefix}:ver`)) as string | null) ?? "0";
-    await redis("SET", `${prefix}:entry:7:`, `${version}\n{"chatrooms": [ truncated`);
-    const res = await list(me, "?limit=7");
+    // Planted on pages never read, so no background write of this test's reads can replace them.
+    await redis("SET", `${prefix}:entry:5:`, `${version}\n{"chatrooms": [ truncated`);
+    const res = await list(me, "?limit=5");
     expect(res.headers.get("x-cache")).toBe("MISS");
     expect(res.body.chatrooms).toHaveLength(1);
-    await warmList(me, "?limit=7");
+    await warmList(me, "?limit=5");
 
-    await redis("SET", `${prefix}:entry:7:`, `${version}\n{"unexpected":"shape"}`);
-    expect((await list(me, "?limit=7")).headers.get("x-cache")).toBe("MISS");
+    await redis("SET", `${prefix}:entry:4:`, `${version}\n{"unexpected":"shape"}`);
+    expect((await list(me, "?limit=4")).headers.get("x-cache")).toBe("MISS");
   });
 
   it("never serves an old page after its version key expired and the list changed", async () => {

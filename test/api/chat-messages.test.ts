@@ -94,7 +94,10 @@ describe("POST /chatroom/:id/message (queued through QStash)", () => {
     expect(callbacks.map((c) => c.url)).toEqual([
       `${testEnv.APP_URL}/webhook/qstash/reply?reply_id=${replyId}`,
     ]);
-    expect(callbacks[0]?.attempts.map((a) => a.status)).toEqual([200]);
+    // Delivered once; a callback that outran the commit of its reply row gets 404 and is retried.
+    const statuses = callbacks[0]?.attempts.map((a) => a.status) ?? [];
+    expect(statuses.at(-1)).toBe(200);
+    expect(statuses.slice(0, -1).every((s) => s === 404)).toBe(true);
 
     // The QStash message id is recorded on the reply once the publish answered, in the
     // background and possibly after the callback already completed the reply.

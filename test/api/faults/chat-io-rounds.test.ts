@@ -64,12 +64,22 @@ describe("sequential I/O rounds per endpoint", () => {
     await newChatroom(reader);
     await warmList(reader, "?limit=9");
     await control("latency", { ms: CACHE_LATENCY });
-    const hit = await timed(() => call("GET", "/chatroom?limit=9", { token: reader.token }));
-    expect(hit.value.headers.get("x-cache")).toBe("HIT");
-    expect(rounds(hit.ms, CACHE_LATENCY)).toBe(1);
-    const miss = await timed(() => call("GET", "/chatroom?limit=8", { token: reader.token }));
-    expect(miss.value.headers.get("x-cache")).toBe("MISS");
-    expect(rounds(miss.ms, CACHE_LATENCY)).toBe(2);
+    // At 150 ms a load spike is a round's worth of noise: the fastest of three samples counts
+    // (rounds only add time, noise only adds time). Each miss reads a page never read before.
+    const hits = [];
+    const misses = [];
+    for (const limit of [8, 7, 6]) {
+      const hit = await timed(() => call("GET", "/chatroom?limit=9", { token: reader.token }));
+      expect(hit.value.headers.get("x-cache")).toBe("HIT");
+      hits.push(hit.ms);
+      const miss = await timed(() =>
+        call("GET", `/chatroom?limit=${limit}`, { token: reader.token }),
+      );
+      expect(miss.value.headers.get("x-cache")).toBe("MISS");
+      misses.push(miss.ms);
+    }
+    expect(rounds(Math.min(...hits), CACHE_LATENCY)).toBe(1);
+    expect(rounds(Math.min(...misses), CACHE_LATENCY)).toBe(2);
   });
 
   it("GET /chatroom/:id, its messages and one message: 1 round each", async () => {
