@@ -19,6 +19,7 @@ declare module "vitest" {
  * the Worker's log lines for the log tests.
  */
 export default async function setup(project: TestProject) {
+  await notAcrossMidnight();
   // The Worker's console output, captured for the log tests (and still printed as before:
   // warnings and errors, or everything with WORKER_LOG_LEVEL=log|info|debug).
   const workerLogFile = join(tmpdir(), `worker-log-${process.pid}-${Date.now()}.jsonl`);
@@ -58,4 +59,21 @@ export default async function setup(project: TestProject) {
     await stack.close();
     rmSync(workerLogFile, { force: true });
   };
+}
+
+/** A run takes about two minutes; three is the margin this guard keeps before 00:00 UTC. */
+const RUN_MARGIN_MS = 3 * 60_000;
+
+/**
+ * The daily prompt quota resets at 00:00 UTC, and the chat tests count prompts within one day:
+ * a run that crossed midnight would see its counters reset halfway. Starting less than a run's
+ * length before midnight, wait until just after it.
+ */
+async function notAcrossMidnight(): Promise<void> {
+  const now = Date.now();
+  const midnight = Math.ceil(now / 86_400_000) * 86_400_000;
+  if (midnight - now > RUN_MARGIN_MS) return;
+  const wait = midnight - now + 2_000;
+  process.stderr.write(`global setup: waiting ${Math.ceil(wait / 1000)} s for 00:00 UTC to pass\n`);
+  await new Promise((r) => setTimeout(r, wait));
 }
