@@ -15,8 +15,14 @@ async function readJson(req: Request): Promise<Record<string, unknown>> {
     : {};
 }
 
+/** `error`: every `/v1` request answers 500 `api_error`, as when Stripe fails on its side. */
+export interface ApiFault {
+  mode: "none" | "error";
+}
+
 /**
  * `/_control/stripe`: time travel for subscriptions, webhook delivery modes and inspection.
+ *   POST /fault {mode}                       none | error (the /v1 API answers 500)
  *   POST /advance {subscription, outcome}    renew_paid | renew_failed | end_period
  *   POST /delivery {mode, customer?}         normal | duplicate | reverse (customer-scoped)
  *   GET  /events?customer=&type=             events with their delivery attempts
@@ -25,8 +31,21 @@ async function readJson(req: Request): Promise<Record<string, unknown>> {
  *   POST /flush {timeout_ms?}                wait for pending deliveries and retries
  *   GET|POST /webhook-endpoint {url, enabled_events?}   where events go
  */
-export function createStripeControl(billing: Billing, webhooks: WebhookDispatcher): Hono {
+export function createStripeControl(
+  billing: Billing,
+  webhooks: WebhookDispatcher,
+  apiFault: ApiFault,
+): Hono {
   const control = new Hono();
+
+  control.post("/fault", async (c) => {
+    const body = await readJson(c.req.raw);
+    if (body.mode !== "none" && body.mode !== "error") {
+      return c.json({ error: 'expected {mode: "none"|"error"}' }, 400);
+    }
+    apiFault.mode = body.mode;
+    return c.json({ mode: apiFault.mode });
+  });
 
   control.post("/advance", async (c) => {
     const body = await readJson(c.req.raw);

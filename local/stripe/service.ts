@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import type { LocalCloudConfig, LocalService } from "../types.ts";
 import { StripeApi } from "./api.ts";
 import { Billing } from "./billing.ts";
-import { createStripeControl } from "./control.ts";
+import { type ApiFault, createStripeControl } from "./control.ts";
 import { mountPages } from "./pages.ts";
 import { WebhookDispatcher } from "./webhooks.ts";
 
@@ -19,15 +19,25 @@ export async function createStripeService(config: LocalCloudConfig): Promise<Loc
   const billing = new Billing(config, webhooks);
   const api = new StripeApi(billing, config.stripeSecretKey);
 
+  const apiFault: ApiFault = { mode: "none" };
   const app = new Hono();
-  app.all("/v1/*", (c) => api.handle(c.req.raw));
+  app.all("/v1/*", (c) => {
+    if (apiFault.mode === "error") {
+      // What Stripe answers when it fails on its side; stripe-node retries it, then throws.
+      return c.json(
+        { error: { type: "api_error", message: "local stripe: API fault switched on" } },
+        500,
+      );
+    }
+    return api.handle(c.req.raw);
+  });
   mountPages(app, billing);
 
   return {
     name: "stripe",
     prefix: "/",
     app,
-    control: createStripeControl(billing, webhooks),
+    control: createStripeControl(billing, webhooks, apiFault),
     onListen(baseUrl) {
       billing.baseUrl = baseUrl;
     },

@@ -565,6 +565,19 @@ describe("local Stripe subscriptions and portal", () => {
 });
 
 describe("local Stripe simulation controls", () => {
+  it("fails every API call with 500 api_error while the API fault is on, then serves again", async () => {
+    expect((await control("/fault", { mode: "error" })).status).toBe(200);
+    try {
+      const err = await stripe.customers.create({}).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(Stripe.errors.StripeAPIError);
+      expect((err as Stripe.errors.StripeError).statusCode).toBe(500);
+    } finally {
+      await control("/fault", { mode: "none" });
+    }
+    expect((await stripe.customers.create({})).id).toMatch(/^cus_/);
+    expect((await control("/fault", { mode: "sideways" })).status).toBe(400);
+  });
+
   it("renew_paid moves to the next period with a paid cycle invoice and emits updated and invoice.paid", async () => {
     const { customer, subscription } = await subscribedCustomer();
     const before = await stripe.subscriptions.retrieve(subscription);

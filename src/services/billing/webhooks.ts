@@ -47,15 +47,20 @@ export async function handleStripeEvent(
   if (!subscriptionId) return { outcome: "no_subscription" };
 
   const hintIds = event.userId ? [event.userId] : [];
-  const [processed, read, candidates] = await Promise.all([
+  const [processed, read, found] = await Promise.allSettled([
     isWebhookEventProcessed(deps.db, event.id),
     deps.billing
       .retrieveSubscription(subscriptionId)
       .then((subscription) => ({ subscription, readAt: deps.clock.now().getTime() })),
     findBillingUsers(deps.db, { userIds: hintIds, customerId: event.customerId }),
   ]);
-  if (processed) return { outcome: "duplicate" };
-  const { subscription, readAt } = read;
+  // A redelivery of an applied event is acknowledged even while Stripe's API is failing.
+  if (processed.status === "fulfilled" && processed.value) return { outcome: "duplicate" };
+  if (processed.status === "rejected") throw processed.reason;
+  if (read.status === "rejected") throw read.reason;
+  if (found.status === "rejected") throw found.reason;
+  const { subscription, readAt } = read.value;
+  const candidates = found.value;
   if (!subscription) return { outcome: "unknown_subscription", subscriptionId };
 
   let userId = pickUser(candidates, subscription, event);
