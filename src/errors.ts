@@ -18,6 +18,7 @@ export const ERROR_CODES = [
   "already_subscribed",
   "no_subscription",
   "idempotency_key_reused",
+  "idempotency_in_progress",
   "payload_too_large",
   "unsupported_media_type",
   "rate_limited",

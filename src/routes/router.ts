@@ -61,6 +61,7 @@ const EXAMPLE_MESSAGE: Record<ErrorCode, string> = {
   already_subscribed: "You already have an active Pro subscription.",
   no_subscription: "You have no subscription to cancel.",
   idempotency_key_reused: "This Idempotency-Key was used with another request.",
+  idempotency_in_progress: "A request with this Idempotency-Key is still being processed.",
   payload_too_large: "The body exceeds 65536 bytes.",
   unsupported_media_type: "Send the body as application/json.",
   rate_limited: "Too many requests; try again later.",

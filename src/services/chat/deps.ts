@@ -2,6 +2,7 @@ import type { Database } from "../../db/client";
 import type { Env } from "../../env";
 import { describeError } from "../../errors";
 import { createVersionedCache, type VersionedCache } from "../../lib/cache";
+import { createInFlightClaims, type InFlightClaims } from "../../lib/claims";
 import type { Clock } from "../../lib/clock";
 import type { GeminiStreamer } from "../../lib/gemini";
 import type { JobQueue } from "../../lib/queue";
@@ -29,6 +30,8 @@ export interface ChatDeps {
   /** The per-user cache of GET /chatroom pages. */
   listCache: VersionedCache;
   quota: DailyQuota;
+  /** Idempotency keys of prompts being processed (see sendMessage). */
+  promptClaims: InFlightClaims;
   queue: JobQueue;
   gemini: GeminiStreamer;
   config: ChatConfig;
@@ -46,6 +49,9 @@ export function background(deps: Pick<ChatDeps, "waitUntil">, what: string, p: P
     }),
   );
 }
+
+/** Longer than a prompt can take to be written (10 s query deadline, plus the publish). */
+export const PROMPT_CLAIM_TTL_MS = 15_000;
 
 /** How long GET /chatroom waits for Redis before it reads the database instead. */
 export const CACHE_READ_TIMEOUT_MS = 300;
@@ -83,6 +89,10 @@ export function buildChatDeps(
       redis: services.redis,
       basicLimit: env.BASIC_DAILY_LIMIT,
       proLimit: env.PRO_DAILY_LIMIT,
+    }),
+    promptClaims: createInFlightClaims(services.redis, {
+      namespace: "claim:prompt",
+      ttlMs: PROMPT_CLAIM_TTL_MS,
     }),
     queue: services.queue,
     gemini: services.gemini,

@@ -125,9 +125,30 @@ function replayOf(
   };
 }
 
+/** Waits between looks for the record of a same-key prompt in flight (6.3 s in all). */
+const IN_FLIGHT_WAITS_MS = [100, 200, 400, 800, 1600, 3200];
+
+/**
+ * The record of a prompt with the same Idempotency-Key that another request is still writing,
+ * once it commits; null if it does not within the waits (it failed, or is very slow).
+ */
+async function awaitInFlightRecord(
+  deps: Pick<ChatDeps, "db" | "clock">,
+  userId: string,
+  key: string,
+): Promise<IdempotencyRow | null> {
+  for (const ms of IN_FLIGHT_WAITS_MS) {
+    await new Promise((r) => setTimeout(r, ms));
+    const [row] = await selectIdempotencyRecord(deps.db, userId, key, deps.clock.now());
+    if (row) return row;
+  }
+  return null;
+}
+
 /**
  * POST /chatroom/:id/message up to the reply being handed off. Two sequential I/O rounds:
  *   1. [one db.batch: tier + ownership + history window + idempotency record] ‖ [quota token]
+ *      ‖ [in-flight claim of the Idempotency-Key]
  *   2. [one db.batch: idempotency record + prompt + pending reply + chatroom counters]
  *      ‖ [QStash publish] ‖ [list-cache version bump]
  * Anything rejected after round 1 refunds its token, so refused prompts cost no quota.
@@ -135,6 +156,23 @@ function replayOf(
 export async function sendMessage(
   deps: ChatDeps,
   input: SendMessageInput,
+): Promise<SendMessageResult> {
+  const scope = input.idempotencyKey ? `${input.userId}:${input.idempotencyKey}` : null;
+  // Taken in round 1 beside the quota token; a Redis failure counts as "not held by another".
+  const claimed = scope ? deps.promptClaims.claim(scope).catch(() => true) : Promise.resolve(true);
+  try {
+    return await sendClaimedMessage(deps, input, claimed);
+  } catch (err) {
+    // A failed prompt gives its key back at once, so the client's retry is not kept waiting.
+    if (scope && (await claimed)) await deps.promptClaims.release(scope).catch(() => {});
+    throw err;
+  }
+}
+
+async function sendClaimedMessage(
+  deps: ChatDeps,
+  input: SendMessageInput,
+  claimed: Promise<boolean>,
 ): Promise<SendMessageResult> {
   assertId(input.chatroomId);
   const { db, config } = deps;
@@ -144,8 +182,8 @@ export async function sendMessage(
     `POST /chatroom/${input.chatroomId}/message\n${JSON.stringify({ content: input.content })}`,
   );
 
-  // Round 1.
-  const [context, taken] = await Promise.allSettled([
+  // Round 1 (the claim runs beside it).
+  const [context, taken, ownsClaim] = await Promise.allSettled([
     db.batch([
       db.select({ tier: users.tier }).from(users).where(eq(users.id, input.userId)).limit(1),
       selectOwnedChatroom(db, input.chatroomId, input.userId),
@@ -153,6 +191,7 @@ export async function sendMessage(
       selectIdempotencyRecord(db, input.userId, input.idempotencyKey ?? null, now),
     ]),
     deps.quota.take(input.userId),
+    claimed,
   ]);
   const ticket: QuotaTicket | null = taken.status === "fulfilled" ? taken.value : null;
   const refund = async () => {
@@ -194,6 +233,18 @@ export async function sendMessage(
   const decision: QuotaDecision = decideQuota(ticket, user.tier, deps.quota.limits);
   if (!decision.accepted) {
     await refund();
+    const key = input.idempotencyKey;
+    if (key && ownsClaim.status === "fulfilled" && !ownsClaim.value) {
+      // Another request with this key is in flight: most likely this very prompt, sent again
+      // (a client timeout) while the first, which took the day's last prompt, is being written.
+      // Its response is the answer, not a 429.
+      const first = await awaitInFlightRecord(deps, input.userId, key);
+      if (first) return replayOf(first, requestHash, quotaHeaders(decision, nowMs));
+      throw new ConflictError(
+        "A request with this Idempotency-Key is still being processed; retry shortly.",
+        "idempotency_in_progress",
+      );
+    }
     throw dailyLimitError(decision, nowMs);
   }
 
