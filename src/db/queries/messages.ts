@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, isNull, lt, or, sql } from "drizzle-orm";
+import { and, asc, desc, eq, inArray, isNull, lt, or, sql } from "drizzle-orm";
 import type { Database } from "../client";
 import { type MessageRow, messages } from "../schema/messages";
 
@@ -161,18 +161,33 @@ export function setReplyJob(db: Database, id: string, jobId: string) {
     .where(and(eq(messages.id, id), eq(messages.role, "model"), isNull(messages.jobId)));
 }
 
-/** Fails every reply still pending that was created before `cutoff`. */
-export function failOverdueReplies(db: Database, cutoff: Date, now: Date) {
-  return db
-    .update(messages)
-    .set({ status: "failed", error: "timeout", completedAt: now })
+/**
+ * Fails up to `limit` replies still pending, oldest first: any created before `cutoff`, and
+ * streamed ones (job `streamJobId`) created before `streamCutoff`.
+ */
+export function failOverdueReplies(
+  db: Database,
+  o: { cutoff: Date; streamCutoff: Date; streamJobId: string; now: Date; limit: number },
+) {
+  const overdue = db
+    .select({ id: messages.id })
+    .from(messages)
     .where(
       and(
         eq(messages.role, "model"),
         eq(messages.status, "pending"),
-        lt(messages.createdAt, cutoff),
+        or(
+          lt(messages.createdAt, o.cutoff),
+          and(eq(messages.jobId, o.streamJobId), lt(messages.createdAt, o.streamCutoff)),
+        ),
       ),
     )
+    .orderBy(asc(messages.createdAt))
+    .limit(o.limit);
+  return db
+    .update(messages)
+    .set({ status: "failed", error: "timeout", completedAt: o.now })
+    .where(and(inArray(messages.id, overdue), eq(messages.status, "pending")))
     .returning({ id: messages.id, userId: messages.userId, quotaDay: messages.quotaDay });
 }
 

@@ -9,11 +9,18 @@ import { purgeProcessedWebhookEvents } from "../../db/queries/webhook-events";
 import { describeError } from "../../errors";
 import type { ChatDeps } from "./deps";
 import { promptRequest } from "./messages";
-import { refundPrompt, replyJob } from "./replies";
+import { refundPrompt, replyJob, STREAM_JOB_ID } from "./replies";
 
 /** A reply younger than this may still be mid-publish by its own request; leave it alone. */
 export const REPUBLISH_GRACE_MS = 10_000;
+/**
+ * A streamed reply is produced by the request itself (no QStash job to retry it); one still
+ * pending after this long lost its Worker (a deploy, the waitUntil limit) and will not finish.
+ */
+export const STREAM_REPLY_DEADLINE_MS = 5 * 60_000;
 const REPUBLISH_BATCH = 100;
+/** Each failed reply costs one Redis call for its refund: bounded per run like the republish. */
+const FAIL_BATCH = 100;
 const PURGE_BATCH = 1000;
 /** Stripe redelivers for up to 3 days; event records are kept ten times that. */
 export const WEBHOOK_EVENT_RETENTION_MS = 30 * 24 * 3600 * 1000;
@@ -28,7 +35,8 @@ export interface SweepReport {
 
 /**
  * Nothing stays pending forever (run by the cron trigger):
- * - replies pending past REPLY_DEADLINE_SECONDS fail with `timeout` and refund their prompt;
+ * - replies pending past REPLY_DEADLINE_SECONDS (streamed ones past STREAM_REPLY_DEADLINE_MS)
+ *   fail with `timeout` and refund their prompt, up to FAIL_BATCH per run;
  * - replies pending without a QStash job (the publish failed) are published again, with the
  *   reply id as deduplication id so a publish that did land is not doubled;
  * - expired Idempotency-Key records are deleted, and Stripe event records past retention.
@@ -36,7 +44,13 @@ export interface SweepReport {
 export async function sweepReplies(deps: ChatDeps, now: Date): Promise<SweepReport> {
   const cutoff = new Date(now.getTime() - deps.config.replyDeadlineSeconds * 1000);
   const [failing, listing, purging, purgingEvents] = await Promise.allSettled([
-    failOverdueReplies(deps.db, cutoff, now),
+    failOverdueReplies(deps.db, {
+      cutoff,
+      streamCutoff: new Date(now.getTime() - STREAM_REPLY_DEADLINE_MS),
+      streamJobId: STREAM_JOB_ID,
+      now,
+      limit: FAIL_BATCH,
+    }),
     selectUnqueuedReplies(
       deps.db,
       cutoff,
@@ -53,9 +67,8 @@ export async function sweepReplies(deps: ChatDeps, now: Date): Promise<SweepRepo
   // Replies that were failed get their refunds even when the other queries did not succeed.
   const overdue = failing.status === "fulfilled" ? failing.value : [];
   await Promise.all(overdue.map((r) => refundPrompt(deps, r.userId, r.quotaDay)));
-  if (failing.status === "rejected") throw failing.reason;
-  if (listing.status === "rejected") throw listing.reason;
-  const unqueued = listing.value;
+  // And republishing does not wait on the overdue query either.
+  const unqueued = listing.status === "fulfilled" ? listing.value : [];
 
   const republished = await Promise.allSettled(
     unqueued.map(async (reply) => {
@@ -79,6 +92,8 @@ export async function sweepReplies(deps: ChatDeps, now: Date): Promise<SweepRepo
       }),
     );
   }
+  if (failing.status === "rejected") throw failing.reason;
+  if (listing.status === "rejected") throw listing.reason;
   return {
     failed: overdue.length,
     republished: republished.length - errors.length,

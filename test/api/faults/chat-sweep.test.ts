@@ -1,3 +1,4 @@
+import { v7 } from "uuid";
 import { describe, expect, it } from "vitest";
 import { control } from "../../support/api.ts";
 import { createSession } from "../../support/session.ts";
@@ -80,6 +81,58 @@ describe("the scheduled reply sweep", () => {
       [me.user.id],
     );
     expect(rows.map((r) => r.key)).toEqual(["live-key"]);
+  });
+
+  it("fails a streamed reply left pending past 5 minutes; a queued one waits for its deadline", async () => {
+    const me = await createSession();
+    const room = await newChatroom(me);
+    const insert = (jobId: string, ageMs: number) =>
+      sql().query(
+        `insert into messages (id, chatroom_id, user_id, role, content, status, job_id, created_at)
+         values ($1, $2, $3, 'model', '', 'pending', $4, $5::timestamptz) returning id`,
+        [v7(), room.id, me.user.id, jobId, new Date(Date.now() - ageMs).toISOString()],
+      );
+    const [lost] = await insert("stream", 6 * 60_000);
+    const [streaming] = await insert("stream", 60_000);
+    const [queued] = await insert("msg_queued", 6 * 60_000);
+
+    await runSweep();
+    const rows = await sql().query(
+      "select id, status, error from messages where id = any($1) order by created_at",
+      [[lost?.id, streaming?.id, queued?.id]],
+    );
+    const byId = Object.fromEntries(rows.map((r) => [r.id, [r.status, r.error]]));
+    expect(byId[lost?.id]).toEqual(["failed", "timeout"]);
+    expect(byId[streaming?.id]).toEqual(["pending", null]);
+    expect(byId[queued?.id]).toEqual(["pending", null]);
+    // Leave nothing pending for the other tests' sweeps.
+    await sql().query("update messages set status = 'failed' where id = any($1)", [
+      [streaming?.id, queued?.id],
+    ]);
+  });
+
+  it("fails at most 100 overdue replies per run, oldest first, and the rest on the next", async () => {
+    const me = await createSession();
+    const room = await newChatroom(me);
+    // Older than anything else in the database, so this run's batch is exactly these.
+    await sql().query(
+      `insert into messages (id, chatroom_id, user_id, role, content, status, created_at)
+       select gen_random_uuid()::text, $1, $2, 'model', '', 'pending',
+              timestamptz '2000-01-01' + i * interval '1 second'
+         from generate_series(1, 150) as i`,
+      [room.id, me.user.id],
+    );
+    const pending = async () =>
+      (
+        await sql().query(
+          "select count(*)::int as n from messages where chatroom_id = $1 and status = 'pending'",
+          [room.id],
+        )
+      )[0]?.n;
+    await runSweep();
+    expect(await pending()).toBe(50);
+    await runSweep();
+    expect(await pending()).toBe(0);
   });
 
   it("purges Stripe event records past their 30 days, keeping younger ones", async () => {
