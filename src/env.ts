@@ -49,7 +49,11 @@ export const EnvSchema = z
     /** Key of the HMAC that OTP codes are stored under. */
     OTP_SECRET: secret("OTP_SECRET"),
     OTP_DELIVERY: z.enum(["response", "log"]).default("log"),
-    ACCESS_TOKEN_TTL_SECONDS: int(900),
+    /**
+     * At most an hour: most routes authenticate statelessly, so a revoked session's access
+     * token lives on until it expires.
+     */
+    ACCESS_TOKEN_TTL_SECONDS: int(900).pipe(z.number().max(3600)),
     REFRESH_TOKEN_TTL_SECONDS: int(30 * 24 * 3600),
 
     BASIC_DAILY_LIMIT: int(5),

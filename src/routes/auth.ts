@@ -1,6 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { AppEnv } from "../context";
+import { clientLimitKey } from "../lib/client-ip";
 import { passwordProblem } from "../lib/passwords";
 import { MOBILE_NUMBER_MAX_INPUT, MOBILE_NUMBER_RULE, normalizeMobileNumber } from "../lib/phone";
 import { bearerSecurity, requireAuth } from "../middleware/auth";
@@ -115,9 +116,12 @@ const jsonBody = <T extends z.ZodType>(schema: T) => ({
   body: { content: { "application/json": { schema } }, required: true },
 });
 
-/** Cloudflare sets CF-Connecting-IP and strips a client's copy; X-Forwarded-For is client-controlled. */
+/**
+ * The client per-IP limits count: Cloudflare sets CF-Connecting-IP and strips a client's copy
+ * (X-Forwarded-For is client-controlled); IPv6 clients count by their /64.
+ */
 const clientIp = (c: Context<AppEnv>) =>
-  (c.req.header("cf-connecting-ip") ?? "unknown").slice(0, 64);
+  clientLimitKey((c.req.header("cf-connecting-ip") ?? "unknown").slice(0, 64));
 
 // ---- routes ---------------------------------------------------------------------------------
 

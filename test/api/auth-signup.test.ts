@@ -79,6 +79,25 @@ describe("POST /auth/signup", () => {
       expect(elsewhere.status).toBe(201);
     }));
 
+  it("counts IPv6 clients by their /64: another address in it shares the budget", () =>
+    withinOneWindow(3_600_000, async () => {
+      const [a, b] = crypto.getRandomValues(new Uint16Array(2));
+      const prefix = `2001:db8:${(a ?? 0).toString(16)}:${(b ?? 0).toString(16)}`;
+      const signup = (ip: string) =>
+        call("POST", "/auth/signup", {
+          body: { mobile_number: uniqueMobileNumber() },
+          headers: { "cf-connecting-ip": ip },
+        });
+      for (let i = 1; i <= 20; i++)
+        expect((await signup(`${prefix}::${i.toString(16)}`)).status).toBe(201);
+      expect((await signup(`${prefix}:ffff:ffff:ffff:ffff`)).status).toBe(429);
+      // The next /64 is another client.
+      expect(
+        (await signup(`2001:db8:${(a ?? 0).toString(16)}:${((b ?? 0) ^ 1).toString(16)}::1`))
+          .status,
+      ).toBe(201);
+    }));
+
   it.each([
     ["missing number", {}],
     ["number as a JSON number", { mobile_number: 15550100000 }],

@@ -73,6 +73,15 @@ describe("parseEnv", () => {
     expect(configErrorOf({ ...valid, PRO_DAILY_LIMIT: "0" })).toMatch(/PRO_DAILY_LIMIT/);
   });
 
+  it("caps the access-token lifetime at an hour (stateless routes honour it until then)", () => {
+    expect(configErrorOf({ ...valid, ACCESS_TOKEN_TTL_SECONDS: "3601" })).toMatch(
+      /ACCESS_TOKEN_TTL_SECONDS/,
+    );
+    expect(parseEnv({ ...valid, ACCESS_TOKEN_TTL_SECONDS: "3600" }).ACCESS_TOKEN_TTL_SECONDS).toBe(
+      3600,
+    );
+  });
+
   it("never puts a secret's value in the error message", () => {
     const message = configErrorOf({ ...valid, JWT_SECRET: "short-but-secret" });
     expect(message).not.toContain("short-but-secret");

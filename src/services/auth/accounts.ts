@@ -77,8 +77,8 @@ async function consumeCodeFindingUser(
 
 /**
  * Creates an account; 409 when the number is taken (decided by the unique index, race-free).
- * Limited per client IP before anything is written, since a signup is also a way to ask whether
- * a number is registered; the password is hashed meanwhile. A failed insert (database down)
+ * Limited per client IP before anything is written or hashed, since a signup is also a way to ask
+ * whether a number is registered. A failed insert (database down)
  * gives the allowance back, so the same request works once the database is.
  */
 export async function signUp(
@@ -91,16 +91,15 @@ export async function signUp(
     clientIp: string;
   },
 ): Promise<UserRow> {
-  const [allowance, passwordHash] = await Promise.all([
-    deps.limiters.signupPerIp.limit(input.clientIp),
-    input.password === undefined ? null : hashPassword(input.password),
-  ]);
+  // The limit comes before the hash: a refused request must not cost 100,000 PBKDF2 rounds.
+  const allowance = await deps.limiters.signupPerIp.limit(input.clientIp);
   if (!allowance.success) {
     throw new LimitExceededError(
       "Too many signups from this network; try again later.",
       (allowance.reset - Date.now()) / 1000,
     );
   }
+  const passwordHash = input.password === undefined ? null : await hashPassword(input.password);
   let user: UserRow | null;
   try {
     user = await insertUser(deps.db, {
