@@ -15,7 +15,7 @@ export function cloudConfigFromVars(
     return v;
   };
   return {
-    port: Number(env.LOCAL_CLOUD_PORT ?? new URL(required("UPSTASH_REDIS_REST_URL")).port ?? 8788),
+    port: localCloudPort(vars, env),
     latencyMs: Number(env.LOCAL_LATENCY_MS ?? 0),
     qstashTimeScale: Number(env.LOCAL_QSTASH_TIME_SCALE ?? 1),
     ...(env.LOCAL_DATABASE_URL
@@ -32,6 +32,30 @@ export function cloudConfigFromVars(
     stripeProPriceId: required("STRIPE_PRO_PRICE_ID"),
     stripeWebhookUrl: `${required("APP_URL")}/webhook/stripe`,
   };
+}
+
+/** The development variables that point at the local cloud's vendor stand-ins. */
+const LOCAL_CLOUD_URL_VARS = [
+  "UPSTASH_REDIS_REST_URL",
+  "QSTASH_URL",
+  "NEON_FETCH_ENDPOINT",
+  "GEMINI_BASE_URL",
+  "STRIPE_API_BASE",
+];
+
+/**
+ * LOCAL_CLOUD_PORT, else the port the development URLs point at on 127.0.0.1 (some may already
+ * be real vendors' https URLs, which carry no port), else 8788.
+ */
+function localCloudPort(vars: Record<string, string>, env: NodeJS.ProcessEnv): number {
+  if (env.LOCAL_CLOUD_PORT) return Number(env.LOCAL_CLOUD_PORT);
+  for (const name of LOCAL_CLOUD_URL_VARS) {
+    const value = vars[name] ?? "";
+    if (!URL.canParse(value)) continue;
+    const url = new URL(value);
+    if (url.hostname === "127.0.0.1" && url.port) return Number(url.port);
+  }
+  return 8788;
 }
 
 export async function startFromVars(vars: Record<string, string>) {
