@@ -189,6 +189,8 @@ const login = createRoute({
   path: "/auth/login",
   tags: ["Auth"],
   summary: "Log in with a password",
+  description:
+    "Limits: 10 attempts per number and 100 per client IP (IPv6: per /64) per 15 minutes (429 + Retry-After).",
   request: jsonBody(
     z
       .object({ mobile_number: MobileNumberSchema, password: GivenPasswordSchema })
@@ -349,6 +351,7 @@ export const authRoutes = createRouter()
     const session = await logInWithPassword(authDeps(c), {
       mobileNumber: body.mobile_number,
       password: body.password,
+      clientIp: clientIp(c),
     });
     return c.json(sessionJson(session), 200);
   })

@@ -93,6 +93,29 @@ describe("POST /auth/login", () => {
       expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
     }));
 
+  it("limits password logins per client IP across numbers (100 per 15 minutes)", () =>
+    withinOneWindow(15 * 60_000, async () => {
+      const ip = uniqueClientIp();
+      const attempt = (mobile_number: string, from = ip) =>
+        call("POST", "/auth/login", {
+          body: { mobile_number, password: "common password 1" },
+          headers: { "cf-connecting-ip": from },
+        });
+      for (let round = 0; round < 10; round++) {
+        const answers = await Promise.all(
+          Array.from({ length: 10 }, () => attempt(uniqueMobileNumber())),
+        );
+        expect(answers.map((r) => r.status)).toEqual(Array(10).fill(401));
+      }
+      const limited = await attempt(uniqueMobileNumber());
+      expect(limited.status).toBe(429);
+      expect(limited.body.error.code).toBe("rate_limited");
+      expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
+      // The right password from another client still works.
+      const s = await createSession({ password: PASSWORD });
+      expect((await login(s.mobile_number, PASSWORD)).status).toBe(200);
+    }));
+
   it.each([
     ["missing password", { mobile_number: "+15550100000" }],
     ["empty password", { mobile_number: "+15550100000", password: "" }],

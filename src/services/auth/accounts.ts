@@ -147,16 +147,23 @@ const BAD_CREDENTIALS = "The mobile number or password is wrong.";
  */
 export async function logInWithPassword(
   deps: AuthDeps,
-  input: { mobileNumber: string; password: string },
+  input: { mobileNumber: string; password: string; clientIp: string },
 ): Promise<Session> {
-  const [user, allowance] = await Promise.all([
+  const [user, allowance, fromClient] = await Promise.all([
     findUserByMobileNumber(deps.db, input.mobileNumber),
     deps.limiters.loginPerNumber.limit(input.mobileNumber),
+    deps.limiters.loginPerIp.limit(input.clientIp),
   ]);
   if (!allowance.success) {
     throw new LimitExceededError(
       "Too many login attempts for this number; try again later.",
       (allowance.reset - Date.now()) / 1000,
+    );
+  }
+  if (!fromClient.success) {
+    throw new LimitExceededError(
+      "Too many login attempts from this network; try again later.",
+      (fromClient.reset - Date.now()) / 1000,
     );
   }
   const ok = user?.passwordHash

@@ -22,6 +22,11 @@ export const AUTH_LIMITS = {
   signupPerIpPerHour: 20,
   /** Password attempts per number per sliding 15 minutes. */
   loginPerNumberPer15Min: 10,
+  /**
+   * Password logins per client IP (IPv6: per /64) per sliding 15 minutes, across numbers: one
+   * client trying a few common passwords on many numbers meets this, not the per-number limit.
+   */
+  loginPerIpPer15Min: 100,
 } as const;
 
 export interface AuthLimiters {
@@ -29,6 +34,7 @@ export interface AuthLimiters {
   otpPerNumber: RateLimiter;
   otpPerIp: RateLimiter;
   loginPerNumber: RateLimiter;
+  loginPerIp: RateLimiter;
 }
 
 /** Everything the auth services need; tests build it directly with a fixed clock. */
@@ -71,6 +77,13 @@ export function createAuthLimiters(redis: RedisClient): AuthLimiters {
       prefix: "rl:login:number",
       algorithm: "sliding",
       tokens: AUTH_LIMITS.loginPerNumberPer15Min,
+      window: "15 m",
+    }),
+    loginPerIp: createRateLimiter({
+      redis,
+      prefix: "rl:login:ip",
+      algorithm: "sliding",
+      tokens: AUTH_LIMITS.loginPerIpPer15Min,
       window: "15 m",
     }),
   };
