@@ -80,6 +80,24 @@ describe("POST /auth/refresh", () => {
     }
   });
 
+  it("leaves no live refresh token of a family whose logout races a refresh", async () => {
+    // The same race with logout: a successor rotated while the logout runs must die with it.
+    for (let i = 0; i < 6; i++) {
+      const s = await createSession();
+      const [rotated, loggedOut] = await Promise.all([
+        refresh(s.refresh_token),
+        call("POST", "/auth/logout", {
+          token: s.token,
+          body: { refresh_token: s.refresh_token },
+        }),
+      ]);
+      expect(loggedOut.status).toBe(204);
+      if (rotated.status === 200)
+        expect((await refresh(rotated.body.refresh_token)).status).toBe(401);
+      else expect(rotated.status).toBe(401);
+    }
+  });
+
   it.each([
     ["garbage", "not-a-token"],
     ["well-formed but unknown", "A".repeat(43)],

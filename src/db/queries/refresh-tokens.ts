@@ -54,14 +54,28 @@ export async function rotateRefreshToken(
   return row ? { userId: row.user_id, familyId: row.family_id } : null;
 }
 
+/**
+ * Locks the owner's user row `for update` before a revocation, in the same transaction. A
+ * rotation holds that row `for share` while it inserts a successor, so the revocation waits for
+ * it to commit, and its UPDATE (a new snapshot under READ COMMITTED) then sees and revokes the
+ * successor too. Without the lock a token rotated during a logout would survive it.
+ */
+function lockOwners(db: Database, owned: SQL | undefined) {
+  const owners = db.select({ userId: refreshTokens.userId }).from(refreshTokens).where(owned);
+  return db.select({ id: users.id }).from(users).where(inArray(users.id, owners)).for("update");
+}
+
 /** Revokes every live token of the family that the token matching `owned` belongs to. */
 async function revokeFamilyOf(db: Database, owned: SQL | undefined, now: Date): Promise<number> {
   const family = db.select({ familyId: refreshTokens.familyId }).from(refreshTokens).where(owned);
-  const rows = await db
-    .update(refreshTokens)
-    .set({ revokedAt: now })
-    .where(and(inArray(refreshTokens.familyId, family), isNull(refreshTokens.revokedAt)))
-    .returning({ id: refreshTokens.id });
+  const [, rows] = await db.batch([
+    lockOwners(db, owned),
+    db
+      .update(refreshTokens)
+      .set({ revokedAt: now })
+      .where(and(inArray(refreshTokens.familyId, family), isNull(refreshTokens.revokedAt)))
+      .returning({ id: refreshTokens.id }),
+  ]);
   return rows.length;
 }
 
@@ -102,16 +116,20 @@ export async function revokeFamily(
   familyId: string,
   now: Date,
 ): Promise<number> {
-  const rows = await db
-    .update(refreshTokens)
-    .set({ revokedAt: now })
-    .where(
-      and(
-        eq(refreshTokens.familyId, familyId),
-        eq(refreshTokens.userId, userId),
-        isNull(refreshTokens.revokedAt),
-      ),
-    )
-    .returning({ id: refreshTokens.id });
+  const [, rows] = await db.batch([
+    // See lockOwners: a rotation in flight commits its successor before this revocation reads.
+    db.select({ id: users.id }).from(users).where(eq(users.id, userId)).for("update"),
+    db
+      .update(refreshTokens)
+      .set({ revokedAt: now })
+      .where(
+        and(
+          eq(refreshTokens.familyId, familyId),
+          eq(refreshTokens.userId, userId),
+          isNull(refreshTokens.revokedAt),
+        ),
+      )
+      .returning({ id: refreshTokens.id }),
+  ]);
   return rows.length;
 }
