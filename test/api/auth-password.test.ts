@@ -206,6 +206,26 @@ describe("POST /auth/change-password", () => {
     expect((await call("GET", "/user/me", { token: s.token })).status).toBe(200);
   });
 
+  it("applies exactly one of two concurrent changes from the same current password", async () => {
+    const s = await createSession({ password: PASSWORD });
+    const change = (new_password: string) =>
+      call("POST", "/auth/change-password", {
+        token: s.token,
+        body: { current_password: PASSWORD, new_password },
+      });
+    const [a, b] = await Promise.all([change("first new password"), change("second new password")]);
+    expect([a.status, b.status].sort()).toEqual([200, 401]);
+    const [won, lost] = a.status === 200 ? [a, b] : [b, a];
+    // Its token predates the winner's change (run after it) or its write lost (run beside it).
+    expect(["unauthorized", "invalid_credentials"]).toContain(lost.body.error.code);
+    const winner = won === a ? "first new password" : "second new password";
+    const loser = won === a ? "second new password" : "first new password";
+    expect((await login(s.mobile_number, winner)).status).toBe(200);
+    expect((await login(s.mobile_number, loser)).status).toBe(401);
+    // The winner's session lives; the loser got none.
+    expect((await refresh(won.body.refresh_token)).status).toBe(200);
+  });
+
   it("refuses a token issued before the last password change", async () => {
     const s = await createSession();
     const first = await call("POST", "/auth/change-password", {

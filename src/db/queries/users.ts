@@ -1,4 +1,4 @@
-import { and, eq, isNull, lte, or } from "drizzle-orm";
+import { and, eq, isNull, lte, or, sql } from "drizzle-orm";
 import type { Database } from "../client";
 import { refreshTokens } from "../schema/refresh-tokens";
 import { type UserRow, users } from "../schema/users";
@@ -55,13 +55,17 @@ export async function findUserById(db: Database, id: string): Promise<UserRow | 
 /**
  * Sets a new password hash and revokes every live refresh token of the user in one transaction
  * (`db.batch`), so no session survives a change or reset. `newSession` (the caller's fresh
- * session after a change) is inserted in the same transaction, after the revocation.
+ * session after a change) is inserted in the same transaction, after the revocation. With
+ * `expectedHash` (a change, which verified the current password) nothing happens unless that
+ * hash (null: none) is still stored, so of two concurrent changes only one applies. Null when
+ * nothing was changed.
  */
 export async function setPasswordAndRevokeSessions(
   db: Database,
   input: {
     userId: string;
     passwordHash: string;
+    expectedHash?: string | null;
     now: Date;
     newSession?: {
       id: string;
@@ -72,21 +76,37 @@ export async function setPasswordAndRevokeSessions(
     };
   },
 ): Promise<UserRow | null> {
-  const { userId, passwordHash, now } = input;
+  const { userId, passwordHash, expectedHash, now } = input;
   const updateUser = db
     .update(users)
     .set({ passwordHash, passwordChangedAt: now, updatedAt: now })
-    .where(eq(users.id, userId))
+    .where(
+      and(
+        eq(users.id, userId),
+        expectedHash === undefined
+          ? undefined
+          : expectedHash === null
+            ? isNull(users.passwordHash)
+            : eq(users.passwordHash, expectedHash),
+      ),
+    )
     .returning();
+  // The statements after it run only if it applied (the new hash, freshly salted, is unique).
+  const applied = sql`exists (select 1 from ${users} where ${users.id} = ${userId} and ${users.passwordHash} = ${passwordHash})`;
   const revoke = db
     .update(refreshTokens)
     .set({ revokedAt: now })
-    .where(and(eq(refreshTokens.userId, userId), isNull(refreshTokens.revokedAt)));
-  const [updated] = input.newSession
+    .where(and(eq(refreshTokens.userId, userId), isNull(refreshTokens.revokedAt), applied));
+  const s = input.newSession;
+  const [updated] = s
     ? await db.batch([
         updateUser,
         revoke,
-        db.insert(refreshTokens).values({ ...input.newSession, createdAt: now }),
+        db.execute(sql`insert into ${refreshTokens}
+            (id, user_id, family_id, token_hash, expires_at, created_at)
+          select ${s.id}, ${s.userId}, ${s.familyId}, ${s.tokenHash},
+                 ${s.expiresAt.toISOString()}::timestamptz, ${now.toISOString()}::timestamptz
+           where ${applied}`),
       ])
     : await db.batch([updateUser, revoke]);
   return updated[0] ?? null;

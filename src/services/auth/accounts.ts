@@ -317,9 +317,16 @@ export async function changePassword(
   const updated = await setPasswordAndRevokeSessions(deps.db, {
     userId: user.id,
     passwordHash,
+    // Only over the password just verified: a concurrent change or reset wins, this one fails.
+    expectedHash: user.passwordHash,
     now,
     newSession: session.row,
   });
-  if (!updated) throw new UnauthorizedError(STALE_TOKEN);
+  if (!updated) {
+    throw new UnauthorizedError(
+      "The password was changed while this request ran; try again with the current one.",
+      "invalid_credentials",
+    );
+  }
   return { ...session.pair, user: updated };
 }
