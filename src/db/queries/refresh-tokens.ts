@@ -12,6 +12,33 @@ export async function insertRefreshToken(
 }
 
 /**
+ * Inserts a session's first refresh token only while the user's stored password hash is still
+ * `passwordHash` (the one a login just verified). The user row is read `for share`: a password
+ * change or reset in flight holds it, so this waits and then sees the new hash and inserts
+ * nothing. Without it, a login verified against the old password just before a reset would get
+ * a session that outlives the reset. True when inserted.
+ */
+export async function insertRefreshTokenForPassword(
+  db: Database,
+  values: { id: string; userId: string; familyId: string; tokenHash: string; expiresAt: Date },
+  passwordHash: string,
+  now: Date,
+): Promise<boolean> {
+  const result = await db.execute<{ id: string }>(sql`
+    with owner as (
+      select u.id from ${users} u
+       where u.id = ${values.userId} and u.password_hash = ${passwordHash}
+         for share of u
+    )
+    insert into ${refreshTokens} (id, user_id, family_id, token_hash, expires_at, created_at)
+    select ${values.id}, id, ${values.familyId}, ${values.tokenHash},
+           ${values.expiresAt.toISOString()}::timestamptz, ${now.toISOString()}::timestamptz
+      from owner
+    returning id`);
+  return result.rows.length > 0;
+}
+
+/**
  * Rotates a live refresh token into a new one in ONE statement: the conditional UPDATE (`rotated_at
  * is null`) row-locks the old token, so of two concurrent rotations exactly one gets a row and
  * inserts the successor; the other gets nothing. Returns null when the token is unknown, expired,

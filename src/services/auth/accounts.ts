@@ -28,7 +28,7 @@ import {
   type SentCode,
   takeSendAllowance,
 } from "./otp";
-import { prepareSession, startSession, type TokenPair } from "./sessions";
+import { prepareSession, startPasswordSession, startSession, type TokenPair } from "./sessions";
 
 export interface Session extends TokenPair {
   user: UserRow;
@@ -169,13 +169,16 @@ export async function logInWithPassword(
   const ok = user?.passwordHash
     ? await verifyPassword(input.password, user.passwordHash)
     : await verifyAgainstDummy(input.password);
-  if (!user || !ok) throw new UnauthorizedError(BAD_CREDENTIALS, "invalid_credentials");
-  const [session] = await Promise.all([
-    startSession(deps, user.id),
-    user.passwordHash && needsRehash(user.passwordHash)
-      ? rehash(deps, { userId: user.id, from: user.passwordHash, password: input.password })
-      : null,
-  ]);
+  if (!user?.passwordHash || !ok) {
+    throw new UnauthorizedError(BAD_CREDENTIALS, "invalid_credentials");
+  }
+  const session = await startPasswordSession(deps, user.id, user.passwordHash);
+  // The password was changed or reset while this login checked the old one.
+  if (!session) throw new UnauthorizedError(BAD_CREDENTIALS, "invalid_credentials");
+  // After the session, which is bound to the hash it verified (a rare extra round).
+  if (needsRehash(user.passwordHash)) {
+    await rehash(deps, { userId: user.id, from: user.passwordHash, password: input.password });
+  }
   return { ...session, user };
 }
 

@@ -1,5 +1,6 @@
 import {
   insertRefreshToken,
+  insertRefreshTokenForPassword,
   revokeFamily,
   revokeFamilyOfRotatedToken,
   revokeFamilyOfToken,
@@ -58,6 +59,21 @@ export async function startSession(deps: AuthDeps, userId: string): Promise<Toke
   const session = await prepareSession(deps, userId, now);
   await insertRefreshToken(deps.db, session.row, now);
   return session.pair;
+}
+
+/**
+ * Starts a session for a password login, only while `passwordHash` (the hash just verified) is
+ * still the user's: null when a change or reset replaced it meanwhile.
+ */
+export async function startPasswordSession(
+  deps: AuthDeps,
+  userId: string,
+  passwordHash: string,
+): Promise<TokenPair | null> {
+  const now = deps.clock.now();
+  const session = await prepareSession(deps, userId, now);
+  const inserted = await insertRefreshTokenForPassword(deps.db, session.row, passwordHash, now);
+  return inserted ? session.pair : null;
 }
 
 const INVALID_REFRESH = "The refresh token is invalid, expired or revoked.";
