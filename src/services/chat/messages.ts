@@ -158,13 +158,18 @@ export async function sendMessage(
   input: SendMessageInput,
 ): Promise<SendMessageResult> {
   const scope = input.idempotencyKey ? `${input.userId}:${input.idempotencyKey}` : null;
-  // Taken in round 1 beside the quota token; a Redis failure counts as "not held by another".
-  const claimed = scope ? deps.promptClaims.claim(scope).catch(() => true) : Promise.resolve(true);
+  // Taken in round 1 beside the quota token. Null: unknown (Redis failed), which is neither
+  // waited on as another's claim nor released as ours.
+  const claimed: Promise<boolean | null> = scope
+    ? deps.promptClaims.claim(scope).catch(() => null)
+    : Promise.resolve(null);
   try {
     return await sendClaimedMessage(deps, input, claimed);
   } catch (err) {
     // A failed prompt gives its key back at once, so the client's retry is not kept waiting.
-    if (scope && (await claimed)) await deps.promptClaims.release(scope).catch(() => {});
+    if (scope && (await claimed) === true) {
+      await deps.promptClaims.release(scope).catch(() => {});
+    }
     throw err;
   }
 }
@@ -172,7 +177,7 @@ export async function sendMessage(
 async function sendClaimedMessage(
   deps: ChatDeps,
   input: SendMessageInput,
-  claimed: Promise<boolean>,
+  claimed: Promise<boolean | null>,
 ): Promise<SendMessageResult> {
   assertId(input.chatroomId);
   const { db, config } = deps;
@@ -234,7 +239,7 @@ async function sendClaimedMessage(
   if (!decision.accepted) {
     await refund();
     const key = input.idempotencyKey;
-    if (key && ownsClaim.status === "fulfilled" && !ownsClaim.value) {
+    if (key && ownsClaim.status === "fulfilled" && ownsClaim.value === false) {
       // Another request with this key is in flight: most likely this very prompt, sent again
       // (a client timeout) while the first, which took the day's last prompt, is being written.
       // Its response is the answer, not a 429.
