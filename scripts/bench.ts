@@ -124,7 +124,10 @@ async function session(opts: { password?: string; pro?: boolean } = {}): Promise
   const mobile = await signUp(opts.password);
   const otp = await loginCode(mobile);
   const res = must(
-    await call("POST", "/auth/verify-otp", { body: { mobile_number: mobile, otp } }),
+    await call("POST", "/auth/verify-otp", {
+      body: { mobile_number: mobile, otp },
+      headers: { "cf-connecting-ip": randomClientIp() },
+    }),
     200,
     "verify-otp",
   );
@@ -321,7 +324,12 @@ const cases: Case[] = [
             expect(
               200,
               "verify-otp",
-            )(call("POST", "/auth/verify-otp", { body: { mobile_number: mobile, otp } })),
+            )(
+              call("POST", "/auth/verify-otp", {
+                body: { mobile_number: mobile, otp },
+                headers: { "cf-connecting-ip": randomClientIp() },
+              }),
+            ),
       );
     },
   },

@@ -137,6 +137,7 @@ async function simulateUser(index: number): Promise<UserResult> {
   }
   const verified = await api("POST /auth/verify-otp", "POST", "/auth/verify-otp", {
     body: { mobile_number: mobile, otp: sent.body.otp },
+    headers: { "cf-connecting-ip": ip },
   });
   if (!expectStatus(verified, 200, `${who} verify-otp`)) return none;
   const token = verified.body.token as string;

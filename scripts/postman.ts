@@ -78,7 +78,11 @@ const STEPS: [string, Step][] = [
   ],
   [
     "POST /auth/verify-otp",
-    { body: { mobile_number: "{{mobile_number}}", otp: "{{otp}}" }, test: storeSession },
+    {
+      body: { mobile_number: "{{mobile_number}}", otp: "{{otp}}" },
+      prerequest: clientIpHeader,
+      test: storeSession,
+    },
   ],
   ["POST /auth/refresh", { body: { refresh_token: "{{refresh_token}}" }, test: storeSession }],
   [
@@ -108,7 +112,7 @@ const STEPS: [string, Step][] = [
         otp: "{{reset_otp}}",
         new_password: "{{new_password}}",
       },
-      prerequest: [randomPassword],
+      prerequest: [randomPassword, ...clientIpHeader],
       test: [
         "// Every session was revoked: the next request logs in with the new password.",
         'pm.environment.set("password", pm.environment.get("new_password"));',
@@ -117,7 +121,11 @@ const STEPS: [string, Step][] = [
   ],
   [
     "POST /auth/login",
-    { body: { mobile_number: "{{mobile_number}}", password: "{{password}}" }, test: storeSession },
+    {
+      body: { mobile_number: "{{mobile_number}}", password: "{{password}}" },
+      prerequest: clientIpHeader,
+      test: storeSession,
+    },
   ],
   [
     "POST /auth/logout",

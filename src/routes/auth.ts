@@ -171,7 +171,7 @@ const verifyOtp = createRoute({
   tags: ["Auth"],
   summary: "Exchange a login code for a session",
   description:
-    "A code works once, for 5 minutes, and dies after 5 wrong attempts (details.attempts_left on 401).",
+    "A code works once, for 5 minutes, and dies after 5 wrong attempts (details.attempts_left on 401). Codes tried per client IP (IPv6: per /64), login and reset together: 100 per 15 minutes (429 + Retry-After; a right code refused this way stays valid).",
   request: jsonBody(
     z
       .object({ mobile_number: MobileNumberSchema, otp: OtpSchema })
@@ -280,7 +280,8 @@ const resetPasswordRoute = createRoute({
   path: "/auth/reset-password",
   tags: ["Auth"],
   summary: "Set a new password with a reset code",
-  description: "Revokes every session of the user; log in again afterwards.",
+  description:
+    "Revokes every session of the user; log in again afterwards. Shares verify-otp's per-IP limit on codes tried.",
   request: jsonBody(
     z
       .object({
@@ -343,6 +344,7 @@ export const authRoutes = createRouter()
     const session = await verifyLoginCode(authDeps(c), {
       mobileNumber: body.mobile_number,
       code: body.otp,
+      clientIp: clientIp(c),
     });
     return c.json(sessionJson(session), 200);
   })
@@ -386,6 +388,7 @@ export const authRoutes = createRouter()
       mobileNumber: body.mobile_number,
       code: body.otp,
       newPassword: body.new_password,
+      clientIp: clientIp(c),
     });
     return c.json({ message: "The password was reset; every session was signed out." }, 200);
   })

@@ -48,6 +48,30 @@ describe("POST /auth/send-otp", () => {
     expect(retryAfter).toBeLessThanOrEqual(30);
   });
 
+  it("limits codes tried per client IP across numbers; a right code refused that way stays valid", () =>
+    withinOneWindow(15 * 60_000, async () => {
+      const ip = uniqueClientIp();
+      const verify = (mobile_number: string, otp: string, from = ip) =>
+        call("POST", "/auth/verify-otp", {
+          body: { mobile_number, otp },
+          headers: { "cf-connecting-ip": from },
+        });
+      for (let round = 0; round < 10; round++) {
+        const answers = await Promise.all(
+          Array.from({ length: 10 }, () => verify(uniqueMobileNumber(), "123456")),
+        );
+        expect(answers.map((r) => r.status)).toEqual(Array(10).fill(401));
+      }
+      const number = await signUp();
+      const code = (await sendOtp(number)).body.otp as string;
+      const limited = await verify(number, code);
+      expect(limited.status).toBe(429);
+      expect(limited.body.error.code).toBe("rate_limited");
+      expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
+      // The owner, from anywhere else, can still use that code.
+      expect((await verify(number, code, uniqueClientIp())).status).toBe(200);
+    }));
+
   it("limits one client IP to 20 codes an hour across numbers, keyed on CF-Connecting-IP only", () =>
     withinOneWindow(3_600_000, async () => {
       const ip = uniqueClientIp();

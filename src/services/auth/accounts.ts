@@ -56,21 +56,30 @@ async function findUserTakingSendAllowance(
 }
 
 /**
- * Consumes the code and looks the user up in one round. A wrong code wins; when only the lookup
- * failed (database down) nothing was written, so the code is put back for a retry.
+ * Consumes the code, looks the user up and takes the client's verification allowance in one
+ * round. A wrong code wins; when only the lookup failed (database down) or the client is over
+ * its limit, a right code is put back, so the owner's retry still works.
  */
 async function consumeCodeFindingUser(
   deps: AuthDeps,
-  input: { mobileNumber: string; code: string; purpose: OtpPurpose },
+  input: { mobileNumber: string; code: string; purpose: OtpPurpose; clientIp: string },
 ): Promise<{ user: UserRow | null }> {
-  const [consumed, found] = await Promise.allSettled([
+  const [consumed, found, fromClient] = await Promise.allSettled([
     consumeCodeWithReceipt(deps, input),
     findUserByMobileNumber(deps.db, input.mobileNumber),
+    deps.limiters.verifyPerIp.limit(input.clientIp),
   ]);
+  if (fromClient.status === "fulfilled" && !fromClient.value.success) {
+    if (consumed.status === "fulfilled") await restoreCode(deps, consumed.value);
+    throw new LimitExceededError(
+      "Too many codes tried from this network; try again later.",
+      (fromClient.value.reset - Date.now()) / 1000,
+    );
+  }
   if (consumed.status === "rejected") throw consumed.reason;
-  if (found.status === "rejected") {
+  if (found.status === "rejected" || fromClient.status === "rejected") {
     await restoreCode(deps, consumed.value);
-    throw found.reason;
+    throw found.status === "rejected" ? found.reason : (fromClient as PromiseRejectedResult).reason;
   }
   return { user: found.value };
 }
@@ -130,7 +139,7 @@ export async function sendLoginCode(
 /** verify-otp: consumes a login code and starts a session. */
 export async function verifyLoginCode(
   deps: AuthDeps,
-  input: { mobileNumber: string; code: string },
+  input: { mobileNumber: string; code: string; clientIp: string },
 ): Promise<Session> {
   const { user } = await consumeCodeFindingUser(deps, { ...input, purpose: "login" });
   // A code is only ever issued to a registered number, so this is a deleted account.
@@ -222,12 +231,13 @@ export async function sendResetCode(
 /** reset-password: consumes a reset code, sets the password, revokes every session. No login. */
 export async function resetPassword(
   deps: AuthDeps,
-  input: { mobileNumber: string; code: string; newPassword: string },
+  input: { mobileNumber: string; code: string; newPassword: string; clientIp: string },
 ): Promise<void> {
   const { user } = await consumeCodeFindingUser(deps, {
     mobileNumber: input.mobileNumber,
     code: input.code,
     purpose: "password_reset",
+    clientIp: input.clientIp,
   });
   if (!user)
     throw new UnauthorizedError("The code is wrong, expired or already used.", "invalid_otp");

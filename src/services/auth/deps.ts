@@ -27,6 +27,11 @@ export const AUTH_LIMITS = {
    * client trying a few common passwords on many numbers meets this, not the per-number limit.
    */
   loginPerIpPer15Min: 100,
+  /**
+   * Code verifications (login and reset) per client IP per sliding 15 minutes, across numbers:
+   * bounds guessing at many numbers' codes from one client.
+   */
+  verifyPerIpPer15Min: 100,
 } as const;
 
 export interface AuthLimiters {
@@ -35,6 +40,7 @@ export interface AuthLimiters {
   otpPerIp: RateLimiter;
   loginPerNumber: RateLimiter;
   loginPerIp: RateLimiter;
+  verifyPerIp: RateLimiter;
 }
 
 /** Everything the auth services need; tests build it directly with a fixed clock. */
@@ -84,6 +90,13 @@ export function createAuthLimiters(redis: RedisClient): AuthLimiters {
       prefix: "rl:login:ip",
       algorithm: "sliding",
       tokens: AUTH_LIMITS.loginPerIpPer15Min,
+      window: "15 m",
+    }),
+    verifyPerIp: createRateLimiter({
+      redis,
+      prefix: "rl:verify:ip",
+      algorithm: "sliding",
+      tokens: AUTH_LIMITS.verifyPerIpPer15Min,
       window: "15 m",
     }),
   };
