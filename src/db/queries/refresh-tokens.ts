@@ -3,28 +3,34 @@ import type { Database } from "../client";
 import { refreshTokens } from "../schema/refresh-tokens";
 import { users } from "../schema/users";
 
+export interface NewRefreshToken {
+  id: string;
+  userId: string;
+  familyId: string;
+  tokenHash: string;
+  expiresAt: Date;
+}
+
 export async function insertRefreshToken(
   db: Database,
-  values: { id: string; userId: string; familyId: string; tokenHash: string; expiresAt: Date },
+  values: NewRefreshToken,
   now: Date,
 ): Promise<void> {
   await db.insert(refreshTokens).values({ ...values, createdAt: now });
 }
 
 /**
- * Inserts a session's first refresh token only while the user's stored password hash is still
- * `passwordHash` (the one a login just verified). The user row is read `for share`: a password
- * change or reset in flight holds it, so this waits and then sees the new hash and inserts
- * nothing. Without it, a login verified against the old password just before a reset would get
- * a session that outlives the reset. True when inserted.
+ * The statement inserting a session's first refresh token only while the user's stored password
+ * hash is `passwordHash` (one just verified, or one just written). The user row is read `for
+ * share`: a password change or reset in flight holds it, so this waits and then sees the new
+ * hash and inserts nothing. Returns the inserted id, if any.
  */
-export async function insertRefreshTokenForPassword(
-  db: Database,
-  values: { id: string; userId: string; familyId: string; tokenHash: string; expiresAt: Date },
+export function insertRefreshTokenWhileHash(
+  values: NewRefreshToken,
   passwordHash: string,
   now: Date,
-): Promise<boolean> {
-  const result = await db.execute<{ id: string }>(sql`
+): SQL {
+  return sql`
     with owner as (
       select u.id from ${users} u
        where u.id = ${values.userId} and u.password_hash = ${passwordHash}
@@ -34,7 +40,23 @@ export async function insertRefreshTokenForPassword(
     select ${values.id}, id, ${values.familyId}, ${values.tokenHash},
            ${values.expiresAt.toISOString()}::timestamptz, ${now.toISOString()}::timestamptz
       from owner
-    returning id`);
+    returning id`;
+}
+
+/**
+ * A password login's first refresh token, bound to the hash the login verified (see
+ * insertRefreshTokenWhileHash): without it, a login verified against the old password just
+ * before a reset would get a session that outlives the reset. True when inserted.
+ */
+export async function insertRefreshTokenForPassword(
+  db: Database,
+  values: NewRefreshToken,
+  passwordHash: string,
+  now: Date,
+): Promise<boolean> {
+  const result = await db.execute<{ id: string }>(
+    insertRefreshTokenWhileHash(values, passwordHash, now),
+  );
   return result.rows.length > 0;
 }
 

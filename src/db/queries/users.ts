@@ -2,6 +2,7 @@ import { and, eq, isNull, lte, or, sql } from "drizzle-orm";
 import type { Database } from "../client";
 import { refreshTokens } from "../schema/refresh-tokens";
 import { type UserRow, users } from "../schema/users";
+import { insertRefreshTokenWhileHash, type NewRefreshToken } from "./refresh-tokens";
 
 export type { UserRow };
 
@@ -67,13 +68,7 @@ export async function setPasswordAndRevokeSessions(
     passwordHash: string;
     expectedHash?: string | null;
     now: Date;
-    newSession?: {
-      id: string;
-      userId: string;
-      familyId: string;
-      tokenHash: string;
-      expiresAt: Date;
-    };
+    newSession?: NewRefreshToken;
   },
 ): Promise<UserRow | null> {
   const { userId, passwordHash, expectedHash, now } = input;
@@ -97,16 +92,12 @@ export async function setPasswordAndRevokeSessions(
     .update(refreshTokens)
     .set({ revokedAt: now })
     .where(and(eq(refreshTokens.userId, userId), isNull(refreshTokens.revokedAt), applied));
-  const s = input.newSession;
-  const [updated] = s
+  const [updated] = input.newSession
     ? await db.batch([
         updateUser,
         revoke,
-        db.execute(sql`insert into ${refreshTokens}
-            (id, user_id, family_id, token_hash, expires_at, created_at)
-          select ${s.id}, ${s.userId}, ${s.familyId}, ${s.tokenHash},
-                 ${s.expiresAt.toISOString()}::timestamptz, ${now.toISOString()}::timestamptz
-           where ${applied}`),
+        // Bound to the new hash, like a login's session: inserted only if the update applied.
+        db.execute(insertRefreshTokenWhileHash(input.newSession, passwordHash, now)),
       ])
     : await db.batch([updateUser, revoke]);
   return updated[0] ?? null;
