@@ -18,6 +18,7 @@ import {
 import { newId } from "../../lib/ids";
 import type { OtpPurpose } from "../../lib/otp";
 import { hashPassword, needsRehash, verifyAgainstDummy, verifyPassword } from "../../lib/passwords";
+import type { LimitResult } from "../../lib/rate-limit";
 import type { AuthDeps } from "./deps";
 import {
   consumeCodeWithReceipt,
@@ -29,6 +30,11 @@ import {
   takeSendAllowance,
 } from "./otp";
 import { prepareSession, startPasswordSession, startSession, type TokenPair } from "./sessions";
+
+/** The 429 for a limiter's refusal, with Retry-After until its window lets the caller in. */
+function limitExceeded(refusal: LimitResult, message: string): LimitExceededError {
+  return new LimitExceededError(message, (refusal.reset - Date.now()) / 1000);
+}
 
 export interface Session extends TokenPair {
   user: UserRow;
@@ -71,9 +77,9 @@ async function consumeCodeFindingUser(
   ]);
   if (fromClient.status === "fulfilled" && !fromClient.value.success) {
     if (consumed.status === "fulfilled") await restoreCode(deps, consumed.value);
-    throw new LimitExceededError(
+    throw limitExceeded(
+      fromClient.value,
       "Too many codes tried from this network; try again later.",
-      (fromClient.value.reset - Date.now()) / 1000,
     );
   }
   if (consumed.status === "rejected") throw consumed.reason;
@@ -103,10 +109,7 @@ export async function signUp(
   // The limit comes before the hash: a refused request must not cost 100,000 PBKDF2 rounds.
   const allowance = await deps.limiters.signupPerIp.limit(input.clientIp);
   if (!allowance.success) {
-    throw new LimitExceededError(
-      "Too many signups from this network; try again later.",
-      (allowance.reset - Date.now()) / 1000,
-    );
+    throw limitExceeded(allowance, "Too many signups from this network; try again later.");
   }
   const passwordHash = input.password === undefined ? null : await hashPassword(input.password);
   let user: UserRow | null;
@@ -164,16 +167,10 @@ export async function logInWithPassword(
     deps.limiters.loginPerIp.limit(input.clientIp),
   ]);
   if (!allowance.success) {
-    throw new LimitExceededError(
-      "Too many login attempts for this number; try again later.",
-      (allowance.reset - Date.now()) / 1000,
-    );
+    throw limitExceeded(allowance, "Too many login attempts for this number; try again later.");
   }
   if (!fromClient.success) {
-    throw new LimitExceededError(
-      "Too many login attempts from this network; try again later.",
-      (fromClient.reset - Date.now()) / 1000,
-    );
+    throw limitExceeded(fromClient, "Too many login attempts from this network; try again later.");
   }
   const ok = user?.passwordHash
     ? await verifyPassword(input.password, user.passwordHash)
@@ -315,9 +312,9 @@ export async function changePassword(
     // access token could brute-force the current password without any limit.
     const allowance = await deps.limiters.loginPerNumber.limit(user.mobileNumber);
     if (!allowance.success) {
-      throw new LimitExceededError(
+      throw limitExceeded(
+        allowance,
         "Too many password attempts for this number; try again later.",
-        (allowance.reset - Date.now()) / 1000,
       );
     }
     if (!(await verifyPassword(input.currentPassword, user.passwordHash))) {

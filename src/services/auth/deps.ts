@@ -56,49 +56,15 @@ export interface AuthDeps {
 }
 
 export function createAuthLimiters(redis: RedisClient): AuthLimiters {
+  const sliding = (prefix: string, tokens: number, window: "1 h" | "15 m") =>
+    createRateLimiter({ redis, prefix, algorithm: "sliding", tokens, window });
   return {
-    signupPerIp: createRateLimiter({
-      redis,
-      prefix: "rl:signup:ip",
-      algorithm: "sliding",
-      tokens: AUTH_LIMITS.signupPerIpPerHour,
-      window: "1 h",
-    }),
-    otpPerNumber: createRateLimiter({
-      redis,
-      prefix: "rl:otp:number",
-      algorithm: "sliding",
-      tokens: AUTH_LIMITS.otpPerNumberPerHour,
-      window: "1 h",
-    }),
-    otpPerIp: createRateLimiter({
-      redis,
-      prefix: "rl:otp:ip",
-      algorithm: "sliding",
-      tokens: AUTH_LIMITS.otpPerIpPerHour,
-      window: "1 h",
-    }),
-    loginPerNumber: createRateLimiter({
-      redis,
-      prefix: "rl:login:number",
-      algorithm: "sliding",
-      tokens: AUTH_LIMITS.loginPerNumberPer15Min,
-      window: "15 m",
-    }),
-    loginPerIp: createRateLimiter({
-      redis,
-      prefix: "rl:login:ip",
-      algorithm: "sliding",
-      tokens: AUTH_LIMITS.loginPerIpPer15Min,
-      window: "15 m",
-    }),
-    verifyPerIp: createRateLimiter({
-      redis,
-      prefix: "rl:verify:ip",
-      algorithm: "sliding",
-      tokens: AUTH_LIMITS.verifyPerIpPer15Min,
-      window: "15 m",
-    }),
+    signupPerIp: sliding("rl:signup:ip", AUTH_LIMITS.signupPerIpPerHour, "1 h"),
+    otpPerNumber: sliding("rl:otp:number", AUTH_LIMITS.otpPerNumberPerHour, "1 h"),
+    otpPerIp: sliding("rl:otp:ip", AUTH_LIMITS.otpPerIpPerHour, "1 h"),
+    loginPerNumber: sliding("rl:login:number", AUTH_LIMITS.loginPerNumberPer15Min, "15 m"),
+    loginPerIp: sliding("rl:login:ip", AUTH_LIMITS.loginPerIpPer15Min, "15 m"),
+    verifyPerIp: sliding("rl:verify:ip", AUTH_LIMITS.verifyPerIpPer15Min, "15 m"),
   };
 }
 
