@@ -101,10 +101,17 @@ export class Billing {
   private readonly sink: EventSink;
   private readonly sessionLines = new Map<string, CheckoutLineItem[]>();
   private readonly sessionSubscriptionData = new Map<string, { metadata: Metadata }>();
-  private readonly portalConfigurationId = newId("bpc");
+  /**
+   * The default portal configuration, which Stripe creates when the portal settings are first
+   * saved in the Dashboard; until then `billingPortal.sessions.create` without `configuration`
+   * is refused. Null until saved (control API, or `stripePortalSettingsSaved` seeds it).
+   */
+  portalConfiguration: string | null = null;
+  private readonly deletedCustomers = new Set<string>();
 
   constructor(config: LocalCloudConfig, sink: EventSink) {
     this.sink = sink;
+    if (config.stripePortalSettingsSaved) this.savePortalSettings(true);
     const created = nowSeconds();
     const product: Product = {
       id: newId("prod"),
@@ -272,6 +279,55 @@ export class Billing {
     });
     this.sink.publish([this.event("customer.created", customer, request)], customer.id);
     return customer;
+  }
+
+  /** A deleted customer still retrieves, as Stripe's `{id, object, deleted: true}` stub. */
+  retrieveCustomer(id: string): Customer | { id: string; object: "customer"; deleted: true } {
+    if (this.deletedCustomers.has(id)) return { id, object: "customer", deleted: true };
+    return this.get("customer", id);
+  }
+
+  /** Deletes a customer: it leaves lists and search, and requests naming it get resource_missing. */
+  deleteCustomer(
+    id: string,
+    request: RequestRef,
+  ): { id: string; object: "customer"; deleted: true } {
+    const customer = this.get("customer", id);
+    for (const s of this.all("subscription")) {
+      // Stripe cancels a deleted customer's subscriptions immediately.
+      if (s.customer === id && s.status !== "canceled") this.cancelSubscription(s.id, {}, request);
+    }
+    this.objects.delete(id);
+    this.deletedCustomers.add(id);
+    this.sink.publish([this.event("customer.deleted", customer, request)], id);
+    return { id, object: "customer", deleted: true };
+  }
+
+  /**
+   * Customers matching a search query in Stripe's query language, newest first. Supports what
+   * an integration looks customers up by: `metadata['key']:'value'`, `email:'x'`, `name:'x'`,
+   * joined by ` AND `; anything else is refused as Stripe refuses a bad query.
+   */
+  searchCustomers(query: string): Customer[] {
+    const clauses = query.split(/\s+AND\s+/);
+    const tests = clauses.map((clause) => {
+      const m =
+        /^\s*(?:metadata\[['"]([^'"]+)['"]\]|(email|name|phone|description))\s*:\s*['"]([^'"]*)['"]\s*$/.exec(
+          clause,
+        );
+      if (!m) {
+        throw invalidRequest(`Invalid search query: '${query}'.`, { param: "query" });
+      }
+      const [, metaKey, field, value] = m;
+      return (c: Customer) =>
+        metaKey !== undefined ? c.metadata[metaKey] === value : c[field as "email"] === value;
+    });
+    return this.all("customer").filter((c) => tests.every((t) => t(c)));
+  }
+
+  /** The Dashboard's "Save" on Settings → Billing → Customer portal (or, false, a fresh account). */
+  savePortalSettings(saved: boolean): void {
+    this.portalConfiguration = saved ? (this.portalConfiguration ?? newId("bpc")) : null;
   }
 
   updateCustomer(id: string, params: Params, request: RequestRef): Customer {
@@ -978,6 +1034,13 @@ export class Billing {
   createPortalSession(params: Params): PortalSession {
     const customerId = reqString(params, "customer");
     this.get("customer", customerId, "customer", 400);
+    const configuration = optString(params, "configuration") ?? this.portalConfiguration;
+    if (configuration === null) {
+      // Stripe's answer in a mode whose portal settings were never saved (no `code`).
+      throw invalidRequest(
+        "No configuration provided and your test mode default configuration has not been created. Provide a configuration or create your default by saving your customer portal settings in test mode at https://dashboard.stripe.com/test/settings/billing/portal.",
+      );
+    }
     const returnUrl = optString(params, "return_url");
     if (returnUrl !== undefined && !isUrl(returnUrl)) {
       throw invalidRequest("Not a valid URL", { code: "url_invalid", param: "return_url" });
@@ -986,7 +1049,7 @@ export class Billing {
     const session: PortalSession = {
       id,
       object: "billing_portal.session",
-      configuration: optString(params, "configuration") ?? this.portalConfigurationId,
+      configuration,
       created: nowSeconds(),
       customer: customerId,
       customer_account: null,

@@ -1,4 +1,5 @@
 import { Hono } from "hono";
+import type { ApiFault } from "./api.ts";
 import { type AdvanceOutcome, type Billing, SimulationConflict } from "./billing.ts";
 import { StripeApiError } from "./errors.ts";
 import type { DeliveryMode, WebhookDispatcher } from "./webhooks.ts";
@@ -15,14 +16,12 @@ async function readJson(req: Request): Promise<Record<string, unknown>> {
     : {};
 }
 
-/** `error`: every `/v1` request answers 500 `api_error`, as when Stripe fails on its side. */
-export interface ApiFault {
-  mode: "none" | "error";
-}
-
 /**
  * `/_control/stripe`: time travel for subscriptions, webhook delivery modes and inspection.
- *   POST /fault {mode}                       none | error (the /v1 API answers 500)
+ *   POST /fault {mode, count?, path?}        none | error: /v1 requests (under `path`, the next
+ *                                            `count` ones) answer 500 api_error, saved under
+ *                                            their idempotency key and replayed for 24 h
+ *   GET|POST /portal-configuration {saved}   whether the portal settings were saved (Dashboard)
  *   POST /advance {subscription, outcome}    renew_paid | renew_failed | end_period
  *   POST /delivery {mode, customer?}         normal | duplicate | reverse (customer-scoped)
  *   GET  /events?customer=&type=             events with their delivery attempts
@@ -40,11 +39,35 @@ export function createStripeControl(
 
   control.post("/fault", async (c) => {
     const body = await readJson(c.req.raw);
-    if (body.mode !== "none" && body.mode !== "error") {
-      return c.json({ error: 'expected {mode: "none"|"error"}' }, 400);
+    const count = body.count;
+    const path = body.path;
+    if (
+      (body.mode !== "none" && body.mode !== "error") ||
+      (count !== undefined && (!Number.isInteger(count) || (count as number) < 1)) ||
+      (path !== undefined && (typeof path !== "string" || !path.startsWith("/v1/")))
+    ) {
+      return c.json(
+        { error: 'expected {mode: "none"|"error", count?: int >= 1, path?: "/v1/..."}' },
+        400,
+      );
     }
     apiFault.mode = body.mode;
-    return c.json({ mode: apiFault.mode });
+    apiFault.remaining = body.mode === "error" ? (count as number | undefined) : undefined;
+    apiFault.path = body.mode === "error" ? (path as string | undefined) : undefined;
+    return c.json({
+      mode: apiFault.mode,
+      count: apiFault.remaining ?? null,
+      path: apiFault.path ?? null,
+    });
+  });
+
+  const portalSettings = () => ({ saved: billing.portalConfiguration !== null });
+  control.get("/portal-configuration", (c) => c.json(portalSettings()));
+  control.post("/portal-configuration", async (c) => {
+    const body = await readJson(c.req.raw);
+    if (typeof body.saved !== "boolean") return c.json({ error: "expected {saved: boolean}" }, 400);
+    billing.savePortalSettings(body.saved);
+    return c.json(portalSettings());
   });
 
   control.post("/advance", async (c) => {

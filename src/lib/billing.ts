@@ -9,7 +9,10 @@ export interface BillingSubscription {
   id: string;
   customerId: string;
   status: string;
+  /** The first item's price. */
   priceId: string | null;
+  /** Every item's price (a subscription can sell several). */
+  priceIds: string[];
   currentPeriodEnd: Date | null;
   cancelAtPeriodEnd: boolean;
   /** `metadata.user_id`, set by our Checkout Session. */
@@ -40,7 +43,22 @@ export interface CheckoutInput {
 /** The Stripe operations the app uses. Only this module imports `stripe`. */
 export interface Billing {
   createCustomer(input: { userId: string; idempotencyKey: string }): Promise<{ id: string }>;
-  createCheckoutSession(input: CheckoutInput): Promise<{ id: string; url: string }>;
+  /**
+   * The oldest customer whose `metadata.user_id` is the user's (Stripe's Search API, whose index
+   * lags writes by up to about a minute), or null.
+   */
+  findCustomerByUserId(userId: string): Promise<string | null>;
+  /** Deletes a customer; one already gone is fine. */
+  deleteCustomer(id: string): Promise<void>;
+  /**
+   * `replayed`: Stripe answered a saved response for the idempotency key (the session as it was
+   * then; it may have been paid or expired since).
+   */
+  createCheckoutSession(
+    input: CheckoutInput,
+  ): Promise<{ id: string; url: string; replayed: boolean }>;
+  /** `open`, `complete` or `expired`. */
+  checkoutSessionStatus(id: string): Promise<string>;
   /** Ids of the customer's Checkout Sessions that can still be paid. */
   listOpenCheckoutSessions(customerId: string): Promise<string[]>;
   /** Expires an open Checkout Session; one already paid or expired is left as it is. */
@@ -59,6 +77,14 @@ export interface Billing {
 
 export class WebhookSignatureError extends Error {
   override name = "WebhookSignatureError";
+}
+
+/**
+ * Stripe refuses portal sessions until the portal settings were saved once in the Dashboard
+ * (Settings → Billing → Customer portal) for the mode the key belongs to.
+ */
+export class PortalNotConfiguredError extends Error {
+  override name = "PortalNotConfiguredError";
 }
 
 /**
@@ -106,6 +132,32 @@ export function createBilling(config: BillingConfig): Billing {
         return { id: customer.id };
       }),
 
+    findCustomerByUserId: (userId) =>
+      vendorCall(async () => {
+        // Search values are quoted; a user id is a UUID, so it cannot break out of the quotes.
+        const result = await stripe().customers.search({
+          query: `metadata['user_id']:'${userId.replace(/['\\]/g, "")}'`,
+          limit: 10,
+        });
+        const oldest = [...result.data].sort((a, b) => a.created - b.created)[0];
+        return oldest?.id ?? null;
+      }),
+
+    deleteCustomer: (id) =>
+      vendorCall(async () => {
+        try {
+          await stripe().customers.del(id);
+        } catch (err) {
+          if (err instanceof Stripe.errors.StripeInvalidRequestError && err.statusCode === 404) {
+            return;
+          }
+          throw err;
+        }
+      }),
+
+    checkoutSessionStatus: (id) =>
+      vendorCall(async () => String((await stripe().checkout.sessions.retrieve(id)).status)),
+
     createCheckoutSession: (input) =>
       vendorCall(async () => {
         const session = await stripe().checkout.sessions.create(
@@ -122,7 +174,7 @@ export function createBilling(config: BillingConfig): Billing {
           { idempotencyKey: input.idempotencyKey },
         );
         if (!session.url) throw new Error(`Checkout Session ${session.id} has no url`);
-        return { id: session.id, url: session.url };
+        return { id: session.id, url: session.url, replayed: isReplayed(session.lastResponse) };
       }),
 
     retrieveSubscription: (id) =>
@@ -173,11 +225,25 @@ export function createBilling(config: BillingConfig): Billing {
 
     createPortalSession: ({ customerId, returnUrl }) =>
       vendorCall(async () => {
-        const session = await stripe().billingPortal.sessions.create({
-          customer: customerId,
-          return_url: returnUrl,
-        });
-        return { url: session.url };
+        try {
+          const session = await stripe().billingPortal.sessions.create({
+            customer: customerId,
+            return_url: returnUrl,
+          });
+          return { url: session.url };
+        } catch (err) {
+          // "No configuration provided and your test mode default configuration has not been
+          // created. Provide a configuration or create your default by saving your customer
+          // portal settings…": an invalid request without a code, naming the configuration.
+          if (
+            err instanceof Stripe.errors.StripeInvalidRequestError &&
+            err.code === undefined &&
+            /configuration/i.test(err.message)
+          ) {
+            throw new PortalNotConfiguredError(err.message, { cause: err });
+          }
+          throw err;
+        }
       }),
 
     async verifyWebhook(rawBody, signature, now) {
@@ -211,6 +277,17 @@ export function createBilling(config: BillingConfig): Billing {
       return toBillingEvent(event);
     },
   };
+}
+
+/** Stripe's `Idempotent-Replayed: true` header (a Headers object with the fetch client). */
+function isReplayed(response: unknown): boolean {
+  const headers = (response as { headers?: unknown } | undefined)?.headers;
+  if (!headers || typeof headers !== "object") return false;
+  const value =
+    typeof (headers as Headers).get === "function"
+      ? (headers as Headers).get("idempotent-replayed")
+      : (headers as Record<string, unknown>)["idempotent-replayed"];
+  return value === "true";
 }
 
 function hostOptions(apiBase: string) {
@@ -270,6 +347,7 @@ export function toSubscription(sub: Stripe.Subscription | Loose): BillingSubscri
     customerId: ref(s.customer) ?? "",
     status: String(s.status),
     priceId: ref(first.price),
+    priceIds: items.map((i) => ref(i.price)).filter((p): p is string => p !== null),
     currentPeriodEnd: periodEnd === null ? null : new Date(periodEnd * 1000),
     cancelAtPeriodEnd: s.cancel_at_period_end === true,
     userId: str(obj(s.metadata).user_id),

@@ -107,6 +107,7 @@ describe("pickUser", () => {
     customerId: "cus_1",
     status: "active",
     priceId: null,
+    priceIds: [],
     currentPeriodEnd: null,
     cancelAtPeriodEnd: false,
     userId: "meta-user",
