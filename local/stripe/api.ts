@@ -17,12 +17,16 @@ import { API_VERSION, type ListObject } from "./objects.ts";
 /**
  * A switched-on failure of Stripe's side. It strikes once the endpoint began executing, so an
  * idempotent request's 500 is saved and replayed like any other result. `remaining` counts the
- * failures left (undefined: until switched off); `path` limits it to one `/v1` path prefix.
+ * failures left (undefined: until switched off); `method` and `path` (exact) narrow it to one
+ * endpoint; `when: "after"` lets the request take effect and loses only its answer (Stripe did
+ * the work, the client sees a 500).
  */
 export interface ApiFault {
   mode: "none" | "error";
   remaining?: number | undefined;
+  method?: string | undefined;
   path?: string | undefined;
+  when?: "before" | "after" | undefined;
 }
 
 interface ApiContext {
@@ -253,16 +257,25 @@ export class StripeApi {
     this.defineRoutes();
   }
 
-  /** Throws when the switched-on fault covers this request (and counts it down). */
-  private strikeFault(pathname: string): void {
+  /** Throws when the switched-on fault covers this request at this stage (and counts it down). */
+  private strikeFault(method: string, pathname: string, stage: "before" | "after"): void {
     const f = this.fault;
-    if (f.mode !== "error" || (f.path !== undefined && !pathname.startsWith(f.path))) return;
+    if (
+      f.mode !== "error" ||
+      (f.when ?? "before") !== stage ||
+      (f.method !== undefined && f.method !== method) ||
+      (f.path !== undefined && f.path !== pathname)
+    ) {
+      return;
+    }
     if (f.remaining !== undefined) {
       f.remaining -= 1;
       if (f.remaining <= 0) {
         f.mode = "none";
         f.remaining = undefined;
+        f.method = undefined;
         f.path = undefined;
+        f.when = undefined;
       }
     }
     throw new InjectedFault("local stripe: API fault switched on");
@@ -752,7 +765,7 @@ export class StripeApi {
       }
 
       checkKnownParams(params, match.route.known);
-      this.strikeFault(url.pathname);
+      this.strikeFault(method, url.pathname, "before");
       const request: RequestRef = { id: requestId, idempotency_key: idempotencyKey };
       const body = structuredClone(match.route.handle({ params, path, request }));
       const expand = optArray(params, "expand") ?? [];
@@ -760,6 +773,7 @@ export class StripeApi {
         throw invalidRequest("Invalid array", { param: "expand" });
       }
       this.expand(body, expand as string[]);
+      this.strikeFault(method, url.pathname, "after");
 
       if (claimed) {
         claimed.state = "done";

@@ -165,6 +165,36 @@ export class Billing {
     this.objects.set(this.proPrice.id, this.proPrice);
   }
 
+  /**
+   * Another monthly plan on the account (a second product and its price), as an operator adds in
+   * the Dashboard: what a portal plan switch or a checkout outside the app can sell.
+   */
+  addPlan(nickname: string, unitAmount: number): Price {
+    const created = nowSeconds();
+    const product: Product = {
+      ...structuredClone(this.find("product", String(this.proPrice.product)) as Product),
+      id: newId("prod"),
+      created,
+      updated: created,
+      name: nickname,
+      description: null,
+    };
+    const price: Price = {
+      ...structuredClone(this.proPrice),
+      id: newId("price"),
+      created,
+      lookup_key: null,
+      nickname,
+      product: product.id,
+      unit_amount: unitAmount,
+      unit_amount_decimal: String(unitAmount),
+    };
+    product.default_price = price.id;
+    this.objects.set(product.id, product);
+    this.objects.set(price.id, price);
+    return price;
+  }
+
   // ---- lookups -------------------------------------------------------------------------------
 
   find<K extends StripeObject["object"]>(
@@ -857,9 +887,32 @@ export class Billing {
         );
       }
     }
-    if (params.items !== undefined) {
-      throw invalidRequest("The local Stripe stand-in does not support changing items.", {
-        param: "items",
+    const itemChanges = optArray(params, "items");
+    if (itemChanges !== undefined) {
+      // A plan switch (as the portal does it): `items[n][id]` names an item, `[price]` its new
+      // price; the period stays (no proration invoice in the stand-in).
+      itemChanges.forEach((raw, i) => {
+        const label = `items[${i}]`;
+        const change = asParams(raw, label);
+        const itemId = reqString(change, "id", `${label}[id]`);
+        const index = subscription.items.data.findIndex((it) => it.id === itemId);
+        const current = subscription.items.data[index];
+        if (!current) throw noSuchObject("subscription_item", itemId, `${label}[id]`, 400);
+        const priceId = optString(change, "price", `${label}[price]`);
+        if (priceId === undefined) return;
+        const price = this.get("price", priceId, `${label}[price]`, 400);
+        const replaced = this.newSubscriptionItem(
+          subscription.id,
+          price,
+          current.quantity,
+          current.current_period_start,
+        );
+        subscription.items.data[index] = {
+          ...replaced,
+          id: current.id,
+          created: current.created,
+          current_period_end: current.current_period_end,
+        };
       });
     }
     const now = nowSeconds();

@@ -18,9 +18,12 @@ async function readJson(req: Request): Promise<Record<string, unknown>> {
 
 /**
  * `/_control/stripe`: time travel for subscriptions, webhook delivery modes and inspection.
- *   POST /fault {mode, count?, path?}        none | error: /v1 requests (under `path`, the next
- *                                            `count` ones) answer 500 api_error, saved under
- *                                            their idempotency key and replayed for 24 h
+ *   POST /fault {mode, count?, method?, path?, when?}
+ *                                            none | error: /v1 requests (of `method` on `path`,
+ *                                            the next `count` ones) answer 500 api_error, saved
+ *                                            under their idempotency key and replayed for 24 h;
+ *                                            when "after", the request took effect first
+ *   POST /prices {nickname, unit_amount}     another recurring price (a second plan)
  *   GET|POST /portal-configuration {saved}   whether the portal settings were saved (Dashboard)
  *   POST /advance {subscription, outcome}    renew_paid | renew_failed | end_period
  *   POST /delivery {mode, customer?}         normal | duplicate | reverse (customer-scoped)
@@ -39,26 +42,37 @@ export function createStripeControl(
 
   control.post("/fault", async (c) => {
     const body = await readJson(c.req.raw);
-    const count = body.count;
-    const path = body.path;
+    const { count, method, path, when } = body;
     if (
       (body.mode !== "none" && body.mode !== "error") ||
       (count !== undefined && (!Number.isInteger(count) || (count as number) < 1)) ||
-      (path !== undefined && (typeof path !== "string" || !path.startsWith("/v1/")))
+      (method !== undefined && !["GET", "POST", "DELETE"].includes(method as string)) ||
+      (path !== undefined && (typeof path !== "string" || !path.startsWith("/v1/"))) ||
+      (when !== undefined && when !== "before" && when !== "after")
     ) {
       return c.json(
-        { error: 'expected {mode: "none"|"error", count?: int >= 1, path?: "/v1/..."}' },
+        {
+          error:
+            'expected {mode: "none"|"error", count?: int >= 1, method?, path?: "/v1/...", when?: "before"|"after"}',
+        },
         400,
       );
     }
+    const on = body.mode === "error";
     apiFault.mode = body.mode;
-    apiFault.remaining = body.mode === "error" ? (count as number | undefined) : undefined;
-    apiFault.path = body.mode === "error" ? (path as string | undefined) : undefined;
-    return c.json({
-      mode: apiFault.mode,
-      count: apiFault.remaining ?? null,
-      path: apiFault.path ?? null,
-    });
+    apiFault.remaining = on ? (count as number | undefined) : undefined;
+    apiFault.method = on ? (method as string | undefined) : undefined;
+    apiFault.path = on ? (path as string | undefined) : undefined;
+    apiFault.when = on ? (when as "before" | "after" | undefined) : undefined;
+    return c.json({ mode: apiFault.mode, count: apiFault.remaining ?? null });
+  });
+
+  control.post("/prices", async (c) => {
+    const body = await readJson(c.req.raw);
+    if (typeof body.nickname !== "string" || !Number.isInteger(body.unit_amount)) {
+      return c.json({ error: "expected {nickname: string, unit_amount: int}" }, 400);
+    }
+    return c.json(billing.addPlan(body.nickname, body.unit_amount as number));
   });
 
   const portalSettings = () => ({ saved: billing.portalConfiguration !== null });

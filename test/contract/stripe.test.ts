@@ -578,6 +578,144 @@ describe("local Stripe simulation controls", () => {
     expect((await control("/fault", { mode: "sideways" })).status).toBe(400);
   });
 
+  it("saves a 500 under its idempotency key and replays it, with Stripe-Should-Retry: false", async () => {
+    // docs.stripe.com/api/idempotent_requests: the first response after execution began is
+    // saved, 500s included; stripe-node then does not retry (RequestSender._shouldRetry).
+    const retrying = new Stripe(TEST_KEYS.stripeSecretKey, {
+      host: "127.0.0.1",
+      port: cloud.port,
+      protocol: "http",
+      httpClient: Stripe.createFetchHttpClient(),
+      maxNetworkRetries: 2,
+    });
+    let attempts = 0;
+    retrying.on("request", () => {
+      attempts += 1;
+    });
+    const metadata = { user_id: `replay-${randomUUID()}` };
+    const idempotencyKey = randomUUID();
+    await control("/fault", { mode: "error", count: 1, method: "POST", path: "/v1/customers" });
+    const first = await rejection(retrying.customers.create({ metadata }, { idempotencyKey }));
+    expect(first).toBeInstanceOf(Stripe.errors.StripeAPIError);
+    const raw = first as Stripe.errors.StripeError;
+    expect(raw.statusCode).toBe(500);
+    expect(raw.headers?.["stripe-should-retry"]).toBe("false");
+    // One attempt: the SDK honoured the header instead of retrying (into the same replay).
+    expect(attempts).toBe(1);
+    expect((await control("/fault", { mode: "none" })).body).toMatchObject({ mode: "none" });
+    const again = await rejection(retrying.customers.create({ metadata }, { idempotencyKey }));
+    expect(again).toBeInstanceOf(Stripe.errors.StripeAPIError);
+    expect((again as Stripe.errors.StripeError).headers?.["idempotent-replayed"]).toBe("true");
+    expect((again as Stripe.errors.StripeError).requestId).not.toBe(raw.requestId);
+    expect(
+      (await stripe.customers.search({ query: `metadata['user_id']:'${metadata.user_id}'` })).data,
+    ).toEqual([]);
+    // Another key runs the request.
+    const created = await retrying.customers.create({ metadata }, { idempotencyKey: randomUUID() });
+    expect(created.metadata).toEqual(metadata);
+
+    // A 500 after the work was done: the customer exists, the key replays the 500.
+    const late = { user_id: `late-${randomUUID()}` };
+    const lateKey = randomUUID();
+    await control("/fault", {
+      mode: "error",
+      count: 1,
+      method: "POST",
+      path: "/v1/customers",
+      when: "after",
+    });
+    expect(
+      await rejection(stripe.customers.create({ metadata: late }, { idempotencyKey: lateKey })),
+    ).toBeInstanceOf(Stripe.errors.StripeAPIError);
+    expect(
+      await rejection(stripe.customers.create({ metadata: late }, { idempotencyKey: lateKey })),
+    ).toBeInstanceOf(Stripe.errors.StripeAPIError);
+    const found = await stripe.customers.search({ query: `metadata['user_id']:'${late.user_id}'` });
+    expect(found.data).toHaveLength(1);
+  });
+
+  it("searches customers by metadata and deletes them like Stripe", async () => {
+    const userId = `search-${randomUUID()}`;
+    const a = await stripe.customers.create({ metadata: { user_id: userId } });
+    const b = await stripe.customers.create({
+      metadata: { user_id: userId },
+      email: `${userId}@example.test`,
+    });
+    await stripe.customers.create({ metadata: { user_id: `${userId}-other` } });
+    const found = await stripe.customers.search({ query: `metadata['user_id']:'${userId}'` });
+    expect(found.object).toBe("search_result");
+    expect(found.data.map((c) => c.id).sort()).toEqual([a.id, b.id].sort());
+    const both = await stripe.customers.search({
+      query: `metadata['user_id']:'${userId}' AND email:'${userId}@example.test'`,
+    });
+    expect(both.data.map((c) => c.id)).toEqual([b.id]);
+    expect(await rejection(stripe.customers.search({ query: "nonsense" }))).toBeInstanceOf(
+      Stripe.errors.StripeInvalidRequestError,
+    );
+
+    const deleted = await stripe.customers.del(a.id);
+    expect(deleted).toMatchObject({ id: a.id, object: "customer", deleted: true });
+    expect(await stripe.customers.retrieve(a.id)).toMatchObject({ id: a.id, deleted: true });
+    const after = await stripe.customers.search({ query: `metadata['user_id']:'${userId}'` });
+    expect(after.data.map((c) => c.id)).toEqual([b.id]);
+    const err = await rejection(
+      stripe.checkout.sessions.create({
+        mode: "subscription",
+        customer: a.id,
+        line_items: [{ price: TEST_KEYS.stripeProPriceId, quantity: 1 }],
+        success_url: "http://localhost:3000/ok",
+      }),
+    );
+    expect(err).toMatchObject({ code: "resource_missing", param: "customer" });
+  });
+
+  it("refuses portal sessions until the portal settings are saved", async () => {
+    const customer = (await newCustomer()).id;
+    expect((await control("/portal-configuration", { saved: false })).body).toEqual({
+      saved: false,
+    });
+    try {
+      const err = await rejection(stripe.billingPortal.sessions.create({ customer }));
+      expect(err).toBeInstanceOf(Stripe.errors.StripeInvalidRequestError);
+      expect((err as Stripe.errors.StripeError).statusCode).toBe(400);
+      expect((err as Stripe.errors.StripeError).code).toBeUndefined();
+      expect((err as Error).message).toContain(
+        "No configuration provided and your test mode default configuration has not been created",
+      );
+    } finally {
+      expect((await control("/portal-configuration", { saved: true })).body).toEqual({
+        saved: true,
+      });
+    }
+    const portal = await stripe.billingPortal.sessions.create({ customer });
+    expect(portal.configuration).toMatch(/^bpc_/);
+  });
+
+  it("switches a subscription's item to another price, as the portal's plan switch does", async () => {
+    const team = (await control("/prices", { nickname: "Team", unit_amount: 3000 })).body;
+    expect(team).toMatchObject({ object: "price", unit_amount: 3000, type: "recurring" });
+    const { customer, subscription } = await subscribedCustomer();
+    const before = await stripe.subscriptions.retrieve(subscription);
+    const item = before.items.data[0] as Stripe.SubscriptionItem;
+    const mark = deliveriesFor(customer).length;
+    const after = await stripe.subscriptions.update(subscription, {
+      items: [{ id: item.id, price: String(team.id) }],
+    });
+    expect(after.items.data).toHaveLength(1);
+    expect(after.items.data[0]).toMatchObject({
+      id: item.id,
+      price: { id: team.id },
+      current_period_end: item.current_period_end,
+    });
+    await flush();
+    const updated = deliveriesFor(customer)
+      .slice(mark)
+      .find((d) => d.type === "customer.subscription.updated");
+    expect(updated).toBeDefined();
+    const event = await verify(updated as Delivery);
+    expect(event.data.previous_attributes).toHaveProperty("items");
+  });
+
   it("renew_paid moves to the next period with a paid cycle invoice and emits updated and invoice.paid", async () => {
     const { customer, subscription } = await subscribedCustomer();
     const before = await stripe.subscriptions.retrieve(subscription);
