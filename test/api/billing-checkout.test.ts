@@ -69,6 +69,11 @@ describe("POST /subscribe/pro", () => {
     );
     expect(new Set(sessions.map((s) => s.id)).size).toBe(5);
     expect(new Set(sessions.map((s) => s.customer)).size).toBe(1);
+    // Creates that lost the race deleted their customer: Stripe holds one for the user.
+    const found = await stripe.customers.search({
+      query: `metadata['user_id']:'${session.user.id}'`,
+    });
+    expect(found.data.map((c) => c.id)).toEqual([sessions[0]!.customer]);
     const later = await subscribe(session, { cancel_url: "http://localhost:3000/other" });
     const laterSession = await stripe.checkout.sessions.retrieve(later.body.session_id);
     expect(laterSession.customer).toBe(sessions[0]!.customer);
