@@ -97,6 +97,38 @@ describe("POST /subscribe/pro", () => {
     expect(await storedSubscriptions(session.user.id)).toHaveLength(1);
   });
 
+  it("gives a fresh session to a user resubscribing right after the subscription ended", async () => {
+    const user = await paidUser();
+    // Ended at once (an immediate cancel in the portal), within the checkout key's 60 s window.
+    await stripe.subscriptions.cancel(user.subscriptionId);
+    await flushWebhooks();
+    await waitForTier(user.session, "basic");
+
+    const res = await subscribe(user.session);
+    expect(res.status, res.text).toBe(200);
+    expect(res.body.session_id).not.toBe(user.checkoutSessionId);
+    const fresh = await stripe.checkout.sessions.retrieve(res.body.session_id);
+    expect(fresh.status).toBe("open");
+    await pay(res.body.checkout_url);
+    await flushWebhooks();
+    await waitForTier(user.session, "pro");
+  });
+
+  it("gives a fresh session when the one the key answers was expired by another tab", async () => {
+    const session = await createSession();
+    const a = await subscribe(session, { success_url: "http://localhost:3000/a" });
+    const b = await subscribe(session, { success_url: "http://localhost:3000/b" });
+    expect((await stripe.checkout.sessions.retrieve(a.body.session_id)).status).toBe("expired");
+    const again = await subscribe(session, { success_url: "http://localhost:3000/a" });
+    expect(again.status, again.text).toBe(200);
+    expect(again.body.session_id).not.toBe(a.body.session_id);
+    expect((await stripe.checkout.sessions.retrieve(again.body.session_id)).status).toBe("open");
+    expect((await stripe.checkout.sessions.retrieve(b.body.session_id)).status).toBe("expired");
+    // A double click on it still gets that same session back.
+    const twice = await subscribe(session, { success_url: "http://localhost:3000/a" });
+    expect(twice.body.session_id).toBe(again.body.session_id);
+  });
+
   it("refuses a second checkout while an unpaid subscription still exists", async () => {
     const user = await paidUser();
     // Stripe gave up collecting: `unpaid` is Basic, but the subscription is not over.
