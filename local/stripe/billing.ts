@@ -48,7 +48,13 @@ export interface RequestRef {
 
 export const AUTOMATIC: RequestRef = { id: null, idempotency_key: null };
 
-export type AdvanceOutcome = "renew_paid" | "renew_failed" | "end_period";
+/**
+ * What Stripe does on its own when time passes: a renewal paid or failed (a failed one on a
+ * past_due subscription is the next dunning retry), the period ending (a subscription set to
+ * cancel, or a past_due one whose retries ran out with "cancel the subscription"), or
+ * `mark_unpaid`: retries ran out with the setting "mark the subscription as unpaid".
+ */
+export type AdvanceOutcome = "renew_paid" | "renew_failed" | "end_period" | "mark_unpaid";
 
 /** A simulation request that does not fit the subscription's state (control API answers 409). */
 export class SimulationConflict extends Error {}
@@ -1006,7 +1012,16 @@ export class Billing {
       ? this.find("invoice", subscription.latest_invoice)
       : undefined;
 
-    if (outcome === "end_period") {
+    if (outcome === "mark_unpaid") {
+      if (subscription.status !== "past_due" || latest?.status !== "open") {
+        throw new SimulationConflict(`subscription ${id} is not past_due with an open invoice`);
+      }
+      // The last retry fails; the invoice stays open, Stripe stops retrying it.
+      latest.attempt_count += 1;
+      latest.next_payment_attempt = null;
+      subscription.status = "unpaid";
+      events.push(this.event("invoice.payment_failed", latest, AUTOMATIC), updated());
+    } else if (outcome === "end_period") {
       if (!subscription.cancel_at_period_end && subscription.cancel_at === null) {
         if (subscription.status !== "past_due") {
           throw new SimulationConflict(

@@ -4,7 +4,12 @@ import { type AdvanceOutcome, type Billing, SimulationConflict } from "./billing
 import { StripeApiError } from "./errors.ts";
 import type { DeliveryMode, WebhookDispatcher } from "./webhooks.ts";
 
-const OUTCOMES: readonly AdvanceOutcome[] = ["renew_paid", "renew_failed", "end_period"];
+const OUTCOMES: readonly AdvanceOutcome[] = [
+  "renew_paid",
+  "renew_failed",
+  "end_period",
+  "mark_unpaid",
+];
 const MODES: readonly DeliveryMode[] = ["normal", "duplicate", "reverse"];
 
 async function readJson(req: Request): Promise<Record<string, unknown>> {
@@ -25,7 +30,7 @@ async function readJson(req: Request): Promise<Record<string, unknown>> {
  *                                            when "after", the request took effect first
  *   POST /prices {nickname, unit_amount}     another recurring price (a second plan)
  *   GET|POST /portal-configuration {saved}   whether the portal settings were saved (Dashboard)
- *   POST /advance {subscription, outcome}    renew_paid | renew_failed | end_period
+ *   POST /advance {subscription, outcome}    renew_paid | renew_failed | end_period | mark_unpaid
  *   POST /delivery {mode, customer?}         normal | duplicate | reverse (customer-scoped)
  *   GET  /events?customer=&type=             events with their delivery attempts
  *   POST /send {type, object}                build, sign and deliver an arbitrary event
