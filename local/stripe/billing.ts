@@ -29,6 +29,8 @@ import {
   type StripeObject,
   type Subscription,
   type SubscriptionItem,
+  UI_MODES,
+  type UiMode,
 } from "./objects.ts";
 
 /** Where events go once created: the webhook dispatcher. */
@@ -135,6 +137,7 @@ export class Billing {
       shippable: null,
       statement_descriptor: null,
       tax_code: null,
+      tax_details: null,
       type: "service",
       unit_label: null,
       updated: created,
@@ -392,11 +395,45 @@ export class Billing {
         { param: "mode" },
       );
     }
-    const uiMode = optString(params, "ui_mode");
-    if (uiMode !== undefined && uiMode !== "hosted") {
-      throw invalidRequest(`The local Stripe stand-in only supports ui_mode=hosted.`, {
-        param: "ui_mode",
-      });
+    // API 2026-03-25.dahlia renamed the values (hosted → hosted_page, embedded → embedded_page,
+    // custom → elements) and removed the old ones: docs.stripe.com/changelog/dahlia/2026-03-25/
+    // updates-available-checkout-session-ui-modes. stripe@23 (2026-10-28) types these four.
+    const uiModeParam = optString(params, "ui_mode") ?? "hosted_page";
+    if (!(UI_MODES as readonly string[]).includes(uiModeParam)) {
+      throw invalidRequest(
+        `Invalid ui_mode: must be one of ${UI_MODES.slice(0, -1).join(", ")}, or ${UI_MODES.at(-1)}`,
+        { param: "ui_mode" },
+      );
+    }
+    const uiMode = uiModeParam as UiMode;
+    const hosted = uiMode === "hosted_page";
+    const returnUrl = optString(params, "return_url");
+    const redirectOnCompletion = optString(params, "redirect_on_completion");
+    if (hosted && returnUrl !== undefined) {
+      throw invalidRequest(
+        "`return_url` can only be used with ui_mode `embedded_page`, `elements` or `form`.",
+        {
+          param: "return_url",
+        },
+      );
+    }
+    if (!hosted) {
+      for (const name of ["success_url", "cancel_url"] as const) {
+        if (params[name] !== undefined) {
+          throw invalidRequest(`\`${name}\` cannot be used with ui_mode \`${uiMode}\`.`, {
+            param: name,
+          });
+        }
+      }
+      if (returnUrl === undefined && redirectOnCompletion !== "never") {
+        throw invalidRequest(
+          `\`return_url\` is required with ui_mode \`${uiMode}\` unless redirect_on_completion is \`never\`.`,
+          { param: "return_url" },
+        );
+      }
+      if (returnUrl !== undefined && !isUrl(returnUrl)) {
+        throw invalidRequest("Not a valid URL", { code: "url_invalid", param: "return_url" });
+      }
     }
     const customerId = optString(params, "customer");
     const customerEmail = optString(params, "customer_email");
@@ -442,12 +479,14 @@ export class Billing {
       return {
         id: newId("li"),
         object: "item",
+        adjustable_quantity: null,
         amount_discount: 0,
         amount_subtotal: amount,
         amount_tax: 0,
         amount_total: amount,
         currency: price.currency,
         description: this.productName(price),
+        metadata: {},
         price: structuredClone(price),
         quantity,
       };
@@ -461,15 +500,18 @@ export class Billing {
     const session: CheckoutSession = {
       id,
       object: "checkout.session",
+      adaptive_pricing: { enabled: false },
       after_expiration: null,
       allow_promotion_codes: optBool(params, "allow_promotion_codes") ?? null,
+      allowed_payment_method_types: null,
       amount_subtotal: total,
       amount_total: total,
       automatic_tax: { enabled: false, liability: null, provider: null, status: null },
       billing_address_collection: optString(params, "billing_address_collection") ?? null,
       cancel_url: cancelUrl ?? null,
       client_reference_id: optString(params, "client_reference_id") ?? null,
-      client_secret: null,
+      // Embedded and Elements sessions are driven from the browser with this secret.
+      client_secret: hosted ? null : `${id}_secret_${randomCode(24)}`,
       collected_information: null,
       consent: null,
       consent_collection: null,
@@ -529,8 +571,15 @@ export class Billing {
       subscription: null,
       success_url: successUrl ?? null,
       total_details: { amount_discount: 0, amount_shipping: 0, amount_tax: 0 },
-      ui_mode: "hosted",
-      url: `${this.baseUrl}/stripe/checkout/${id}`,
+      ...(hosted
+        ? {}
+        : {
+            redirect_on_completion: (redirectOnCompletion ?? "always") as "always",
+            ...(returnUrl !== undefined ? { return_url: returnUrl } : {}),
+          }),
+      ui_mode: uiMode,
+      // Only a hosted page has a URL; the stand-in's page still serves any session for tests.
+      url: hosted ? `${this.baseUrl}/stripe/checkout/${id}` : null,
       wallet_options: null,
     };
     this.objects.set(id, session);
@@ -708,6 +757,7 @@ export class Billing {
       created: start,
       current_period_end: addMonth(start),
       current_period_start: start,
+      current_trial: null,
       discounts: [],
       metadata: {},
       plan,
@@ -761,6 +811,7 @@ export class Billing {
           unit_amount_decimal: item.price.unit_amount_decimal,
         },
         quantity: item.quantity,
+        quantity_decimal: String(item.quantity),
         subscription: subscription.id,
         subtotal: amount,
         taxes: [],

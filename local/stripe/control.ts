@@ -36,7 +36,8 @@ async function readJson(req: Request): Promise<Record<string, unknown>> {
  *   POST /send {type, object}                build, sign and deliver an arbitrary event
  *   POST /resend {event}                     deliver an event again
  *   POST /flush {timeout_ms?}                wait for pending deliveries and retries
- *   GET|POST /webhook-endpoint {url, enabled_events?}   where events go
+ *   GET|POST /webhook-endpoint {url, enabled_events?, api_version?}   where events go, and the
+ *                                            API version their objects are rendered in
  */
 export function createStripeControl(
   billing: Billing,
@@ -155,26 +156,37 @@ export function createStripeControl(
     return c.json({ flushed }, flushed ? 200 : 504);
   });
 
-  control.get("/webhook-endpoint", (c) =>
-    c.json({
-      url: webhooks.endpoint.url ?? null,
-      enabled_events: webhooks.endpoint.enabledEvents,
-    }),
-  );
+  const endpointJson = () => ({
+    url: webhooks.endpoint.url ?? null,
+    enabled_events: webhooks.endpoint.enabledEvents,
+    api_version: webhooks.endpoint.apiVersion ?? null,
+  });
+  control.get("/webhook-endpoint", (c) => c.json(endpointJson()));
 
   control.post("/webhook-endpoint", async (c) => {
     const body = await readJson(c.req.raw);
-    if (body.url !== null && (typeof body.url !== "string" || !URL.canParse(body.url))) {
-      return c.json({ error: "expected {url: string|null, enabled_events?: string[]}" }, 400);
+    const version = body.api_version;
+    if (
+      (body.url !== null && (typeof body.url !== "string" || !URL.canParse(body.url))) ||
+      (version !== undefined &&
+        version !== null &&
+        (typeof version !== "string" || !/^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$/.test(version)))
+    ) {
+      return c.json(
+        {
+          error:
+            "expected {url: string|null, enabled_events?: string[], api_version?: string|null}",
+        },
+        400,
+      );
     }
     webhooks.endpoint.url = body.url ?? undefined;
     if (Array.isArray(body.enabled_events)) {
       webhooks.endpoint.enabledEvents = body.enabled_events.map(String);
     }
-    return c.json({
-      url: webhooks.endpoint.url ?? null,
-      enabled_events: webhooks.endpoint.enabledEvents,
-    });
+    if (version !== undefined)
+      webhooks.endpoint.apiVersion = (version as string | null) ?? undefined;
+    return c.json(endpointJson());
   });
 
   return control;

@@ -5,8 +5,34 @@ import { Hono } from "hono";
 import Stripe from "stripe";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalCloud, startLocalCloud } from "../../local/cloud.ts";
+import type * as Local from "../../local/stripe/objects.ts";
 import { createStripeService } from "../../local/stripe/service.ts";
 import { TEST_KEYS, testCloudConfig } from "../../local/test-config.ts";
+
+/** Keys a stripe-node type declares required (present, possibly null). */
+type RequiredKeys<T> = {
+  [K in keyof T]-?: Record<string, never> extends Pick<T, K> ? never : K;
+}[keyof T];
+/** `true` when the stand-in's object has every required field of the SDK's type, else the names. */
+type Covers<Sdk, Stand> = [Exclude<RequiredKeys<Sdk>, keyof Stand>] extends [never]
+  ? true
+  : Exclude<RequiredKeys<Sdk>, keyof Stand>;
+// Compile-time (npm run typecheck): a field stripe@23 declares and the stand-in omits names itself
+// here, e.g. `"adaptive_pricing"` is not assignable to `true`.
+export const STAND_IN_SHAPES_COVER_SDK: [
+  Covers<Stripe.Checkout.Session, Local.CheckoutSession>,
+  Covers<Stripe.LineItem, Local.CheckoutLineItem>,
+  Covers<Stripe.Customer, Local.Customer>,
+  Covers<Stripe.Subscription, Local.Subscription>,
+  Covers<Stripe.SubscriptionItem, Local.SubscriptionItem>,
+  Covers<Stripe.Invoice, Local.Invoice>,
+  Covers<Stripe.InvoiceLineItem, Local.InvoiceLineItem>,
+  Covers<Stripe.Price, Local.Price>,
+  Covers<Stripe.Plan, Local.Plan>,
+  Covers<Stripe.Product, Local.Product>,
+  Covers<Stripe.BillingPortal.Session, Local.PortalSession>,
+  Covers<Stripe.Event, Local.StripeEvent>,
+] = [true, true, true, true, true, true, true, true, true, true, true, true];
 
 /** One webhook request the test's receiver saw. */
 interface Delivery {
@@ -443,6 +469,65 @@ describe("local Stripe Checkout", () => {
     ).rejects.toBeInstanceOf(Stripe.errors.StripeSignatureVerificationError);
   });
 
+  it("takes the ui_mode values of the pinned API version and refuses the removed ones", async () => {
+    const customer = (await newCustomer()).id;
+    const base = {
+      mode: "subscription" as const,
+      customer,
+      line_items: [{ price: TEST_KEYS.stripeProPriceId, quantity: 1 }],
+    };
+    const hosted = await stripe.checkout.sessions.create({
+      ...base,
+      success_url: "http://localhost:3000/ok",
+    });
+    expect(hosted).toMatchObject({ ui_mode: "hosted_page", client_secret: null });
+    expect(hosted.url).toMatch(/\/stripe\/checkout\/cs_test_/);
+    // Fields stripe@23 declares required, present as Stripe sends them.
+    expect(hosted).toMatchObject({
+      adaptive_pricing: { enabled: false },
+      allowed_payment_method_types: null,
+    });
+
+    const embedded = await stripe.checkout.sessions.create({
+      ...base,
+      ui_mode: "embedded_page",
+      return_url: "http://localhost:3000/return?session_id={CHECKOUT_SESSION_ID}",
+    });
+    expect(embedded).toMatchObject({ ui_mode: "embedded_page", url: null });
+    expect(embedded.client_secret).toMatch(/^cs_test_\w+_secret_\w+$/);
+    const elements = await stripe.checkout.sessions.create({
+      ...base,
+      ui_mode: "elements",
+      redirect_on_completion: "never",
+    });
+    expect(elements).toMatchObject({ ui_mode: "elements", url: null });
+
+    for (const removed of ["hosted", "embedded", "custom"]) {
+      const err = await rejection(
+        stripe.checkout.sessions.create({
+          ...base,
+          ui_mode: removed as "hosted_page",
+          success_url: "http://localhost:3000/ok",
+        }),
+      );
+      expect(err, removed).toBeInstanceOf(Stripe.errors.StripeInvalidRequestError);
+      expect((err as Stripe.errors.StripeError).param).toBe("ui_mode");
+    }
+    const mixed = await rejection(
+      stripe.checkout.sessions.create({
+        ...base,
+        ui_mode: "embedded_page",
+        success_url: "http://localhost:3000/ok",
+        return_url: "http://localhost:3000/return",
+      }),
+    );
+    expect(mixed).toMatchObject({ param: "success_url" });
+    const noReturn = await rejection(
+      stripe.checkout.sessions.create({ ...base, ui_mode: "embedded_page" }),
+    );
+    expect(noReturn).toMatchObject({ param: "return_url" });
+  });
+
   it("creates the customer when the session has only an email and sends customer.created", async () => {
     const email = `${randomUUID()}@example.test`;
     const created = await stripe.checkout.sessions.create({
@@ -833,6 +918,36 @@ describe("local Stripe webhook delivery", () => {
       }
     } finally {
       await control("/webhook-endpoint", { url: webhookUrl });
+    }
+  });
+
+  it("renders events in the endpoint's older API version (pre-basil invoice and subscription shapes)", async () => {
+    const version = "2025-02-24.acacia";
+    expect(
+      (await control("/webhook-endpoint", { url: webhookUrl, api_version: version })).body,
+    ).toMatchObject({
+      api_version: version,
+    });
+    try {
+      const { customer, subscription } = await subscribedCustomer();
+      const got = deliveriesFor(customer);
+      const paid = got.find((d) => d.type === "invoice.paid") as Delivery;
+      const created = got.find((d) => d.type === "customer.subscription.created") as Delivery;
+      // Still signed like every delivery; the body is the old shape.
+      const invoiceEvent = await verify(paid);
+      expect(invoiceEvent.api_version).toBe(version);
+      const invoice = invoiceEvent.data.object as unknown as Record<string, unknown>;
+      expect(invoice.subscription).toBe(subscription);
+      expect(invoice).not.toHaveProperty("parent");
+      const sub = (await verify(created)).data.object as unknown as Record<string, unknown>;
+      expect(typeof sub.current_period_end).toBe("number");
+      const items = (sub.items as { data: Record<string, unknown>[] }).data;
+      expect(items[0]).not.toHaveProperty("current_period_end");
+      // The API still answers in the request's (the SDK's) version.
+      const current = await stripe.subscriptions.retrieve(subscription);
+      expect(current.items.data[0]?.current_period_end).toBe(sub.current_period_end);
+    } finally {
+      await control("/webhook-endpoint", { url: webhookUrl, api_version: null });
     }
   });
 
