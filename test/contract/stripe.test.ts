@@ -19,7 +19,7 @@ type Covers<Sdk, Stand> = [Exclude<RequiredKeys<Sdk>, keyof Stand>] extends [nev
   : Exclude<RequiredKeys<Sdk>, keyof Stand>;
 // Compile-time (npm run typecheck): a field stripe@23 declares and the stand-in omits names itself
 // here, e.g. `"adaptive_pricing"` is not assignable to `true`.
-export const STAND_IN_SHAPES_COVER_SDK: [
+const STAND_IN_SHAPES_COVER_SDK: [
   Covers<Stripe.Checkout.Session, Local.CheckoutSession>,
   Covers<Stripe.LineItem, Local.CheckoutLineItem>,
   Covers<Stripe.Customer, Local.Customer>,
@@ -467,6 +467,10 @@ describe("local Stripe Checkout", () => {
         cryptoProvider,
       ),
     ).rejects.toBeInstanceOf(Stripe.errors.StripeSignatureVerificationError);
+  });
+
+  it("declares every field stripe@23's types require on each object it serves (typecheck)", () => {
+    expect(STAND_IN_SHAPES_COVER_SDK.every((covered) => covered === true)).toBe(true);
   });
 
   it("takes the ui_mode values of the pinned API version and refuses the removed ones", async () => {
