@@ -160,19 +160,32 @@ export function createBilling(config: BillingConfig): Billing {
 
     createCheckoutSession: (input) =>
       vendorCall(async () => {
-        const session = await stripe().checkout.sessions.create(
-          {
-            mode: "subscription",
-            customer: input.customerId,
-            line_items: [{ price: input.priceId, quantity: 1 }],
-            client_reference_id: input.userId,
-            metadata: { user_id: input.userId },
-            subscription_data: { metadata: { user_id: input.userId } },
-            success_url: input.successUrl,
-            cancel_url: input.cancelUrl,
-          },
-          { idempotencyKey: input.idempotencyKey },
-        );
+        const create = (idempotencyKey: string) =>
+          stripe().checkout.sessions.create(
+            {
+              mode: "subscription",
+              customer: input.customerId,
+              line_items: [{ price: input.priceId, quantity: 1 }],
+              client_reference_id: input.userId,
+              metadata: { user_id: input.userId },
+              subscription_data: { metadata: { user_id: input.userId } },
+              success_url: input.successUrl,
+              cancel_url: input.cancelUrl,
+            },
+            { idempotencyKey },
+          );
+        let session: Stripe.Response<Stripe.Checkout.Session>;
+        try {
+          session = await create(input.idempotencyKey);
+        } catch (err) {
+          // A replayed 500: the key is burnt for 24 h, and the click that earned that 500 is
+          // over. One retry under a key derived from the failed request (so parallel clicks
+          // still converge); a session the failed request did create stays open only until
+          // the caller expires the customer's other open sessions.
+          const original = replayedFailure(err);
+          if (!original) throw err;
+          session = await create(`${input.idempotencyKey}:after-failure:${original}`);
+        }
         if (!session.url) throw new Error(`Checkout Session ${session.id} has no url`);
         return { id: session.id, url: session.url, replayed: isReplayed(session.lastResponse) };
       }),
@@ -279,15 +292,27 @@ export function createBilling(config: BillingConfig): Billing {
   };
 }
 
-/** Stripe's `Idempotent-Replayed: true` header (a Headers object with the fetch client). */
-function isReplayed(response: unknown): boolean {
-  const headers = (response as { headers?: unknown } | undefined)?.headers;
-  if (!headers || typeof headers !== "object") return false;
+/** A header of a stripe-node response or error (a Headers object or a plain record). */
+function headerOf(owner: unknown, name: string): string | null {
+  const headers = (owner as { headers?: unknown } | undefined)?.headers;
+  if (!headers || typeof headers !== "object") return null;
   const value =
     typeof (headers as Headers).get === "function"
-      ? (headers as Headers).get("idempotent-replayed")
-      : (headers as Record<string, unknown>)["idempotent-replayed"];
-  return value === "true";
+      ? (headers as Headers).get(name)
+      : (headers as Record<string, unknown>)[name];
+  return typeof value === "string" ? value : null;
+}
+
+/** Stripe's `Idempotent-Replayed: true`: the saved answer to an earlier request with the key. */
+function isReplayed(response: unknown): boolean {
+  return headerOf(response, "idempotent-replayed") === "true";
+}
+
+/** The id of the original request when `err` is Stripe replaying a saved 5xx, else null. */
+function replayedFailure(err: unknown): string | null {
+  if (!(err instanceof Stripe.errors.StripeError) || (err.statusCode ?? 0) < 500) return null;
+  if (!isReplayed(err)) return null;
+  return headerOf(err, "original-request") ?? "unknown";
 }
 
 function hostOptions(apiBase: string) {

@@ -57,6 +57,33 @@ describe("a Stripe 500 while creating the customer", () => {
   });
 });
 
+describe("a Stripe 500 while creating the Checkout Session", () => {
+  it("fails that click with 503; the next click, with the same key, gets a session at once", async () => {
+    const session = await createSession();
+    // The customer exists already: only the session create fails.
+    const first = await subscribe(session, { success_url: "http://localhost:3000/first" });
+    expect(first.status, first.text).toBe(200);
+
+    await control("stripe/fault", {
+      mode: "error",
+      count: 1,
+      method: "POST",
+      path: "/v1/checkout/sessions",
+    });
+    const failed = await subscribe(session);
+    expect(failed.status, failed.text).toBe(503);
+    // Same URLs within the key's 60 s window: Stripe would replay the saved 500.
+    const next = await subscribe(session);
+    expect(next.status, next.text).toBe(200);
+    const fresh = await stripe.checkout.sessions.retrieve(next.body.session_id);
+    expect(fresh.status).toBe("open");
+    // A double click after the failure converges on that session.
+    const twice = await subscribe(session);
+    expect(twice.body.session_id).toBe(next.body.session_id);
+    expect((await stripe.checkout.sessions.retrieve(first.body.session_id)).status).toBe("expired");
+  });
+});
+
 describe("POST /subscription/portal without saved portal settings", () => {
   afterEach(async () => {
     await control("stripe/portal-configuration", { saved: true });
