@@ -31,6 +31,8 @@ export function cloudConfigFromVars(
     stripeWebhookSecret: required("STRIPE_WEBHOOK_SECRET"),
     stripeProPriceId: required("STRIPE_PRO_PRICE_ID"),
     stripeWebhookUrl: `${required("APP_URL")}/webhook/stripe`,
+    // Dev seed: the portal works out of the box (a real account must save its settings once).
+    stripePortalSettingsSaved: true,
   };
 }
 

@@ -17,6 +17,8 @@ export function testCloudConfig(overrides: Partial<LocalCloudConfig> = {}): Loca
     port: 0,
     latencyMs: 0,
     qstashTimeScale: 0.001,
+    // The test account is set up like a deployed one; the portal fault test unsaves it.
+    stripePortalSettingsSaved: true,
     ...TEST_KEYS,
     ...(process.env.LOCAL_DATABASE_URL ? { databaseUrl: process.env.LOCAL_DATABASE_URL } : {}),
     ...(process.env.LOCAL_REDIS_URL ? { redisUrl: process.env.LOCAL_REDIS_URL } : {}),

@@ -24,6 +24,8 @@ export interface LocalCloudConfig {
   stripeProPriceId: string;
   /** Where the local Stripe posts webhook events (the Worker's /webhook/stripe). */
   stripeWebhookUrl?: string;
+  /** Start the local Stripe with its customer portal settings saved (dev and test seed). */
+  stripePortalSettingsSaved?: boolean;
 }
 
 /**

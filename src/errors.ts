@@ -25,6 +25,7 @@ export const ERROR_CODES = [
   "daily_limit_reached",
   "internal_error",
   "dependency_unavailable",
+  "billing_portal_unavailable",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -106,6 +107,22 @@ export class LimitExceededError extends AppError {
       ...headers,
       "Retry-After": String(Math.max(1, Math.ceil(retryAfterSeconds))),
     });
+  }
+}
+
+/**
+ * Stripe refuses portal sessions until the portal settings are saved in its Dashboard: an
+ * operator's task, so the message says what to do; Retry-After because a 503 carries one.
+ */
+export class BillingPortalUnavailableError extends AppError {
+  constructor() {
+    super(
+      503,
+      "billing_portal_unavailable",
+      "The billing portal is not set up yet: an operator must save the customer portal settings in the Stripe Dashboard (Settings → Billing → Customer portal). Try again later.",
+      undefined,
+      { "Retry-After": "300" },
+    );
   }
 }
 

@@ -1,5 +1,5 @@
 import type { Billing, RequestRef } from "./billing.ts";
-import { invalidRequest, noSuchObject, StripeApiError } from "./errors.ts";
+import { invalidRequest, missingParam, noSuchObject, StripeApiError } from "./errors.ts";
 import {
   canonicalParams,
   checkKnownParams,
@@ -13,6 +13,21 @@ import {
 } from "./form.ts";
 import { newId } from "./ids.ts";
 import { API_VERSION, type ListObject } from "./objects.ts";
+
+/**
+ * A switched-on failure of Stripe's side. It strikes once the endpoint began executing, so an
+ * idempotent request's 500 is saved and replayed like any other result. `remaining` counts the
+ * failures left (undefined: until switched off); `method` and `path` (exact) narrow it to one
+ * endpoint; `when: "after"` lets the request take effect and loses only its answer (Stripe did
+ * the work, the client sees a 500).
+ */
+export interface ApiFault {
+  mode: "none" | "error";
+  remaining?: number | undefined;
+  method?: string | undefined;
+  path?: string | undefined;
+  when?: "before" | "after" | undefined;
+}
 
 interface ApiContext {
   params: Params;
@@ -38,6 +53,9 @@ interface IdempotentResult {
   requestId: string;
   expiresAt: number;
 }
+
+/** Raised by a switched-on fault; answered as Stripe's 500 `api_error`. */
+class InjectedFault extends Error {}
 
 const PAGINATION = ["limit", "starting_after", "ending_before"] as const;
 const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
@@ -230,11 +248,37 @@ export class StripeApi {
   private readonly secretKey: string;
   private readonly routes: Route[] = [];
   private readonly idempotency = new Map<string, IdempotentResult>();
+  private readonly fault: ApiFault;
 
-  constructor(billing: Billing, secretKey: string) {
+  constructor(billing: Billing, secretKey: string, fault: ApiFault = { mode: "none" }) {
     this.billing = billing;
     this.secretKey = secretKey;
+    this.fault = fault;
     this.defineRoutes();
+  }
+
+  /** Throws when the switched-on fault covers this request at this stage (and counts it down). */
+  private strikeFault(method: string, pathname: string, stage: "before" | "after"): void {
+    const f = this.fault;
+    if (
+      f.mode !== "error" ||
+      (f.when ?? "before") !== stage ||
+      (f.method !== undefined && f.method !== method) ||
+      (f.path !== undefined && f.path !== pathname)
+    ) {
+      return;
+    }
+    if (f.remaining !== undefined) {
+      f.remaining -= 1;
+      if (f.remaining <= 0) {
+        f.mode = "none";
+        f.remaining = undefined;
+        f.method = undefined;
+        f.path = undefined;
+        f.when = undefined;
+      }
+    }
+    throw new InjectedFault("local stripe: API fault switched on");
   }
 
   private route(
@@ -280,8 +324,41 @@ export class StripeApi {
         return list(items, params, "/v1/customers", "customer");
       },
     );
+    // Search (https://docs.stripe.com/search): `field:'value'` clauses joined by AND. Real
+    // Stripe indexes writes with a lag (under a minute normally); the stand-in has none.
+    this.route(
+      "GET",
+      "/v1/customers/search",
+      ["expand", "limit", "page", "query"],
+      ({ params }) => {
+        const query = optString(params, "query");
+        if (query === undefined) throw missingParam("query");
+        const matches = b.searchCustomers(query);
+        const limit = optInt(params, "limit") ?? 10;
+        if (limit < 1 || limit > 100) {
+          throw invalidRequest(
+            `Invalid limit: must be at least 1 and no more than 100 (got ${limit}).`,
+            { param: "limit" },
+          );
+        }
+        const page = optString(params, "page");
+        const start = page ? Number.parseInt(page, 10) || 0 : 0;
+        const data = matches.slice(start, start + limit);
+        const hasMore = start + limit < matches.length;
+        return {
+          object: "search_result",
+          data,
+          has_more: hasMore,
+          next_page: hasMore ? String(start + limit) : null,
+          url: "/v1/customers/search",
+        };
+      },
+    );
     this.route("GET", "/v1/customers/:id", ["expand"], ({ path }) =>
-      b.get("customer", path.id ?? ""),
+      b.retrieveCustomer(path.id ?? ""),
+    );
+    this.route("DELETE", "/v1/customers/:id", [], ({ path, request }) =>
+      b.deleteCustomer(path.id ?? "", request),
     );
     this.route("POST", "/v1/customers/:id", CUSTOMER_UPDATE, ({ path, params, request }) =>
       b.updateCustomer(path.id ?? "", params, request),
@@ -603,8 +680,17 @@ export class StripeApi {
       "request-id": requestId,
       "stripe-version": req.headers.get("stripe-version") ?? API_VERSION,
     };
+    // Stripe answers `Stripe-Should-Retry: false` on its 500s: the same key would only replay the
+    // saved 500 (stripe-node honours the header, see RequestSender._shouldRetry).
     const respond = (status: number, body: unknown, extra: Record<string, string> = {}) =>
-      new Response(JSON.stringify(body, null, 2), { status, headers: { ...headers, ...extra } });
+      new Response(JSON.stringify(body, null, 2), {
+        status,
+        headers: {
+          ...headers,
+          ...(status >= 500 ? { "stripe-should-retry": "false" } : {}),
+          ...extra,
+        },
+      });
 
     const idempotencyKey = req.method === "POST" ? req.headers.get("idempotency-key") : null;
     let claimed: IdempotentResult | undefined;
@@ -679,6 +765,7 @@ export class StripeApi {
       }
 
       checkKnownParams(params, match.route.known);
+      this.strikeFault(method, url.pathname, "before");
       const request: RequestRef = { id: requestId, idempotency_key: idempotencyKey };
       const body = structuredClone(match.route.handle({ params, path, request }));
       const expand = optArray(params, "expand") ?? [];
@@ -686,6 +773,7 @@ export class StripeApi {
         throw invalidRequest("Invalid array", { param: "expand" });
       }
       this.expand(body, expand as string[]);
+      this.strikeFault(method, url.pathname, "after");
 
       if (claimed) {
         claimed.state = "done";
@@ -694,15 +782,32 @@ export class StripeApi {
       }
       return respond(200, body, idempotencyKey ? { "idempotency-key": idempotencyKey } : {});
     } catch (err) {
-      // Stripe keeps no idempotent result for a request that failed; a retry runs it again.
-      if (claimed && idempotencyKey && this.idempotency.get(idempotencyKey) === claimed) {
-        this.idempotency.delete(idempotencyKey);
+      let status: number;
+      let body: unknown;
+      if (err instanceof StripeApiError) {
+        status = err.status;
+        body = err.toBody(requestId);
+      } else {
+        if (!(err instanceof InjectedFault)) console.error("[local-stripe]", err);
+        status = 500;
+        body = { error: { message: "An unknown error occurred", type: "api_error" } };
       }
-      if (err instanceof StripeApiError) return respond(err.status, err.toBody(requestId));
-      console.error("[local-stripe]", err);
-      return respond(500, {
-        error: { message: "An unknown error occurred", type: "api_error" },
-      });
+      if (claimed && idempotencyKey && this.idempotency.get(idempotencyKey) === claimed) {
+        if (status >= 500) {
+          // "Stripe saves the status code and body of the first request made with a given
+          // idempotency key after endpoint execution begins. Retries with the same key return
+          // the saved response, including 500 errors." (docs.stripe.com/api/idempotent_requests)
+          // Keys are pruned after at least 24 hours (IDEMPOTENCY_TTL_MS).
+          claimed.state = "done";
+          claimed.status = status;
+          claimed.body = body;
+        } else {
+          // A 4xx here is a refused request (validation, unknown object): the stand-in saves
+          // nothing for it, so a corrected retry with the same key runs again.
+          this.idempotency.delete(idempotencyKey);
+        }
+      }
+      return respond(status, body, idempotencyKey ? { "idempotency-key": idempotencyKey } : {});
     }
   }
 }

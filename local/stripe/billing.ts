@@ -29,6 +29,8 @@ import {
   type StripeObject,
   type Subscription,
   type SubscriptionItem,
+  UI_MODES,
+  type UiMode,
 } from "./objects.ts";
 
 /** Where events go once created: the webhook dispatcher. */
@@ -48,7 +50,13 @@ export interface RequestRef {
 
 export const AUTOMATIC: RequestRef = { id: null, idempotency_key: null };
 
-export type AdvanceOutcome = "renew_paid" | "renew_failed" | "end_period";
+/**
+ * What Stripe does on its own when time passes: a renewal paid or failed (a failed one on a
+ * past_due subscription is the next dunning retry), the period ending (a subscription set to
+ * cancel, or a past_due one whose retries ran out with "cancel the subscription"), or
+ * `mark_unpaid`: retries ran out with the setting "mark the subscription as unpaid".
+ */
+export type AdvanceOutcome = "renew_paid" | "renew_failed" | "end_period" | "mark_unpaid";
 
 /** A simulation request that does not fit the subscription's state (control API answers 409). */
 export class SimulationConflict extends Error {}
@@ -101,10 +109,17 @@ export class Billing {
   private readonly sink: EventSink;
   private readonly sessionLines = new Map<string, CheckoutLineItem[]>();
   private readonly sessionSubscriptionData = new Map<string, { metadata: Metadata }>();
-  private readonly portalConfigurationId = newId("bpc");
+  /**
+   * The default portal configuration, which Stripe creates when the portal settings are first
+   * saved in the Dashboard; until then `billingPortal.sessions.create` without `configuration`
+   * is refused. Null until saved (control API, or `stripePortalSettingsSaved` seeds it).
+   */
+  portalConfiguration: string | null = null;
+  private readonly deletedCustomers = new Set<string>();
 
   constructor(config: LocalCloudConfig, sink: EventSink) {
     this.sink = sink;
+    if (config.stripePortalSettingsSaved) this.savePortalSettings(true);
     const created = nowSeconds();
     const product: Product = {
       id: newId("prod"),
@@ -122,6 +137,7 @@ export class Billing {
       shippable: null,
       statement_descriptor: null,
       tax_code: null,
+      tax_details: null,
       type: "service",
       unit_label: null,
       updated: created,
@@ -156,6 +172,36 @@ export class Billing {
     };
     this.objects.set(product.id, product);
     this.objects.set(this.proPrice.id, this.proPrice);
+  }
+
+  /**
+   * Another monthly plan on the account (a second product and its price), as an operator adds in
+   * the Dashboard: what a portal plan switch or a checkout outside the app can sell.
+   */
+  addPlan(nickname: string, unitAmount: number): Price {
+    const created = nowSeconds();
+    const product: Product = {
+      ...structuredClone(this.find("product", String(this.proPrice.product)) as Product),
+      id: newId("prod"),
+      created,
+      updated: created,
+      name: nickname,
+      description: null,
+    };
+    const price: Price = {
+      ...structuredClone(this.proPrice),
+      id: newId("price"),
+      created,
+      lookup_key: null,
+      nickname,
+      product: product.id,
+      unit_amount: unitAmount,
+      unit_amount_decimal: String(unitAmount),
+    };
+    product.default_price = price.id;
+    this.objects.set(product.id, product);
+    this.objects.set(price.id, price);
+    return price;
   }
 
   // ---- lookups -------------------------------------------------------------------------------
@@ -274,6 +320,55 @@ export class Billing {
     return customer;
   }
 
+  /** A deleted customer still retrieves, as Stripe's `{id, object, deleted: true}` stub. */
+  retrieveCustomer(id: string): Customer | { id: string; object: "customer"; deleted: true } {
+    if (this.deletedCustomers.has(id)) return { id, object: "customer", deleted: true };
+    return this.get("customer", id);
+  }
+
+  /** Deletes a customer: it leaves lists and search, and requests naming it get resource_missing. */
+  deleteCustomer(
+    id: string,
+    request: RequestRef,
+  ): { id: string; object: "customer"; deleted: true } {
+    const customer = this.get("customer", id);
+    for (const s of this.all("subscription")) {
+      // Stripe cancels a deleted customer's subscriptions immediately.
+      if (s.customer === id && s.status !== "canceled") this.cancelSubscription(s.id, {}, request);
+    }
+    this.objects.delete(id);
+    this.deletedCustomers.add(id);
+    this.sink.publish([this.event("customer.deleted", customer, request)], id);
+    return { id, object: "customer", deleted: true };
+  }
+
+  /**
+   * Customers matching a search query in Stripe's query language, newest first. Supports what
+   * an integration looks customers up by: `metadata['key']:'value'`, `email:'x'`, `name:'x'`,
+   * joined by ` AND `; anything else is refused as Stripe refuses a bad query.
+   */
+  searchCustomers(query: string): Customer[] {
+    const clauses = query.split(/\s+AND\s+/);
+    const tests = clauses.map((clause) => {
+      const m =
+        /^\s*(?:metadata\[['"]([^'"]+)['"]\]|(email|name|phone|description))\s*:\s*['"]([^'"]*)['"]\s*$/.exec(
+          clause,
+        );
+      if (!m) {
+        throw invalidRequest(`Invalid search query: '${query}'.`, { param: "query" });
+      }
+      const [, metaKey, field, value] = m;
+      return (c: Customer) =>
+        metaKey !== undefined ? c.metadata[metaKey] === value : c[field as "email"] === value;
+    });
+    return this.all("customer").filter((c) => tests.every((t) => t(c)));
+  }
+
+  /** The Dashboard's "Save" on Settings → Billing → Customer portal (or, false, a fresh account). */
+  savePortalSettings(saved: boolean): void {
+    this.portalConfiguration = saved ? (this.portalConfiguration ?? newId("bpc")) : null;
+  }
+
   updateCustomer(id: string, params: Params, request: RequestRef): Customer {
     const customer = this.get("customer", id);
     const before = snapshot(customer);
@@ -300,11 +395,45 @@ export class Billing {
         { param: "mode" },
       );
     }
-    const uiMode = optString(params, "ui_mode");
-    if (uiMode !== undefined && uiMode !== "hosted") {
-      throw invalidRequest(`The local Stripe stand-in only supports ui_mode=hosted.`, {
-        param: "ui_mode",
-      });
+    // API 2026-03-25.dahlia renamed the values (hosted → hosted_page, embedded → embedded_page,
+    // custom → elements) and removed the old ones: docs.stripe.com/changelog/dahlia/2026-03-25/
+    // updates-available-checkout-session-ui-modes. stripe@23 (2026-10-28) types these four.
+    const uiModeParam = optString(params, "ui_mode") ?? "hosted_page";
+    if (!(UI_MODES as readonly string[]).includes(uiModeParam)) {
+      throw invalidRequest(
+        `Invalid ui_mode: must be one of ${UI_MODES.slice(0, -1).join(", ")}, or ${UI_MODES.at(-1)}`,
+        { param: "ui_mode" },
+      );
+    }
+    const uiMode = uiModeParam as UiMode;
+    const hosted = uiMode === "hosted_page";
+    const returnUrl = optString(params, "return_url");
+    const redirectOnCompletion = optString(params, "redirect_on_completion");
+    if (hosted && returnUrl !== undefined) {
+      throw invalidRequest(
+        "`return_url` can only be used with ui_mode `embedded_page`, `elements` or `form`.",
+        {
+          param: "return_url",
+        },
+      );
+    }
+    if (!hosted) {
+      for (const name of ["success_url", "cancel_url"] as const) {
+        if (params[name] !== undefined) {
+          throw invalidRequest(`\`${name}\` cannot be used with ui_mode \`${uiMode}\`.`, {
+            param: name,
+          });
+        }
+      }
+      if (returnUrl === undefined && redirectOnCompletion !== "never") {
+        throw invalidRequest(
+          `\`return_url\` is required with ui_mode \`${uiMode}\` unless redirect_on_completion is \`never\`.`,
+          { param: "return_url" },
+        );
+      }
+      if (returnUrl !== undefined && !isUrl(returnUrl)) {
+        throw invalidRequest("Not a valid URL", { code: "url_invalid", param: "return_url" });
+      }
     }
     const customerId = optString(params, "customer");
     const customerEmail = optString(params, "customer_email");
@@ -350,12 +479,14 @@ export class Billing {
       return {
         id: newId("li"),
         object: "item",
+        adjustable_quantity: null,
         amount_discount: 0,
         amount_subtotal: amount,
         amount_tax: 0,
         amount_total: amount,
         currency: price.currency,
         description: this.productName(price),
+        metadata: {},
         price: structuredClone(price),
         quantity,
       };
@@ -369,15 +500,18 @@ export class Billing {
     const session: CheckoutSession = {
       id,
       object: "checkout.session",
+      adaptive_pricing: { enabled: false },
       after_expiration: null,
       allow_promotion_codes: optBool(params, "allow_promotion_codes") ?? null,
+      allowed_payment_method_types: null,
       amount_subtotal: total,
       amount_total: total,
       automatic_tax: { enabled: false, liability: null, provider: null, status: null },
       billing_address_collection: optString(params, "billing_address_collection") ?? null,
       cancel_url: cancelUrl ?? null,
       client_reference_id: optString(params, "client_reference_id") ?? null,
-      client_secret: null,
+      // Embedded and Elements sessions are driven from the browser with this secret.
+      client_secret: hosted ? null : `${id}_secret_${randomCode(24)}`,
       collected_information: null,
       consent: null,
       consent_collection: null,
@@ -437,8 +571,15 @@ export class Billing {
       subscription: null,
       success_url: successUrl ?? null,
       total_details: { amount_discount: 0, amount_shipping: 0, amount_tax: 0 },
-      ui_mode: "hosted",
-      url: `${this.baseUrl}/stripe/checkout/${id}`,
+      ...(hosted
+        ? {}
+        : {
+            redirect_on_completion: (redirectOnCompletion ?? "always") as "always",
+            ...(returnUrl !== undefined ? { return_url: returnUrl } : {}),
+          }),
+      ui_mode: uiMode,
+      // Only a hosted page has a URL; the stand-in's page still serves any session for tests.
+      url: hosted ? `${this.baseUrl}/stripe/checkout/${id}` : null,
       wallet_options: null,
     };
     this.objects.set(id, session);
@@ -616,6 +757,7 @@ export class Billing {
       created: start,
       current_period_end: addMonth(start),
       current_period_start: start,
+      current_trial: null,
       discounts: [],
       metadata: {},
       plan,
@@ -669,6 +811,7 @@ export class Billing {
           unit_amount_decimal: item.price.unit_amount_decimal,
         },
         quantity: item.quantity,
+        quantity_decimal: String(item.quantity),
         subscription: subscription.id,
         subtotal: amount,
         taxes: [],
@@ -801,9 +944,32 @@ export class Billing {
         );
       }
     }
-    if (params.items !== undefined) {
-      throw invalidRequest("The local Stripe stand-in does not support changing items.", {
-        param: "items",
+    const itemChanges = optArray(params, "items");
+    if (itemChanges !== undefined) {
+      // A plan switch (as the portal does it): `items[n][id]` names an item, `[price]` its new
+      // price; the period stays (no proration invoice in the stand-in).
+      itemChanges.forEach((raw, i) => {
+        const label = `items[${i}]`;
+        const change = asParams(raw, label);
+        const itemId = reqString(change, "id", `${label}[id]`);
+        const index = subscription.items.data.findIndex((it) => it.id === itemId);
+        const current = subscription.items.data[index];
+        if (!current) throw noSuchObject("subscription_item", itemId, `${label}[id]`, 400);
+        const priceId = optString(change, "price", `${label}[price]`);
+        if (priceId === undefined) return;
+        const price = this.get("price", priceId, `${label}[price]`, 400);
+        const replaced = this.newSubscriptionItem(
+          subscription.id,
+          price,
+          current.quantity,
+          current.current_period_start,
+        );
+        subscription.items.data[index] = {
+          ...replaced,
+          id: current.id,
+          created: current.created,
+          current_period_end: current.current_period_end,
+        };
       });
     }
     const now = nowSeconds();
@@ -897,7 +1063,16 @@ export class Billing {
       ? this.find("invoice", subscription.latest_invoice)
       : undefined;
 
-    if (outcome === "end_period") {
+    if (outcome === "mark_unpaid") {
+      if (subscription.status !== "past_due" || latest?.status !== "open") {
+        throw new SimulationConflict(`subscription ${id} is not past_due with an open invoice`);
+      }
+      // The last retry fails; the invoice stays open, Stripe stops retrying it.
+      latest.attempt_count += 1;
+      latest.next_payment_attempt = null;
+      subscription.status = "unpaid";
+      events.push(this.event("invoice.payment_failed", latest, AUTOMATIC), updated());
+    } else if (outcome === "end_period") {
       if (!subscription.cancel_at_period_end && subscription.cancel_at === null) {
         if (subscription.status !== "past_due") {
           throw new SimulationConflict(
@@ -978,6 +1153,13 @@ export class Billing {
   createPortalSession(params: Params): PortalSession {
     const customerId = reqString(params, "customer");
     this.get("customer", customerId, "customer", 400);
+    const configuration = optString(params, "configuration") ?? this.portalConfiguration;
+    if (configuration === null) {
+      // Stripe's answer in a mode whose portal settings were never saved (no `code`).
+      throw invalidRequest(
+        "No configuration provided and your test mode default configuration has not been created. Provide a configuration or create your default by saving your customer portal settings in test mode at https://dashboard.stripe.com/test/settings/billing/portal.",
+      );
+    }
     const returnUrl = optString(params, "return_url");
     if (returnUrl !== undefined && !isUrl(returnUrl)) {
       throw invalidRequest("Not a valid URL", { code: "url_invalid", param: "return_url" });
@@ -986,7 +1168,7 @@ export class Billing {
     const session: PortalSession = {
       id,
       object: "billing_portal.session",
-      configuration: optString(params, "configuration") ?? this.portalConfigurationId,
+      configuration,
       created: nowSeconds(),
       customer: customerId,
       customer_account: null,

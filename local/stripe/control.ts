@@ -1,9 +1,15 @@
 import { Hono } from "hono";
+import type { ApiFault } from "./api.ts";
 import { type AdvanceOutcome, type Billing, SimulationConflict } from "./billing.ts";
 import { StripeApiError } from "./errors.ts";
 import type { DeliveryMode, WebhookDispatcher } from "./webhooks.ts";
 
-const OUTCOMES: readonly AdvanceOutcome[] = ["renew_paid", "renew_failed", "end_period"];
+const OUTCOMES: readonly AdvanceOutcome[] = [
+  "renew_paid",
+  "renew_failed",
+  "end_period",
+  "mark_unpaid",
+];
 const MODES: readonly DeliveryMode[] = ["normal", "duplicate", "reverse"];
 
 async function readJson(req: Request): Promise<Record<string, unknown>> {
@@ -15,21 +21,23 @@ async function readJson(req: Request): Promise<Record<string, unknown>> {
     : {};
 }
 
-/** `error`: every `/v1` request answers 500 `api_error`, as when Stripe fails on its side. */
-export interface ApiFault {
-  mode: "none" | "error";
-}
-
 /**
  * `/_control/stripe`: time travel for subscriptions, webhook delivery modes and inspection.
- *   POST /fault {mode}                       none | error (the /v1 API answers 500)
- *   POST /advance {subscription, outcome}    renew_paid | renew_failed | end_period
+ *   POST /fault {mode, count?, method?, path?, when?}
+ *                                            none | error: /v1 requests (of `method` on `path`,
+ *                                            the next `count` ones) answer 500 api_error, saved
+ *                                            under their idempotency key and replayed for 24 h;
+ *                                            when "after", the request took effect first
+ *   POST /prices {nickname, unit_amount}     another recurring price (a second plan)
+ *   GET|POST /portal-configuration {saved}   whether the portal settings were saved (Dashboard)
+ *   POST /advance {subscription, outcome}    renew_paid | renew_failed | end_period | mark_unpaid
  *   POST /delivery {mode, customer?}         normal | duplicate | reverse (customer-scoped)
  *   GET  /events?customer=&type=             events with their delivery attempts
  *   POST /send {type, object}                build, sign and deliver an arbitrary event
  *   POST /resend {event}                     deliver an event again
  *   POST /flush {timeout_ms?}                wait for pending deliveries and retries
- *   GET|POST /webhook-endpoint {url, enabled_events?}   where events go
+ *   GET|POST /webhook-endpoint {url, enabled_events?, api_version?}   where events go, and the
+ *                                            API version their objects are rendered in
  */
 export function createStripeControl(
   billing: Billing,
@@ -40,11 +48,46 @@ export function createStripeControl(
 
   control.post("/fault", async (c) => {
     const body = await readJson(c.req.raw);
-    if (body.mode !== "none" && body.mode !== "error") {
-      return c.json({ error: 'expected {mode: "none"|"error"}' }, 400);
+    const { count, method, path, when } = body;
+    if (
+      (body.mode !== "none" && body.mode !== "error") ||
+      (count !== undefined && (!Number.isInteger(count) || (count as number) < 1)) ||
+      (method !== undefined && !["GET", "POST", "DELETE"].includes(method as string)) ||
+      (path !== undefined && (typeof path !== "string" || !path.startsWith("/v1/"))) ||
+      (when !== undefined && when !== "before" && when !== "after")
+    ) {
+      return c.json(
+        {
+          error:
+            'expected {mode: "none"|"error", count?: int >= 1, method?, path?: "/v1/...", when?: "before"|"after"}',
+        },
+        400,
+      );
     }
+    const on = body.mode === "error";
     apiFault.mode = body.mode;
-    return c.json({ mode: apiFault.mode });
+    apiFault.remaining = on ? (count as number | undefined) : undefined;
+    apiFault.method = on ? (method as string | undefined) : undefined;
+    apiFault.path = on ? (path as string | undefined) : undefined;
+    apiFault.when = on ? (when as "before" | "after" | undefined) : undefined;
+    return c.json({ mode: apiFault.mode, count: apiFault.remaining ?? null });
+  });
+
+  control.post("/prices", async (c) => {
+    const body = await readJson(c.req.raw);
+    if (typeof body.nickname !== "string" || !Number.isInteger(body.unit_amount)) {
+      return c.json({ error: "expected {nickname: string, unit_amount: int}" }, 400);
+    }
+    return c.json(billing.addPlan(body.nickname, body.unit_amount as number));
+  });
+
+  const portalSettings = () => ({ saved: billing.portalConfiguration !== null });
+  control.get("/portal-configuration", (c) => c.json(portalSettings()));
+  control.post("/portal-configuration", async (c) => {
+    const body = await readJson(c.req.raw);
+    if (typeof body.saved !== "boolean") return c.json({ error: "expected {saved: boolean}" }, 400);
+    billing.savePortalSettings(body.saved);
+    return c.json(portalSettings());
   });
 
   control.post("/advance", async (c) => {
@@ -113,26 +156,37 @@ export function createStripeControl(
     return c.json({ flushed }, flushed ? 200 : 504);
   });
 
-  control.get("/webhook-endpoint", (c) =>
-    c.json({
-      url: webhooks.endpoint.url ?? null,
-      enabled_events: webhooks.endpoint.enabledEvents,
-    }),
-  );
+  const endpointJson = () => ({
+    url: webhooks.endpoint.url ?? null,
+    enabled_events: webhooks.endpoint.enabledEvents,
+    api_version: webhooks.endpoint.apiVersion ?? null,
+  });
+  control.get("/webhook-endpoint", (c) => c.json(endpointJson()));
 
   control.post("/webhook-endpoint", async (c) => {
     const body = await readJson(c.req.raw);
-    if (body.url !== null && (typeof body.url !== "string" || !URL.canParse(body.url))) {
-      return c.json({ error: "expected {url: string|null, enabled_events?: string[]}" }, 400);
+    const version = body.api_version;
+    if (
+      (body.url !== null && (typeof body.url !== "string" || !URL.canParse(body.url))) ||
+      (version !== undefined &&
+        version !== null &&
+        (typeof version !== "string" || !/^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$/.test(version)))
+    ) {
+      return c.json(
+        {
+          error:
+            "expected {url: string|null, enabled_events?: string[], api_version?: string|null}",
+        },
+        400,
+      );
     }
     webhooks.endpoint.url = body.url ?? undefined;
     if (Array.isArray(body.enabled_events)) {
       webhooks.endpoint.enabledEvents = body.enabled_events.map(String);
     }
-    return c.json({
-      url: webhooks.endpoint.url ?? null,
-      enabled_events: webhooks.endpoint.enabledEvents,
-    });
+    if (version !== undefined)
+      webhooks.endpoint.apiVersion = (version as string | null) ?? undefined;
+    return c.json(endpointJson());
   });
 
   return control;

@@ -30,6 +30,7 @@ export interface Product {
   shippable: null;
   statement_descriptor: null;
   tax_code: null;
+  tax_details: null;
   type: "service";
   unit_label: null;
   updated: number;
@@ -97,28 +98,36 @@ export interface Customer {
 export interface CheckoutLineItem {
   id: string;
   object: "item";
+  adjustable_quantity: null;
   amount_discount: number;
   amount_subtotal: number;
   amount_tax: number;
   amount_total: number;
   currency: string;
   description: string;
+  metadata: Metadata | null;
   price: Price;
   quantity: number;
 }
 
+/** `ui_mode` values of API 2026-03-25.dahlia and later (`hosted`, `embedded`, `custom` removed). */
+export const UI_MODES = ["elements", "embedded_page", "form", "hosted_page"] as const;
+export type UiMode = (typeof UI_MODES)[number];
+
 export interface CheckoutSession {
   id: string;
   object: "checkout.session";
+  adaptive_pricing: { enabled: boolean } | null;
   after_expiration: null;
   allow_promotion_codes: boolean | null;
+  allowed_payment_method_types: string[] | null;
   amount_subtotal: number;
   amount_total: number;
   automatic_tax: { enabled: boolean; liability: null; provider: null; status: null };
   billing_address_collection: string | null;
   cancel_url: string | null;
   client_reference_id: string | null;
-  client_secret: null;
+  client_secret: string | null;
   collected_information: null;
   consent: null;
   consent_collection: null;
@@ -176,7 +185,9 @@ export interface CheckoutSession {
   subscription: string | null;
   success_url: string | null;
   total_details: { amount_discount: number; amount_shipping: number; amount_tax: number };
-  ui_mode: "hosted";
+  redirect_on_completion?: "always" | "if_required" | "never";
+  return_url?: string;
+  ui_mode: UiMode;
   url: string | null;
   wallet_options: null;
 }
@@ -210,6 +221,7 @@ export interface SubscriptionItem {
   created: number;
   current_period_end: number;
   current_period_start: number;
+  current_trial: null;
   discounts: unknown[];
   metadata: Metadata;
   plan: Plan;
@@ -314,6 +326,8 @@ export interface InvoiceLineItem {
     unit_amount_decimal: string;
   };
   quantity: number;
+  /** A decimal string (stripe-node types it `Decimal`; on the wire it is a string). */
+  quantity_decimal: string | null;
   subscription: string;
   subtotal: number;
   taxes: unknown[];

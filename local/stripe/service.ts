@@ -1,8 +1,8 @@
 import { Hono } from "hono";
 import type { LocalCloudConfig, LocalService } from "../types.ts";
-import { StripeApi } from "./api.ts";
+import { type ApiFault, StripeApi } from "./api.ts";
 import { Billing } from "./billing.ts";
-import { type ApiFault, createStripeControl } from "./control.ts";
+import { createStripeControl } from "./control.ts";
 import { mountPages } from "./pages.ts";
 import { WebhookDispatcher } from "./webhooks.ts";
 
@@ -17,20 +17,11 @@ export async function createStripeService(config: LocalCloudConfig): Promise<Loc
     timeScale: config.qstashTimeScale,
   });
   const billing = new Billing(config, webhooks);
-  const api = new StripeApi(billing, config.stripeSecretKey);
-
   const apiFault: ApiFault = { mode: "none" };
+  const api = new StripeApi(billing, config.stripeSecretKey, apiFault);
+
   const app = new Hono();
-  app.all("/v1/*", (c) => {
-    if (apiFault.mode === "error") {
-      // What Stripe answers when it fails on its side; stripe-node retries it, then throws.
-      return c.json(
-        { error: { type: "api_error", message: "local stripe: API fault switched on" } },
-        500,
-      );
-    }
-    return api.handle(c.req.raw);
-  });
+  app.all("/v1/*", (c) => api.handle(c.req.raw));
   mountPages(app, billing);
 
   return {

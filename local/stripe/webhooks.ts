@@ -27,6 +27,48 @@ export interface WebhookEndpoint {
   url: string | undefined;
   /** Event types the endpoint listens to; `*` means all, like Stripe's `enabled_events`. */
   enabledEvents: string[];
+  /**
+   * The endpoint's API version: Stripe renders each event's object in it, not in the version of
+   * the request that caused it. Undefined: the account's (the stand-in's) version.
+   */
+  apiVersion: string | undefined;
+}
+
+/** API 2025-03-31.basil moved invoice → subscription links and billing periods. */
+const BASIL = "2025-03-31";
+
+/**
+ * An event as an endpoint pinned to `version` receives it. Before basil an invoice names its
+ * subscription at the top level (no `parent`), and a subscription carries
+ * `current_period_start/end` itself (docs.stripe.com/changelog/basil/2025-03-31/
+ * adds-parent-field-to-invoices and .../deprecate-subscription-current-period-start-and-end).
+ */
+export function renderEventForVersion(
+  event: StripeEvent,
+  version: string | undefined,
+): StripeEvent {
+  if (!version || version >= BASIL) return event;
+  const copy = structuredClone(event);
+  copy.api_version = version;
+  const o = copy.data.object as Record<string, unknown>;
+  if (o.object === "invoice") {
+    const parent = o.parent as { subscription_details?: Record<string, unknown> } | null;
+    const details = parent?.subscription_details ?? null;
+    o.subscription = details?.subscription ?? null;
+    o.subscription_details = details ? { metadata: details.metadata ?? null } : null;
+    delete o.parent;
+  } else if (o.object === "subscription") {
+    const items = ((o.items as { data?: Record<string, unknown>[] } | undefined)?.data ?? []).map(
+      (item) => {
+        const { current_period_start, current_period_end, ...rest } = item;
+        o.current_period_start ??= current_period_start;
+        o.current_period_end ??= current_period_end;
+        return rest;
+      },
+    );
+    (o.items as { data: unknown[] }).data = items;
+  }
+  return copy;
 }
 
 /** Delays before retries 2, 3 and 4, in seconds before `timeScale` (Stripe's test mode retries a few times). */
@@ -56,7 +98,7 @@ export class WebhookDispatcher implements EventSink {
   private readonly abort = new AbortController();
 
   constructor(options: { url: string | undefined; secret: string; timeScale: number }) {
-    this.endpoint = { url: options.url, enabledEvents: ["*"] };
+    this.endpoint = { url: options.url, enabledEvents: ["*"], apiVersion: undefined };
     this.secret = options.secret;
     this.timeScale = options.timeScale;
   }
@@ -208,7 +250,11 @@ export class WebhookDispatcher implements EventSink {
     if (!url) {
       error = "no webhook endpoint configured";
     } else {
-      const payload = JSON.stringify(r.event, null, 2);
+      const payload = JSON.stringify(
+        renderEventForVersion(r.event, this.endpoint.apiVersion),
+        null,
+        2,
+      );
       try {
         const res = await fetch(url, {
           method: "POST",

@@ -9,7 +9,10 @@ export interface BillingSubscription {
   id: string;
   customerId: string;
   status: string;
+  /** The first item's price. */
   priceId: string | null;
+  /** Every item's price (a subscription can sell several). */
+  priceIds: string[];
   currentPeriodEnd: Date | null;
   cancelAtPeriodEnd: boolean;
   /** `metadata.user_id`, set by our Checkout Session. */
@@ -40,7 +43,22 @@ export interface CheckoutInput {
 /** The Stripe operations the app uses. Only this module imports `stripe`. */
 export interface Billing {
   createCustomer(input: { userId: string; idempotencyKey: string }): Promise<{ id: string }>;
-  createCheckoutSession(input: CheckoutInput): Promise<{ id: string; url: string }>;
+  /**
+   * The oldest customer whose `metadata.user_id` is the user's (Stripe's Search API, whose index
+   * lags writes by up to about a minute), or null.
+   */
+  findCustomerByUserId(userId: string): Promise<string | null>;
+  /** Deletes a customer; one already gone is fine. */
+  deleteCustomer(id: string): Promise<void>;
+  /**
+   * `replayed`: Stripe answered a saved response for the idempotency key (the session as it was
+   * then; it may have been paid or expired since).
+   */
+  createCheckoutSession(
+    input: CheckoutInput,
+  ): Promise<{ id: string; url: string; replayed: boolean }>;
+  /** `open`, `complete` or `expired`. */
+  checkoutSessionStatus(id: string): Promise<string>;
   /** Ids of the customer's Checkout Sessions that can still be paid. */
   listOpenCheckoutSessions(customerId: string): Promise<string[]>;
   /** Expires an open Checkout Session; one already paid or expired is left as it is. */
@@ -59,6 +77,14 @@ export interface Billing {
 
 export class WebhookSignatureError extends Error {
   override name = "WebhookSignatureError";
+}
+
+/**
+ * Stripe refuses portal sessions until the portal settings were saved once in the Dashboard
+ * (Settings → Billing → Customer portal) for the mode the key belongs to.
+ */
+export class PortalNotConfiguredError extends Error {
+  override name = "PortalNotConfiguredError";
 }
 
 /**
@@ -106,23 +132,62 @@ export function createBilling(config: BillingConfig): Billing {
         return { id: customer.id };
       }),
 
+    findCustomerByUserId: (userId) =>
+      vendorCall(async () => {
+        // Search values are quoted; a user id is a UUID, so it cannot break out of the quotes.
+        const result = await stripe().customers.search({
+          query: `metadata['user_id']:'${userId.replace(/['\\]/g, "")}'`,
+          limit: 10,
+        });
+        const oldest = [...result.data].sort((a, b) => a.created - b.created)[0];
+        return oldest?.id ?? null;
+      }),
+
+    deleteCustomer: (id) =>
+      vendorCall(async () => {
+        try {
+          await stripe().customers.del(id);
+        } catch (err) {
+          if (err instanceof Stripe.errors.StripeInvalidRequestError && err.statusCode === 404) {
+            return;
+          }
+          throw err;
+        }
+      }),
+
+    checkoutSessionStatus: (id) =>
+      vendorCall(async () => String((await stripe().checkout.sessions.retrieve(id)).status)),
+
     createCheckoutSession: (input) =>
       vendorCall(async () => {
-        const session = await stripe().checkout.sessions.create(
-          {
-            mode: "subscription",
-            customer: input.customerId,
-            line_items: [{ price: input.priceId, quantity: 1 }],
-            client_reference_id: input.userId,
-            metadata: { user_id: input.userId },
-            subscription_data: { metadata: { user_id: input.userId } },
-            success_url: input.successUrl,
-            cancel_url: input.cancelUrl,
-          },
-          { idempotencyKey: input.idempotencyKey },
-        );
+        const create = (idempotencyKey: string) =>
+          stripe().checkout.sessions.create(
+            {
+              mode: "subscription",
+              customer: input.customerId,
+              line_items: [{ price: input.priceId, quantity: 1 }],
+              client_reference_id: input.userId,
+              metadata: { user_id: input.userId },
+              subscription_data: { metadata: { user_id: input.userId } },
+              success_url: input.successUrl,
+              cancel_url: input.cancelUrl,
+            },
+            { idempotencyKey },
+          );
+        let session: Stripe.Response<Stripe.Checkout.Session>;
+        try {
+          session = await create(input.idempotencyKey);
+        } catch (err) {
+          // A replayed 500: the key is burnt for 24 h, and the click that earned that 500 is
+          // over. One retry under a key derived from the failed request (so parallel clicks
+          // still converge); a session the failed request did create stays open only until
+          // the caller expires the customer's other open sessions.
+          const original = replayedFailure(err);
+          if (!original) throw err;
+          session = await create(`${input.idempotencyKey}:after-failure:${original}`);
+        }
         if (!session.url) throw new Error(`Checkout Session ${session.id} has no url`);
-        return { id: session.id, url: session.url };
+        return { id: session.id, url: session.url, replayed: isReplayed(session.lastResponse) };
       }),
 
     retrieveSubscription: (id) =>
@@ -173,11 +238,25 @@ export function createBilling(config: BillingConfig): Billing {
 
     createPortalSession: ({ customerId, returnUrl }) =>
       vendorCall(async () => {
-        const session = await stripe().billingPortal.sessions.create({
-          customer: customerId,
-          return_url: returnUrl,
-        });
-        return { url: session.url };
+        try {
+          const session = await stripe().billingPortal.sessions.create({
+            customer: customerId,
+            return_url: returnUrl,
+          });
+          return { url: session.url };
+        } catch (err) {
+          // "No configuration provided and your test mode default configuration has not been
+          // created. Provide a configuration or create your default by saving your customer
+          // portal settings…": an invalid request without a code, naming the configuration.
+          if (
+            err instanceof Stripe.errors.StripeInvalidRequestError &&
+            err.code === undefined &&
+            /configuration/i.test(err.message)
+          ) {
+            throw new PortalNotConfiguredError(err.message, { cause: err });
+          }
+          throw err;
+        }
       }),
 
     async verifyWebhook(rawBody, signature, now) {
@@ -211,6 +290,29 @@ export function createBilling(config: BillingConfig): Billing {
       return toBillingEvent(event);
     },
   };
+}
+
+/** A header of a stripe-node response or error (a Headers object or a plain record). */
+function headerOf(owner: unknown, name: string): string | null {
+  const headers = (owner as { headers?: unknown } | undefined)?.headers;
+  if (!headers || typeof headers !== "object") return null;
+  const value =
+    typeof (headers as Headers).get === "function"
+      ? (headers as Headers).get(name)
+      : (headers as Record<string, unknown>)[name];
+  return typeof value === "string" ? value : null;
+}
+
+/** Stripe's `Idempotent-Replayed: true`: the saved answer to an earlier request with the key. */
+function isReplayed(response: unknown): boolean {
+  return headerOf(response, "idempotent-replayed") === "true";
+}
+
+/** The id of the original request when `err` is Stripe replaying a saved 5xx, else null. */
+function replayedFailure(err: unknown): string | null {
+  if (!(err instanceof Stripe.errors.StripeError) || (err.statusCode ?? 0) < 500) return null;
+  if (!isReplayed(err)) return null;
+  return headerOf(err, "original-request") ?? "unknown";
 }
 
 function hostOptions(apiBase: string) {
@@ -270,6 +372,7 @@ export function toSubscription(sub: Stripe.Subscription | Loose): BillingSubscri
     customerId: ref(s.customer) ?? "",
     status: String(s.status),
     priceId: ref(first.price),
+    priceIds: items.map((i) => ref(i.price)).filter((p): p is string => p !== null),
     currentPeriodEnd: periodEnd === null ? null : new Date(periodEnd * 1000),
     cancelAtPeriodEnd: s.cancel_at_period_end === true,
     userId: str(obj(s.metadata).user_id),

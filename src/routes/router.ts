@@ -68,6 +68,8 @@ const EXAMPLE_MESSAGE: Record<ErrorCode, string> = {
   daily_limit_reached: "You have used all 5 prompts for today; the limit resets at 00:00 UTC.",
   internal_error: "Something went wrong on our side.",
   dependency_unavailable: "The database is unavailable; try again shortly.",
+  billing_portal_unavailable:
+    "The billing portal is not set up yet: an operator must save the customer portal settings in the Stripe Dashboard (Settings → Billing → Customer portal). Try again later.",
 };
 
 const header = (description: string, required: boolean) => ({

@@ -43,6 +43,11 @@ const SubscriptionFields = {
       "Stripe status of the current subscription (active, trialing, past_due, canceled, ...); null if none",
     example: "active",
   }),
+  price_id: z.string().nullable().openapi({
+    description:
+      "Stripe price the current subscription bills; only the configured Pro price grants Pro (another price, e.g. after a plan switch in the portal, is Basic). Null if none",
+    example: "price_1QbProMonthly",
+  }),
   current_period_end: z.iso.datetime().nullable().openapi({ example: "2025-02-15T09:30:00Z" }),
   cancel_at_period_end: z.boolean(),
 };
@@ -135,12 +140,21 @@ const subscriptionPortal = createRoute({
   path: "/subscription/portal",
   tags: ["Subscriptions"],
   summary: "Open a Stripe billing portal session",
+  description:
+    "Needs a billing account (the Stripe customer the first POST /subscribe/pro creates), not an active " +
+    "subscription: a user whose subscription ended can still see invoices and payment methods. 409 " +
+    "no_subscription before any checkout (or when Stripe no longer knows the customer); 503 " +
+    "billing_portal_unavailable until an operator saves the customer portal settings in the Stripe Dashboard.",
   security: bearerSecurity,
   middleware: [requireAuth] as const,
   request: { body: optionalJson(PortalRequestSchema) },
   responses: {
     200: jsonContent(PortalSchema, "Open url to manage billing"),
-    ...errorResponses(400, 401, [404, "user_not_found"], [409, "no_subscription"], 413, 415, 503),
+    ...errorResponses(400, 401, [404, "user_not_found"], [409, "no_subscription"], 413, 415, [
+      503,
+      "dependency_unavailable",
+      "billing_portal_unavailable",
+    ]),
   },
 });
 
@@ -148,6 +162,7 @@ function subscriptionJson(s: SubscriptionSummary) {
   return {
     tier: s.tier,
     status: s.status,
+    price_id: s.priceId,
     current_period_end: s.currentPeriodEnd?.toISOString() ?? null,
     cancel_at_period_end: s.cancelAtPeriodEnd,
   };
@@ -159,7 +174,7 @@ export const subscriptionRoutes = createRouter()
     const { db, billing, clock } = c.get("services");
     const body = c.req.valid("json") ?? {};
     const result = await startProCheckout(
-      { db, billing, clock },
+      { db, billing, clock, proPriceId: env.STRIPE_PRO_PRICE_ID },
       {
         appUrl: env.APP_URL,
         allowedRedirectOrigins: env.ALLOWED_REDIRECT_ORIGINS,
@@ -173,7 +188,10 @@ export const subscriptionRoutes = createRouter()
     const services = c.get("services");
     const userId = c.get("userId");
     // The tier decides the daily limit, so the usage read waits for it (no stale cached tier).
-    const summary = await getSubscriptionSummary(services, userId);
+    const summary = await getSubscriptionSummary(
+      { db: services.db, proPriceId: c.get("env").STRIPE_PRO_PRICE_ID },
+      userId,
+    );
     const usage = await readDailyUsage(
       { redis: services.redis, clock: services.clock, env: c.get("env") },
       userId,
@@ -193,7 +211,8 @@ export const subscriptionRoutes = createRouter()
   })
   .openapi(subscriptionCancel, async (c) => {
     const { db, billing, clock } = c.get("services");
-    const summary = await cancelSubscription({ db, billing, clock }, c.get("userId"));
+    const proPriceId = c.get("env").STRIPE_PRO_PRICE_ID;
+    const summary = await cancelSubscription({ db, billing, clock, proPriceId }, c.get("userId"));
     return c.json(subscriptionJson(summary), 200);
   })
   .openapi(subscriptionPortal, async (c) => {
@@ -208,7 +227,7 @@ export const subscriptionRoutes = createRouter()
         )
       : env.APP_URL;
     const portal = await openBillingPortal(
-      { db, billing, clock },
+      { db, billing, clock, proPriceId: env.STRIPE_PRO_PRICE_ID },
       { userId: c.get("userId"), returnUrl },
     );
     return c.json({ url: portal.url }, 200);

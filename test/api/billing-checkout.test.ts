@@ -69,6 +69,11 @@ describe("POST /subscribe/pro", () => {
     );
     expect(new Set(sessions.map((s) => s.id)).size).toBe(5);
     expect(new Set(sessions.map((s) => s.customer)).size).toBe(1);
+    // Creates that lost the race deleted their customer: Stripe holds one for the user.
+    const found = await stripe.customers.search({
+      query: `metadata['user_id']:'${session.user.id}'`,
+    });
+    expect(found.data.map((c) => c.id)).toEqual([sessions[0]!.customer]);
     const later = await subscribe(session, { cancel_url: "http://localhost:3000/other" });
     const laterSession = await stripe.checkout.sessions.retrieve(later.body.session_id);
     expect(laterSession.customer).toBe(sessions[0]!.customer);
@@ -90,6 +95,38 @@ describe("POST /subscribe/pro", () => {
     await flushWebhooks();
     await waitForTier(session, "pro");
     expect(await storedSubscriptions(session.user.id)).toHaveLength(1);
+  });
+
+  it("gives a fresh session to a user resubscribing right after the subscription ended", async () => {
+    const user = await paidUser();
+    // Ended at once (an immediate cancel in the portal), within the checkout key's 60 s window.
+    await stripe.subscriptions.cancel(user.subscriptionId);
+    await flushWebhooks();
+    await waitForTier(user.session, "basic");
+
+    const res = await subscribe(user.session);
+    expect(res.status, res.text).toBe(200);
+    expect(res.body.session_id).not.toBe(user.checkoutSessionId);
+    const fresh = await stripe.checkout.sessions.retrieve(res.body.session_id);
+    expect(fresh.status).toBe("open");
+    await pay(res.body.checkout_url);
+    await flushWebhooks();
+    await waitForTier(user.session, "pro");
+  });
+
+  it("gives a fresh session when the one the key answers was expired by another tab", async () => {
+    const session = await createSession();
+    const a = await subscribe(session, { success_url: "http://localhost:3000/a" });
+    const b = await subscribe(session, { success_url: "http://localhost:3000/b" });
+    expect((await stripe.checkout.sessions.retrieve(a.body.session_id)).status).toBe("expired");
+    const again = await subscribe(session, { success_url: "http://localhost:3000/a" });
+    expect(again.status, again.text).toBe(200);
+    expect(again.body.session_id).not.toBe(a.body.session_id);
+    expect((await stripe.checkout.sessions.retrieve(again.body.session_id)).status).toBe("open");
+    expect((await stripe.checkout.sessions.retrieve(b.body.session_id)).status).toBe("expired");
+    // A double click on it still gets that same session back.
+    const twice = await subscribe(session, { success_url: "http://localhost:3000/a" });
+    expect(twice.body.session_id).toBe(again.body.session_id);
   });
 
   it("refuses a second checkout while an unpaid subscription still exists", async () => {

@@ -26,6 +26,7 @@ describe("GET /subscription/status", () => {
     expect(s).toEqual({
       tier: "basic",
       status: null,
+      price_id: null,
       current_period_end: null,
       cancel_at_period_end: false,
       usage: { used_today: 0, daily_limit: BASIC_LIMIT, resets_at: expect.any(String) },

@@ -32,6 +32,8 @@ const read = (id: string, status: string, version: number): SubscriptionState =>
   version,
 });
 
+const PRO_PRICE = "price_local_pro_monthly";
+
 const STATUSES = ["incomplete", "active", "past_due", "unpaid", "canceled"];
 
 describe("applySubscriptionState", () => {
@@ -52,6 +54,7 @@ describe("applySubscriptionState", () => {
           await applySubscriptionState(db, {
             userId,
             state: read(subId, status, version),
+            proPriceId: PRO_PRICE,
             event: { id: `evt_${newId()}`, type: "customer.subscription.updated" },
           });
         }
@@ -74,11 +77,13 @@ describe("applySubscriptionState", () => {
     const first = await applySubscriptionState(db, {
       userId,
       state: read(subId, "active", 1),
+      proPriceId: PRO_PRICE,
       event,
     });
     const second = await applySubscriptionState(db, {
       userId,
       state: read(subId, "unpaid", 2),
+      proPriceId: PRO_PRICE,
       event,
     });
     expect(first).toEqual({ applied: true, tier: "pro" });
@@ -93,7 +98,12 @@ describe("applySubscriptionState", () => {
     const event = { id: `evt_${newId()}`, type: "customer.subscription.created" };
     const results = await Promise.all(
       Array.from({ length: 10 }, (_, i) =>
-        applySubscriptionState(db, { userId, state: read(subId, "active", 10 + i), event }),
+        applySubscriptionState(db, {
+          userId,
+          state: read(subId, "active", 10 + i),
+          event,
+          proPriceId: PRO_PRICE,
+        }),
       ),
     );
     expect(results.filter((r) => r.applied)).toHaveLength(1);
@@ -104,11 +114,27 @@ describe("applySubscriptionState", () => {
   it("derives the tier from all of the user's subscriptions", async () => {
     const userId = await newUser();
     const [s1, s2] = [`sub_${newId()}`, `sub_${newId()}`];
-    await applySubscriptionState(db, { userId, state: read(s1, "active", 1) });
-    await applySubscriptionState(db, { userId, state: read(s2, "active", 1) });
-    const one = await applySubscriptionState(db, { userId, state: read(s1, "canceled", 2) });
+    await applySubscriptionState(db, {
+      userId,
+      state: read(s1, "active", 1),
+      proPriceId: PRO_PRICE,
+    });
+    await applySubscriptionState(db, {
+      userId,
+      state: read(s2, "active", 1),
+      proPriceId: PRO_PRICE,
+    });
+    const one = await applySubscriptionState(db, {
+      userId,
+      state: read(s1, "canceled", 2),
+      proPriceId: PRO_PRICE,
+    });
     expect(one.tier).toBe("pro");
-    const both = await applySubscriptionState(db, { userId, state: read(s2, "canceled", 2) });
+    const both = await applySubscriptionState(db, {
+      userId,
+      state: read(s2, "canceled", 2),
+      proPriceId: PRO_PRICE,
+    });
     expect(both.tier).toBe("basic");
   });
 });

@@ -79,6 +79,7 @@ export async function status(session: TestSession) {
   return res.body as {
     tier: "basic" | "pro";
     status: string | null;
+    price_id: string | null;
     current_period_end: string | null;
     cancel_at_period_end: boolean;
     usage: { used_today: number; daily_limit: number; resets_at: string };

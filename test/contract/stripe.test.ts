@@ -5,8 +5,34 @@ import { Hono } from "hono";
 import Stripe from "stripe";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalCloud, startLocalCloud } from "../../local/cloud.ts";
+import type * as Local from "../../local/stripe/objects.ts";
 import { createStripeService } from "../../local/stripe/service.ts";
 import { TEST_KEYS, testCloudConfig } from "../../local/test-config.ts";
+
+/** Keys a stripe-node type declares required (present, possibly null). */
+type RequiredKeys<T> = {
+  [K in keyof T]-?: Record<string, never> extends Pick<T, K> ? never : K;
+}[keyof T];
+/** `true` when the stand-in's object has every required field of the SDK's type, else the names. */
+type Covers<Sdk, Stand> = [Exclude<RequiredKeys<Sdk>, keyof Stand>] extends [never]
+  ? true
+  : Exclude<RequiredKeys<Sdk>, keyof Stand>;
+// Compile-time (npm run typecheck): a field stripe@23 declares and the stand-in omits names itself
+// here, e.g. `"adaptive_pricing"` is not assignable to `true`.
+const STAND_IN_SHAPES_COVER_SDK: [
+  Covers<Stripe.Checkout.Session, Local.CheckoutSession>,
+  Covers<Stripe.LineItem, Local.CheckoutLineItem>,
+  Covers<Stripe.Customer, Local.Customer>,
+  Covers<Stripe.Subscription, Local.Subscription>,
+  Covers<Stripe.SubscriptionItem, Local.SubscriptionItem>,
+  Covers<Stripe.Invoice, Local.Invoice>,
+  Covers<Stripe.InvoiceLineItem, Local.InvoiceLineItem>,
+  Covers<Stripe.Price, Local.Price>,
+  Covers<Stripe.Plan, Local.Plan>,
+  Covers<Stripe.Product, Local.Product>,
+  Covers<Stripe.BillingPortal.Session, Local.PortalSession>,
+  Covers<Stripe.Event, Local.StripeEvent>,
+] = [true, true, true, true, true, true, true, true, true, true, true, true];
 
 /** One webhook request the test's receiver saw. */
 interface Delivery {
@@ -443,6 +469,69 @@ describe("local Stripe Checkout", () => {
     ).rejects.toBeInstanceOf(Stripe.errors.StripeSignatureVerificationError);
   });
 
+  it("declares every field stripe@23's types require on each object it serves (typecheck)", () => {
+    expect(STAND_IN_SHAPES_COVER_SDK.every((covered) => covered === true)).toBe(true);
+  });
+
+  it("takes the ui_mode values of the pinned API version and refuses the removed ones", async () => {
+    const customer = (await newCustomer()).id;
+    const base = {
+      mode: "subscription" as const,
+      customer,
+      line_items: [{ price: TEST_KEYS.stripeProPriceId, quantity: 1 }],
+    };
+    const hosted = await stripe.checkout.sessions.create({
+      ...base,
+      success_url: "http://localhost:3000/ok",
+    });
+    expect(hosted).toMatchObject({ ui_mode: "hosted_page", client_secret: null });
+    expect(hosted.url).toMatch(/\/stripe\/checkout\/cs_test_/);
+    // Fields stripe@23 declares required, present as Stripe sends them.
+    expect(hosted).toMatchObject({
+      adaptive_pricing: { enabled: false },
+      allowed_payment_method_types: null,
+    });
+
+    const embedded = await stripe.checkout.sessions.create({
+      ...base,
+      ui_mode: "embedded_page",
+      return_url: "http://localhost:3000/return?session_id={CHECKOUT_SESSION_ID}",
+    });
+    expect(embedded).toMatchObject({ ui_mode: "embedded_page", url: null });
+    expect(embedded.client_secret).toMatch(/^cs_test_\w+_secret_\w+$/);
+    const elements = await stripe.checkout.sessions.create({
+      ...base,
+      ui_mode: "elements",
+      redirect_on_completion: "never",
+    });
+    expect(elements).toMatchObject({ ui_mode: "elements", url: null });
+
+    for (const removed of ["hosted", "embedded", "custom"]) {
+      const err = await rejection(
+        stripe.checkout.sessions.create({
+          ...base,
+          ui_mode: removed as "hosted_page",
+          success_url: "http://localhost:3000/ok",
+        }),
+      );
+      expect(err, removed).toBeInstanceOf(Stripe.errors.StripeInvalidRequestError);
+      expect((err as Stripe.errors.StripeError).param).toBe("ui_mode");
+    }
+    const mixed = await rejection(
+      stripe.checkout.sessions.create({
+        ...base,
+        ui_mode: "embedded_page",
+        success_url: "http://localhost:3000/ok",
+        return_url: "http://localhost:3000/return",
+      }),
+    );
+    expect(mixed).toMatchObject({ param: "success_url" });
+    const noReturn = await rejection(
+      stripe.checkout.sessions.create({ ...base, ui_mode: "embedded_page" }),
+    );
+    expect(noReturn).toMatchObject({ param: "return_url" });
+  });
+
   it("creates the customer when the session has only an email and sends customer.created", async () => {
     const email = `${randomUUID()}@example.test`;
     const created = await stripe.checkout.sessions.create({
@@ -578,6 +667,144 @@ describe("local Stripe simulation controls", () => {
     expect((await control("/fault", { mode: "sideways" })).status).toBe(400);
   });
 
+  it("saves a 500 under its idempotency key and replays it, with Stripe-Should-Retry: false", async () => {
+    // docs.stripe.com/api/idempotent_requests: the first response after execution began is
+    // saved, 500s included; stripe-node then does not retry (RequestSender._shouldRetry).
+    const retrying = new Stripe(TEST_KEYS.stripeSecretKey, {
+      host: "127.0.0.1",
+      port: cloud.port,
+      protocol: "http",
+      httpClient: Stripe.createFetchHttpClient(),
+      maxNetworkRetries: 2,
+    });
+    let attempts = 0;
+    retrying.on("request", () => {
+      attempts += 1;
+    });
+    const metadata = { user_id: `replay-${randomUUID()}` };
+    const idempotencyKey = randomUUID();
+    await control("/fault", { mode: "error", count: 1, method: "POST", path: "/v1/customers" });
+    const first = await rejection(retrying.customers.create({ metadata }, { idempotencyKey }));
+    expect(first).toBeInstanceOf(Stripe.errors.StripeAPIError);
+    const raw = first as Stripe.errors.StripeError;
+    expect(raw.statusCode).toBe(500);
+    expect(raw.headers?.["stripe-should-retry"]).toBe("false");
+    // One attempt: the SDK honoured the header instead of retrying (into the same replay).
+    expect(attempts).toBe(1);
+    expect((await control("/fault", { mode: "none" })).body).toMatchObject({ mode: "none" });
+    const again = await rejection(retrying.customers.create({ metadata }, { idempotencyKey }));
+    expect(again).toBeInstanceOf(Stripe.errors.StripeAPIError);
+    expect((again as Stripe.errors.StripeError).headers?.["idempotent-replayed"]).toBe("true");
+    expect((again as Stripe.errors.StripeError).requestId).not.toBe(raw.requestId);
+    expect(
+      (await stripe.customers.search({ query: `metadata['user_id']:'${metadata.user_id}'` })).data,
+    ).toEqual([]);
+    // Another key runs the request.
+    const created = await retrying.customers.create({ metadata }, { idempotencyKey: randomUUID() });
+    expect(created.metadata).toEqual(metadata);
+
+    // A 500 after the work was done: the customer exists, the key replays the 500.
+    const late = { user_id: `late-${randomUUID()}` };
+    const lateKey = randomUUID();
+    await control("/fault", {
+      mode: "error",
+      count: 1,
+      method: "POST",
+      path: "/v1/customers",
+      when: "after",
+    });
+    expect(
+      await rejection(stripe.customers.create({ metadata: late }, { idempotencyKey: lateKey })),
+    ).toBeInstanceOf(Stripe.errors.StripeAPIError);
+    expect(
+      await rejection(stripe.customers.create({ metadata: late }, { idempotencyKey: lateKey })),
+    ).toBeInstanceOf(Stripe.errors.StripeAPIError);
+    const found = await stripe.customers.search({ query: `metadata['user_id']:'${late.user_id}'` });
+    expect(found.data).toHaveLength(1);
+  });
+
+  it("searches customers by metadata and deletes them like Stripe", async () => {
+    const userId = `search-${randomUUID()}`;
+    const a = await stripe.customers.create({ metadata: { user_id: userId } });
+    const b = await stripe.customers.create({
+      metadata: { user_id: userId },
+      email: `${userId}@example.test`,
+    });
+    await stripe.customers.create({ metadata: { user_id: `${userId}-other` } });
+    const found = await stripe.customers.search({ query: `metadata['user_id']:'${userId}'` });
+    expect(found.object).toBe("search_result");
+    expect(found.data.map((c) => c.id).sort()).toEqual([a.id, b.id].sort());
+    const both = await stripe.customers.search({
+      query: `metadata['user_id']:'${userId}' AND email:'${userId}@example.test'`,
+    });
+    expect(both.data.map((c) => c.id)).toEqual([b.id]);
+    expect(await rejection(stripe.customers.search({ query: "nonsense" }))).toBeInstanceOf(
+      Stripe.errors.StripeInvalidRequestError,
+    );
+
+    const deleted = await stripe.customers.del(a.id);
+    expect(deleted).toMatchObject({ id: a.id, object: "customer", deleted: true });
+    expect(await stripe.customers.retrieve(a.id)).toMatchObject({ id: a.id, deleted: true });
+    const after = await stripe.customers.search({ query: `metadata['user_id']:'${userId}'` });
+    expect(after.data.map((c) => c.id)).toEqual([b.id]);
+    const err = await rejection(
+      stripe.checkout.sessions.create({
+        mode: "subscription",
+        customer: a.id,
+        line_items: [{ price: TEST_KEYS.stripeProPriceId, quantity: 1 }],
+        success_url: "http://localhost:3000/ok",
+      }),
+    );
+    expect(err).toMatchObject({ code: "resource_missing", param: "customer" });
+  });
+
+  it("refuses portal sessions until the portal settings are saved", async () => {
+    const customer = (await newCustomer()).id;
+    expect((await control("/portal-configuration", { saved: false })).body).toEqual({
+      saved: false,
+    });
+    try {
+      const err = await rejection(stripe.billingPortal.sessions.create({ customer }));
+      expect(err).toBeInstanceOf(Stripe.errors.StripeInvalidRequestError);
+      expect((err as Stripe.errors.StripeError).statusCode).toBe(400);
+      expect((err as Stripe.errors.StripeError).code).toBeUndefined();
+      expect((err as Error).message).toContain(
+        "No configuration provided and your test mode default configuration has not been created",
+      );
+    } finally {
+      expect((await control("/portal-configuration", { saved: true })).body).toEqual({
+        saved: true,
+      });
+    }
+    const portal = await stripe.billingPortal.sessions.create({ customer });
+    expect(portal.configuration).toMatch(/^bpc_/);
+  });
+
+  it("switches a subscription's item to another price, as the portal's plan switch does", async () => {
+    const team = (await control("/prices", { nickname: "Team", unit_amount: 3000 })).body;
+    expect(team).toMatchObject({ object: "price", unit_amount: 3000, type: "recurring" });
+    const { customer, subscription } = await subscribedCustomer();
+    const before = await stripe.subscriptions.retrieve(subscription);
+    const item = before.items.data[0] as Stripe.SubscriptionItem;
+    const mark = deliveriesFor(customer).length;
+    const after = await stripe.subscriptions.update(subscription, {
+      items: [{ id: item.id, price: String(team.id) }],
+    });
+    expect(after.items.data).toHaveLength(1);
+    expect(after.items.data[0]).toMatchObject({
+      id: item.id,
+      price: { id: team.id },
+      current_period_end: item.current_period_end,
+    });
+    await flush();
+    const updated = deliveriesFor(customer)
+      .slice(mark)
+      .find((d) => d.type === "customer.subscription.updated");
+    expect(updated).toBeDefined();
+    const event = await verify(updated as Delivery);
+    expect(event.data.previous_attributes).toHaveProperty("items");
+  });
+
   it("renew_paid moves to the next period with a paid cycle invoice and emits updated and invoice.paid", async () => {
     const { customer, subscription } = await subscribedCustomer();
     const before = await stripe.subscriptions.retrieve(subscription);
@@ -695,6 +922,36 @@ describe("local Stripe webhook delivery", () => {
       }
     } finally {
       await control("/webhook-endpoint", { url: webhookUrl });
+    }
+  });
+
+  it("renders events in the endpoint's older API version (pre-basil invoice and subscription shapes)", async () => {
+    const version = "2025-02-24.acacia";
+    expect(
+      (await control("/webhook-endpoint", { url: webhookUrl, api_version: version })).body,
+    ).toMatchObject({
+      api_version: version,
+    });
+    try {
+      const { customer, subscription } = await subscribedCustomer();
+      const got = deliveriesFor(customer);
+      const paid = got.find((d) => d.type === "invoice.paid") as Delivery;
+      const created = got.find((d) => d.type === "customer.subscription.created") as Delivery;
+      // Still signed like every delivery; the body is the old shape.
+      const invoiceEvent = await verify(paid);
+      expect(invoiceEvent.api_version).toBe(version);
+      const invoice = invoiceEvent.data.object as unknown as Record<string, unknown>;
+      expect(invoice.subscription).toBe(subscription);
+      expect(invoice).not.toHaveProperty("parent");
+      const sub = (await verify(created)).data.object as unknown as Record<string, unknown>;
+      expect(typeof sub.current_period_end).toBe("number");
+      const items = (sub.items as { data: Record<string, unknown>[] }).data;
+      expect(items[0]).not.toHaveProperty("current_period_end");
+      // The API still answers in the request's (the SDK's) version.
+      const current = await stripe.subscriptions.retrieve(subscription);
+      expect(current.items.data[0]?.current_period_end).toBe(sub.current_period_end);
+    } finally {
+      await control("/webhook-endpoint", { url: webhookUrl, api_version: null });
     }
   });
 

@@ -175,6 +175,7 @@ describe("toSubscription", () => {
       customerId: "cus_1",
       status: "past_due",
       priceId: "price_pro",
+      priceIds: ["price_pro"],
       currentPeriodEnd: new Date(1_800_000_000_000),
       cancelAtPeriodEnd: true,
       userId: "u1",

@@ -5,6 +5,7 @@ import {
   checkoutIdempotencyKey,
   checkRedirectUrl,
   isTerminalStatus,
+  storedPriceId,
   tierForStatus,
 } from "../../src/services/billing/policy.ts";
 import { pickUser } from "../../src/services/billing/webhooks.ts";
@@ -74,6 +75,18 @@ describe("checkRedirectUrl", () => {
   });
 });
 
+describe("storedPriceId", () => {
+  it("stores the Pro price when any item bills it, else the first item's price", () => {
+    expect(
+      storedPriceId({ priceId: "price_a", priceIds: ["price_a", "price_pro"] }, "price_pro"),
+    ).toBe("price_pro");
+    expect(storedPriceId({ priceId: "price_a", priceIds: ["price_a"] }, "price_pro")).toBe(
+      "price_a",
+    );
+    expect(storedPriceId({ priceId: null, priceIds: [] }, "price_pro")).toBeNull();
+  });
+});
+
 describe("checkoutIdempotencyKey", () => {
   const urls = {
     customerId: "cus_1",
@@ -87,6 +100,13 @@ describe("checkoutIdempotencyKey", () => {
     expect(await checkoutIdempotencyKey("u1", urls, later)).toBe(
       await checkoutIdempotencyKey("u1", urls, t0),
     );
+  });
+
+  it("names the stale session it follows, so a replay of a paid session leads to a fresh one", async () => {
+    const base = await checkoutIdempotencyKey("u1", urls, t0);
+    const after = await checkoutIdempotencyKey("u1", urls, t0, "cs_paid");
+    expect(after).toBe(`${base}:after:cs_paid`);
+    expect(after.length).toBeLessThanOrEqual(255);
   });
 
   it("differs for another user, customer, other URLs and the next window", async () => {
@@ -107,6 +127,7 @@ describe("pickUser", () => {
     customerId: "cus_1",
     status: "active",
     priceId: null,
+    priceIds: [],
     currentPeriodEnd: null,
     cancelAtPeriodEnd: false,
     userId: "meta-user",

@@ -37,8 +37,19 @@ const list = (values: readonly string[]): SQL =>
     sql`, `,
   );
 
-/** The user's tier and customer id, and their current subscription: one round trip. */
-export async function findBillingAccount(db: Database, userId: string): Promise<BillingAccount> {
+/** Pro statuses on the Pro price: the one combination that grants Pro. */
+const grantsPro = (proPriceId: string): SQL =>
+  sql`(${subscriptions.status} in (${list(PRO_STATUSES)}) and ${subscriptions.priceId} = ${proPriceId})`;
+
+/**
+ * The user's tier and customer id, and their current subscription: one round trip. With the
+ * Pro price, a subscription that grants Pro comes before one on another price.
+ */
+export async function findBillingAccount(
+  db: Database,
+  userId: string,
+  proPriceId?: string,
+): Promise<BillingAccount> {
   const [userRows, subRows] = await db.batch([
     db
       .select({ id: users.id, tier: users.tier, stripeCustomerId: users.stripeCustomerId })
@@ -50,6 +61,7 @@ export async function findBillingAccount(db: Database, userId: string): Promise<
       .from(subscriptions)
       .where(eq(subscriptions.userId, userId))
       .orderBy(
+        ...(proPriceId ? [desc(grantsPro(proPriceId))] : []),
         desc(sql`${subscriptions.status} in (${list(PRO_STATUSES)})`),
         desc(sql`${subscriptions.status} not in (${list(TERMINAL_STATUSES)})`),
         // One that still renews before one already set to end: otherwise a user who paid twice
@@ -112,16 +124,22 @@ export interface ApplyResult {
 }
 
 /**
- * Writes a subscription state and the user's derived tier in one transaction (`db.batch`).
+ * Writes a subscription state and the user's derived tier in one transaction (`db.batch`): Pro
+ * iff one of the user's subscriptions is in a Pro status on `proPriceId`.
  * With `event`, the event id is recorded in the same statement and the state is written only
  * when the id is new, so parallel redeliveries apply once. The user row is locked first, so
  * changes to two subscriptions of one user cannot compute the tier from stale snapshots.
  */
 export async function applySubscriptionState(
   db: Database,
-  input: { userId: string; state: SubscriptionState; event?: { id: string; type: string } },
+  input: {
+    userId: string;
+    state: SubscriptionState;
+    proPriceId: string;
+    event?: { id: string; type: string };
+  },
 ): Promise<ApplyResult> {
-  const { userId, state, event } = input;
+  const { userId, state, event, proPriceId } = input;
   const row = sql`${state.id}, ${userId}, ${state.customerId}, ${state.status}, ${state.priceId},
     ${state.currentPeriodEnd?.toISOString() ?? null}::timestamptz,
     ${String(state.cancelAtPeriodEnd)}::boolean, ${String(state.version)}::bigint, now()`;
@@ -151,7 +169,8 @@ export async function applySubscriptionState(
       returning s.id`),
     db.execute<{ tier: Tier }>(sql`update ${users} set
         tier = case when exists (
-          select 1 from ${subscriptions} where user_id = ${userId} and status in (${list(PRO_STATUSES)})
+          select 1 from ${subscriptions} where user_id = ${userId}
+            and status in (${list(PRO_STATUSES)}) and price_id = ${proPriceId}
         ) then 'pro' else 'basic' end,
         stripe_customer_id = case
           when ${users.stripeCustomerId} is null and not exists (

@@ -37,7 +37,10 @@ export const stripeWebhookRoutes = createRouter().openapi(stripeWebhook, async (
 
   let result: WebhookOutcome;
   try {
-    result = await handleStripeEvent({ db, billing, clock }, event);
+    result = await handleStripeEvent(
+      { db, billing, clock, proPriceId: c.get("env").STRIPE_PRO_PRICE_ID },
+      event,
+    );
   } catch (err) {
     if (err instanceof AppError) throw err;
     // Whatever failed (database, network), the event is not recorded: a 503 makes Stripe retry.

@@ -3,6 +3,7 @@ import { findBillingAccount, setStripeCustomerId } from "../../db/queries/subscr
 import { ConflictError, describeError, NotFoundError } from "../../errors";
 import { type Billing, StaleBillingReferenceError } from "../../lib/billing";
 import type { Clock } from "../../lib/clock";
+import { newId } from "../../lib/ids";
 import {
   allowedRedirectOrigins,
   checkoutIdempotencyKey,
@@ -15,6 +16,8 @@ export interface BillingDeps {
   db: Database;
   billing: Billing;
   clock: Clock;
+  /** `STRIPE_PRO_PRICE_ID`: only a subscription to this price grants Pro. */
+  proPriceId: string;
 }
 
 export interface CheckoutConfig {
@@ -45,7 +48,7 @@ export async function startProCheckout(
       : `${base}/?checkout=canceled`,
   };
 
-  const { user, subscription } = await findBillingAccount(deps.db, input.userId);
+  const { user, subscription } = await findBillingAccount(deps.db, input.userId, config.proPriceId);
   if (!user) throw new NotFoundError("The user no longer exists.", "user_not_found");
   if (user.tier === "pro") {
     throw new ConflictError("You already have an active Pro subscription.", "already_subscribed");
@@ -53,19 +56,21 @@ export async function startProCheckout(
   // An unpaid, incomplete or paused subscription still exists: a second one would bill twice.
   if (subscription && !isTerminalStatus(subscription.status)) {
     throw new ConflictError(
-      `Your subscription is ${subscription.status}; settle it in the billing portal.`,
+      subscription.priceId !== config.proPriceId
+        ? `You already pay for another plan (${subscription.priceId ?? "unknown price"}, ${subscription.status}); switch plans in the billing portal.`
+        : `Your subscription is ${subscription.status}; settle it in the billing portal.`,
       "already_subscribed",
     );
   }
 
   const customerId = user.stripeCustomerId ?? (await newCustomer(deps, user.id, null));
-  const checkout = async (customer: string) => {
+  const checkout = async (customer: string, after: string | null = null) => {
     const request = { customerId: customer, ...urls };
     return deps.billing.createCheckoutSession({
       userId: user.id,
       priceId: config.proPriceId,
       ...request,
-      idempotencyKey: await checkoutIdempotencyKey(user.id, request, deps.clock.now()),
+      idempotencyKey: await checkoutIdempotencyKey(user.id, request, deps.clock.now(), after),
     });
   };
   const [created, open] = await Promise.allSettled([
@@ -80,8 +85,18 @@ export async function startProCheckout(
     const session = await checkout(await newCustomer(deps, user.id, customerId));
     return { checkoutUrl: session.url, sessionId: session.id };
   }
-  const session = created.value;
-  // A retried click gets the same session back (idempotency key), which stays open.
+  let session = created.value;
+  // A retried click gets the same session back (idempotency key). Stripe replays the session as
+  // it was created, so a replayed one may have been paid or expired since (a resubscribe within
+  // the key's window): then a fresh session, under a key naming the stale one.
+  for (let i = 0; i < 3 && session.replayed; i++) {
+    const stillOpen =
+      open.status === "fulfilled" && i === 0
+        ? open.value.includes(session.id)
+        : (await deps.billing.checkoutSessionStatus(session.id)) === "open";
+    if (stillOpen) break;
+    session = await checkout(customerId, session.id);
+  }
   if (open.status === "rejected") {
     console.warn(
       JSON.stringify({
@@ -98,17 +113,43 @@ export async function startProCheckout(
 }
 
 /**
- * Creates the user's Stripe customer (or the replacement of one Stripe no longer knows) and
- * stores it; answers the stored id, which a concurrent checkout may have set first.
+ * Finds or creates the user's Stripe customer (or the replacement of one Stripe no longer knows)
+ * and stores it; answers the stored id, which a concurrent checkout may have set first.
+ * - A customer an earlier attempt created (its answer lost, or the store failed) is found by
+ *   `metadata.user_id` and reused.
+ * - The create's idempotency key is per attempt, so a 500 Stripe saved under it costs one
+ *   attempt, not 24 hours of replays.
+ * - Two concurrent first checkouts may both create: the conditional store keeps one, and the
+ *   other deletes the customer it made (nothing refers to it yet), so the user keeps one.
  */
 async function newCustomer(
   deps: BillingDeps,
   userId: string,
   replacing: string | null,
 ): Promise<string> {
-  const customer = await deps.billing.createCustomer({
-    userId,
-    idempotencyKey: customerIdempotencyKey(userId, replacing),
-  });
-  return (await setStripeCustomerId(deps.db, userId, customer.id, replacing)) ?? customer.id;
+  const found = await deps.billing.findCustomerByUserId(userId);
+  const customerId =
+    found && found !== replacing
+      ? found
+      : (
+          await deps.billing.createCustomer({
+            userId,
+            idempotencyKey: customerIdempotencyKey(userId, newId()),
+          })
+        ).id;
+  const stored = (await setStripeCustomerId(deps.db, userId, customerId, replacing)) ?? customerId;
+  if (stored !== customerId && customerId !== found) {
+    await deps.billing.deleteCustomer(customerId).catch((err: unknown) => {
+      console.warn(
+        JSON.stringify({
+          level: "warn",
+          msg: "stripe_customer_orphaned",
+          user_id: userId,
+          customer_id: customerId,
+          error: describeError(err),
+        }),
+      );
+    });
+  }
+  return stored;
 }

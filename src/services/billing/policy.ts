@@ -59,6 +59,8 @@ export async function checkoutIdempotencyKey(
   userId: string,
   request: { customerId: string; successUrl: string; cancelUrl: string },
   now: Date,
+  /** A session the key answered that was paid or expired since: the next key names it. */
+  after: string | null = null,
 ): Promise<string> {
   const bucket = Math.floor(now.getTime() / 1000 / CHECKOUT_IDEMPOTENCY_WINDOW_SECONDS);
   const digest = await crypto.subtle.digest(
@@ -68,12 +70,22 @@ export async function checkoutIdempotencyKey(
   const hash = Array.from(new Uint8Array(digest).slice(0, 8), (b) =>
     b.toString(16).padStart(2, "0"),
   ).join("");
-  return `checkout:${userId}:${bucket}:${hash}`;
+  return `checkout:${userId}:${bucket}:${hash}${after ? `:after:${after}` : ""}`;
 }
 
 /**
- * One Stripe customer per user; a replacement for a customer Stripe no longer knows gets its own
- * key (the original key would answer the gone customer again for 24 hours).
+ * A customer creation's key names the attempt, not only the user: Stripe saves a 500 under its
+ * key and replays it for 24 hours, so a fixed `customer:<user id>` would fail the user's checkout
+ * for a day after one transient failure. Duplicates are prevented by the search before the create
+ * and the conditional store after it (the loser deletes its customer), not by the key.
  */
-export const customerIdempotencyKey = (userId: string, replacing: string | null = null) =>
-  replacing ? `customer:${userId}:replaces:${replacing}` : `customer:${userId}`;
+export const customerIdempotencyKey = (userId: string, attemptId: string) =>
+  `customer:${userId}:${attemptId}`;
+
+/** The price a subscription is stored with: the Pro price if any item has it, else the first. */
+export function storedPriceId(
+  subscription: { priceId: string | null; priceIds: string[] },
+  proPriceId: string,
+): string | null {
+  return subscription.priceIds.includes(proPriceId) ? proPriceId : subscription.priceId;
+}

@@ -1,28 +1,35 @@
 import { applySubscriptionState, findBillingAccount } from "../../db/queries/subscriptions";
 import type { Tier } from "../../db/schema";
-import { ConflictError, NotFoundError } from "../../errors";
-import { StaleBillingReferenceError } from "../../lib/billing";
+import { BillingPortalUnavailableError, ConflictError, NotFoundError } from "../../errors";
+import {
+  type BillingSubscription,
+  PortalNotConfiguredError,
+  StaleBillingReferenceError,
+} from "../../lib/billing";
 import type { BillingDeps } from "./checkout";
-import { isTerminalStatus } from "./policy";
+import { isTerminalStatus, storedPriceId } from "./policy";
 
 export interface SubscriptionSummary {
   tier: Tier;
   /** Stripe status of the user's current subscription; null when they never subscribed. */
   status: string | null;
+  /** The price the current subscription bills; only `STRIPE_PRO_PRICE_ID` grants Pro. */
+  priceId: string | null;
   currentPeriodEnd: Date | null;
   cancelAtPeriodEnd: boolean;
 }
 
 /** The user's tier (the value the chat quota reads) and their current subscription. */
 export async function getSubscriptionSummary(
-  deps: Pick<BillingDeps, "db">,
+  deps: Pick<BillingDeps, "db" | "proPriceId">,
   userId: string,
 ): Promise<SubscriptionSummary> {
-  const { user, subscription } = await findBillingAccount(deps.db, userId);
+  const { user, subscription } = await findBillingAccount(deps.db, userId, deps.proPriceId);
   if (!user) throw new NotFoundError("The user no longer exists.", "user_not_found");
   return {
     tier: user.tier,
     status: subscription?.status ?? null,
+    priceId: subscription?.priceId ?? null,
     currentPeriodEnd: subscription?.currentPeriodEnd ?? null,
     cancelAtPeriodEnd: subscription?.cancelAtPeriodEnd ?? false,
   };
@@ -36,7 +43,7 @@ export async function cancelSubscription(
   deps: BillingDeps,
   userId: string,
 ): Promise<SubscriptionSummary> {
-  const { user, subscription } = await findBillingAccount(deps.db, userId);
+  const { user, subscription } = await findBillingAccount(deps.db, userId, deps.proPriceId);
   if (!user) throw new NotFoundError("The user no longer exists.", "user_not_found");
   if (!subscription || isTerminalStatus(subscription.status)) {
     throw new ConflictError("You have no subscription to cancel.", "no_subscription");
@@ -52,24 +59,32 @@ export async function cancelSubscription(
     if (current) {
       await applySubscriptionState(deps.db, {
         userId,
-        state: { ...current, version: deps.clock.now().getTime() },
+        state: stateOf(current, deps),
+        proPriceId: deps.proPriceId,
       });
     }
     throw new ConflictError("You have no subscription to cancel.", "no_subscription");
   }
+  const state = stateOf(updated, deps);
   const { tier } = await applySubscriptionState(deps.db, {
     userId,
-    state: { ...updated, version: deps.clock.now().getTime() },
+    state,
+    proPriceId: deps.proPriceId,
   });
   return {
     tier: tier ?? user.tier,
     status: updated.status,
+    priceId: state.priceId,
     currentPeriodEnd: updated.currentPeriodEnd,
     cancelAtPeriodEnd: updated.cancelAtPeriodEnd,
   };
 }
 
-/** A Stripe billing portal session for the user's customer (payment method, invoices). */
+/**
+ * A Stripe billing portal session for the user's customer (payment method, invoices, plan). It
+ * needs a billing account (a Stripe customer, made by the first checkout), not a subscription,
+ * and the portal settings saved in the Dashboard.
+ */
 export async function openBillingPortal(
   deps: BillingDeps,
   input: { userId: string; returnUrl: string },
@@ -85,6 +100,17 @@ export async function openBillingPortal(
       returnUrl: input.returnUrl,
     });
   } catch (err) {
+    if (err instanceof PortalNotConfiguredError) {
+      console.error(
+        JSON.stringify({
+          level: "error",
+          msg: "billing_portal_not_configured",
+          user_id: input.userId,
+          error: err.message,
+        }),
+      );
+      throw new BillingPortalUnavailableError();
+    }
     if (err instanceof StaleBillingReferenceError) {
       throw new ConflictError(
         "Your billing account no longer exists at Stripe; subscribe again.",
@@ -95,9 +121,24 @@ export async function openBillingPortal(
   }
 }
 
-function pick(s: { status: string; currentPeriodEnd: Date | null; cancelAtPeriodEnd: boolean }) {
+/** A subscription read from Stripe, as stored: its price resolved against the Pro price. */
+export function stateOf(s: BillingSubscription, deps: Pick<BillingDeps, "clock" | "proPriceId">) {
+  return {
+    ...s,
+    priceId: storedPriceId(s, deps.proPriceId),
+    version: deps.clock.now().getTime(),
+  };
+}
+
+function pick(s: {
+  status: string;
+  priceId: string | null;
+  currentPeriodEnd: Date | null;
+  cancelAtPeriodEnd: boolean;
+}) {
   return {
     status: s.status,
+    priceId: s.priceId,
     currentPeriodEnd: s.currentPeriodEnd,
     cancelAtPeriodEnd: s.cancelAtPeriodEnd,
   };

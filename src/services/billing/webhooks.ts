@@ -3,6 +3,7 @@ import { isWebhookEventProcessed } from "../../db/queries/webhook-events";
 import type { Tier } from "../../db/schema";
 import type { BillingEvent, BillingSubscription } from "../../lib/billing";
 import type { BillingDeps } from "./checkout";
+import { storedPriceId } from "./policy";
 
 /** Event types that can change a subscription; every other type is acknowledged and ignored. */
 export const HANDLED_EVENT_TYPES: ReadonlySet<string> = new Set([
@@ -77,7 +78,12 @@ export async function handleStripeEvent(
 
   const result = await applySubscriptionState(deps.db, {
     userId,
-    state: { ...subscription, version: readAt },
+    state: {
+      ...subscription,
+      priceId: storedPriceId(subscription, deps.proPriceId),
+      version: readAt,
+    },
+    proPriceId: deps.proPriceId,
     event: { id: event.id, type: event.type },
   });
   return {
