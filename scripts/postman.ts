@@ -367,7 +367,7 @@ async function documentFromWorker(): Promise<Json> {
     ]),
   );
   const worker = await unstable_startWorker({
-    config: resolve(root, "wrangler.toml"),
+    config: resolve(root, "wrangler.jsonc"),
     bindings,
     dev: {
       server: { hostname: "127.0.0.1", port: 0 },
