@@ -85,11 +85,13 @@ const requireJson = createMiddleware<AppEnv>(async (c, next) => {
 
 /** Builds the whole API; the Worker entry and the tests build it the same way. */
 export function createApp() {
-  const app = new OpenAPIHono<AppEnv>();
+  // strict: false routes `/chatroom/` like `/chatroom` for every method (one trailing slash, no
+  // redirect, so a POST keeps its body): clients of this spec commonly send either form.
+  const app = new OpenAPIHono<AppEnv>({ strict: false });
 
   app.use("*", requestId, requestLog, limitBody, requireJson);
   app.use("*", async (c, next) => {
-    if (c.req.path === "/openapi.json" || c.req.path === "/docs") return next();
+    if (/^\/(openapi\.json|docs)\/?$/.test(c.req.path)) return next();
     return services(c, next);
   });
 
@@ -138,7 +140,8 @@ export function createApp() {
       .filter((r) => matchesPath(r.path, c.req.path))
       .map((r) => r.method);
     const methods = [...new Set([...allowed, ...(allowed.includes("GET") ? ["HEAD"] : [])])];
-    // A method the path does accept landed here only through a trailing slash: 404, not 405.
+    // 405 only when the path (with or without one trailing slash, which routes the same) is
+    // served by another method, so the methods in Allow answer at this very URL.
     if (allowed.length > 0 && !methods.includes(c.req.method)) {
       const allow = methods.join(", ");
       return c.json(

@@ -50,22 +50,6 @@ describe("the one error shape", () => {
     expect(res.headers.get("allow")).toContain("GET");
   });
 
-  it("answers a known route's own method with a trailing slash 404, not 405", async () => {
-    // "GET is not allowed here; use GET" would send a client in circles.
-    for (const [method, path] of [
-      ["GET", "/health/"],
-      ["HEAD", "/health/"],
-      ["GET", "/chatroom/"],
-    ] as const) {
-      const res = await fetch(`${workerUrl}${path}`, { method });
-      expect(res.status, `${method} ${path}`).toBe(404);
-      expect(res.headers.get("allow"), `${method} ${path}`).toBeNull();
-    }
-    const wrong = await call("DELETE", "/health/");
-    expect(wrong.status).toBe(405);
-    expect(wrong.body.error.code).toBe("method_not_allowed");
-  });
-
   it("answers malformed JSON with 400 invalid_request", async () => {
     const res = await call("POST", "/auth/send-otp", {
       rawBody: "{",
