@@ -151,3 +151,19 @@ export function errorResponses(...entries: ErrorEntry[]) {
 export function jsonContent<T extends z.ZodType>(schema: T, description: string) {
   return { description, content: { "application/json": { schema } } };
 }
+
+type OpenAPIDocument = ReturnType<OpenAPIHono["getOpenAPI31Document"]>;
+
+/**
+ * Writes `security: []` on every operation that declares no security, so the root default
+ * (bearer) applies only where a route asks for it and the public ones say so.
+ */
+export function withExplicitPublicOperations(doc: OpenAPIDocument): OpenAPIDocument {
+  for (const item of Object.values(doc.paths ?? {})) {
+    for (const method of ["get", "put", "post", "delete", "patch", "head", "options"] as const) {
+      const op = item[method];
+      if (op && op.security === undefined) op.security = [];
+    }
+  }
+  return doc;
+}

@@ -85,6 +85,7 @@ const optionalJson = <T extends z.ZodType>(schema: T) => ({
 const subscribePro = createRoute({
   method: "post",
   path: "/subscribe/pro",
+  operationId: "subscribePro",
   tags: ["Subscriptions"],
   summary: "Start a Stripe Checkout for Pro",
   security: bearerSecurity,
@@ -107,6 +108,7 @@ const subscribePro = createRoute({
 const subscriptionStatus = createRoute({
   method: "get",
   path: "/subscription/status",
+  operationId: "getSubscriptionStatus",
   tags: ["Subscriptions"],
   summary: "Tier, subscription state and today's prompt usage",
   security: bearerSecurity,
@@ -120,6 +122,7 @@ const subscriptionStatus = createRoute({
 const subscriptionCancel = createRoute({
   method: "post",
   path: "/subscription/cancel",
+  operationId: "cancelSubscription",
   tags: ["Subscriptions"],
   summary: "Cancel Pro at the end of the current period",
   security: bearerSecurity,
@@ -133,6 +136,7 @@ const subscriptionCancel = createRoute({
 const subscriptionPortal = createRoute({
   method: "post",
   path: "/subscription/portal",
+  operationId: "openBillingPortal",
   tags: ["Subscriptions"],
   summary: "Open a Stripe billing portal session",
   security: bearerSecurity,

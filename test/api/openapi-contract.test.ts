@@ -28,6 +28,7 @@ import {
   signQStash,
   sql,
 } from "./chat-support.ts";
+import { rawHead, rawRequest } from "./fuzz-support.ts";
 import {
   allRefs,
   compileSchema,
@@ -281,6 +282,17 @@ describe("the OpenAPI document", () => {
 describe("every documented operation against the Worker", () => {
   it("System: GET /health", async () => {
     await expectStatus(200, "GET", "/health");
+    // The body limit runs before any route, for a GET too (fetch cannot send one: raw socket).
+    const body = "x".repeat(70 * 1024);
+    const raw = await rawRequest(
+      rawHead("GET", "/health", [`Content-Length: ${body.length}`]),
+      body,
+    );
+    const res = { ...raw, body: JSON.parse(raw.text) };
+    expect(res.status).toBe(413);
+    const found = findOperation(doc, "GET", "/health")!;
+    exercised.get(found.key)?.add(413);
+    expect(responseProblems(doc, found.op, res)).toEqual([]);
   });
 
   it("Auth: signup, codes, login, refresh, logout and passwords answer as documented", async () => {
