@@ -10,7 +10,7 @@ import { authRoutes } from "./routes/auth";
 import { chatroomRoutes } from "./routes/chatrooms";
 import { docsPage } from "./routes/docs";
 import { playgroundPage } from "./routes/playground";
-import { withExplicitPublicOperations } from "./routes/router";
+import { withExplicitPublicOperations, withJsonSuccessFirst } from "./routes/router";
 import { subscriptionRoutes } from "./routes/subscriptions";
 import { systemRoutes } from "./routes/system";
 import { userRoutes } from "./routes/users";
@@ -129,25 +129,27 @@ export function createApp() {
   // (Redocly's security-defined rule, and clients that apply the root default everywhere).
   app.get("/openapi.json", (c) =>
     c.json(
-      withExplicitPublicOperations(
-        app.getOpenAPI31Document({
-          openapi: "3.1.0",
-          info: {
-            title: "Gemini Chat API",
-            version: "1.0.0",
-            // Not open source (package.json is private); LicenseRef- is SPDX's form for such terms.
-            license: {
-              name: "Proprietary",
-              identifier: "LicenseRef-Proprietary",
-            } as { name: string },
-            description:
-              "Phone-number OTP login, chatrooms answered by Gemini through QStash, Stripe subscriptions. Every error body is {error:{code,message,request_id,details?}}. Every response carries X-Request-Id (a well-formed one sent by the client is kept). JSON bodies are limited to 64 KiB.",
-          },
-          // The origin this document was fetched from: the deployment itself, or npm run dev.
-          servers: [{ url: new URL(c.req.url).origin, description: "This deployment" }],
-          security: [{ bearerAuth: [] }],
-          tags: TAGS,
-        }),
+      withJsonSuccessFirst(
+        withExplicitPublicOperations(
+          app.getOpenAPI31Document({
+            openapi: "3.1.0",
+            info: {
+              title: "Gemini Chat API",
+              version: "1.0.0",
+              // Not open source (package.json is private); LicenseRef- is SPDX's form for such terms.
+              license: {
+                name: "Proprietary",
+                identifier: "LicenseRef-Proprietary",
+              } as { name: string },
+              description:
+                "Phone-number OTP login, chatrooms answered by Gemini through QStash, Stripe subscriptions. Every error body is {error:{code,message,request_id,details?}}. Every response carries X-Request-Id (a well-formed one sent by the client is kept). JSON bodies are limited to 64 KiB.",
+            },
+            // The origin this document was fetched from: the deployment itself, or npm run dev.
+            servers: [{ url: new URL(c.req.url).origin, description: "This deployment" }],
+            security: [{ bearerAuth: [] }],
+            tags: TAGS,
+          }),
+        ),
       ),
     ),
   );

@@ -41,4 +41,15 @@ describe("the OpenAPI document for tools", () => {
     expect(publicOps.map((o) => o.key)).toContain("post /auth/send-otp");
     expect(publicOps.map((o) => o.key)).not.toContain("get /user/me");
   });
+
+  it("lists a JSON answer as the first success, so generated clients send Accept: JSON", () => {
+    for (const { key, op } of operations()) {
+      const first = Object.keys(op.responses).find((s) => s.startsWith("2"));
+      const types = Object.keys(op.responses[first as string]?.content ?? {});
+      if (types.length > 0) expect(types, key).toContain("application/json");
+    }
+    const prompt = doc.paths["/chatroom/{id}/message"].post.responses;
+    expect(Object.keys(prompt)[0]).toBe("202");
+    expect(Object.keys(prompt["2XX"].content)).toEqual(["text/event-stream"]);
+  });
 });
