@@ -6,6 +6,9 @@ export default defineConfig({
   dialect: "postgresql",
   schema: "./src/db/schema/index.ts",
   out: "./drizzle",
+  // The runtime client maps camelCase keys to snake_case columns (src/db/client.ts); generating
+  // with the same casing keeps a column declared without an explicit name identical in both.
+  casing: "snake_case",
   dbCredentials: { url: process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres" },
   strict: true,
   verbose: true,

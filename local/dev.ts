@@ -1,6 +1,7 @@
 // `npm run dev`: the local cloud plus `wrangler dev` at http://127.0.0.1:8787, offline.
 import { spawn } from "node:child_process";
 import { resolve } from "node:path";
+import { unstable_readConfig } from "wrangler";
 import { parseEnv } from "../src/env.ts";
 import { ensureDevVars } from "./dev-vars.ts";
 import { startFromVars } from "./main.ts";
@@ -19,10 +20,21 @@ const usesLocalCloud = Object.values(vars).some((v) => v.includes("127.0.0.1:878
 const started = Date.now();
 const cloud = usesLocalCloud ? await startFromVars(vars) : undefined;
 
+// With `secrets.required` in wrangler.jsonc, wrangler dev takes from .dev.vars only the declared
+// vars and secrets, dropping the rest (APP_URL, the local-cloud URLs, ...). Those go in as --var;
+// secrets stay in .dev.vars so wrangler never prints them.
+const secrets = new Set(
+  unstable_readConfig({ config: resolve(root, "wrangler.jsonc") }).secrets?.required ?? [],
+);
+const varArgs = Object.entries(vars)
+  .filter(([key]) => !secrets.has(key))
+  .flatMap(([key, value]) => ["--var", `${key}:${value}`]);
+
 const wrangler = spawn(
   resolve(root, "node_modules/.bin/wrangler"),
   [
     "dev",
+    ...varArgs,
     "--ip",
     "127.0.0.1",
     "--port",

@@ -56,7 +56,7 @@ export async function startStack(
   };
   try {
     const worker = await unstable_startWorker({
-      config: resolve(import.meta.dirname, "../wrangler.toml"),
+      config: resolve(import.meta.dirname, "../wrangler.jsonc"),
       bindings: Object.fromEntries(
         Object.entries(vars).map(([k, v]) => [k, { type: "plain_text" as const, value: v }]),
       ),

@@ -350,7 +350,7 @@ export function buildPostman(doc: Json, opts: { baseUrl?: string } = {}) {
 }
 
 /** Starts the Worker just long enough to read /openapi.json (that route needs no services). */
-async function documentFromWorker(): Promise<Json> {
+export async function documentFromWorker(): Promise<Json> {
   const { unstable_startWorker } = await import("wrangler");
   // Loopback only: no fetch of Cloudflare's Request.cf data from the internet.
   process.env.CLOUDFLARE_CF_FETCH_ENABLED ??= "false";
@@ -367,7 +367,7 @@ async function documentFromWorker(): Promise<Json> {
     ]),
   );
   const worker = await unstable_startWorker({
-    config: resolve(root, "wrangler.toml"),
+    config: resolve(root, "wrangler.jsonc"),
     bindings,
     dev: {
       server: { hostname: "127.0.0.1", port: 0 },

@@ -10,6 +10,7 @@ import { authRoutes } from "./routes/auth";
 import { chatroomRoutes } from "./routes/chatrooms";
 import { docsPage } from "./routes/docs";
 import { playgroundPage } from "./routes/playground";
+import { withExplicitPublicOperations, withJsonSuccessFirst } from "./routes/router";
 import { subscriptionRoutes } from "./routes/subscriptions";
 import { systemRoutes } from "./routes/system";
 import { userRoutes } from "./routes/users";
@@ -83,13 +84,28 @@ const requireJson = createMiddleware<AppEnv>(async (c, next) => {
   await next();
 });
 
+/** The document's tags, in the order /docs shows them. */
+const TAGS = [
+  { name: "System", description: "Health of the Worker and its dependencies" },
+  { name: "Auth", description: "Sign up, OTP and password login, token refresh and logout" },
+  { name: "User", description: "The caller's profile" },
+  { name: "Chat", description: "Chatrooms, prompts and Gemini replies (polled or streamed)" },
+  { name: "Subscriptions", description: "Stripe Checkout for Pro, status, cancel and portal" },
+  {
+    name: "Webhooks",
+    description: "Signed callbacks from Stripe and QStash (not for clients)",
+  },
+];
+
 /** Builds the whole API; the Worker entry and the tests build it the same way. */
 export function createApp() {
-  const app = new OpenAPIHono<AppEnv>();
+  // strict: false routes `/chatroom/` like `/chatroom` for every method (one trailing slash, no
+  // redirect, so a POST keeps its body): clients of this spec commonly send either form.
+  const app = new OpenAPIHono<AppEnv>({ strict: false });
 
   app.use("*", requestId, requestLog, limitBody, requireJson);
   app.use("*", async (c, next) => {
-    if (c.req.path === "/openapi.json" || c.req.path === "/docs") return next();
+    if (/^\/(openapi\.json|docs)\/?$/.test(c.req.path)) return next();
     return services(c, next);
   });
 
@@ -109,26 +125,34 @@ export function createApp() {
     bearerFormat: "JWT",
     description: "Access token from /auth/verify-otp, /auth/login or /auth/refresh.",
   });
-  app.doc31("/openapi.json", {
-    openapi: "3.1.0",
-    info: {
-      title: "Gemini Chat API",
-      version: "1.0.0",
-      description:
-        "Phone-number OTP login, chatrooms answered by Gemini through QStash, Stripe subscriptions. Every error body is {error:{code,message,request_id,details?}}. Every response carries X-Request-Id (a well-formed one sent by the client is kept). JSON bodies are limited to 64 KiB.",
-    },
-    tags: [
-      { name: "System", description: "Health of the Worker and its dependencies" },
-      { name: "Auth", description: "Sign up, OTP and password login, token refresh and logout" },
-      { name: "User", description: "The caller's profile" },
-      { name: "Chat", description: "Chatrooms, prompts and Gemini replies (polled or streamed)" },
-      { name: "Subscriptions", description: "Stripe Checkout for Pro, status, cancel and portal" },
-      {
-        name: "Webhooks",
-        description: "Signed callbacks from Stripe and QStash (not for clients)",
-      },
-    ],
-  });
+  // Bearer auth is the default at the root; public operations say `security: []` explicitly
+  // (Redocly's security-defined rule, and clients that apply the root default everywhere).
+  app.get("/openapi.json", (c) =>
+    c.json(
+      withJsonSuccessFirst(
+        withExplicitPublicOperations(
+          app.getOpenAPI31Document({
+            openapi: "3.1.0",
+            info: {
+              title: "Gemini Chat API",
+              version: "1.0.0",
+              // Not open source (package.json is private); LicenseRef- is SPDX's form for such terms.
+              license: {
+                name: "Proprietary",
+                identifier: "LicenseRef-Proprietary",
+              } as { name: string },
+              description:
+                "Phone-number OTP login, chatrooms answered by Gemini through QStash, Stripe subscriptions. Every error body is {error:{code,message,request_id,details?}}. Every response carries X-Request-Id (a well-formed one sent by the client is kept). JSON bodies are limited to 64 KiB.",
+            },
+            // The origin this document was fetched from: the deployment itself, or npm run dev.
+            servers: [{ url: new URL(c.req.url).origin, description: "This deployment" }],
+            security: [{ bearerAuth: [] }],
+            tags: TAGS,
+          }),
+        ),
+      ),
+    ),
+  );
   app.get("/docs", docsPage);
   app.get("/", playgroundPage);
 
@@ -138,7 +162,8 @@ export function createApp() {
       .filter((r) => matchesPath(r.path, c.req.path))
       .map((r) => r.method);
     const methods = [...new Set([...allowed, ...(allowed.includes("GET") ? ["HEAD"] : [])])];
-    // A method the path does accept landed here only through a trailing slash: 404, not 405.
+    // 405 only when the path (with or without one trailing slash, which routes the same) is
+    // served by another method, so the methods in Allow answer at this very URL.
     if (allowed.length > 0 && !methods.includes(c.req.method)) {
       const allow = methods.join(", ");
       return c.json(

@@ -128,6 +128,7 @@ const clientIp = (c: Context<AppEnv>) =>
 const signup = createRoute({
   method: "post",
   path: "/auth/signup",
+  operationId: "signUp",
   tags: ["Auth"],
   summary: "Create an account for a mobile number",
   description:
@@ -154,6 +155,7 @@ const MobileOnlySchema = z.object({ mobile_number: MobileNumberSchema }).strict(
 const sendOtp = createRoute({
   method: "post",
   path: "/auth/send-otp",
+  operationId: "sendOtp",
   tags: ["Auth"],
   summary: "Send a login code to a registered number",
   description:
@@ -168,6 +170,7 @@ const sendOtp = createRoute({
 const verifyOtp = createRoute({
   method: "post",
   path: "/auth/verify-otp",
+  operationId: "verifyOtp",
   tags: ["Auth"],
   summary: "Exchange a login code for a session",
   description:
@@ -187,6 +190,7 @@ const verifyOtp = createRoute({
 const login = createRoute({
   method: "post",
   path: "/auth/login",
+  operationId: "logIn",
   tags: ["Auth"],
   summary: "Log in with a password",
   description:
@@ -206,6 +210,7 @@ const login = createRoute({
 const refresh = createRoute({
   method: "post",
   path: "/auth/refresh",
+  operationId: "refreshSession",
   tags: ["Auth"],
   summary: "Rotate a refresh token into a new token pair",
   description:
@@ -230,6 +235,7 @@ const refresh = createRoute({
 const logout = createRoute({
   method: "post",
   path: "/auth/logout",
+  operationId: "logOut",
   tags: ["Auth"],
   summary: "End this session",
   description:
@@ -264,6 +270,7 @@ const logout = createRoute({
 const forgotPassword = createRoute({
   method: "post",
   path: "/auth/forgot-password",
+  operationId: "forgotPassword",
   tags: ["Auth"],
   summary: "Send a password-reset code",
   description:
@@ -278,6 +285,7 @@ const forgotPassword = createRoute({
 const resetPasswordRoute = createRoute({
   method: "post",
   path: "/auth/reset-password",
+  operationId: "resetPassword",
   tags: ["Auth"],
   summary: "Set a new password with a reset code",
   description:
@@ -301,6 +309,7 @@ const resetPasswordRoute = createRoute({
 const changePasswordRoute = createRoute({
   method: "post",
   path: "/auth/change-password",
+  operationId: "changePassword",
   tags: ["Auth"],
   summary: "Set or change the caller's password",
   description:

@@ -150,6 +150,7 @@ const sseResponse: {
 const createChatroomRoute = createRoute({
   method: "post",
   path: "/chatroom",
+  operationId: "createChatroom",
   tags: ["Chat"],
   summary: "Create a chatroom",
   security: bearerSecurity,
@@ -164,6 +165,7 @@ const createChatroomRoute = createRoute({
 const listChatroomsRoute = createRoute({
   method: "get",
   path: "/chatroom",
+  operationId: "listChatrooms",
   tags: ["Chat"],
   summary: "The caller's chatrooms, newest activity first (cached per user)",
   security: bearerSecurity,
@@ -192,6 +194,7 @@ const listChatroomsRoute = createRoute({
 const getChatroomRoute = createRoute({
   method: "get",
   path: "/chatroom/{id}",
+  operationId: "getChatroom",
   tags: ["Chat"],
   summary: "A chatroom with its latest 50 messages, oldest first",
   security: bearerSecurity,
@@ -206,6 +209,7 @@ const getChatroomRoute = createRoute({
 const renameChatroomRoute = createRoute({
   method: "patch",
   path: "/chatroom/{id}",
+  operationId: "renameChatroom",
   tags: ["Chat"],
   summary: "Rename a chatroom",
   security: bearerSecurity,
@@ -223,6 +227,7 @@ const renameChatroomRoute = createRoute({
 const deleteChatroomRoute = createRoute({
   method: "delete",
   path: "/chatroom/{id}",
+  operationId: "deleteChatroom",
   tags: ["Chat"],
   summary: "Delete a chatroom and its messages",
   security: bearerSecurity,
@@ -237,6 +242,7 @@ const deleteChatroomRoute = createRoute({
 const listMessagesRoute = createRoute({
   method: "get",
   path: "/chatroom/{id}/messages",
+  operationId: "listMessages",
   tags: ["Chat"],
   summary: "Older messages, a page at a time (oldest first within a page)",
   security: bearerSecurity,
@@ -259,6 +265,7 @@ const listMessagesRoute = createRoute({
 const getMessageRoute = createRoute({
   method: "get",
   path: "/chatroom/{id}/messages/{message_id}",
+  operationId: "getMessage",
   tags: ["Chat"],
   summary: "One message (poll a pending reply here)",
   security: bearerSecurity,
@@ -273,6 +280,7 @@ const getMessageRoute = createRoute({
 const sendMessageRoute = createRoute({
   method: "post",
   path: "/chatroom/{id}/message",
+  operationId: "sendMessage",
   tags: ["Chat"],
   summary: "Send a prompt; Gemini's reply arrives asynchronously (or streams with SSE)",
   description:

@@ -1,50 +1,36 @@
+import { Scalar } from "@scalar/hono-api-reference";
 import type { Handler } from "hono";
-import { html } from "hono/html";
 import type { AppEnv } from "../context";
+import { contentSecurityPolicy, newNonce } from "./shared/csp";
 
 /**
- * A self-contained reference page for /openapi.json: no CDN, so it renders offline and under a
- * strict CSP. It lists every operation with its parameters, body schema and responses.
+ * Scalar's standalone bundle, a static asset under public/ (wrangler.jsonc `assets`), so /docs
+ * needs no CDN: it renders offline and under the pages' CSP. The version is in the file name, so
+ * it can be cached for good; `npm run vendor:scalar -- <version>` replaces it.
  */
-export const docsPage: Handler<AppEnv> = (c) =>
-  c.html(html`<!doctype html>
-<html lang="en">
-  <head>
-    <meta charset="utf-8" />
-    <meta name="viewport" content="width=device-width, initial-scale=1" />
-    <title>Gemini Chat API reference</title>
-    <style>
-      body { font: 15px/1.5 system-ui, sans-serif; margin: 0 auto; max-width: 960px; padding: 1rem 2rem; color: #1d1d1f; }
-      h1 { margin-bottom: 0; } .op { border: 1px solid #ddd; border-radius: 8px; margin: .75rem 0; padding: .5rem 1rem; }
-      .m { display: inline-block; min-width: 4.5em; font-weight: 700; text-transform: uppercase; }
-      .get { color: #0a7; } .post { color: #06c; } .patch { color: #b60; } .delete { color: #c22; }
-      code, pre { font: 13px ui-monospace, monospace; } pre { background: #f6f6f6; padding: .5rem; overflow: auto; }
-      summary { cursor: pointer; } .lock { color: #888; font-size: 12px; }
-    </style>
-  </head>
-  <body>
-    <h1>Gemini Chat API</h1>
-    <p>Machine-readable document: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1).</p>
-    <main id="ops">Loading…</main>
-    <script>
-      const esc = (s) => String(s).replace(/[&<>"]/g, (ch) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[ch]);
-      const show = (v) => "<pre>" + esc(JSON.stringify(v, null, 2)) + "</pre>";
-      fetch("/openapi.json").then((r) => r.json()).then((doc) => {
-        document.title = doc.info.title + " reference";
-        const out = [];
-        for (const [path, item] of Object.entries(doc.paths)) {
-          for (const [method, op] of Object.entries(item)) {
-            const secured = (op.security || []).length > 0;
-            out.push('<section class="op"><details><summary><span class="m ' + method + '">' + method + "</span> <code>" + esc(path) + "</code> " + esc(op.summary || "") + (secured ? ' <span class="lock">🔒 bearer</span>' : "") + "</summary>" +
-              (op.description ? "<p>" + esc(op.description) + "</p>" : "") +
-              (op.parameters ? "<h4>Parameters</h4>" + show(op.parameters) : "") +
-              (op.requestBody ? "<h4>Body</h4>" + show(op.requestBody.content) : "") +
-              "<h4>Responses</h4>" + Object.entries(op.responses).map(([s, r]) => "<p><b>" + s + "</b> " + esc(r.description) + "</p>").join("") +
-              "</details></section>");
-          }
-        }
-        document.getElementById("ops").innerHTML = out.join("") || "No operations.";
-      });
-    </script>
-  </body>
-</html>`);
+export const SCALAR_BUNDLE = "/docs/scalar/api-reference-1.76.4.js";
+
+const reference = {
+  url: "/openapi.json",
+  cdn: SCALAR_BUNDLE,
+  pageTitle: "Gemini Chat API reference",
+  // Nothing leaves this origin: no web fonts, no telemetry, no request proxy (the try-it client
+  // calls this same origin directly), no link to Scalar's hosted client.
+  withDefaultFonts: false,
+  telemetry: false,
+  hideClientButton: true,
+  showDeveloperTools: "never",
+  authentication: { preferredSecurityScheme: "bearerAuth" },
+} as const;
+
+/** GET /docs: the Scalar API reference for /openapi.json, with a try-it client. */
+export const docsPage: Handler<AppEnv> = async (c, next) => {
+  const nonce = newNonce();
+  c.header("Content-Security-Policy", contentSecurityPolicy(nonce));
+  c.header("Cache-Control", "no-store");
+  c.header("X-Content-Type-Options", "nosniff");
+  c.header("Referrer-Policy", "no-referrer");
+  // The nonce goes on Scalar's script tags and, through its csp-nonce meta tag, on the styles the
+  // bundle injects at runtime.
+  return Scalar<AppEnv>({ ...reference, nonce })(c, next);
+};

@@ -153,3 +153,47 @@ export function errorResponses(...entries: ErrorEntry[]) {
 export function jsonContent<T extends z.ZodType>(schema: T, description: string) {
   return { description, content: { "application/json": { schema } } };
 }
+
+type OpenAPIDocument = ReturnType<OpenAPIHono["getOpenAPI31Document"]>;
+
+/**
+ * Writes `security: []` on every operation that declares no security, so the root default
+ * (bearer) applies only where a route asks for it and the public ones say so.
+ */
+export function withExplicitPublicOperations(doc: OpenAPIDocument): OpenAPIDocument {
+  for (const item of Object.values(doc.paths ?? {})) {
+    for (const method of ["get", "put", "post", "delete", "patch", "head", "options"] as const) {
+      const op = item[method];
+      if (op && op.security === undefined) op.security = [];
+    }
+  }
+  return doc;
+}
+
+/**
+ * Makes a JSON success the first documented success of every operation. Tools read the document
+ * as JS objects, whose integer keys sort ascending, and generated clients (openapi-to-postman,
+ * portman) send the first success's media type as Accept: POST /chatroom/{id}/message would get
+ * `text/event-stream` (its 200 stream) instead of its 202 JSON. A non-JSON success listed below a
+ * JSON one is documented as its range instead ("2XX"; the explicit 202 wins over it, OAS 3.1
+ * §4.8.16.2), which keeps it last. The route declarations, and so AppType, keep the exact 200.
+ */
+export function withJsonSuccessFirst(doc: OpenAPIDocument): OpenAPIDocument {
+  for (const item of Object.values(doc.paths ?? {})) {
+    for (const method of ["get", "put", "post", "delete", "patch"] as const) {
+      const responses = item[method]?.responses as Record<string, { content?: object }> | undefined;
+      if (!responses) continue;
+      const successes = Object.keys(responses).filter((s) => /^2\d\d$/.test(s));
+      const isJson = (s: string) =>
+        Object.keys(responses[s]?.content ?? {}).some((t) => t.endsWith("json"));
+      const firstJson = successes.find(isJson);
+      for (const status of successes) {
+        if (status === firstJson) break;
+        if (!firstJson || responses[status]?.content === undefined || "2XX" in responses) break;
+        responses["2XX"] = responses[status] as { content?: object };
+        delete responses[status];
+      }
+    }
+  }
+  return doc;
+}

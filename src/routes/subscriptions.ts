@@ -90,6 +90,7 @@ const optionalJson = <T extends z.ZodType>(schema: T) => ({
 const subscribePro = createRoute({
   method: "post",
   path: "/subscribe/pro",
+  operationId: "subscribePro",
   tags: ["Subscriptions"],
   summary: "Start a Stripe Checkout for Pro",
   security: bearerSecurity,
@@ -112,6 +113,7 @@ const subscribePro = createRoute({
 const subscriptionStatus = createRoute({
   method: "get",
   path: "/subscription/status",
+  operationId: "getSubscriptionStatus",
   tags: ["Subscriptions"],
   summary: "Tier, subscription state and today's prompt usage",
   security: bearerSecurity,
@@ -125,6 +127,7 @@ const subscriptionStatus = createRoute({
 const subscriptionCancel = createRoute({
   method: "post",
   path: "/subscription/cancel",
+  operationId: "cancelSubscription",
   tags: ["Subscriptions"],
   summary: "Cancel Pro at the end of the current period",
   security: bearerSecurity,
@@ -138,6 +141,7 @@ const subscriptionCancel = createRoute({
 const subscriptionPortal = createRoute({
   method: "post",
   path: "/subscription/portal",
+  operationId: "openBillingPortal",
   tags: ["Subscriptions"],
   summary: "Open a Stripe billing portal session",
   description:

@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { sql } from "drizzle-orm";
 import { checkHealth } from "../services/health";
-import { createRouter, jsonContent } from "./router";
+import { createRouter, errorResponses, jsonContent } from "./router";
 
 const CheckSchema = z.object({
   status: z.enum(["ok", "error"]),
@@ -19,11 +19,14 @@ const HealthSchema = z
 const health = createRoute({
   method: "get",
   path: "/health",
+  operationId: "getHealth",
   tags: ["System"],
   summary: "Liveness and dependency checks",
   responses: {
     200: jsonContent(HealthSchema, "Every dependency answered"),
     503: jsonContent(HealthSchema, "A dependency failed; the failing check says which"),
+    // The body limit applies before any route, to a GET carrying a body too.
+    ...errorResponses(413),
   },
 });
 

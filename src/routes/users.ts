@@ -58,6 +58,7 @@ export const authDeps = (c: Context<AppEnv>) => buildAuthDeps(c.get("services"),
 const getMe = createRoute({
   method: "get",
   path: "/user/me",
+  operationId: "getMe",
   tags: ["User"],
   summary: "The authenticated user",
   security: bearerSecurity,
@@ -79,6 +80,7 @@ const UpdateMeSchema = z
 const patchMe = createRoute({
   method: "patch",
   path: "/user/me",
+  operationId: "updateMe",
   tags: ["User"],
   summary: "Update the caller's name or email (null clears a field)",
   security: bearerSecurity,

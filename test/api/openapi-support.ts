@@ -190,7 +190,9 @@ export const NOTABLE_HEADERS = [
  */
 export function responseProblems(doc: Json, op: Json, res: ApiResponse): string[] {
   const problems: string[] = [];
-  const documented = op.responses?.[String(res.status)];
+  // An explicit status wins over its range (OAS 3.1: "2XX").
+  const documented =
+    op.responses?.[String(res.status)] ?? op.responses?.[`${String(res.status)[0]}XX`];
   if (!documented)
     return [`status ${res.status} is not documented (body: ${res.text.slice(0, 200)})`];
   const response = deref(doc, documented);

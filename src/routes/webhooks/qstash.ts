@@ -31,10 +31,11 @@ const CallbackResult = z
 const REPLY_ROW_GRACE_MS = 60_000;
 
 // Generic over the path so its literal type reaches AppType (a `string` path would erase the others).
-const callbackRoute = <P extends string>(path: P, summary: string) =>
+const callbackRoute = <P extends string>(path: P, operationId: string, summary: string) =>
   createRoute({
     method: "post",
     path,
+    operationId,
     tags: ["Webhooks"],
     summary,
     description:
@@ -96,10 +97,19 @@ async function handleCallback(c: Context<AppEnv>, failureCallback: boolean) {
 }
 
 export const qstashWebhookRoutes = createRouter()
-  .openapi(callbackRoute(REPLY_CALLBACK_PATH, "QStash callback: a Gemini reply attempt"), (c) =>
-    handleCallback(c, false),
+  .openapi(
+    callbackRoute(
+      REPLY_CALLBACK_PATH,
+      "receiveQstashReply",
+      "QStash callback: a Gemini reply attempt",
+    ),
+    (c) => handleCallback(c, false),
   )
   .openapi(
-    callbackRoute(REPLY_FAILURE_CALLBACK_PATH, "QStash failure callback: retries exhausted"),
+    callbackRoute(
+      REPLY_FAILURE_CALLBACK_PATH,
+      "receiveQstashReplyFailure",
+      "QStash failure callback: retries exhausted",
+    ),
     (c) => handleCallback(c, true),
   );

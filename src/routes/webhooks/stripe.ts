@@ -9,6 +9,7 @@ const WebhookAckSchema = z.object({ received: z.literal(true) }).openapi("Webhoo
 const stripeWebhook = createRoute({
   method: "post",
   path: "/webhook/stripe",
+  operationId: "receiveStripeWebhook",
   tags: ["Webhooks"],
   summary: "Stripe webhook (signed with Stripe-Signature)",
   description:
