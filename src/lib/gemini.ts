@@ -1,4 +1,7 @@
 import { ApiError, GoogleGenAI } from "@google/genai";
+import type { GenerationConfig } from "./gemini-models";
+
+export * from "./gemini-models";
 
 /** One turn of a conversation as Gemini sees it. */
 export interface GeminiTurn {
@@ -10,6 +13,7 @@ export interface GeminiTurn {
 export interface GenerateContentBody {
   contents: { role: "user" | "model"; parts: { text: string }[] }[];
   systemInstruction?: { parts: { text: string }[] };
+  generationConfig?: GenerationConfig;
 }
 
 export interface GeminiUsage {
@@ -43,6 +47,7 @@ export const GEMINI_API_KEY_HEADER = "x-goog-api-key";
 export function buildGenerateContentBody(
   turns: GeminiTurn[],
   systemPrompt: string,
+  generationConfig?: GenerationConfig,
 ): GenerateContentBody {
   const contents: GenerateContentBody["contents"] = [];
   for (const turn of turns) {
@@ -53,6 +58,7 @@ export function buildGenerateContentBody(
   return {
     contents,
     ...(systemPrompt ? { systemInstruction: { parts: [{ text: systemPrompt }] } } : {}),
+    ...(generationConfig ? { generationConfig } : {}),
   };
 }
 
@@ -156,9 +162,10 @@ export function createGeminiStreamer(o: {
         chunks = await ai.models.generateContentStream({
           model: o.model,
           contents: body.contents,
-          ...(body.systemInstruction
-            ? { config: { systemInstruction: body.systemInstruction } }
-            : {}),
+          config: {
+            ...(body.systemInstruction ? { systemInstruction: body.systemInstruction } : {}),
+            ...(body.generationConfig ? sdkGenerationConfig(body.generationConfig) : {}),
+          },
         });
       } catch (err) {
         throw toCallError(err);
@@ -191,6 +198,16 @@ export function createGeminiStreamer(o: {
       });
       yield { type: "end", answer: merged ?? { kind: "empty", finishReason, usage: noUsage } };
     },
+  };
+}
+
+/** The SDK spells generationConfig's fields flat in `config`; it sends them back nested. */
+function sdkGenerationConfig(g: GenerationConfig) {
+  return {
+    maxOutputTokens: g.maxOutputTokens,
+    ...(g.thinkingConfig
+      ? { thinkingConfig: g.thinkingConfig as import("@google/genai").ThinkingConfig }
+      : {}),
   };
 }
 

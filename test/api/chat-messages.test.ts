@@ -77,7 +77,7 @@ describe("POST /chatroom/:id/message (queued through QStash)", () => {
 
     const [published] = await qstashMessages(content, "publish");
     expect(published?.url).toBe(
-      `${testEnv.GEMINI_BASE_URL}/v1beta/models/gemini-2.5-flash:generateContent`,
+      `${testEnv.GEMINI_BASE_URL}/v1beta/models/gemini-3.8-flash:generateContent`,
     );
     expect(published?.deduplication_id).toBe(replyId);
     expect(published?.max_retries).toBe(3);

@@ -5,7 +5,7 @@ import { type LocalCloud, startLocalCloud } from "../../local/cloud.ts";
 import { createGeminiService } from "../../local/gemini/service.ts";
 import { TEST_KEYS, testCloudConfig } from "../../local/test-config.ts";
 
-const MODEL = "gemini-2.5-flash";
+const MODEL = "gemini-3.8-flash";
 const SUFFIX = "This reply comes from the local Gemini stand-in.";
 
 let cloud: LocalCloud;

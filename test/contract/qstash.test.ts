@@ -635,7 +635,7 @@ describe("local QStash control switches", () => {
 });
 
 describe("QStash → local Gemini → callback chain", () => {
-  const geminiUrl = () => `${cloud.url}/gemini/v1beta/models/gemini-2.5-flash:generateContent`;
+  const geminiUrl = () => `${cloud.url}/gemini/v1beta/models/gemini-3.8-flash:generateContent`;
 
   async function geminiCalls(match: string): Promise<{ status: number }[]> {
     const res = await fetch(

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   GeminiCallError,
+  generationConfigFor,
   readGenerateContentResponse,
   storableText,
 } from "../../src/lib/gemini.ts";
@@ -183,28 +184,49 @@ describe("replyJob", () => {
   const config: ChatConfig = {
     appUrl: "https://chat.example.com/",
     geminiBaseUrl: "https://generativelanguage.googleapis.com",
-    geminiModel: "gemini-2.5-flash",
+    geminiModel: "gemini-3.8-flash",
     geminiApiKey: "secret-key",
     systemPrompt: "Be brief.",
     historyMaxMessages: 20,
     historyMaxChars: 16000,
     replyDeadlineSeconds: 3600,
     qstashRetries: 3,
+    replyBudgets: {
+      basic: { maxOutputTokens: 2048, thinkingBudget: 512, thinkingLevel: "LOW" },
+      pro: { maxOutputTokens: 8192, thinkingBudget: 2048, thinkingLevel: "MEDIUM" },
+    },
+    geminiTimeoutSeconds: 300,
   };
 
   it("sends Gemini's generateContent with a forwarded, redacted API key and our callbacks", () => {
     const replyId = "01936f4e-1c2d-7b3a-9f00-123456789abc";
     const job = replyJob(config, replyId, { contents: [] });
     expect(job).toEqual({
-      url: "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent",
+      url: "https://generativelanguage.googleapis.com/v1beta/models/gemini-3.8-flash:generateContent",
       body: { contents: [] },
       forwardHeaders: { "x-goog-api-key": "secret-key" },
       redactHeaders: ["x-goog-api-key"],
       deduplicationId: replyId,
       retries: 3,
+      timeoutSeconds: 300,
       callback: `https://chat.example.com/webhook/qstash/reply?reply_id=${replyId}`,
       failureCallback: `https://chat.example.com/webhook/qstash/reply-failed?reply_id=${replyId}`,
     });
+  });
+});
+
+describe("generationConfigFor", () => {
+  const budget = { maxOutputTokens: 1000, thinkingBudget: 200, thinkingLevel: "LOW" } as const;
+  it("bounds output and thinking with the one field each model family takes, never both", () => {
+    expect(generationConfigFor("gemini-3.8-flash", budget)).toEqual({
+      maxOutputTokens: 1000,
+      thinkingConfig: { thinkingLevel: "LOW" },
+    });
+    expect(generationConfigFor("gemini-2.5-flash-lite", budget)).toEqual({
+      maxOutputTokens: 1000,
+      thinkingConfig: { thinkingBudget: 200 },
+    });
+    expect(generationConfigFor("gemma-3-27b-it", budget)).toEqual({ maxOutputTokens: 1000 });
   });
 });
 

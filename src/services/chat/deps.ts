@@ -4,7 +4,7 @@ import { describeError } from "../../errors";
 import { createVersionedCache, type VersionedCache } from "../../lib/cache";
 import { createInFlightClaims, type InFlightClaims } from "../../lib/claims";
 import type { Clock } from "../../lib/clock";
-import type { GeminiStreamer } from "../../lib/gemini";
+import type { GeminiStreamer, ReplyBudget } from "../../lib/gemini";
 import type { JobQueue } from "../../lib/queue";
 import type { Services } from "../../middleware/services";
 import { createDailyQuota, type DailyQuota } from "../quota";
@@ -21,6 +21,10 @@ export interface ChatConfig {
   historyMaxChars: number;
   replyDeadlineSeconds: number;
   qstashRetries: number;
+  /** What one reply may spend, per tier (generationConfig of every Gemini request). */
+  replyBudgets: { basic: ReplyBudget; pro: ReplyBudget };
+  /** Longest a generation may run (the QStash job's Upstash-Timeout). */
+  geminiTimeoutSeconds: number;
 }
 
 /** Everything the chat services touch. */
@@ -67,6 +71,19 @@ export function chatConfig(env: Env): ChatConfig {
     historyMaxChars: env.HISTORY_MAX_CHARS,
     replyDeadlineSeconds: env.REPLY_DEADLINE_SECONDS,
     qstashRetries: env.QSTASH_RETRIES,
+    replyBudgets: {
+      basic: {
+        maxOutputTokens: env.GEMINI_MAX_OUTPUT_TOKENS_BASIC,
+        thinkingBudget: env.GEMINI_THINKING_BUDGET_BASIC,
+        thinkingLevel: env.GEMINI_THINKING_LEVEL_BASIC,
+      },
+      pro: {
+        maxOutputTokens: env.GEMINI_MAX_OUTPUT_TOKENS_PRO,
+        thinkingBudget: env.GEMINI_THINKING_BUDGET_PRO,
+        thinkingLevel: env.GEMINI_THINKING_LEVEL_PRO,
+      },
+    },
+    geminiTimeoutSeconds: env.GEMINI_TIMEOUT_SECONDS,
   };
 }
 

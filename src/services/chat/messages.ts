@@ -25,6 +25,7 @@ import {
   buildGenerateContentBody,
   type GeminiTurn,
   type GenerateContentBody,
+  generationConfigFor,
 } from "../../lib/gemini";
 import { newId } from "../../lib/ids";
 import {
@@ -91,13 +92,16 @@ export function historyTurns(
   return picked;
 }
 
+/** The Gemini request for a prompt, bounded by the tier's reply budget (docs/adr/0007). */
 export function promptRequest(
   config: ChatConfig,
+  tier: "basic" | "pro",
   newestFirst: { role: "user" | "model"; content: string }[],
 ): GenerateContentBody {
   return buildGenerateContentBody(
     historyTurns(newestFirst, config.historyMaxChars),
     config.systemPrompt,
+    generationConfigFor(config.geminiModel, config.replyBudgets[tier]),
   );
 }
 
@@ -281,7 +285,10 @@ async function sendClaimedMessage(
     completedAt: null,
   };
   const body: PromptResponse = { message: messageView(promptRow), reply: messageView(replyRow) };
-  const request = promptRequest(config, [{ role: "user", content: input.content }, ...history]);
+  const request = promptRequest(config, user.tier, [
+    { role: "user", content: input.content },
+    ...history,
+  ]);
   const key = input.idempotencyKey;
 
   // Round 2.

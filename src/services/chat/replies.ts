@@ -54,6 +54,7 @@ export function replyJob(
     redactHeaders: [GEMINI_API_KEY_HEADER],
     deduplicationId: replyId,
     retries: config.qstashRetries,
+    timeoutSeconds: config.geminiTimeoutSeconds,
     callback: `${base}${REPLY_CALLBACK_PATH}${query}`,
     failureCallback: `${base}${REPLY_FAILURE_CALLBACK_PATH}${query}`,
   };
