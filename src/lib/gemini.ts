@@ -16,9 +16,23 @@ export interface GenerateContentBody {
   generationConfig?: GenerationConfig;
 }
 
+/** Token usage of one answer, as Gemini reports it (null: not reported). */
 export interface GeminiUsage {
   promptTokens: number | null;
+  /** candidatesTokenCount: the visible answer, thinking excluded. */
   replyTokens: number | null;
+  /** thoughtsTokenCount: thinking, billed as output. */
+  thoughtTokens: number | null;
+  /** cachedContentTokenCount: the part of the prompt served from the context cache. */
+  cachedTokens: number | null;
+  totalTokens: number | null;
+  /** modelVersion: the model that actually answered (it can differ from the one asked for). */
+  model: string | null;
+}
+
+/** Whether Gemini produced output for this answer (then the prompt counts against the quota). */
+export function producedOutput(usage: GeminiUsage): boolean {
+  return (usage.replyTokens ?? 0) > 0 || (usage.thoughtTokens ?? 0) > 0;
 }
 
 /** What a Gemini answer boils down to for us. */
@@ -83,6 +97,10 @@ export function readGenerateContentResponse(json: unknown): GeminiAnswer | null 
   const usage: GeminiUsage = {
     promptTokens: asCount(usageMeta?.promptTokenCount),
     replyTokens: asCount(usageMeta?.candidatesTokenCount),
+    thoughtTokens: asCount(usageMeta?.thoughtsTokenCount),
+    cachedTokens: asCount(usageMeta?.cachedContentTokenCount),
+    totalTokens: asCount(usageMeta?.totalTokenCount),
+    model: typeof root.modelVersion === "string" ? root.modelVersion : null,
   };
   const promptFeedback = asRecord(root.promptFeedback);
   if (typeof promptFeedback?.blockReason === "string") {
@@ -125,11 +143,35 @@ export class GeminiCallError extends Error {
   override name = "GeminiCallError";
   readonly status: number | null;
   readonly timedOut: boolean;
-  constructor(message: string, status: number | null, timedOut: boolean) {
+  /** RetryInfo.retryDelay of a 429 in seconds (Gemini sends no Retry-After header). */
+  readonly retryAfterSeconds: number | null;
+  constructor(
+    message: string,
+    status: number | null,
+    timedOut: boolean,
+    retryAfterSeconds: number | null = null,
+  ) {
     super(message);
     this.status = status;
     this.timedOut = timedOut;
+    this.retryAfterSeconds = retryAfterSeconds;
   }
+}
+
+/**
+ * The wait a Gemini error body asks for: `error.details[]` RetryInfo `retryDelay` ("45.837906927s").
+ * Gemini puts it only there, never in a Retry-After header. Rounded up to whole seconds.
+ */
+export function retryDelaySeconds(errorBody: unknown): number | null {
+  const details = asRecord(asRecord(errorBody)?.error)?.details;
+  if (!Array.isArray(details)) return null;
+  for (const d of details) {
+    const r = asRecord(d);
+    if (r?.["@type"] !== "type.googleapis.com/google.rpc.RetryInfo") continue;
+    const m = typeof r.retryDelay === "string" ? /^(\d+(?:\.\d+)?)s$/.exec(r.retryDelay) : null;
+    if (m) return Math.ceil(Number(m[1]));
+  }
+  return null;
 }
 
 /** One streamed chunk: new text (possibly empty) and, at the end, the merged answer. */
@@ -174,6 +216,7 @@ export function createGeminiStreamer(o: {
       let finishReason: string | null = null;
       let usage: unknown;
       let promptFeedback: unknown;
+      let modelVersion: string | undefined;
       try {
         for await (const chunk of chunks) {
           const answer = readGenerateContentResponse({
@@ -181,6 +224,7 @@ export function createGeminiStreamer(o: {
             usageMetadata: chunk.usageMetadata,
           });
           if (chunk.usageMetadata) usage = chunk.usageMetadata;
+          if (chunk.modelVersion) modelVersion = chunk.modelVersion;
           if (chunk.promptFeedback) promptFeedback = chunk.promptFeedback;
           if (answer?.finishReason) finishReason = answer.finishReason;
           if (answer?.kind === "text") {
@@ -195,7 +239,13 @@ export function createGeminiStreamer(o: {
         candidates: [{ content: { parts: [{ text }] }, finishReason }],
         usageMetadata: usage,
         promptFeedback,
+        modelVersion,
       });
+      if (finishReason === null && merged?.kind !== "blocked") {
+        // The SDK does not always raise an error object sent inside the 200 stream; a stream
+        // that ends without a finishReason did not finish, whatever text it delivered.
+        throw new GeminiCallError("Gemini's stream ended without a finishReason", null, false);
+      }
       yield { type: "end", answer: merged ?? { kind: "empty", finishReason, usage: noUsage } };
     },
   };
@@ -211,10 +261,30 @@ function sdkGenerationConfig(g: GenerationConfig) {
   };
 }
 
-const noUsage: GeminiUsage = { promptTokens: null, replyTokens: null };
+const noUsage: GeminiUsage = {
+  promptTokens: null,
+  replyTokens: null,
+  thoughtTokens: null,
+  cachedTokens: null,
+  totalTokens: null,
+  model: null,
+};
+
+/** The SDK's ApiError message carries the error body as JSON (after "got status: …. "). */
+function retryDelayOfMessage(message: string): number | null {
+  const start = message.indexOf("{");
+  if (start < 0) return null;
+  try {
+    return retryDelaySeconds(JSON.parse(message.slice(start)));
+  } catch {
+    return null;
+  }
+}
 
 function toCallError(err: unknown): GeminiCallError {
-  if (err instanceof ApiError) return new GeminiCallError(err.message, err.status, false);
+  if (err instanceof ApiError) {
+    return new GeminiCallError(err.message, err.status, false, retryDelayOfMessage(err.message));
+  }
   const e = err instanceof Error ? err : new Error(String(err));
   const timedOut =
     e.name === "AbortError" || e.name === "TimeoutError" || /timed? ?out/i.test(e.message);

@@ -44,12 +44,31 @@ export const MessageSchema = z
     content: z.string().openapi({ example: "Suggest three names for a cat." }),
     status: z.enum(["pending", "complete", "failed"]),
     error: z.enum(REPLY_ERRORS).nullable().openapi({
-      description: "Why a reply failed; the prompt was given back to the daily quota.",
+      description:
+        "Why a reply failed. The prompt was given back to the daily quota unless Gemini had produced output for it (then `content` keeps the text already streamed).",
+    }),
+    finish_reason: z.string().nullable().openapi({
+      example: "STOP",
+      description:
+        "Gemini's finishReason for a reply (`STOP`, `MAX_TOKENS` for a reply cut at the tier's output bound, `SAFETY`…); null for prompts and pending replies.",
     }),
     usage: z
       .object({
         prompt_tokens: z.number().int().openapi({ example: 12 }),
-        reply_tokens: z.number().int().openapi({ example: 48 }),
+        reply_tokens: z
+          .number()
+          .int()
+          .openapi({ example: 48, description: "Visible answer tokens." }),
+        thought_tokens: z.number().int().openapi({
+          example: 16,
+          description: "Thinking tokens, billed as output.",
+        }),
+        cached_tokens: z.number().int().openapi({ example: 0 }),
+        total_tokens: z.number().int().openapi({ example: 76 }),
+        model: z.string().nullable().openapi({
+          example: "gemini-3.8-flash",
+          description: "The model version that answered.",
+        }),
       })
       .nullable(),
     created_at: Timestamp,

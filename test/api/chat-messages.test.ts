@@ -56,11 +56,19 @@ describe("POST /chatroom/:id/message (queued through QStash)", () => {
     expect(reply.status).toBe("complete");
     expect(reply.content).toContain("local Gemini");
     expect(reply.content).toContain(content);
+    // The stand-in thinks 4 tokens at the Basic default level LOW; thinking is in the total.
     expect(reply.usage).toEqual({
       prompt_tokens: expect.any(Number),
       reply_tokens: expect.any(Number),
+      thought_tokens: 4,
+      cached_tokens: 0,
+      total_tokens: expect.any(Number),
+      model: "gemini-3.8-flash",
     });
-    expect(reply.usage?.reply_tokens).toBeGreaterThan(0);
+    const usage = reply.usage as NonNullable<typeof reply.usage>;
+    expect(usage.reply_tokens).toBeGreaterThan(0);
+    expect(usage.total_tokens).toBe(usage.prompt_tokens + usage.reply_tokens + 4);
+    expect(reply.finish_reason).toBe("STOP");
     expect(reply.completed_at).not.toBeNull();
 
     const calls = await geminiCalls(content);
@@ -81,6 +89,8 @@ describe("POST /chatroom/:id/message (queued through QStash)", () => {
     );
     expect(published?.deduplication_id).toBe(replyId);
     expect(published?.max_retries).toBe(3);
+    // Upstash-Timeout fits the longest allowed generation (GEMINI_TIMEOUT_SECONDS).
+    expect(published?.timeout_ms).toBe(300_000);
     const keyHeader = Object.entries(published?.header ?? {}).find(
       ([name]) => name.toLowerCase() === "x-goog-api-key",
     );
@@ -89,6 +99,11 @@ describe("POST /chatroom/:id/message (queued through QStash)", () => {
     const body = JSON.parse(published?.body ?? "{}");
     expect(body.systemInstruction.parts[0].text).toEqual(expect.any(String));
     expect(body.contents).toEqual([{ role: "user", parts: [{ text: content }] }]);
+    // Bounded cost: the Basic output bound and the one thinking field a 3.x model takes.
+    expect(body.generationConfig).toEqual({
+      maxOutputTokens: 2048,
+      thinkingConfig: { thinkingLevel: "LOW" },
+    });
 
     const callbacks = await qstashMessages(content, "callback");
     expect(callbacks.map((c) => c.url)).toEqual([

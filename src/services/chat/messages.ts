@@ -26,6 +26,7 @@ import {
   type GeminiTurn,
   type GenerateContentBody,
   generationConfigFor,
+  storableText,
 } from "../../lib/gemini";
 import { newId } from "../../lib/ids";
 import {
@@ -268,6 +269,10 @@ async function sendClaimedMessage(
     finishReason: null,
     promptTokens: null,
     replyTokens: null,
+    thoughtTokens: null,
+    cachedTokens: null,
+    totalTokens: null,
+    model: null,
     replyToId: null,
     jobId: null,
     quotaDay: ticket.day,
@@ -372,21 +377,30 @@ export async function streamReply(
   emit: StreamSink,
 ): Promise<void> {
   let outcome: ReplyOutcome;
+  // What the client has been sent: kept (and counted) even if the stream then fails.
+  let delivered = "";
   try {
     let final: ReplyOutcome | null = null;
     for await (const event of deps.gemini.stream(job.request)) {
       if (event.type === "delta") {
-        if (event.text) emit("delta", { text: event.text });
+        if (event.text) {
+          delivered += event.text;
+          emit("delta", { text: event.text });
+        }
       } else {
         final = outcomeOfAnswer(event.answer);
       }
     }
     outcome = final ?? outcomeOfAnswer(null);
+    if (outcome.kind === "failed" && delivered) {
+      // A late stop (SAFETY, RECITATION…) after text: the text is out, so it stays and counts.
+      outcome = { ...outcome, charged: true, partialText: storableText(delivered) };
+    }
   } catch (err) {
     console.warn(
       JSON.stringify({ level: "warn", msg: "gemini_stream_failed", error: describeError(err) }),
     );
-    outcome = outcomeOfStreamError(err);
+    outcome = outcomeOfStreamError(err, storableText(delivered));
   }
   const settled = await settleReply(deps, job.replyId, outcome);
   let reply: MessageRow | undefined =
