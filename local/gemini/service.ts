@@ -28,6 +28,8 @@ export const FAULT_KINDS = [
   "stream_cut",
   /** Streams: some text, then a late finishReason SAFETY (the text so far is already out). */
   "late_safety",
+  /** Streams: every chunk `ms` apart (a long answer); generateContent answers normally. */
+  "slow_stream",
 ] as const;
 export type GeminiFaultKind = (typeof FAULT_KINDS)[number];
 
@@ -500,13 +502,18 @@ export async function createGeminiService(config: LocalCloudConfig): Promise<Loc
     if (method === "generateContent") return c.json(chunks[0]);
     if (!sse) return c.json(chunks);
     const encoder = new TextEncoder();
-    const paced = fault !== null && STREAM_FAULTS.has(fault.kind);
+    const pace =
+      fault?.kind === "slow_stream"
+        ? fault.ms
+        : fault !== null && STREAM_FAULTS.has(fault.kind)
+          ? STREAM_FAULT_PACE_MS
+          : 0;
     const stream = new ReadableStream<Uint8Array>({
       async start(controller) {
         for (const chunk of chunks) {
           controller.enqueue(encoder.encode(`data: ${JSON.stringify(chunk)}\r\n\r\n`));
           // A faulty stream is paced so the client sees the text before things go wrong.
-          if (paced) await sleep(STREAM_FAULT_PACE_MS);
+          if (pace > 0) await sleep(pace);
         }
         controller.close();
       },

@@ -181,7 +181,8 @@ export type GeminiStreamEvent =
 
 /** Calls streamGenerateContent directly (the SSE path only; queued replies go through QStash). */
 export interface GeminiStreamer {
-  stream(body: GenerateContentBody): AsyncGenerator<GeminiStreamEvent>;
+  /** `signal` aborts the upstream call (the generation is handed elsewhere). */
+  stream(body: GenerateContentBody, signal?: AbortSignal): AsyncGenerator<GeminiStreamEvent>;
 }
 
 export function createGeminiStreamer(o: {
@@ -193,7 +194,7 @@ export function createGeminiStreamer(o: {
   // Built on first use: most requests never stream, and the SDK client is not free to set up.
   let client: GoogleGenAI | undefined;
   return {
-    async *stream(body) {
+    async *stream(body, signal) {
       client ??= new GoogleGenAI({
         apiKey: o.apiKey,
         httpOptions: { baseUrl: o.baseUrl, timeout: o.timeoutMs },
@@ -207,6 +208,7 @@ export function createGeminiStreamer(o: {
           config: {
             ...(body.systemInstruction ? { systemInstruction: body.systemInstruction } : {}),
             ...(body.generationConfig ? sdkGenerationConfig(body.generationConfig) : {}),
+            ...(signal ? { abortSignal: signal } : {}),
           },
         });
       } catch (err) {

@@ -411,19 +411,23 @@ export const chatroomRoutes = createRouter()
       return c.json(result.body, 202, headers as z.infer<typeof rateLimitHeaders>);
     }
 
-    // SSE: the reply is produced under waitUntil, so a client that disconnects still gets it saved.
+    // SSE: the reply is produced under waitUntil; a client that disconnects hands the unfinished
+    // generation to the queued path (ADR 5), so the reply is saved whether or not it stays.
     const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
     const writer = writable.getWriter();
     let open = true;
+    const gone = new AbortController();
+    c.req.raw.signal?.addEventListener("abort", () => gone.abort());
     const emit = (event: string, data: unknown) => {
       if (!open) return;
       writer.write(sseFrame(event, data)).catch(() => {
         open = false;
+        gone.abort();
       });
     };
     emit("message", { message: result.body.message });
     const job = result.job;
-    const work = streamReply(deps, { ...job, chatroomId }, emit)
+    const work = streamReply(deps, { ...job, chatroomId }, emit, gone.signal)
       .catch((err: unknown) => {
         console.error(
           JSON.stringify({ level: "error", msg: "stream_reply_failed", error: describeError(err) }),

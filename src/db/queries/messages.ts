@@ -231,6 +231,17 @@ export function setReplyJob(db: Database, id: string, jobId: string) {
 }
 
 /**
+ * Hands a streamed reply, still pending, to a QStash job (its client went away): from then on it
+ * is a queued reply, settled by the job's callback and swept on the queued deadline.
+ */
+export function handOffStreamedReply(db: Database, id: string, streamJobId: string, jobId: string) {
+  return db
+    .update(messages)
+    .set({ jobId })
+    .where(and(pendingReply(id), eq(messages.jobId, streamJobId)));
+}
+
+/**
  * Fails up to `limit` replies still pending, oldest first: any created before `cutoff`, and
  * streamed ones (job `streamJobId`) created before `streamCutoff`.
  */

@@ -7,6 +7,7 @@ import {
   selectIdempotencyRecord,
 } from "../../db/queries/idempotency";
 import {
+  handOffStreamedReply,
   insertMessages,
   type MessageRow,
   selectHistoryWindow,
@@ -368,20 +369,27 @@ export type StreamSink = (event: "delta" | "done" | "error", data: unknown) => v
 
 /**
  * Produces a reply by streaming Gemini directly, then saves it exactly like a queued reply
- * (same conditional UPDATE, same refund on failure). Keeps going when the client disconnects:
- * the caller runs this under waitUntil.
+ * (same conditional UPDATE, same settlement). When the client goes away (`clientGone` aborts)
+ * before the answer is complete, the unfinished generation is handed to the queued path: the
+ * stream is aborted and a QStash job for the same reply is published, so the reply is finished
+ * and saved by the job's callback rather than by a Worker invocation Cloudflare may cut ~30 s
+ * after the disconnect (ADR 5).
  */
 export async function streamReply(
   deps: ChatDeps,
   job: { replyId: string; userId: string; chatroomId: string; request: GenerateContentBody },
   emit: StreamSink,
+  clientGone?: AbortSignal,
 ): Promise<void> {
+  const upstream = new AbortController();
+  const stop = () => upstream.abort();
+  clientGone?.addEventListener("abort", stop);
   let outcome: ReplyOutcome;
   // What the client has been sent: kept (and counted) even if the stream then fails.
   let delivered = "";
   try {
     let final: ReplyOutcome | null = null;
-    for await (const event of deps.gemini.stream(job.request)) {
+    for await (const event of deps.gemini.stream(job.request, upstream.signal)) {
       if (event.type === "delta") {
         if (event.text) {
           delivered += event.text;
@@ -390,6 +398,10 @@ export async function streamReply(
       } else {
         final = outcomeOfAnswer(event.answer);
       }
+      if (clientGone?.aborted && !final) break;
+    }
+    if (clientGone?.aborted && !final) {
+      if (await handOffToQueue(deps, job)) return;
     }
     outcome = final ?? outcomeOfAnswer(null);
     if (outcome.kind === "failed" && delivered) {
@@ -397,10 +409,13 @@ export async function streamReply(
       outcome = { ...outcome, charged: true, partialText: storableText(delivered) };
     }
   } catch (err) {
+    if (clientGone?.aborted && (await handOffToQueue(deps, job))) return;
     console.warn(
       JSON.stringify({ level: "warn", msg: "gemini_stream_failed", error: describeError(err) }),
     );
     outcome = outcomeOfStreamError(err, storableText(delivered));
+  } finally {
+    clientGone?.removeEventListener("abort", stop);
   }
   const settled = await settleReply(deps, job.replyId, outcome);
   let reply: MessageRow | undefined =
@@ -419,5 +434,29 @@ export async function streamReply(
       error: { code: reply.error ?? "upstream_error", message: "The reply failed." },
       reply: view,
     });
+  }
+}
+
+/**
+ * Publishes the QStash job that finishes a streamed reply whose client left (deduplicated by
+ * the reply id, like every reply job). False when the publish failed: the stream's own outcome
+ * is then saved instead.
+ */
+async function handOffToQueue(
+  deps: ChatDeps,
+  job: { replyId: string; request: GenerateContentBody },
+): Promise<boolean> {
+  try {
+    const { messageId } = await deps.queue.publish(replyJob(deps.config, job.replyId, job.request));
+    await handOffStreamedReply(deps.db, job.replyId, STREAM_JOB_ID, messageId);
+    console.info(
+      JSON.stringify({ level: "info", msg: "stream_handed_off", reply_id: job.replyId }),
+    );
+    return true;
+  } catch (err) {
+    console.warn(
+      JSON.stringify({ level: "warn", msg: "stream_hand_off_failed", error: describeError(err) }),
+    );
+    return false;
   }
 }
