@@ -156,7 +156,8 @@ async function awaitInFlightRecord(
  *   1. [one db.batch: tier + ownership + history window + idempotency record] ‖ [quota token]
  *      ‖ [in-flight claim of the Idempotency-Key]
  *   2. [one db.batch: idempotency record + prompt + pending reply + chatroom counters]
- *      ‖ [QStash publish] ‖ [list-cache version bump]
+ *      ‖ [list-cache version bump]; then, after the response, the QStash publish
+ *      (only for a committed reply: exactly one Gemini call per prompt)
  * Anything rejected after round 1 refunds its token, so refused prompts cost no quota.
  */
 export async function sendMessage(
@@ -298,7 +299,7 @@ async function sendClaimedMessage(
   const key = input.idempotencyKey;
 
   // Round 2.
-  const [written, published, invalidated] = await Promise.allSettled([
+  const [written, invalidated] = await Promise.allSettled([
     db.batch([
       insertMessages(db, [promptRow, replyRow]),
       recordExchange(db, { id: input.chatroomId, userId: input.userId, added: 2, now }),
@@ -318,9 +319,6 @@ async function sendClaimedMessage(
           ]
         : []),
     ]),
-    input.mode === "queued"
-      ? deps.queue.publish(replyJob(config, replyRow.id, request))
-      : Promise.resolve(null),
     deps.listCache.invalidate(input.userId),
   ]);
 
@@ -335,18 +333,12 @@ async function sendClaimedMessage(
     if (state === "23503") throw new NotFoundError("No such chatroom.");
     throw written.reason;
   }
-  if (published.status === "fulfilled" && published.value) {
-    background(deps, "reply_job_record", setReplyJob(db, replyRow.id, published.value.messageId));
-  } else if (published.status === "rejected") {
-    // The prompt and the pending reply are committed; the sweep republishes (dedup id = reply id).
-    console.warn(
-      JSON.stringify({
-        level: "warn",
-        msg: "reply_publish_failed",
-        reply_id: replyRow.id,
-        error: String(published.reason),
-      }),
-    );
+  if (input.mode === "queued") {
+    // Published only once the reply is committed, after the response: a parallel repeat of the
+    // same Idempotency-Key whose batch lost, or a prompt whose chatroom was deleted meanwhile,
+    // never reaches Gemini. A publish that fails (or is cut) is left to the sweep, which
+    // republishes unqueued replies (deduplication id = reply id).
+    background(deps, "reply_publish", publishReply(deps, replyRow.id, request));
   }
   // Bumped again after the commit: a list read racing the batch may have cached the old counts.
   background(
@@ -362,6 +354,15 @@ async function sendClaimedMessage(
     headers: quotaHeaders(decision, nowMs),
     job: { replyId: replyRow.id, userId: input.userId, request },
   };
+}
+
+async function publishReply(
+  deps: ChatDeps,
+  replyId: string,
+  request: GenerateContentBody,
+): Promise<void> {
+  const { messageId } = await deps.queue.publish(replyJob(deps.config, replyId, request));
+  await setReplyJob(deps.db, replyId, messageId);
 }
 
 /** Where the SSE path writes; a write to a client that went away must not throw. */
