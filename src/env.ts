@@ -77,6 +77,9 @@ export const EnvSchema = z
     REFRESH_TOKEN_TTL_SECONDS: int(30 * 24 * 3600),
 
     BASIC_DAILY_LIMIT: int(5),
+    /** Replies one user may have pending at once (so one user cannot fill the Gemini rate limit). */
+    MAX_PENDING_REPLIES_BASIC: int(1),
+    MAX_PENDING_REPLIES_PRO: int(3),
     PRO_DAILY_LIMIT: int(1000),
     CHATROOM_CACHE_TTL_SECONDS: int(600),
     HISTORY_MAX_MESSAGES: int(20),

@@ -295,7 +295,7 @@ const sendMessageRoute = createRoute({
   tags: ["Chat"],
   summary: "Send a prompt; Gemini's reply arrives asynchronously (or streams with SSE)",
   description:
-    "Counts against the daily quota (Basic 5, Pro 1000 per UTC day). Answers 202 with the saved prompt and a pending reply to poll at Location. With `Accept: text/event-stream` answers 200 with Server-Sent Events: `message` (the saved prompt), `delta` ({text}), then `done` ({reply}) or `error` ({error, reply}). An `Idempotency-Key` replays the first response for 24 hours without creating anything or using quota; the same key with another body is 409 idempotency_key_reused. A repeat that arrives while the first is still being written, and finds the daily limit reached by it, waits for the first and replays it (409 idempotency_in_progress if it does not finish within a few seconds).",
+    "Counts against the daily quota (Basic 5, Pro 1000 per UTC day). Answers 202 with the saved prompt and a pending reply to poll at Location. With `Accept: text/event-stream` answers 200 with Server-Sent Events: `message` (the saved prompt), `delta` ({text}), then `done` ({reply}) or `error` ({error, reply}). An `Idempotency-Key` replays the first response for 24 hours without creating anything or using quota; the same key with another body is 409 idempotency_key_reused. A repeat that arrives while the first is still being written, and finds the daily limit reached by it, waits for the first and replays it (409 idempotency_in_progress if it does not finish within a few seconds). At most MAX_PENDING_REPLIES replies (Basic 1, Pro 3) may be pending per user: one more is 409 reply_in_progress and uses no quota.",
   security: bearerSecurity,
   middleware: [requireAuth] as const,
   request: {
@@ -320,7 +320,7 @@ const sendMessageRoute = createRoute({
       400,
       401,
       404,
-      [409, "idempotency_key_reused", "idempotency_in_progress"],
+      [409, "idempotency_key_reused", "idempotency_in_progress", "reply_in_progress"],
       413,
       415,
       [429, "daily_limit_reached"],

@@ -196,6 +196,7 @@ describe("replyJob", () => {
       pro: { maxOutputTokens: 8192, thinkingBudget: 2048, thinkingLevel: "MEDIUM" },
     },
     geminiTimeoutSeconds: 300,
+    maxPendingReplies: { basic: 1, pro: 3 },
   };
 
   it("sends Gemini's generateContent with a forwarded, redacted API key and our callbacks", () => {

@@ -5,6 +5,7 @@ import { createVersionedCache, type VersionedCache } from "../../lib/cache";
 import { createInFlightClaims, type InFlightClaims } from "../../lib/claims";
 import type { Clock } from "../../lib/clock";
 import type { GeminiStreamer, ReplyBudget } from "../../lib/gemini";
+import { createPendingGate, type PendingGate } from "../../lib/pending-gate";
 import type { JobQueue } from "../../lib/queue";
 import type { Services } from "../../middleware/services";
 import { createDailyQuota, type DailyQuota } from "../quota";
@@ -25,6 +26,8 @@ export interface ChatConfig {
   replyBudgets: { basic: ReplyBudget; pro: ReplyBudget };
   /** Longest a generation may run (the QStash job's Upstash-Timeout). */
   geminiTimeoutSeconds: number;
+  /** MAX_PENDING_REPLIES per tier. */
+  maxPendingReplies: { basic: number; pro: number };
 }
 
 /** Everything the chat services touch. */
@@ -36,6 +39,8 @@ export interface ChatDeps {
   quota: DailyQuota;
   /** Idempotency keys of prompts being processed (see sendMessage). */
   promptClaims: InFlightClaims;
+  /** Prompts accepted but not yet committed, per user (MAX_PENDING_REPLIES; see sendMessage). */
+  pendingGate: PendingGate;
   queue: JobQueue;
   gemini: GeminiStreamer;
   config: ChatConfig;
@@ -84,6 +89,7 @@ export function chatConfig(env: Env): ChatConfig {
       },
     },
     geminiTimeoutSeconds: env.GEMINI_TIMEOUT_SECONDS,
+    maxPendingReplies: { basic: env.MAX_PENDING_REPLIES_BASIC, pro: env.MAX_PENDING_REPLIES_PRO },
   };
 }
 
@@ -109,6 +115,10 @@ export function buildChatDeps(
     }),
     promptClaims: createInFlightClaims(services.redis, {
       namespace: "claim:prompt",
+      ttlMs: PROMPT_CLAIM_TTL_MS,
+    }),
+    pendingGate: createPendingGate(services.redis, {
+      namespace: "pending:replies",
       ttlMs: PROMPT_CLAIM_TTL_MS,
     }),
     queue: services.queue,

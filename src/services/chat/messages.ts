@@ -12,6 +12,7 @@ import {
   type MessageRow,
   selectHistoryWindow,
   selectMessage,
+  selectPendingReplyIds,
   setReplyJob,
 } from "../../db/queries/messages";
 import { users } from "../../db/schema/users";
@@ -194,19 +195,36 @@ async function sendClaimedMessage(
     `POST /chatroom/${input.chatroomId}/message\n${JSON.stringify({ content: input.content })}`,
   );
 
-  // Round 1 (the claim runs beside it).
-  const [context, taken, ownsClaim] = await Promise.allSettled([
+  const replyId = newId();
+  // This prompt's entry among the user's pending replies. Parallel repeats of one key share it.
+  const gateMember = input.idempotencyKey ? `key:${input.idempotencyKey}` : replyId;
+  const maxPending = Math.max(config.maxPendingReplies.basic, config.maxPendingReplies.pro);
+
+  // Round 1 (the claim and the pending-replies entry run beside it).
+  const [context, taken, ownsClaim, gate] = await Promise.allSettled([
     db.batch([
       db.select({ tier: users.tier }).from(users).where(eq(users.id, input.userId)).limit(1),
       selectOwnedChatroom(db, input.chatroomId, input.userId),
       selectHistoryWindow(db, input.chatroomId, input.userId, config.historyMaxMessages),
       selectIdempotencyRecord(db, input.userId, input.idempotencyKey ?? null, now),
+      selectPendingReplyIds(db, input.userId, maxPending + 1),
     ]),
     deps.quota.take(input.userId),
     claimed,
+    deps.pendingGate.enter(input.userId, gateMember),
   ]);
   const ticket: QuotaTicket | null = taken.status === "fulfilled" ? taken.value : null;
-  const refund = async () => {
+  /**
+   * A keyed entry is shared with parallel repeats of the key, so it is left to expire, unless the
+   * key's prompt is committed (`committed`): the database counts that reply from then on.
+   */
+  const leaveGate = (committed = false) => {
+    if (gate.status === "fulfilled" && (committed || !input.idempotencyKey)) {
+      background(deps, "pending_gate_release", deps.pendingGate.release(input.userId, gateMember));
+    }
+  };
+  const refund = async (committed = false) => {
+    leaveGate(committed);
     if (!ticket) return;
     try {
       await deps.quota.refund(input.userId, ticket.day);
@@ -221,9 +239,9 @@ async function sendClaimedMessage(
     await refund();
     throw context.reason;
   }
-  const [[user], [room], history, [record]] = context.value;
+  const [[user], [room], history, [record], pendingReplies] = context.value;
   if (record) {
-    await refund();
+    await refund(true);
     const tier = user?.tier ?? "basic";
     const headers = ticket
       ? quotaHeaders(
@@ -259,6 +277,24 @@ async function sendClaimedMessage(
     }
     throw dailyLimitError(decision, nowMs);
   }
+  // MAX_PENDING_REPLIES: committed pending replies (database) and prompts not yet committed
+  // (Redis), counted once each; this prompt is among the latter. Without Redis, the database.
+  const pending = new Set(pendingReplies.map((r) => r.id));
+  if (gate.status === "fulfilled") for (const m of gate.value) pending.add(m);
+  else pending.add(gateMember);
+  if (pending.size > config.maxPendingReplies[user.tier]) {
+    await refund();
+    const key = input.idempotencyKey;
+    if (key && ownsClaim.status === "fulfilled" && ownsClaim.value === false) {
+      // A parallel repeat of a prompt in flight: its answer is the first one's.
+      const first = await awaitInFlightRecord(deps, input.userId, key);
+      if (first) return replayOf(first, requestHash, quotaHeaders(decision, nowMs));
+    }
+    throw new ConflictError(
+      `You already have ${config.maxPendingReplies[user.tier]} ${config.maxPendingReplies[user.tier] === 1 ? "reply" : "replies"} pending; wait for one to finish.`,
+      "reply_in_progress",
+    );
+  }
 
   const promptRow: MessageRow = {
     id: newId(),
@@ -283,7 +319,7 @@ async function sendClaimedMessage(
   };
   const replyRow: MessageRow = {
     ...promptRow,
-    id: newId(),
+    id: replyId,
     role: "model",
     content: "",
     status: "pending",
@@ -323,8 +359,9 @@ async function sendClaimedMessage(
   ]);
 
   if (written.status === "rejected") {
-    await refund();
     const state = sqlStateOf(written.reason);
+    // 23505 on a key: a parallel repeat committed, and the database now counts its reply.
+    await refund(state === "23505" && key !== undefined);
     if (state === "23505" && key) {
       // A parallel request with the same key won the insert; answer as its replay.
       const [winner] = await selectIdempotencyRecord(db, input.userId, key, now);
@@ -332,6 +369,10 @@ async function sendClaimedMessage(
     }
     if (state === "23503") throw new NotFoundError("No such chatroom.");
     throw written.reason;
+  }
+  if (input.idempotencyKey && gate.status === "fulfilled") {
+    // Committed: the entry now stands for this reply, released when the reply settles.
+    background(deps, "pending_gate_swap", deps.pendingGate.swap(input.userId, gateMember, replyId));
   }
   if (input.mode === "queued") {
     // Published only once the reply is committed, after the response: a parallel repeat of the

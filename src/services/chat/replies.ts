@@ -155,7 +155,7 @@ export type SettleResult =
  * the quota (failure) or invalidates the list cache (completion).
  */
 export async function settleReply(
-  deps: Pick<ChatDeps, "db" | "clock" | "listCache" | "quota" | "waitUntil">,
+  deps: Pick<ChatDeps, "db" | "clock" | "listCache" | "quota" | "waitUntil" | "pendingGate">,
   replyId: string,
   outcome: ReplyOutcome,
 ): Promise<SettleResult> {
@@ -186,6 +186,7 @@ export async function settleReply(
     const [completed, , exists] = written;
     const reply = completed[0];
     if (!reply) return { status: exists.length > 0 ? "unchanged" : "unknown" };
+    leavePending(deps, reply.userId, replyId);
     await invalidateList(deps, reply.userId);
     return { status: "complete", reply };
   }
@@ -205,9 +206,19 @@ export async function settleReply(
   ]);
   const reply = failed[0];
   if (!reply) return { status: exists.length > 0 ? "unchanged" : "unknown" };
+  leavePending(deps, reply.userId, replyId);
   if (!charged) await refundPrompt(deps, reply.userId, reply.quotaDay);
   if (outcome.partialText) await invalidateList(deps, reply.userId);
   return { status: "failed", reply };
+}
+
+/** A settled reply no longer counts against MAX_PENDING_REPLIES (best effort; entries expire). */
+function leavePending(
+  deps: Pick<ChatDeps, "pendingGate" | "waitUntil">,
+  userId: string,
+  replyId: string,
+) {
+  deps.waitUntil(deps.pendingGate.release(userId, replyId).catch(() => {}));
 }
 
 /** Gives a failed prompt back to the user's daily quota (best effort: logged on failure). */
