@@ -15,6 +15,7 @@ import {
 import { buildChatDeps, type ChatDeps } from "../services/chat/deps";
 import { sendMessage, streamReply } from "../services/chat/messages";
 import { REPLY_ERRORS } from "../services/chat/replies";
+import { getUsage, USAGE_MAX_DAYS } from "../services/chat/usage";
 import { createRouter, errorResponses, jsonContent } from "./router";
 
 /** Chat services wired to this request's adapters; background work goes to waitUntil. */
@@ -333,7 +334,50 @@ function sseFrame(event: string, data: unknown): Uint8Array {
   return new TextEncoder().encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
 }
 
+const DayString = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}$/, "Use YYYY-MM-DD.")
+  .openapi({ format: "date", example: "2026-12-01" });
+const UsageCounts = {
+  prompts: z.number().int().openapi({ example: 3, description: "Prompts that counted" }),
+  input_tokens: z.number().int().openapi({ example: 240 }),
+  output_tokens: z.number().int().openapi({ example: 910, description: "Visible answer tokens" }),
+  thought_tokens: z
+    .number()
+    .int()
+    .openapi({ example: 64, description: "Thinking, billed as output" }),
+};
+const UsageResponse = z
+  .object({
+    days: z.array(z.object({ date: DayString, ...UsageCounts })),
+    totals: z.object(UsageCounts),
+    limits: z.object({ prompts_per_day: z.number().int().openapi({ example: 5 }) }),
+  })
+  .openapi("Usage");
+
+const usageRoute = createRoute({
+  method: "get",
+  path: "/usage",
+  tags: ["Chat"],
+  summary: "The caller's Gemini usage per UTC day (prompts and tokens)",
+  description: `From the usage ledger written with each settled reply. \`from\`/\`to\` are UTC days, inclusive; at most ${USAGE_MAX_DAYS} days; default the last 30 days.`,
+  security: bearerSecurity,
+  middleware: [requireAuth] as const,
+  request: {
+    query: z.object({ from: DayString.optional(), to: DayString.optional() }),
+  },
+  responses: {
+    200: jsonContent(UsageResponse, "Daily usage, totals and the daily prompt limit"),
+    ...errorResponses(400, 401, 503),
+  },
+});
+
 export const chatroomRoutes = createRouter()
+  .openapi(usageRoute, async (c) => {
+    const { from, to } = c.req.valid("query");
+    const report = await getUsage(chatDeps(c), { userId: c.get("userId"), from, to });
+    return c.json(report, 200);
+  })
   .openapi(createChatroomRoute, async (c) => {
     const chatroom = await createChatroom(chatDeps(c), {
       userId: c.get("userId"),
