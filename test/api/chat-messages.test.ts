@@ -1,15 +1,19 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, testEnv, waitFor } from "../support/api.ts";
+import { call, control, testEnv, waitFor } from "../support/api.ts";
 import { createSession, type TestSession } from "../support/session.ts";
 import {
+  callbackBody,
+  createProSession,
   flushQStash,
   geminiCalls,
   marker,
   newChatroom,
+  postCallback,
   qstashMessages,
   remainingAfterOnePrompt,
   sendPrompt,
   settledReply,
+  signQStash,
   sql,
 } from "./chat-support.ts";
 
@@ -174,5 +178,64 @@ describe("POST /chatroom/:id/message (queued through QStash)", () => {
       headers: { "content-type": "application/x-www-form-urlencoded" },
     });
     expect(res.status).toBe(415);
+  });
+});
+
+describe("bounded cost per reply (generationConfig per tier)", () => {
+  it("a Pro prompt carries the Pro bounds: 8192 output tokens, thinking level MEDIUM", async () => {
+    const pro = await createProSession();
+    const room = await newChatroom(pro);
+    const content = marker("pro-bounds");
+    const res = await sendPrompt(pro, room.id, content);
+    expect(res.status).toBe(202);
+    await flushQStash(content);
+    const [published] = await qstashMessages(content, "publish");
+    expect(JSON.parse(published?.body ?? "{}").generationConfig).toEqual({
+      maxOutputTokens: 8192,
+      thinkingConfig: { thinkingLevel: "MEDIUM" },
+    });
+    const reply = await settledReply(pro, room.id, res.body.reply.id);
+    expect(reply.usage?.thought_tokens).toBe(16);
+  });
+
+  it("a reply cut at MAX_TOKENS is complete, with its finish_reason", async () => {
+    const me = await createSession();
+    const room = await newChatroom(me);
+    const content = marker("max-tokens");
+    // No real job for this prompt: the publish fails, and the callback below is the only answer.
+    await control("qstash/publish-fault", { match: content, mode: "error" });
+    const res = await sendPrompt(me, room.id, content);
+    const replyId = res.body.reply.id as string;
+    // Answer the job ourselves, as QStash would relay a truncated Gemini answer.
+    const path = `/webhook/qstash/reply?reply_id=${replyId}`;
+    const body = callbackBody({
+      candidates: [
+        { content: { role: "model", parts: [{ text: "Cut sh" }] }, finishReason: "MAX_TOKENS" },
+      ],
+      usageMetadata: {
+        promptTokenCount: 3,
+        candidatesTokenCount: 2,
+        thoughtsTokenCount: 5,
+        totalTokenCount: 10,
+      },
+      modelVersion: "gemini-3.8-flash",
+    });
+    const answered = await postCallback(
+      path,
+      body,
+      await signQStash(`${testEnv.APP_URL}${path}`, body),
+    );
+    expect(answered.status).toBe(200);
+    const reply = await settledReply(me, room.id, replyId);
+    await control("qstash/publish-fault", { match: content, mode: "none" });
+    expect(reply).toMatchObject({ status: "complete", finish_reason: "MAX_TOKENS" });
+    expect(reply.usage).toEqual({
+      prompt_tokens: 3,
+      reply_tokens: 2,
+      thought_tokens: 5,
+      cached_tokens: 0,
+      total_tokens: 10,
+      model: "gemini-3.8-flash",
+    });
   });
 });

@@ -40,8 +40,14 @@ describe("interpretCallback", () => {
       kind: "complete",
       text: "Hello there",
       finishReason: "STOP",
-      promptTokens: 12,
-      replyTokens: 7,
+      usage: {
+        promptTokens: 12,
+        replyTokens: 7,
+        thoughtTokens: null,
+        cachedTokens: null,
+        totalTokens: 19,
+        model: null,
+      },
     });
   });
 
@@ -50,15 +56,56 @@ describe("interpretCallback", () => {
       candidates: [{ content: { parts: [{ text: "a" }, { text: "b" }] }, finishReason: "STOP" }],
     });
     const outcome = interpretCallback(callback({ body: b64(body) }), regular);
-    expect(outcome).toMatchObject({ kind: "complete", text: "ab", promptTokens: null });
+    expect(outcome).toMatchObject({ kind: "complete", text: "ab", usage: { promptTokens: null } });
   });
 
   it("fails with safety_blocked when Gemini stops for SAFETY", () => {
     const body = JSON.stringify({ candidates: [{ finishReason: "SAFETY", index: 0 }] });
-    expect(interpretCallback(callback({ body: b64(body) }), regular)).toEqual({
+    expect(interpretCallback(callback({ body: b64(body) }), regular)).toMatchObject({
       kind: "failed",
       error: "safety_blocked",
       finishReason: "SAFETY",
+      // Nothing was produced: the prompt is refunded.
+      charged: false,
+    });
+  });
+
+  it("counts (does not refund) a blocked answer Gemini billed output for", () => {
+    const body = JSON.stringify({
+      candidates: [{ finishReason: "RECITATION", index: 0 }],
+      usageMetadata: { promptTokenCount: 4, candidatesTokenCount: 0, thoughtsTokenCount: 30 },
+    });
+    expect(interpretCallback(callback({ body: b64(body) }), regular)).toMatchObject({
+      kind: "failed",
+      error: "safety_blocked",
+      charged: true,
+    });
+  });
+
+  it("keeps a MAX_TOKENS answer as complete, with thought tokens and the model version", () => {
+    const body = JSON.stringify({
+      candidates: [{ content: { parts: [{ text: "Cut" }] }, finishReason: "MAX_TOKENS" }],
+      usageMetadata: {
+        promptTokenCount: 4,
+        candidatesTokenCount: 1,
+        thoughtsTokenCount: 9,
+        cachedContentTokenCount: 2,
+        totalTokenCount: 14,
+      },
+      modelVersion: "gemini-3.8-flash-001",
+    });
+    expect(interpretCallback(callback({ body: b64(body) }), regular)).toEqual({
+      kind: "complete",
+      text: "Cut",
+      finishReason: "MAX_TOKENS",
+      usage: {
+        promptTokens: 4,
+        replyTokens: 1,
+        thoughtTokens: 9,
+        cachedTokens: 2,
+        totalTokens: 14,
+        model: "gemini-3.8-flash-001",
+      },
     });
   });
 

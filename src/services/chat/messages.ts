@@ -195,6 +195,8 @@ async function sendClaimedMessage(
     `POST /chatroom/${input.chatroomId}/message\n${JSON.stringify({ content: input.content })}`,
   );
 
+  // Made before round 1 and in this order: messages sort by (created_at, id), prompt first.
+  const promptId = newId();
   const replyId = newId();
   // This prompt's entry among the user's pending replies. Parallel repeats of one key share it.
   const gateMember = input.idempotencyKey ? `key:${input.idempotencyKey}` : replyId;
@@ -297,7 +299,7 @@ async function sendClaimedMessage(
   }
 
   const promptRow: MessageRow = {
-    id: newId(),
+    id: promptId,
     chatroomId: input.chatroomId,
     userId: input.userId,
     role: "user",
