@@ -1,5 +1,10 @@
 import { z } from "zod";
-import { shutDownModelMessage, THINKING_LEVELS } from "./lib/gemini-models";
+import {
+  shutDownModelMessage,
+  THINKING_LEVELS,
+  thinkingFamily,
+  thinkingLevelsOf,
+} from "./lib/gemini-models";
 
 const secret = (name: string, minBytes = 32) =>
   z
@@ -98,6 +103,15 @@ export const EnvSchema = z
       });
     }
     for (const tier of ["BASIC", "PRO"] as const) {
+      const level = env[`GEMINI_THINKING_LEVEL_${tier}`];
+      const levels = thinkingLevelsOf(env.GEMINI_MODEL);
+      if (thinkingFamily(env.GEMINI_MODEL) === "level" && !levels.includes(level)) {
+        ctx.addIssue({
+          code: "custom",
+          path: [`GEMINI_THINKING_LEVEL_${tier}`],
+          message: `${env.GEMINI_MODEL} takes thinking levels ${levels.join(", ")}, not ${level}`,
+        });
+      }
       // Thinking counts against maxOutputTokens: a budget that fills it leaves no room for text.
       if (env[`GEMINI_THINKING_BUDGET_${tier}`] >= env[`GEMINI_MAX_OUTPUT_TOKENS_${tier}`]) {
         ctx.addIssue({

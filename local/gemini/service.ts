@@ -1,6 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { type Context, Hono } from "hono";
-import { shutDownModelMessage, thinkingFamily } from "../../src/lib/gemini-models.ts";
+import {
+  shutDownModelMessage,
+  thinkingFamily,
+  thinkingLevelsOf,
+} from "../../src/lib/gemini-models.ts";
 import type { LocalCloudConfig, LocalService } from "../types.ts";
 import {
   countTokens,
@@ -196,9 +200,7 @@ function generationConfigProblem(
   }
   if (hasLevel) {
     const level = thinking.thinkingLevel;
-    const allowed = NO_MINIMAL_LEVEL.has(model)
-      ? ["LOW", "MEDIUM", "HIGH"]
-      : ["MINIMAL", "LOW", "MEDIUM", "HIGH"];
+    const allowed: readonly string[] = thinkingLevelsOf(model);
     if (typeof level !== "string" || !allowed.includes(level)) {
       return `Unable to submit request because thinking_level ${String(level)} is not supported by this model. Supported: ${allowed.join(", ")}.`;
     }

@@ -77,3 +77,17 @@ export function shutDownModelMessage(model: string): string | null {
   }
   return null;
 }
+
+/**
+ * Thinking levels each model documents, where it is not all four (Google's model pages; see
+ * docs/adr/0007). A level a model lacks is a 400 on every request, so configuration refuses it.
+ */
+export const MODEL_THINKING_LEVELS: Readonly<Record<string, readonly ThinkingLevel[]>> = {
+  "gemini-3.8-flash": ["LOW", "MEDIUM", "HIGH"],
+  "gemini-3.7-flash": ["LOW", "MEDIUM", "HIGH"],
+  "gemini-3.1-pro-preview": ["LOW", "MEDIUM", "HIGH"],
+};
+
+export function thinkingLevelsOf(model: string): readonly ThinkingLevel[] {
+  return MODEL_THINKING_LEVELS[model] ?? THINKING_LEVELS;
+}

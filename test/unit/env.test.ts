@@ -64,6 +64,17 @@ describe("parseEnv", () => {
     expect(configErrorOf({ ...valid, GEMINI_THINKING_LEVEL_PRO: "EXTREME" })).toMatch(
       /GEMINI_THINKING_LEVEL_PRO/,
     );
+    // gemini-3.8-flash documents LOW, MEDIUM and HIGH only.
+    expect(configErrorOf({ ...valid, GEMINI_THINKING_LEVEL_BASIC: "MINIMAL" })).toMatch(
+      /GEMINI_THINKING_LEVEL_BASIC: gemini-3\.8-flash takes thinking levels LOW, MEDIUM, HIGH/,
+    );
+    expect(
+      parseEnv({
+        ...valid,
+        GEMINI_MODEL: "gemini-3.5-flash-lite",
+        GEMINI_THINKING_LEVEL_BASIC: "MINIMAL",
+      }).GEMINI_THINKING_LEVEL_BASIC,
+    ).toBe("MINIMAL");
   });
 
   it("names a missing secret", () => {
