@@ -166,12 +166,6 @@ function faultError(fault: GeminiFault): GeminiError | null {
 
 /** The most output tokens any current model allows. */
 const MAX_OUTPUT_TOKENS_LIMIT = 65_536;
-/** Models that document LOW/MEDIUM/HIGH but not MINIMAL (docs/adr/0007). */
-const NO_MINIMAL_LEVEL = new Set([
-  "gemini-3.8-flash",
-  "gemini-3.7-flash",
-  "gemini-3.1-pro-preview",
-]);
 
 /** Why Gemini would answer 400 to this generationConfig, or null. */
 function generationConfigProblem(
