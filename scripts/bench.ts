@@ -49,7 +49,11 @@ const LATENCY = Math.min(500, Math.max(10, Number(args.latency)));
 const started = performance.now();
 // The bench switches faults on purpose (a failing QStash publish); the Worker's logs of them
 // would only bury the table.
-const host = await selfHost({ logLevel: "none" });
+// Prompts are timed back to back: MAX_PENDING_REPLIES would answer most of them 409.
+const host = await selfHost({
+  logLevel: "none",
+  vars: { MAX_PENDING_REPLIES_BASIC: "1000", MAX_PENDING_REPLIES_PRO: "1000" },
+});
 const W = host.workerUrl;
 const vars = host.vars;
 neonConfig.fetchEndpoint = () => `${host.cloudUrl}/neon/sql`;

@@ -298,7 +298,11 @@ let hosted: SelfHosted | undefined;
 let exitCode = 0;
 try {
   if (args["self-host"]) {
-    hosted = await selfHost();
+    // Prompts go back to back without waiting for replies: lift MAX_PENDING_REPLIES (tested on
+    // its own in test/api/chat-pending-limit.test.ts) so the daily-limit invariants stay exact.
+    hosted = await selfHost({
+      vars: { MAX_PENDING_REPLIES_BASIC: "1000", MAX_PENDING_REPLIES_PRO: "1000" },
+    });
     baseUrl = hosted.workerUrl;
     cloudUrl = hosted.cloudUrl;
     console.log(`self-hosted Worker at ${baseUrl}, local cloud at ${hosted.cloudUrl}`);

@@ -1,4 +1,10 @@
 import { z } from "zod";
+import {
+  shutDownModelMessage,
+  THINKING_LEVELS,
+  thinkingFamily,
+  thinkingLevelsOf,
+} from "./lib/gemini-models";
 
 const secret = (name: string, minBytes = 32) =>
   z
@@ -36,7 +42,26 @@ export const EnvSchema = z
 
     GEMINI_API_KEY: z.string().min(1, "GEMINI_API_KEY is required"),
     GEMINI_BASE_URL: url.default("https://generativelanguage.googleapis.com"),
-    GEMINI_MODEL: z.string().min(1).default("gemini-2.5-flash"),
+    /** A stable model Google serves (docs/adr/0007); shut-down ids are refused, naming the successor. */
+    GEMINI_MODEL: z
+      .string()
+      .min(1)
+      .default("gemini-3.8-flash")
+      .superRefine((model, ctx) => {
+        const refused = shutDownModelMessage(model);
+        if (refused) ctx.addIssue({ code: "custom", message: refused });
+      }),
+    /** Per-reply output bound (thinking included), per tier. */
+    GEMINI_MAX_OUTPUT_TOKENS_BASIC: int(2048),
+    GEMINI_MAX_OUTPUT_TOKENS_PRO: int(8192),
+    /** Thinking bound for 3.x-and-later models (a level), per tier. */
+    GEMINI_THINKING_LEVEL_BASIC: z.enum(THINKING_LEVELS).default("LOW"),
+    GEMINI_THINKING_LEVEL_PRO: z.enum(THINKING_LEVELS).default("MEDIUM"),
+    /** Thinking bound for 2.5 models (a token budget; 0 turns thinking off on Flash), per tier. */
+    GEMINI_THINKING_BUDGET_BASIC: int(512, 0),
+    GEMINI_THINKING_BUDGET_PRO: int(2048, 0),
+    /** Longest one generation may run: the QStash Upstash-Timeout and the stream's timeout. */
+    GEMINI_TIMEOUT_SECONDS: int(300, 10),
     GEMINI_SYSTEM_PROMPT: z.string().default("You are a helpful, concise assistant."),
 
     STRIPE_SECRET_KEY: z.string().min(1, "STRIPE_SECRET_KEY is required"),
@@ -57,6 +82,9 @@ export const EnvSchema = z
     REFRESH_TOKEN_TTL_SECONDS: int(30 * 24 * 3600),
 
     BASIC_DAILY_LIMIT: int(5),
+    /** Replies one user may have pending at once (so one user cannot fill the Gemini rate limit). */
+    MAX_PENDING_REPLIES_BASIC: int(1),
+    MAX_PENDING_REPLIES_PRO: int(3),
     PRO_DAILY_LIMIT: int(1000),
     CHATROOM_CACHE_TTL_SECONDS: int(600),
     HISTORY_MAX_MESSAGES: int(20),
@@ -73,6 +101,25 @@ export const EnvSchema = z
         path: ["REPLY_DEADLINE_SECONDS"],
         message: `REPLY_DEADLINE_SECONDS must exceed QStash's retry chain for QSTASH_RETRIES=${env.QSTASH_RETRIES} (${Math.ceil(chain)} s)`,
       });
+    }
+    for (const tier of ["BASIC", "PRO"] as const) {
+      const level = env[`GEMINI_THINKING_LEVEL_${tier}`];
+      const levels = thinkingLevelsOf(env.GEMINI_MODEL);
+      if (thinkingFamily(env.GEMINI_MODEL) === "level" && !levels.includes(level)) {
+        ctx.addIssue({
+          code: "custom",
+          path: [`GEMINI_THINKING_LEVEL_${tier}`],
+          message: `${env.GEMINI_MODEL} takes thinking levels ${levels.join(", ")}, not ${level}`,
+        });
+      }
+      // Thinking counts against maxOutputTokens: a budget that fills it leaves no room for text.
+      if (env[`GEMINI_THINKING_BUDGET_${tier}`] >= env[`GEMINI_MAX_OUTPUT_TOKENS_${tier}`]) {
+        ctx.addIssue({
+          code: "custom",
+          path: [`GEMINI_THINKING_BUDGET_${tier}`],
+          message: `GEMINI_THINKING_BUDGET_${tier} must be below GEMINI_MAX_OUTPUT_TOKENS_${tier} (thinking counts against it)`,
+        });
+      }
     }
     if (env.ENVIRONMENT === "production" && env.OTP_DELIVERY === "response") {
       ctx.addIssue({

@@ -19,6 +19,7 @@ export const ERROR_CODES = [
   "no_subscription",
   "idempotency_key_reused",
   "idempotency_in_progress",
+  "reply_in_progress",
   "payload_too_large",
   "unsupported_media_type",
   "rate_limited",

@@ -1,5 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { type Context, Hono } from "hono";
+import {
+  shutDownModelMessage,
+  thinkingFamily,
+  thinkingLevelsOf,
+} from "../../src/lib/gemini-models.ts";
 import type { LocalCloudConfig, LocalService } from "../types.ts";
 import {
   countTokens,
@@ -19,6 +24,16 @@ export const FAULT_KINDS = [
   "safety",
   "malformed",
   "empty",
+  /** promptFeedback.blockReason and no candidates: the prompt itself was refused. */
+  "blocked_prompt",
+  /** Streams: some text, then an `{"error":…}` object inside the 200 stream. */
+  "stream_error",
+  /** Streams: some text, then the stream ends without a finishReason (a cut connection). */
+  "stream_cut",
+  /** Streams: some text, then a late finishReason SAFETY (the text so far is already out). */
+  "late_safety",
+  /** Streams: every chunk `ms` apart (a long answer); generateContent answers normally. */
+  "slow_stream",
 ] as const;
 export type GeminiFaultKind = (typeof FAULT_KINDS)[number];
 
@@ -36,11 +51,19 @@ export interface GeminiCall {
   model: string;
   method: "generateContent" | "streamGenerateContent";
   prompt: string;
+  /** The request's generationConfig as sent (null when absent), so tests can assert bounds. */
+  generationConfig: Record<string, unknown> | null;
   status: number;
   fault: GeminiFaultKind | null;
   at: string;
 }
 
+const STREAM_FAULTS: ReadonlySet<GeminiFaultKind> = new Set([
+  "stream_error",
+  "stream_cut",
+  "late_safety",
+]);
+const STREAM_FAULT_PACE_MS = 20;
 const MAX_CALLS_KEPT = 5000;
 const STREAM_CHUNKS = 4;
 const SERVICE = "generativelanguage.googleapis.com";
@@ -94,21 +117,41 @@ const INVALID_KEY = googleError(
 function faultError(fault: GeminiFault): GeminiError | null {
   switch (fault.kind) {
     case "rate_limit":
-      return {
-        ...googleError(
-          429,
-          "RESOURCE_EXHAUSTED",
-          "You exceeded your current quota, please check your plan and billing details.",
-          [
-            {
-              "@type": "type.googleapis.com/google.rpc.RetryInfo",
-              retryDelay: `${fault.retry_after}s`,
-            },
-          ],
-        ),
-        headers: { "Retry-After": String(fault.retry_after) },
-      };
+      // As the real API: no Retry-After header; the wait is only in RetryInfo.retryDelay, with
+      // fractional seconds, beside QuotaFailure and Help.
+      return googleError(
+        429,
+        "RESOURCE_EXHAUSTED",
+        `You exceeded your current quota, please check your plan and billing details. Please retry in ${fault.retry_after}s.`,
+        [
+          {
+            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+            violations: [
+              {
+                quotaMetric: `${SERVICE}/generate_content_free_tier_requests`,
+                quotaId: "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                quotaDimensions: { location: "global", model: "gemini" },
+                quotaValue: "10",
+              },
+            ],
+          },
+          {
+            "@type": "type.googleapis.com/google.rpc.Help",
+            links: [
+              {
+                description: "Learn more about Gemini API quotas",
+                url: "https://ai.google.dev/gemini-api/docs/rate-limits",
+              },
+            ],
+          },
+          {
+            "@type": "type.googleapis.com/google.rpc.RetryInfo",
+            retryDelay: `${fault.retry_after}s`,
+          },
+        ],
+      );
     case "server_error":
+    case "stream_error":
       return googleError(
         500,
         "INTERNAL",
@@ -119,6 +162,60 @@ function faultError(fault: GeminiFault): GeminiError | null {
     default:
       return null;
   }
+}
+
+/** The most output tokens any current model allows. */
+const MAX_OUTPUT_TOKENS_LIMIT = 65_536;
+
+/** Why Gemini would answer 400 to this generationConfig, or null. */
+function generationConfigProblem(
+  model: string,
+  config: Record<string, unknown> | null,
+): string | null {
+  if (!config) return null;
+  const max = config.maxOutputTokens;
+  if (max !== undefined && !(Number.isInteger(max) && (max as number) > 0)) {
+    return "* GenerateContentRequest.generation_config.max_output_tokens: must be a positive integer\n";
+  }
+  if (typeof max === "number" && max > MAX_OUTPUT_TOKENS_LIMIT) {
+    return `Unable to submit request because it has a maxOutputTokens value of ${max} but the supported range is from 1 (inclusive) to ${MAX_OUTPUT_TOKENS_LIMIT + 1} (exclusive).`;
+  }
+  const thinking = config.thinkingConfig as Record<string, unknown> | undefined;
+  if (!thinking) return null;
+  const hasBudget = thinking.thinkingBudget !== undefined;
+  const hasLevel = thinking.thinkingLevel !== undefined;
+  if (hasBudget && hasLevel) {
+    return "Unable to submit request because thinking_budget and thinking_level are not supported together.";
+  }
+  const family = thinkingFamily(model);
+  if (family === "none") return "Thinking is not supported by this model.";
+  if (hasLevel && family === "budget") {
+    return "Unable to submit request because thinking_level is not supported by this model.";
+  }
+  if (hasLevel) {
+    const level = thinking.thinkingLevel;
+    const allowed: readonly string[] = thinkingLevelsOf(model);
+    if (typeof level !== "string" || !allowed.includes(level)) {
+      return `Unable to submit request because thinking_level ${String(level)} is not supported by this model. Supported: ${allowed.join(", ")}.`;
+    }
+  }
+  if (hasBudget && !Number.isInteger(thinking.thinkingBudget)) {
+    return "* GenerateContentRequest.generation_config.thinking_config.thinking_budget: must be an integer\n";
+  }
+  return null;
+}
+
+/** Deterministic thinking: a stand-in thinks only as much as the request's thinkingConfig says. */
+const THOUGHTS_PER_LEVEL: Record<string, number> = { MINIMAL: 0, LOW: 4, MEDIUM: 16, HIGH: 64 };
+function thoughtsFor(model: string, config: Record<string, unknown> | null): number {
+  const thinking = config?.thinkingConfig as Record<string, unknown> | undefined;
+  if (!thinking || thinkingFamily(model) === "none") return 0;
+  if (typeof thinking.thinkingLevel === "string") {
+    return THOUGHTS_PER_LEVEL[thinking.thinkingLevel] ?? 0;
+  }
+  const budget = thinking.thinkingBudget;
+  if (typeof budget !== "number") return 0;
+  return budget < 0 ? 16 : Math.min(budget, 16);
 }
 
 function errorResponse(err: GeminiError): Response {
@@ -145,7 +242,7 @@ function parseFault(input: unknown): GeminiFault | string {
   }
   const ms = b.ms ?? 1000;
   if (typeof ms !== "number" || ms < 0) return "ms must be a non-negative number";
-  const retryAfter = b.retry_after ?? 20;
+  const retryAfter = b.retry_after ?? 45.837906927;
   if (typeof retryAfter !== "number" || retryAfter < 0) {
     return "retry_after must be a non-negative number";
   }
@@ -222,8 +319,12 @@ export async function createGeminiService(config: LocalCloudConfig): Promise<Loc
       request = null;
     }
     const prompt = request ? promptTextOf(request) : "";
+    const generationConfig =
+      request && typeof request.generationConfig === "object" && request.generationConfig !== null
+        ? (request.generationConfig as Record<string, unknown>)
+        : null;
     const answer = (status: number, fault: GeminiFaultKind | null = null) =>
-      record({ model, method, prompt, status, fault });
+      record({ model, method, prompt, generationConfig, status, fault });
 
     const key = c.req.header("x-goog-api-key") ?? c.req.query("key");
     if (!key) {
@@ -250,6 +351,22 @@ export async function createGeminiService(config: LocalCloudConfig): Promise<Loc
         ),
       );
     }
+    const shutDown = shutDownModelMessage(model);
+    if (shutDown) {
+      answer(404);
+      return errorResponse(
+        googleError(
+          404,
+          "NOT_FOUND",
+          `models/${model} is not found for API version ${apiVersion}, or is not supported for ${method}. Call ListModels to see the list of available models and their supported methods.`,
+        ),
+      );
+    }
+    const invalidConfig = generationConfigProblem(model, generationConfig);
+    if (invalidConfig) {
+      answer(400);
+      return errorResponse(googleError(400, "INVALID_ARGUMENT", invalidConfig));
+    }
     if (!Array.isArray(request.contents) || request.contents.length === 0) {
       answer(400);
       return errorResponse(
@@ -262,7 +379,10 @@ export async function createGeminiService(config: LocalCloudConfig): Promise<Loc
     }
 
     const fault = takeFault(prompt);
-    const failure = fault ? faultError(fault) : null;
+    // Stream-only faults play out inside a 200 stream; on generateContent they are a plain 500.
+    const inStream = method === "streamGenerateContent";
+    const failure =
+      fault && !(inStream && STREAM_FAULTS.has(fault.kind)) ? faultError(fault) : null;
     if (fault && failure) {
       answer(failure.status, fault.kind);
       return errorResponse(failure);
@@ -306,28 +426,47 @@ export async function createGeminiService(config: LocalCloudConfig): Promise<Loc
           ...base,
         },
       ];
+    } else if (fault?.kind === "blocked_prompt") {
+      chunks = [
+        {
+          promptFeedback: {
+            blockReason: "SAFETY",
+            safetyRatings: [
+              { category: "HARM_CATEGORY_DANGEROUS_CONTENT", probability: "HIGH", blocked: true },
+            ],
+          },
+          usageMetadata: { promptTokenCount, totalTokenCount: promptTokenCount },
+          ...base,
+        },
+      ];
     } else if (fault?.kind === "empty") {
       chunks = [
         { usageMetadata: { promptTokenCount, totalTokenCount: promptTokenCount }, ...base },
       ];
     } else {
+      const thoughtsTokenCount = thoughtsFor(model, generationConfig);
       let text = replyTextFor(lastUserTextOf(request));
       let finishReason = "STOP";
       const max = request.generationConfig?.maxOutputTokens;
-      if (typeof max === "number" && countTokens(text) > max) {
-        text = truncateToTokens(text, max);
+      // Thinking counts against maxOutputTokens: what is left of the bound is for the text.
+      if (typeof max === "number" && countTokens(text) + thoughtsTokenCount > max) {
+        text = truncateToTokens(text, Math.max(0, max - thoughtsTokenCount));
         finishReason = "MAX_TOKENS";
       }
       const candidatesTokenCount = countTokens(text);
       const usageMetadata = {
         promptTokenCount,
         candidatesTokenCount,
-        totalTokenCount: promptTokenCount + candidatesTokenCount,
+        ...(thoughtsTokenCount > 0 ? { thoughtsTokenCount } : {}),
+        totalTokenCount: promptTokenCount + candidatesTokenCount + thoughtsTokenCount,
         promptTokensDetails: [{ modality: "TEXT", tokenCount: promptTokenCount }],
       };
-      const pieces = method === "generateContent" ? [text] : splitIntoChunks(text, STREAM_CHUNKS);
+      let pieces = method === "generateContent" ? [text] : splitIntoChunks(text, STREAM_CHUNKS);
+      const streamFault = inStream && fault && STREAM_FAULTS.has(fault.kind) ? fault.kind : null;
+      // A stream fault delivers the first half of the text, then goes wrong.
+      if (streamFault) pieces = pieces.slice(0, Math.max(1, Math.floor(pieces.length / 2)));
       chunks = pieces.map((piece, i) => {
-        const last = i === pieces.length - 1;
+        const last = i === pieces.length - 1 && !streamFault;
         return {
           candidates: [
             {
@@ -340,15 +479,37 @@ export async function createGeminiService(config: LocalCloudConfig): Promise<Loc
           ...base,
         };
       });
+      if (streamFault === "late_safety") {
+        const sent = countTokens(pieces.join(""));
+        chunks.push({
+          candidates: [{ finishReason: "SAFETY", index: 0 }],
+          usageMetadata: {
+            promptTokenCount,
+            candidatesTokenCount: sent,
+            totalTokenCount: promptTokenCount + sent,
+          },
+          ...base,
+        });
+      } else if (streamFault === "stream_error") {
+        chunks.push(faultError({ ...(fault as GeminiFault), kind: "server_error" })?.body ?? {});
+      }
     }
 
     if (method === "generateContent") return c.json(chunks[0]);
     if (!sse) return c.json(chunks);
     const encoder = new TextEncoder();
+    const pace =
+      fault?.kind === "slow_stream"
+        ? fault.ms
+        : fault !== null && STREAM_FAULTS.has(fault.kind)
+          ? STREAM_FAULT_PACE_MS
+          : 0;
     const stream = new ReadableStream<Uint8Array>({
-      start(controller) {
+      async start(controller) {
         for (const chunk of chunks) {
           controller.enqueue(encoder.encode(`data: ${JSON.stringify(chunk)}\r\n\r\n`));
+          // A faulty stream is paced so the client sees the text before things go wrong.
+          if (pace > 0) await sleep(pace);
         }
         controller.close();
       },

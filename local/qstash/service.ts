@@ -98,6 +98,8 @@ function view(message: QStashMessage, all: Map<string, QStashMessage>) {
     state: message.state,
     retried: message.retried,
     max_retries: message.maxRetries,
+    /** Upstash-Timeout of each delivery (what the publish asked for, or the plan's default). */
+    timeout_ms: message.timeoutMs,
     created_at: message.createdAt,
     not_before: message.notBefore,
     deduplication_id: message.deduplicationId,

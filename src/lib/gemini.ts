@@ -1,4 +1,7 @@
 import { ApiError, GoogleGenAI } from "@google/genai";
+import type { GenerationConfig } from "./gemini-models";
+
+export * from "./gemini-models";
 
 /** One turn of a conversation as Gemini sees it. */
 export interface GeminiTurn {
@@ -10,11 +13,26 @@ export interface GeminiTurn {
 export interface GenerateContentBody {
   contents: { role: "user" | "model"; parts: { text: string }[] }[];
   systemInstruction?: { parts: { text: string }[] };
+  generationConfig?: GenerationConfig;
 }
 
+/** Token usage of one answer, as Gemini reports it (null: not reported). */
 export interface GeminiUsage {
   promptTokens: number | null;
+  /** candidatesTokenCount: the visible answer, thinking excluded. */
   replyTokens: number | null;
+  /** thoughtsTokenCount: thinking, billed as output. */
+  thoughtTokens: number | null;
+  /** cachedContentTokenCount: the part of the prompt served from the context cache. */
+  cachedTokens: number | null;
+  totalTokens: number | null;
+  /** modelVersion: the model that actually answered (it can differ from the one asked for). */
+  model: string | null;
+}
+
+/** Whether Gemini produced output for this answer (then the prompt counts against the quota). */
+export function producedOutput(usage: GeminiUsage): boolean {
+  return (usage.replyTokens ?? 0) > 0 || (usage.thoughtTokens ?? 0) > 0;
 }
 
 /** What a Gemini answer boils down to for us. */
@@ -43,6 +61,7 @@ export const GEMINI_API_KEY_HEADER = "x-goog-api-key";
 export function buildGenerateContentBody(
   turns: GeminiTurn[],
   systemPrompt: string,
+  generationConfig?: GenerationConfig,
 ): GenerateContentBody {
   const contents: GenerateContentBody["contents"] = [];
   for (const turn of turns) {
@@ -53,6 +72,7 @@ export function buildGenerateContentBody(
   return {
     contents,
     ...(systemPrompt ? { systemInstruction: { parts: [{ text: systemPrompt }] } } : {}),
+    ...(generationConfig ? { generationConfig } : {}),
   };
 }
 
@@ -77,6 +97,10 @@ export function readGenerateContentResponse(json: unknown): GeminiAnswer | null 
   const usage: GeminiUsage = {
     promptTokens: asCount(usageMeta?.promptTokenCount),
     replyTokens: asCount(usageMeta?.candidatesTokenCount),
+    thoughtTokens: asCount(usageMeta?.thoughtsTokenCount),
+    cachedTokens: asCount(usageMeta?.cachedContentTokenCount),
+    totalTokens: asCount(usageMeta?.totalTokenCount),
+    model: typeof root.modelVersion === "string" ? root.modelVersion : null,
   };
   const promptFeedback = asRecord(root.promptFeedback);
   if (typeof promptFeedback?.blockReason === "string") {
@@ -119,11 +143,35 @@ export class GeminiCallError extends Error {
   override name = "GeminiCallError";
   readonly status: number | null;
   readonly timedOut: boolean;
-  constructor(message: string, status: number | null, timedOut: boolean) {
+  /** RetryInfo.retryDelay of a 429 in seconds (Gemini sends no Retry-After header). */
+  readonly retryAfterSeconds: number | null;
+  constructor(
+    message: string,
+    status: number | null,
+    timedOut: boolean,
+    retryAfterSeconds: number | null = null,
+  ) {
     super(message);
     this.status = status;
     this.timedOut = timedOut;
+    this.retryAfterSeconds = retryAfterSeconds;
   }
+}
+
+/**
+ * The wait a Gemini error body asks for: `error.details[]` RetryInfo `retryDelay` ("45.837906927s").
+ * Gemini puts it only there, never in a Retry-After header. Rounded up to whole seconds.
+ */
+export function retryDelaySeconds(errorBody: unknown): number | null {
+  const details = asRecord(asRecord(errorBody)?.error)?.details;
+  if (!Array.isArray(details)) return null;
+  for (const d of details) {
+    const r = asRecord(d);
+    if (r?.["@type"] !== "type.googleapis.com/google.rpc.RetryInfo") continue;
+    const m = typeof r.retryDelay === "string" ? /^(\d+(?:\.\d+)?)s$/.exec(r.retryDelay) : null;
+    if (m) return Math.ceil(Number(m[1]));
+  }
+  return null;
 }
 
 /** One streamed chunk: new text (possibly empty) and, at the end, the merged answer. */
@@ -133,7 +181,8 @@ export type GeminiStreamEvent =
 
 /** Calls streamGenerateContent directly (the SSE path only; queued replies go through QStash). */
 export interface GeminiStreamer {
-  stream(body: GenerateContentBody): AsyncGenerator<GeminiStreamEvent>;
+  /** `signal` aborts the upstream call (the generation is handed elsewhere). */
+  stream(body: GenerateContentBody, signal?: AbortSignal): AsyncGenerator<GeminiStreamEvent>;
 }
 
 export function createGeminiStreamer(o: {
@@ -145,7 +194,7 @@ export function createGeminiStreamer(o: {
   // Built on first use: most requests never stream, and the SDK client is not free to set up.
   let client: GoogleGenAI | undefined;
   return {
-    async *stream(body) {
+    async *stream(body, signal) {
       client ??= new GoogleGenAI({
         apiKey: o.apiKey,
         httpOptions: { baseUrl: o.baseUrl, timeout: o.timeoutMs },
@@ -156,9 +205,11 @@ export function createGeminiStreamer(o: {
         chunks = await ai.models.generateContentStream({
           model: o.model,
           contents: body.contents,
-          ...(body.systemInstruction
-            ? { config: { systemInstruction: body.systemInstruction } }
-            : {}),
+          config: {
+            ...(body.systemInstruction ? { systemInstruction: body.systemInstruction } : {}),
+            ...(body.generationConfig ? sdkGenerationConfig(body.generationConfig) : {}),
+            ...(signal ? { abortSignal: signal } : {}),
+          },
         });
       } catch (err) {
         throw toCallError(err);
@@ -167,6 +218,7 @@ export function createGeminiStreamer(o: {
       let finishReason: string | null = null;
       let usage: unknown;
       let promptFeedback: unknown;
+      let modelVersion: string | undefined;
       try {
         for await (const chunk of chunks) {
           const answer = readGenerateContentResponse({
@@ -174,6 +226,7 @@ export function createGeminiStreamer(o: {
             usageMetadata: chunk.usageMetadata,
           });
           if (chunk.usageMetadata) usage = chunk.usageMetadata;
+          if (chunk.modelVersion) modelVersion = chunk.modelVersion;
           if (chunk.promptFeedback) promptFeedback = chunk.promptFeedback;
           if (answer?.finishReason) finishReason = answer.finishReason;
           if (answer?.kind === "text") {
@@ -188,16 +241,52 @@ export function createGeminiStreamer(o: {
         candidates: [{ content: { parts: [{ text }] }, finishReason }],
         usageMetadata: usage,
         promptFeedback,
+        modelVersion,
       });
+      if (finishReason === null && merged?.kind !== "blocked") {
+        // The SDK does not always raise an error object sent inside the 200 stream; a stream
+        // that ends without a finishReason did not finish, whatever text it delivered.
+        throw new GeminiCallError("Gemini's stream ended without a finishReason", null, false);
+      }
       yield { type: "end", answer: merged ?? { kind: "empty", finishReason, usage: noUsage } };
     },
   };
 }
 
-const noUsage: GeminiUsage = { promptTokens: null, replyTokens: null };
+/** The SDK spells generationConfig's fields flat in `config`; it sends them back nested. */
+function sdkGenerationConfig(g: GenerationConfig) {
+  return {
+    maxOutputTokens: g.maxOutputTokens,
+    ...(g.thinkingConfig
+      ? { thinkingConfig: g.thinkingConfig as import("@google/genai").ThinkingConfig }
+      : {}),
+  };
+}
+
+const noUsage: GeminiUsage = {
+  promptTokens: null,
+  replyTokens: null,
+  thoughtTokens: null,
+  cachedTokens: null,
+  totalTokens: null,
+  model: null,
+};
+
+/** The SDK's ApiError message carries the error body as JSON (after "got status: …. "). */
+function retryDelayOfMessage(message: string): number | null {
+  const start = message.indexOf("{");
+  if (start < 0) return null;
+  try {
+    return retryDelaySeconds(JSON.parse(message.slice(start)));
+  } catch {
+    return null;
+  }
+}
 
 function toCallError(err: unknown): GeminiCallError {
-  if (err instanceof ApiError) return new GeminiCallError(err.message, err.status, false);
+  if (err instanceof ApiError) {
+    return new GeminiCallError(err.message, err.status, false, retryDelayOfMessage(err.message));
+  }
   const e = err instanceof Error ? err : new Error(String(err));
   const timedOut =
     e.name === "AbortError" || e.name === "TimeoutError" || /timed? ?out/i.test(e.message);

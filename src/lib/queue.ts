@@ -11,6 +11,8 @@ export interface QueuedRequest {
   /** Makes a republish of the same job a no-op inside QStash's deduplication window. */
   deduplicationId: string;
   retries: number;
+  /** Upstash-Timeout: how long QStash waits for `url` to answer one delivery. */
+  timeoutSeconds: number;
   callback: string;
   failureCallback: string;
 }
@@ -45,6 +47,7 @@ export function createJobQueue(baseUrl: string, token: string): JobQueue {
         redact: { header: r.redactHeaders },
         deduplicationId: r.deduplicationId,
         retries: r.retries,
+        timeout: r.timeoutSeconds,
         callback: r.callback,
         failureCallback: r.failureCallback,
       });

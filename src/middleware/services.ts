@@ -47,7 +47,7 @@ export function buildServices(env: Env): Services {
       apiKey: env.GEMINI_API_KEY,
       baseUrl: env.GEMINI_BASE_URL,
       model: env.GEMINI_MODEL,
-      timeoutMs: 60_000,
+      timeoutMs: env.GEMINI_TIMEOUT_SECONDS * 1000,
     }),
     billing: createBilling({
       secretKey: env.STRIPE_SECRET_KEY,

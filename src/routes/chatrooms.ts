@@ -15,6 +15,7 @@ import {
 import { buildChatDeps, type ChatDeps } from "../services/chat/deps";
 import { sendMessage, streamReply } from "../services/chat/messages";
 import { REPLY_ERRORS } from "../services/chat/replies";
+import { getUsage, USAGE_MAX_DAYS } from "../services/chat/usage";
 import { createRouter, errorResponses, jsonContent } from "./router";
 
 /** Chat services wired to this request's adapters; background work goes to waitUntil. */
@@ -44,12 +45,31 @@ export const MessageSchema = z
     content: z.string().openapi({ example: "Suggest three names for a cat." }),
     status: z.enum(["pending", "complete", "failed"]),
     error: z.enum(REPLY_ERRORS).nullable().openapi({
-      description: "Why a reply failed; the prompt was given back to the daily quota.",
+      description:
+        "Why a reply failed. The prompt was given back to the daily quota unless Gemini had produced output for it (then `content` keeps the text already streamed).",
+    }),
+    finish_reason: z.string().nullable().openapi({
+      example: "STOP",
+      description:
+        "Gemini's finishReason for a reply (`STOP`, `MAX_TOKENS` for a reply cut at the tier's output bound, `SAFETY`…); null for prompts and pending replies.",
     }),
     usage: z
       .object({
         prompt_tokens: z.number().int().openapi({ example: 12 }),
-        reply_tokens: z.number().int().openapi({ example: 48 }),
+        reply_tokens: z
+          .number()
+          .int()
+          .openapi({ example: 48, description: "Visible answer tokens." }),
+        thought_tokens: z.number().int().openapi({
+          example: 16,
+          description: "Thinking tokens, billed as output.",
+        }),
+        cached_tokens: z.number().int().openapi({ example: 0 }),
+        total_tokens: z.number().int().openapi({ example: 76 }),
+        model: z.string().nullable().openapi({
+          example: "gemini-3.8-flash",
+          description: "The model version that answered.",
+        }),
       })
       .nullable(),
     created_at: Timestamp,
@@ -284,7 +304,7 @@ const sendMessageRoute = createRoute({
   tags: ["Chat"],
   summary: "Send a prompt; Gemini's reply arrives asynchronously (or streams with SSE)",
   description:
-    "Counts against the daily quota (Basic 5, Pro 1000 per UTC day). Answers 202 with the saved prompt and a pending reply to poll at Location. With `Accept: text/event-stream` answers 200 with Server-Sent Events: `message` (the saved prompt), `delta` ({text}), then `done` ({reply}) or `error` ({error, reply}). An `Idempotency-Key` replays the first response for 24 hours without creating anything or using quota; the same key with another body is 409 idempotency_key_reused. A repeat that arrives while the first is still being written, and finds the daily limit reached by it, waits for the first and replays it (409 idempotency_in_progress if it does not finish within a few seconds).",
+    "Counts against the daily quota (Basic 5, Pro 1000 per UTC day). Answers 202 with the saved prompt and a pending reply to poll at Location. With `Accept: text/event-stream` answers 200 with Server-Sent Events: `message` (the saved prompt), `delta` ({text}), then `done` ({reply}) or `error` ({error, reply}). An `Idempotency-Key` replays the first response for 24 hours without creating anything or using quota; the same key with another body is 409 idempotency_key_reused. A repeat that arrives while the first is still being written, and finds the daily limit reached by it, waits for the first and replays it (409 idempotency_in_progress if it does not finish within a few seconds). At most MAX_PENDING_REPLIES replies (Basic 1, Pro 3) may be pending per user: one more is 409 reply_in_progress and uses no quota.",
   security: bearerSecurity,
   middleware: [requireAuth] as const,
   request: {
@@ -309,7 +329,7 @@ const sendMessageRoute = createRoute({
       400,
       401,
       404,
-      [409, "idempotency_key_reused", "idempotency_in_progress"],
+      [409, "idempotency_key_reused", "idempotency_in_progress", "reply_in_progress"],
       413,
       415,
       [429, "daily_limit_reached"],
@@ -322,7 +342,50 @@ function sseFrame(event: string, data: unknown): Uint8Array {
   return new TextEncoder().encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
 }
 
+const DayString = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}$/, "Use YYYY-MM-DD.")
+  .openapi({ format: "date", example: "2026-12-01" });
+const UsageCounts = {
+  prompts: z.number().int().openapi({ example: 3, description: "Prompts that counted" }),
+  input_tokens: z.number().int().openapi({ example: 240 }),
+  output_tokens: z.number().int().openapi({ example: 910, description: "Visible answer tokens" }),
+  thought_tokens: z
+    .number()
+    .int()
+    .openapi({ example: 64, description: "Thinking, billed as output" }),
+};
+const UsageResponse = z
+  .object({
+    days: z.array(z.object({ date: DayString, ...UsageCounts })),
+    totals: z.object(UsageCounts),
+    limits: z.object({ prompts_per_day: z.number().int().openapi({ example: 5 }) }),
+  })
+  .openapi("Usage");
+
+const usageRoute = createRoute({
+  method: "get",
+  path: "/usage",
+  tags: ["Chat"],
+  summary: "The caller's Gemini usage per UTC day (prompts and tokens)",
+  description: `From the usage ledger written with each settled reply. \`from\`/\`to\` are UTC days, inclusive; at most ${USAGE_MAX_DAYS} days; default the last 30 days.`,
+  security: bearerSecurity,
+  middleware: [requireAuth] as const,
+  request: {
+    query: z.object({ from: DayString.optional(), to: DayString.optional() }),
+  },
+  responses: {
+    200: jsonContent(UsageResponse, "Daily usage, totals and the daily prompt limit"),
+    ...errorResponses(400, 401, 503),
+  },
+});
+
 export const chatroomRoutes = createRouter()
+  .openapi(usageRoute, async (c) => {
+    const { from, to } = c.req.valid("query");
+    const report = await getUsage(chatDeps(c), { userId: c.get("userId"), from, to });
+    return c.json(report, 200);
+  })
   .openapi(createChatroomRoute, async (c) => {
     const chatroom = await createChatroom(chatDeps(c), {
       userId: c.get("userId"),
@@ -400,19 +463,23 @@ export const chatroomRoutes = createRouter()
       return c.json(result.body, 202, headers as z.infer<typeof rateLimitHeaders>);
     }
 
-    // SSE: the reply is produced under waitUntil, so a client that disconnects still gets it saved.
+    // SSE: the reply is produced under waitUntil; a client that disconnects hands the unfinished
+    // generation to the queued path (ADR 5), so the reply is saved whether or not it stays.
     const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
     const writer = writable.getWriter();
     let open = true;
+    const gone = new AbortController();
+    c.req.raw.signal?.addEventListener("abort", () => gone.abort());
     const emit = (event: string, data: unknown) => {
       if (!open) return;
       writer.write(sseFrame(event, data)).catch(() => {
         open = false;
+        gone.abort();
       });
     };
     emit("message", { message: result.body.message });
     const job = result.job;
-    const work = streamReply(deps, { ...job, chatroomId }, emit)
+    const work = streamReply(deps, { ...job, chatroomId }, emit, gone.signal)
       .catch((err: unknown) => {
         console.error(
           JSON.stringify({ level: "error", msg: "stream_reply_failed", error: describeError(err) }),

@@ -62,6 +62,8 @@ const EXAMPLE_MESSAGE: Record<ErrorCode, string> = {
   no_subscription: "You have no subscription to cancel.",
   idempotency_key_reused: "This Idempotency-Key was used with another request.",
   idempotency_in_progress: "A request with this Idempotency-Key is still being processed.",
+  reply_in_progress:
+    "You already have the maximum number of replies pending; wait for one to finish.",
   payload_too_large: "The body exceeds 65536 bytes.",
   unsupported_media_type: "Send the body as application/json.",
   rate_limited: "Too many requests; try again later.",

@@ -2,7 +2,14 @@ import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { call } from "../support/api.ts";
 import { createSession } from "../support/session.ts";
-import { flushQStash, marker, newChatroom, qstashMessages, sendPrompt } from "./chat-support.ts";
+import {
+  flushQStash,
+  geminiCalls,
+  marker,
+  newChatroom,
+  qstashMessages,
+  sendPrompt,
+} from "./chat-support.ts";
 
 async function messageCount(token: string, roomId: string) {
   const res = await call("GET", `/chatroom/${roomId}`, { token });
@@ -57,6 +64,10 @@ describe("Idempotency-Key on POST /chatroom/:id/message", () => {
     const replyIds = new Set(results.map((r) => r.body.reply.id));
     expect(replyIds.size).toBe(1);
     expect(await messageCount(me.token, room.id)).toBe(2);
+    // Exactly one Gemini call: only the request whose batch committed publishes a job.
+    await flushQStash(content);
+    expect(await qstashMessages(content, "publish")).toHaveLength(1);
+    expect((await geminiCalls(content)).map((c) => c.method)).toEqual(["generateContent"]);
     const next = await sendPrompt(me, room.id, marker("after-parallel"));
     expect(next.headers.get("ratelimit-remaining")).toBe("3");
   });

@@ -1,15 +1,19 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, testEnv, waitFor } from "../support/api.ts";
+import { call, control, testEnv, waitFor } from "../support/api.ts";
 import { createSession, type TestSession } from "../support/session.ts";
 import {
+  callbackBody,
+  createProSession,
   flushQStash,
   geminiCalls,
   marker,
   newChatroom,
+  postCallback,
   qstashMessages,
   remainingAfterOnePrompt,
   sendPrompt,
   settledReply,
+  signQStash,
   sql,
 } from "./chat-support.ts";
 
@@ -56,11 +60,19 @@ describe("POST /chatroom/:id/message (queued through QStash)", () => {
     expect(reply.status).toBe("complete");
     expect(reply.content).toContain("local Gemini");
     expect(reply.content).toContain(content);
+    // The stand-in thinks 4 tokens at the Basic default level LOW; thinking is in the total.
     expect(reply.usage).toEqual({
       prompt_tokens: expect.any(Number),
       reply_tokens: expect.any(Number),
+      thought_tokens: 4,
+      cached_tokens: 0,
+      total_tokens: expect.any(Number),
+      model: "gemini-3.8-flash",
     });
-    expect(reply.usage?.reply_tokens).toBeGreaterThan(0);
+    const usage = reply.usage as NonNullable<typeof reply.usage>;
+    expect(usage.reply_tokens).toBeGreaterThan(0);
+    expect(usage.total_tokens).toBe(usage.prompt_tokens + usage.reply_tokens + 4);
+    expect(reply.finish_reason).toBe("STOP");
     expect(reply.completed_at).not.toBeNull();
 
     const calls = await geminiCalls(content);
@@ -77,10 +89,12 @@ describe("POST /chatroom/:id/message (queued through QStash)", () => {
 
     const [published] = await qstashMessages(content, "publish");
     expect(published?.url).toBe(
-      `${testEnv.GEMINI_BASE_URL}/v1beta/models/gemini-2.5-flash:generateContent`,
+      `${testEnv.GEMINI_BASE_URL}/v1beta/models/gemini-3.8-flash:generateContent`,
     );
     expect(published?.deduplication_id).toBe(replyId);
     expect(published?.max_retries).toBe(3);
+    // Upstash-Timeout fits the longest allowed generation (GEMINI_TIMEOUT_SECONDS).
+    expect(published?.timeout_ms).toBe(300_000);
     const keyHeader = Object.entries(published?.header ?? {}).find(
       ([name]) => name.toLowerCase() === "x-goog-api-key",
     );
@@ -89,6 +103,11 @@ describe("POST /chatroom/:id/message (queued through QStash)", () => {
     const body = JSON.parse(published?.body ?? "{}");
     expect(body.systemInstruction.parts[0].text).toEqual(expect.any(String));
     expect(body.contents).toEqual([{ role: "user", parts: [{ text: content }] }]);
+    // Bounded cost: the Basic output bound and the one thinking field a 3.x model takes.
+    expect(body.generationConfig).toEqual({
+      maxOutputTokens: 2048,
+      thinkingConfig: { thinkingLevel: "LOW" },
+    });
 
     const callbacks = await qstashMessages(content, "callback");
     expect(callbacks.map((c) => c.url)).toEqual([
@@ -159,5 +178,64 @@ describe("POST /chatroom/:id/message (queued through QStash)", () => {
       headers: { "content-type": "application/x-www-form-urlencoded" },
     });
     expect(res.status).toBe(415);
+  });
+});
+
+describe("bounded cost per reply (generationConfig per tier)", () => {
+  it("a Pro prompt carries the Pro bounds: 8192 output tokens, thinking level MEDIUM", async () => {
+    const pro = await createProSession();
+    const room = await newChatroom(pro);
+    const content = marker("pro-bounds");
+    const res = await sendPrompt(pro, room.id, content);
+    expect(res.status).toBe(202);
+    await flushQStash(content);
+    const [published] = await qstashMessages(content, "publish");
+    expect(JSON.parse(published?.body ?? "{}").generationConfig).toEqual({
+      maxOutputTokens: 8192,
+      thinkingConfig: { thinkingLevel: "MEDIUM" },
+    });
+    const reply = await settledReply(pro, room.id, res.body.reply.id);
+    expect(reply.usage?.thought_tokens).toBe(16);
+  });
+
+  it("a reply cut at MAX_TOKENS is complete, with its finish_reason", async () => {
+    const me = await createSession();
+    const room = await newChatroom(me);
+    const content = marker("max-tokens");
+    // No real job for this prompt: the publish fails, and the callback below is the only answer.
+    await control("qstash/publish-fault", { match: content, mode: "error" });
+    const res = await sendPrompt(me, room.id, content);
+    const replyId = res.body.reply.id as string;
+    // Answer the job ourselves, as QStash would relay a truncated Gemini answer.
+    const path = `/webhook/qstash/reply?reply_id=${replyId}`;
+    const body = callbackBody({
+      candidates: [
+        { content: { role: "model", parts: [{ text: "Cut sh" }] }, finishReason: "MAX_TOKENS" },
+      ],
+      usageMetadata: {
+        promptTokenCount: 3,
+        candidatesTokenCount: 2,
+        thoughtsTokenCount: 5,
+        totalTokenCount: 10,
+      },
+      modelVersion: "gemini-3.8-flash",
+    });
+    const answered = await postCallback(
+      path,
+      body,
+      await signQStash(`${testEnv.APP_URL}${path}`, body),
+    );
+    expect(answered.status).toBe(200);
+    const reply = await settledReply(me, room.id, replyId);
+    await control("qstash/publish-fault", { match: content, mode: "none" });
+    expect(reply).toMatchObject({ status: "complete", finish_reason: "MAX_TOKENS" });
+    expect(reply.usage).toEqual({
+      prompt_tokens: 3,
+      reply_tokens: 2,
+      thought_tokens: 5,
+      cached_tokens: 0,
+      total_tokens: 10,
+      model: "gemini-3.8-flash",
+    });
   });
 });

@@ -45,7 +45,15 @@ export async function getMessage(session: TestSession, chatroomId: string, messa
     status: "pending" | "complete" | "failed";
     content: string;
     error: string | null;
-    usage: { prompt_tokens: number; reply_tokens: number } | null;
+    finish_reason: string | null;
+    usage: {
+      prompt_tokens: number;
+      reply_tokens: number;
+      thought_tokens: number;
+      cached_tokens: number;
+      total_tokens: number;
+      model: string | null;
+    } | null;
     completed_at: string | null;
   };
 }
@@ -139,6 +147,7 @@ export interface QStashView {
   state: string;
   deduplication_id: string | null;
   max_retries: number;
+  timeout_ms: number;
   header: Record<string, string[]>;
   body: string;
   deliveries: number;

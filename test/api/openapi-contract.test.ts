@@ -474,6 +474,9 @@ describe("every documented operation against the Worker", () => {
     );
 
     await settledReply(chatUser, id, replyId);
+    await expectStatus(200, "GET", "/usage", { token });
+    await expectStatus(200, "GET", "/usage?from=2026-01-01&to=2026-01-31", { token });
+    await expectStatus(400, "GET", "/usage?from=2026-01-01&to=2026-12-31", { token });
     await expectStatus(200, "GET", `/chatroom/${id}/messages/${replyId}`, { token });
     await expectStatus(404, "GET", `/chatroom/${id}/messages/${crypto.randomUUID()}`, { token });
     await expectStatus(200, "GET", `/chatroom/${id}/messages?limit=2`, { token });

@@ -1,11 +1,19 @@
 import { randomUUID } from "node:crypto";
-import { ApiError, type GenerateContentResponse, GoogleGenAI } from "@google/genai";
+import { ApiError, type GenerateContentResponse, GoogleGenAI, ThinkingLevel } from "@google/genai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalCloud, startLocalCloud } from "../../local/cloud.ts";
 import { createGeminiService } from "../../local/gemini/service.ts";
 import { TEST_KEYS, testCloudConfig } from "../../local/test-config.ts";
+import {
+  buildGenerateContentBody,
+  createGeminiStreamer,
+  GeminiCallError,
+  generationConfigFor,
+  readGenerateContentResponse,
+  retryDelaySeconds,
+} from "../../src/lib/gemini.ts";
 
-const MODEL = "gemini-2.5-flash";
+const MODEL = "gemini-3.8-flash";
 const SUFFIX = "This reply comes from the local Gemini stand-in.";
 
 let cloud: LocalCloud;
@@ -37,6 +45,7 @@ interface CallSeen {
   model: string;
   method: string;
   prompt: string;
+  generationConfig: Record<string, unknown> | null;
   status: number;
   fault: string | null;
 }
@@ -164,6 +173,251 @@ describe("local Gemini generateContent", () => {
   });
 });
 
+describe("local Gemini generationConfig (what the Worker sends)", () => {
+  const basic = { maxOutputTokens: 2048, thinkingBudget: 512, thinkingLevel: "LOW" } as const;
+
+  async function rawRequest(model: string, body: unknown, method = "generateContent") {
+    const sse = method === "streamGenerateContent" ? "?alt=sse" : "";
+    return fetch(`${cloud.url}/gemini/v1beta/models/${model}:${method}${sse}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "x-goog-api-key": TEST_KEYS.geminiApiKey },
+      body: JSON.stringify(body),
+    });
+  }
+
+  it("records the model and generationConfig of the Worker's REST body, and thinks within it", async () => {
+    const m = marker();
+    const body = buildGenerateContentBody(
+      [{ role: "user", text: `bounded ${m}` }],
+      "be brief",
+      generationConfigFor(MODEL, basic),
+    );
+    const res = await rawRequest(MODEL, body);
+    expect(res.status).toBe(200);
+    const json = (await res.json()) as Record<string, unknown>;
+    const answer = readGenerateContentResponse(json);
+    expect(answer).toMatchObject({
+      kind: "text",
+      finishReason: "STOP",
+      usage: { thoughtTokens: 4, model: MODEL },
+    });
+    // thoughtsTokenCount is billed output and counted in the total.
+    const u = answer?.usage;
+    expect(u?.totalTokens).toBe((u?.promptTokens ?? 0) + (u?.replyTokens ?? 0) + 4);
+
+    const [call] = await callsFor(m);
+    expect(call).toMatchObject({
+      model: MODEL,
+      generationConfig: { maxOutputTokens: 2048, thinkingConfig: { thinkingLevel: "LOW" } },
+    });
+  });
+
+  it("takes the SDK's flat config the same way (thinkingLevel for 3.x)", async () => {
+    const m = marker();
+    const res = await ai.models.generateContent({
+      model: MODEL,
+      contents: `sdk ${m}`,
+      config: { maxOutputTokens: 100, thinkingConfig: { thinkingLevel: ThinkingLevel.HIGH } },
+    });
+    expect(res.usageMetadata?.thoughtsTokenCount).toBe(64);
+    expect(res.usageMetadata?.totalTokenCount).toBe(
+      (res.usageMetadata?.promptTokenCount ?? 0) +
+        (res.usageMetadata?.candidatesTokenCount ?? 0) +
+        64,
+    );
+    const [call] = await callsFor(m);
+    expect(call?.generationConfig).toEqual({
+      maxOutputTokens: 100,
+      thinkingConfig: { thinkingLevel: "HIGH" },
+    });
+  });
+
+  it("counts thinking against maxOutputTokens: MAX_TOKENS cuts the visible text", async () => {
+    const m = marker();
+    const body = buildGenerateContentBody(
+      [{ role: "user", text: `tight ${m}` }],
+      "",
+      generationConfigFor(MODEL, { ...basic, maxOutputTokens: 7 }),
+    );
+    const res = await rawRequest(MODEL, body);
+    const answer = readGenerateContentResponse(await res.json());
+    // 7 tokens - 4 thinking = 3 words of text.
+    expect(answer).toMatchObject({
+      kind: "text",
+      text: `Echo: tight ${m}`,
+      finishReason: "MAX_TOKENS",
+    });
+    expect(answer?.usage).toMatchObject({ replyTokens: 3, thoughtTokens: 4 });
+  });
+
+  it("answers 400 to both thinking fields at once, as Gemini does", async () => {
+    const m = marker();
+    const res = await rawRequest(MODEL, {
+      contents: [{ role: "user", parts: [{ text: m }] }],
+      generationConfig: {
+        maxOutputTokens: 100,
+        thinkingConfig: { thinkingBudget: 100, thinkingLevel: "LOW" },
+      },
+    });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ error: { code: 400, status: "INVALID_ARGUMENT" } });
+  });
+
+  it("answers 400 to a thinkingLevel on a 2.5 model and to a level the model does not take", async () => {
+    const contents = [{ role: "user", parts: [{ text: marker() }] }];
+    const onBudgetModel = await rawRequest("gemini-2.5-flash-lite", {
+      contents,
+      generationConfig: { maxOutputTokens: 100, thinkingConfig: { thinkingLevel: "LOW" } },
+    });
+    expect(onBudgetModel.status).toBe(400);
+    const minimal = await rawRequest(MODEL, {
+      contents,
+      generationConfig: { maxOutputTokens: 100, thinkingConfig: { thinkingLevel: "MINIMAL" } },
+    });
+    expect(minimal.status).toBe(400);
+    const budget = await rawRequest("gemini-2.5-flash-lite", {
+      contents,
+      generationConfig: generationConfigFor("gemini-2.5-flash-lite", basic),
+    });
+    expect(budget.status).toBe(200);
+  });
+
+  it("answers 404 for a model Google has shut down", async () => {
+    const res = await rawRequest("gemini-2.5-flash", {
+      contents: [{ role: "user", parts: [{ text: marker() }] }],
+    });
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ error: { code: 404, status: "NOT_FOUND" } });
+  });
+
+  it("streams the Worker's body with thoughtsTokenCount in the last chunk's usage", async () => {
+    const m = marker();
+    const streamer = createGeminiStreamer({
+      apiKey: TEST_KEYS.geminiApiKey,
+      baseUrl: `${cloud.url}/gemini`,
+      model: MODEL,
+      timeoutMs: 5000,
+    });
+    const body = buildGenerateContentBody(
+      [{ role: "user", text: `streamed ${m}` }],
+      "",
+      generationConfigFor(MODEL, basic),
+    );
+    const events = [];
+    for await (const e of streamer.stream(body)) events.push(e);
+    const end = events.at(-1);
+    expect(end).toMatchObject({
+      type: "end",
+      answer: { kind: "text", finishReason: "STOP", usage: { thoughtTokens: 4, model: MODEL } },
+    });
+    const [call] = await callsFor(m);
+    expect(call).toMatchObject({
+      method: "streamGenerateContent",
+      generationConfig: { maxOutputTokens: 2048, thinkingConfig: { thinkingLevel: "LOW" } },
+    });
+  });
+});
+
+describe("local Gemini vendor failures, through the Worker's streamer", () => {
+  const streamer = () =>
+    createGeminiStreamer({
+      apiKey: TEST_KEYS.geminiApiKey,
+      baseUrl: `${cloud.url}/gemini`,
+      model: MODEL,
+      timeoutMs: 5000,
+    });
+
+  async function run(text: string) {
+    const deltas: string[] = [];
+    let end: unknown = null;
+    let error: unknown = null;
+    try {
+      for await (const e of streamer().stream({
+        contents: [{ role: "user", parts: [{ text }] }],
+      })) {
+        if (e.type === "delta") deltas.push(e.text);
+        else end = e.answer;
+      }
+    } catch (err) {
+      error = err;
+    }
+    return { deltas, end, error };
+  }
+
+  it("blocked prompt: promptFeedback.blockReason and no candidates (SDK and REST)", async () => {
+    const m = marker();
+    await addFault({ match: m, kind: "blocked_prompt", times: 2 });
+    const res = await ai.models.generateContent({ model: MODEL, contents: m });
+    expect(res.candidates).toBeUndefined();
+    expect(res.promptFeedback?.blockReason).toBe("SAFETY");
+    const raw = await rawGenerate(m);
+    expect(readGenerateContentResponse(await raw.json())).toMatchObject({
+      kind: "blocked",
+      finishReason: "SAFETY",
+    });
+  });
+
+  it("blocked prompt on a stream ends as blocked, with no text", async () => {
+    const m = marker();
+    await addFault({ match: m, kind: "blocked_prompt", times: 1 });
+    const r = await run(m);
+    expect(r.error).toBeNull();
+    expect(r.deltas).toEqual([]);
+    expect(r.end).toMatchObject({ kind: "blocked", finishReason: "SAFETY" });
+  });
+
+  it("an error object inside a 200 stream after text: the SDK raises it, after the text", async () => {
+    const m = marker();
+    await addFault({ match: m, kind: "stream_error", times: 2 });
+    const stream = await ai.models.generateContentStream({
+      model: MODEL,
+      contents: `a long enough answer ${m}`,
+    });
+    const seen: string[] = [];
+    const err = await (async () => {
+      try {
+        for await (const c of stream) seen.push(c.text ?? "");
+      } catch (e) {
+        return e;
+      }
+      return null;
+    })();
+    expect(seen.join("")).not.toBe("");
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).status).toBe(500);
+
+    const r = await run(`a long enough answer ${m}`);
+    expect(r.deltas.join("")).toMatch(/^Echo: a long/);
+    expect(r.error).toBeInstanceOf(GeminiCallError);
+    expect((r.error as GeminiCallError).status).toBe(500);
+  });
+
+  it("a stream that ends without a finishReason after text is not complete", async () => {
+    const m = marker();
+    await addFault({ match: m, kind: "stream_cut", times: 1 });
+    const r = await run(`cut me off please ${m}`);
+    expect(r.deltas.join("")).toMatch(/^Echo: cut/);
+    expect(r.end).toBeNull();
+    expect(r.error).toBeInstanceOf(GeminiCallError);
+  });
+
+  it("a late SAFETY stop after text ends as blocked; the text was already delivered", async () => {
+    const m = marker();
+    await addFault({ match: m, kind: "late_safety", times: 1 });
+    const r = await run(`say something risky ${m}`);
+    expect(r.deltas.join("")).toMatch(/^Echo: say/);
+    expect(r.end).toMatchObject({ kind: "blocked", finishReason: "SAFETY" });
+  });
+
+  it("a 429 on the stream carries RetryInfo's wait into the call error", async () => {
+    const m = marker();
+    await addFault({ match: m, kind: "rate_limit", times: 1, retry_after: 2.5 });
+    const r = await run(m);
+    expect(r.error).toBeInstanceOf(GeminiCallError);
+    expect(r.error).toMatchObject({ status: 429, retryAfterSeconds: 3 });
+  });
+});
+
 describe("local Gemini API key", () => {
   it("rejects a wrong key with 400 INVALID_ARGUMENT API_KEY_INVALID, as the real API does", async () => {
     const m = marker();
@@ -206,19 +460,27 @@ describe("local Gemini API key", () => {
 });
 
 describe("local Gemini faults", () => {
-  it("rate_limit answers 429 RESOURCE_EXHAUSTED with Retry-After, for `times` calls only", async () => {
+  it("rate_limit answers 429 RESOURCE_EXHAUSTED as the real API: no Retry-After, the wait only in RetryInfo", async () => {
     const m = marker();
-    await addFault({ match: m, kind: "rate_limit", times: 2, retry_after: 7 });
+    await addFault({ match: m, kind: "rate_limit", times: 2 });
 
     const err = await rejection(ai.models.generateContent({ model: MODEL, contents: m }));
     expect(err.status).toBe(429);
     const body = JSON.parse(err.message) as { error: Record<string, unknown> };
     expect(body.error).toMatchObject({ code: 429, status: "RESOURCE_EXHAUSTED" });
-    expect(JSON.stringify(body.error.details)).toContain('"retryDelay":"7s"');
+    const details = body.error.details as Record<string, unknown>[];
+    expect(details.map((d) => d["@type"])).toEqual([
+      "type.googleapis.com/google.rpc.QuotaFailure",
+      "type.googleapis.com/google.rpc.Help",
+      "type.googleapis.com/google.rpc.RetryInfo",
+    ]);
+    expect(details[2]).toMatchObject({ retryDelay: "45.837906927s" });
+    // What the Worker reads from it: whole seconds, rounded up.
+    expect(retryDelaySeconds(body)).toBe(46);
 
     const raw = await rawGenerate(m);
     expect(raw.status).toBe(429);
-    expect(raw.headers.get("retry-after")).toBe("7");
+    expect(raw.headers.get("retry-after")).toBeNull();
 
     const ok = await ai.models.generateContent({ model: MODEL, contents: m });
     expect(ok.text).toBe(`Echo: ${m}\n\n${SUFFIX}`);

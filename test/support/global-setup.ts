@@ -42,6 +42,10 @@ export default async function setup(project: TestProject) {
       OTP_SECRET: "test-otp-secret-0123456789abcdef0123456789abcdef",
       QSTASH_RETRIES: "3",
       REPLY_DEADLINE_SECONDS: "3600",
+      // Tests send prompts back to back and leave replies pending on purpose; the limit itself
+      // is tested on a stack of its own (test/api/chat-pending-limit.test.ts).
+      MAX_PENDING_REPLIES_BASIC: "1000",
+      MAX_PENDING_REPLIES_PRO: "1000",
     },
     dev: {
       testScheduled: true,

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   GeminiCallError,
+  generationConfigFor,
   readGenerateContentResponse,
   storableText,
 } from "../../src/lib/gemini.ts";
@@ -39,8 +40,14 @@ describe("interpretCallback", () => {
       kind: "complete",
       text: "Hello there",
       finishReason: "STOP",
-      promptTokens: 12,
-      replyTokens: 7,
+      usage: {
+        promptTokens: 12,
+        replyTokens: 7,
+        thoughtTokens: null,
+        cachedTokens: null,
+        totalTokens: 19,
+        model: null,
+      },
     });
   });
 
@@ -49,15 +56,56 @@ describe("interpretCallback", () => {
       candidates: [{ content: { parts: [{ text: "a" }, { text: "b" }] }, finishReason: "STOP" }],
     });
     const outcome = interpretCallback(callback({ body: b64(body) }), regular);
-    expect(outcome).toMatchObject({ kind: "complete", text: "ab", promptTokens: null });
+    expect(outcome).toMatchObject({ kind: "complete", text: "ab", usage: { promptTokens: null } });
   });
 
   it("fails with safety_blocked when Gemini stops for SAFETY", () => {
     const body = JSON.stringify({ candidates: [{ finishReason: "SAFETY", index: 0 }] });
-    expect(interpretCallback(callback({ body: b64(body) }), regular)).toEqual({
+    expect(interpretCallback(callback({ body: b64(body) }), regular)).toMatchObject({
       kind: "failed",
       error: "safety_blocked",
       finishReason: "SAFETY",
+      // Nothing was produced: the prompt is refunded.
+      charged: false,
+    });
+  });
+
+  it("counts (does not refund) a blocked answer Gemini billed output for", () => {
+    const body = JSON.stringify({
+      candidates: [{ finishReason: "RECITATION", index: 0 }],
+      usageMetadata: { promptTokenCount: 4, candidatesTokenCount: 0, thoughtsTokenCount: 30 },
+    });
+    expect(interpretCallback(callback({ body: b64(body) }), regular)).toMatchObject({
+      kind: "failed",
+      error: "safety_blocked",
+      charged: true,
+    });
+  });
+
+  it("keeps a MAX_TOKENS answer as complete, with thought tokens and the model version", () => {
+    const body = JSON.stringify({
+      candidates: [{ content: { parts: [{ text: "Cut" }] }, finishReason: "MAX_TOKENS" }],
+      usageMetadata: {
+        promptTokenCount: 4,
+        candidatesTokenCount: 1,
+        thoughtsTokenCount: 9,
+        cachedContentTokenCount: 2,
+        totalTokenCount: 14,
+      },
+      modelVersion: "gemini-3.8-flash-001",
+    });
+    expect(interpretCallback(callback({ body: b64(body) }), regular)).toEqual({
+      kind: "complete",
+      text: "Cut",
+      finishReason: "MAX_TOKENS",
+      usage: {
+        promptTokens: 4,
+        replyTokens: 1,
+        thoughtTokens: 9,
+        cachedTokens: 2,
+        totalTokens: 14,
+        model: "gemini-3.8-flash-001",
+      },
     });
   });
 
@@ -183,28 +231,50 @@ describe("replyJob", () => {
   const config: ChatConfig = {
     appUrl: "https://chat.example.com/",
     geminiBaseUrl: "https://generativelanguage.googleapis.com",
-    geminiModel: "gemini-2.5-flash",
+    geminiModel: "gemini-3.8-flash",
     geminiApiKey: "secret-key",
     systemPrompt: "Be brief.",
     historyMaxMessages: 20,
     historyMaxChars: 16000,
     replyDeadlineSeconds: 3600,
     qstashRetries: 3,
+    replyBudgets: {
+      basic: { maxOutputTokens: 2048, thinkingBudget: 512, thinkingLevel: "LOW" },
+      pro: { maxOutputTokens: 8192, thinkingBudget: 2048, thinkingLevel: "MEDIUM" },
+    },
+    geminiTimeoutSeconds: 300,
+    maxPendingReplies: { basic: 1, pro: 3 },
   };
 
   it("sends Gemini's generateContent with a forwarded, redacted API key and our callbacks", () => {
     const replyId = "01936f4e-1c2d-7b3a-9f00-123456789abc";
     const job = replyJob(config, replyId, { contents: [] });
     expect(job).toEqual({
-      url: "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent",
+      url: "https://generativelanguage.googleapis.com/v1beta/models/gemini-3.8-flash:generateContent",
       body: { contents: [] },
       forwardHeaders: { "x-goog-api-key": "secret-key" },
       redactHeaders: ["x-goog-api-key"],
       deduplicationId: replyId,
       retries: 3,
+      timeoutSeconds: 300,
       callback: `https://chat.example.com/webhook/qstash/reply?reply_id=${replyId}`,
       failureCallback: `https://chat.example.com/webhook/qstash/reply-failed?reply_id=${replyId}`,
     });
+  });
+});
+
+describe("generationConfigFor", () => {
+  const budget = { maxOutputTokens: 1000, thinkingBudget: 200, thinkingLevel: "LOW" } as const;
+  it("bounds output and thinking with the one field each model family takes, never both", () => {
+    expect(generationConfigFor("gemini-3.8-flash", budget)).toEqual({
+      maxOutputTokens: 1000,
+      thinkingConfig: { thinkingLevel: "LOW" },
+    });
+    expect(generationConfigFor("gemini-2.5-flash-lite", budget)).toEqual({
+      maxOutputTokens: 1000,
+      thinkingConfig: { thinkingBudget: 200 },
+    });
+    expect(generationConfigFor("gemma-3-27b-it", budget)).toEqual({ maxOutputTokens: 1000 });
   });
 });
 

@@ -31,12 +31,50 @@ function configErrorOf(bindings: Record<string, unknown>): string {
 describe("parseEnv", () => {
   it("accepts a complete production configuration and fills the documented defaults", () => {
     const env = parseEnv(valid);
-    expect(env.GEMINI_MODEL).toBe("gemini-2.5-flash");
+    expect(env.GEMINI_MODEL).toBe("gemini-3.8-flash");
+    expect(env.GEMINI_MAX_OUTPUT_TOKENS_BASIC).toBeLessThan(env.GEMINI_MAX_OUTPUT_TOKENS_PRO);
     expect(env.BASIC_DAILY_LIMIT).toBe(5);
     expect(env.PRO_DAILY_LIMIT).toBe(1000);
     expect(env.ACCESS_TOKEN_TTL_SECONDS).toBe(900);
     expect(env.CHATROOM_CACHE_TTL_SECONDS).toBe(600);
     expect(env.OTP_DELIVERY).toBe("log");
+  });
+
+  it("refuses a shut-down Gemini model, naming its replacement", () => {
+    expect(configErrorOf({ ...valid, GEMINI_MODEL: "gemini-2.5-flash" })).toMatch(
+      /GEMINI_MODEL: gemini-2\.5-flash was shut down by Google on 2026-12-01; use gemini-3\.5-flash-lite/,
+    );
+    expect(configErrorOf({ ...valid, GEMINI_MODEL: "gemini-2.5-pro" })).toMatch(
+      /gemini-3\.8-flash/,
+    );
+    expect(configErrorOf({ ...valid, GEMINI_MODEL: "gemini-1.5-flash" })).toMatch(/shut down/);
+    expect(parseEnv({ ...valid, GEMINI_MODEL: "gemini-2.5-flash-lite" }).GEMINI_MODEL).toBe(
+      "gemini-2.5-flash-lite",
+    );
+  });
+
+  it("refuses a thinking budget that leaves no room for the answer", () => {
+    expect(
+      configErrorOf({
+        ...valid,
+        GEMINI_MAX_OUTPUT_TOKENS_BASIC: "512",
+        GEMINI_THINKING_BUDGET_BASIC: "512",
+      }),
+    ).toMatch(/GEMINI_THINKING_BUDGET_BASIC/);
+    expect(configErrorOf({ ...valid, GEMINI_THINKING_LEVEL_PRO: "EXTREME" })).toMatch(
+      /GEMINI_THINKING_LEVEL_PRO/,
+    );
+    // gemini-3.8-flash documents LOW, MEDIUM and HIGH only.
+    expect(configErrorOf({ ...valid, GEMINI_THINKING_LEVEL_BASIC: "MINIMAL" })).toMatch(
+      /GEMINI_THINKING_LEVEL_BASIC: gemini-3\.8-flash takes thinking levels LOW, MEDIUM, HIGH/,
+    );
+    expect(
+      parseEnv({
+        ...valid,
+        GEMINI_MODEL: "gemini-3.5-flash-lite",
+        GEMINI_THINKING_LEVEL_BASIC: "MINIMAL",
+      }).GEMINI_THINKING_LEVEL_BASIC,
+    ).toBe("MINIMAL");
   });
 
   it("names a missing secret", () => {

@@ -1,6 +1,7 @@
 import { and, asc, desc, eq, inArray, isNull, lt, or, sql } from "drizzle-orm";
 import type { Database } from "../client";
 import { type MessageRow, messages } from "../schema/messages";
+import { usageDaily } from "../schema/usage";
 
 export type { MessageRow };
 
@@ -96,6 +97,16 @@ export function insertMessages(db: Database, rows: (typeof messages.$inferInsert
 const pendingReply = (id: string) =>
   and(eq(messages.id, id), eq(messages.role, "model"), eq(messages.status, "pending"));
 
+/** Token usage of a reply as stored (null: Gemini did not report it). */
+export interface ReplyUsage {
+  promptTokens: number | null;
+  replyTokens: number | null;
+  thoughtTokens: number | null;
+  cachedTokens: number | null;
+  totalTokens: number | null;
+  model: string | null;
+}
+
 /** Completes a pending reply; returns no row when it was not pending (a duplicate delivery). */
 export function completeReply(
   db: Database,
@@ -103,8 +114,7 @@ export function completeReply(
     id: string;
     content: string;
     finishReason: string | null;
-    promptTokens: number | null;
-    replyTokens: number | null;
+    usage: ReplyUsage;
     now: Date;
   },
 ) {
@@ -114,8 +124,7 @@ export function completeReply(
       status: "complete",
       content: input.content,
       finishReason: input.finishReason,
-      promptTokens: input.promptTokens,
-      replyTokens: input.replyTokens,
+      ...input.usage,
       completedAt: input.now,
       error: null,
     })
@@ -123,10 +132,20 @@ export function completeReply(
     .returning();
 }
 
-/** Fails a pending reply; returns no row when it was not pending (so no second refund). */
+/**
+ * Fails a pending reply; returns no row when it was not pending (so no second refund). A reply
+ * that streamed text before failing keeps that text (`content`) and its usage.
+ */
 export function failReply(
   db: Database,
-  input: { id: string; error: string; finishReason?: string | null; now: Date },
+  input: {
+    id: string;
+    error: string;
+    finishReason?: string | null;
+    content?: string;
+    usage?: ReplyUsage;
+    now: Date;
+  },
 ) {
   return db
     .update(messages)
@@ -134,10 +153,60 @@ export function failReply(
       status: "failed",
       error: input.error,
       finishReason: input.finishReason ?? null,
+      ...(input.content ? { content: input.content } : {}),
+      ...(input.usage ?? {}),
       completedAt: input.now,
     })
     .where(pendingReply(input.id))
     .returning();
+}
+
+/**
+ * Adds a settled reply to its owner's daily usage ledger. Runs in the batch that settles the
+ * reply, after the conditional UPDATE: it reads the row only if that UPDATE just stamped it
+ * (`completed_at = now`), so a duplicate delivery, which changes nothing, adds nothing.
+ */
+export function addReplyToLedger(db: Database, replyId: string, now: Date) {
+  const day = sql<string>`coalesce(${messages.quotaDay}, to_char(${messages.completedAt} at time zone 'UTC', 'YYYY-MM-DD'))`;
+  return db
+    .insert(usageDaily)
+    .select(
+      db
+        .select({
+          userId: messages.userId,
+          day: day.as("day"),
+          prompts: sql<number>`1`.as("prompts"),
+          inputTokens: sql<number>`coalesce(${messages.promptTokens}, 0)`.as("input_tokens"),
+          outputTokens: sql<number>`coalesce(${messages.replyTokens}, 0)`.as("output_tokens"),
+          thoughtTokens: sql<number>`coalesce(${messages.thoughtTokens}, 0)`.as("thought_tokens"),
+          cachedTokens: sql<number>`coalesce(${messages.cachedTokens}, 0)`.as("cached_tokens"),
+        })
+        .from(messages)
+        .where(
+          and(eq(messages.id, replyId), eq(messages.role, "model"), eq(messages.completedAt, now)),
+        ),
+    )
+    .onConflictDoUpdate({
+      target: [usageDaily.userId, usageDaily.day],
+      set: {
+        prompts: sql`${usageDaily.prompts} + excluded.prompts`,
+        inputTokens: sql`${usageDaily.inputTokens} + excluded.input_tokens`,
+        outputTokens: sql`${usageDaily.outputTokens} + excluded.output_tokens`,
+        thoughtTokens: sql`${usageDaily.thoughtTokens} + excluded.thought_tokens`,
+        cachedTokens: sql`${usageDaily.cachedTokens} + excluded.cached_tokens`,
+      },
+    });
+}
+
+/** A user's pending replies (at most `limit` ids), for MAX_PENDING_REPLIES. */
+export function selectPendingReplyIds(db: Database, userId: string, limit: number) {
+  return db
+    .select({ id: messages.id })
+    .from(messages)
+    .where(
+      and(eq(messages.userId, userId), eq(messages.status, "pending"), eq(messages.role, "model")),
+    )
+    .limit(limit);
 }
 
 /** Whether a reply row exists at all (read in the same batch as a conditional update). */
@@ -159,6 +228,17 @@ export function setReplyJob(db: Database, id: string, jobId: string) {
     .update(messages)
     .set({ jobId })
     .where(and(eq(messages.id, id), eq(messages.role, "model"), isNull(messages.jobId)));
+}
+
+/**
+ * Hands a streamed reply, still pending, to a QStash job (its client went away): from then on it
+ * is a queued reply, settled by the job's callback and swept on the queued deadline.
+ */
+export function handOffStreamedReply(db: Database, id: string, streamJobId: string, jobId: string) {
+  return db
+    .update(messages)
+    .set({ jobId })
+    .where(and(pendingReply(id), eq(messages.jobId, streamJobId)));
 }
 
 /**

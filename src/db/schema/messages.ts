@@ -1,3 +1,4 @@
+import { sql } from "drizzle-orm";
 import { index, integer, pgTable, text, timestamp } from "drizzle-orm/pg-core";
 import { chatrooms } from "./chatrooms";
 import { users } from "./users";
@@ -25,6 +26,13 @@ export const messages = pgTable(
     finishReason: text("finish_reason"),
     promptTokens: integer("prompt_tokens"),
     replyTokens: integer("reply_tokens"),
+    /** thoughtsTokenCount: thinking, billed as output. */
+    thoughtTokens: integer("thought_tokens"),
+    /** cachedContentTokenCount: prompt tokens served from Gemini's context cache. */
+    cachedTokens: integer("cached_tokens"),
+    totalTokens: integer("total_tokens"),
+    /** modelVersion Gemini reported: the model that actually answered. */
+    model: text("model"),
     /** For a model reply: the user message it answers. */
     replyToId: text("reply_to_id"),
     /** QStash message id of the job producing this reply; null while not (yet) published. */
@@ -37,6 +45,8 @@ export const messages = pgTable(
   (t) => [
     index("messages_chatroom_created_idx").on(t.chatroomId, t.createdAt, t.id),
     index("messages_pending_idx").on(t.status, t.createdAt),
+    /** A user's pending replies (MAX_PENDING_REPLIES is checked on every prompt). */
+    index("messages_user_pending_idx").on(t.userId).where(sql`${t.status} = 'pending'`),
   ],
 );
 

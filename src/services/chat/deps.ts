@@ -4,7 +4,8 @@ import { describeError } from "../../errors";
 import { createVersionedCache, type VersionedCache } from "../../lib/cache";
 import { createInFlightClaims, type InFlightClaims } from "../../lib/claims";
 import type { Clock } from "../../lib/clock";
-import type { GeminiStreamer } from "../../lib/gemini";
+import type { GeminiStreamer, ReplyBudget } from "../../lib/gemini";
+import { createPendingGate, type PendingGate } from "../../lib/pending-gate";
 import type { JobQueue } from "../../lib/queue";
 import type { Services } from "../../middleware/services";
 import { createDailyQuota, type DailyQuota } from "../quota";
@@ -21,6 +22,12 @@ export interface ChatConfig {
   historyMaxChars: number;
   replyDeadlineSeconds: number;
   qstashRetries: number;
+  /** What one reply may spend, per tier (generationConfig of every Gemini request). */
+  replyBudgets: { basic: ReplyBudget; pro: ReplyBudget };
+  /** Longest a generation may run (the QStash job's Upstash-Timeout). */
+  geminiTimeoutSeconds: number;
+  /** MAX_PENDING_REPLIES per tier. */
+  maxPendingReplies: { basic: number; pro: number };
 }
 
 /** Everything the chat services touch. */
@@ -32,6 +39,8 @@ export interface ChatDeps {
   quota: DailyQuota;
   /** Idempotency keys of prompts being processed (see sendMessage). */
   promptClaims: InFlightClaims;
+  /** Prompts accepted but not yet committed, per user (MAX_PENDING_REPLIES; see sendMessage). */
+  pendingGate: PendingGate;
   queue: JobQueue;
   gemini: GeminiStreamer;
   config: ChatConfig;
@@ -67,6 +76,20 @@ export function chatConfig(env: Env): ChatConfig {
     historyMaxChars: env.HISTORY_MAX_CHARS,
     replyDeadlineSeconds: env.REPLY_DEADLINE_SECONDS,
     qstashRetries: env.QSTASH_RETRIES,
+    replyBudgets: {
+      basic: {
+        maxOutputTokens: env.GEMINI_MAX_OUTPUT_TOKENS_BASIC,
+        thinkingBudget: env.GEMINI_THINKING_BUDGET_BASIC,
+        thinkingLevel: env.GEMINI_THINKING_LEVEL_BASIC,
+      },
+      pro: {
+        maxOutputTokens: env.GEMINI_MAX_OUTPUT_TOKENS_PRO,
+        thinkingBudget: env.GEMINI_THINKING_BUDGET_PRO,
+        thinkingLevel: env.GEMINI_THINKING_LEVEL_PRO,
+      },
+    },
+    geminiTimeoutSeconds: env.GEMINI_TIMEOUT_SECONDS,
+    maxPendingReplies: { basic: env.MAX_PENDING_REPLIES_BASIC, pro: env.MAX_PENDING_REPLIES_PRO },
   };
 }
 
@@ -92,6 +115,10 @@ export function buildChatDeps(
     }),
     promptClaims: createInFlightClaims(services.redis, {
       namespace: "claim:prompt",
+      ttlMs: PROMPT_CLAIM_TTL_MS,
+    }),
+    pendingGate: createPendingGate(services.redis, {
+      namespace: "pending:replies",
       ttlMs: PROMPT_CLAIM_TTL_MS,
     }),
     queue: services.queue,

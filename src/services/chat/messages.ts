@@ -7,10 +7,12 @@ import {
   selectIdempotencyRecord,
 } from "../../db/queries/idempotency";
 import {
+  handOffStreamedReply,
   insertMessages,
   type MessageRow,
   selectHistoryWindow,
   selectMessage,
+  selectPendingReplyIds,
   setReplyJob,
 } from "../../db/queries/messages";
 import { users } from "../../db/schema/users";
@@ -25,6 +27,8 @@ import {
   buildGenerateContentBody,
   type GeminiTurn,
   type GenerateContentBody,
+  generationConfigFor,
+  storableText,
 } from "../../lib/gemini";
 import { newId } from "../../lib/ids";
 import {
@@ -91,13 +95,16 @@ export function historyTurns(
   return picked;
 }
 
+/** The Gemini request for a prompt, bounded by the tier's reply budget (docs/adr/0007). */
 export function promptRequest(
   config: ChatConfig,
+  tier: "basic" | "pro",
   newestFirst: { role: "user" | "model"; content: string }[],
 ): GenerateContentBody {
   return buildGenerateContentBody(
     historyTurns(newestFirst, config.historyMaxChars),
     config.systemPrompt,
+    generationConfigFor(config.geminiModel, config.replyBudgets[tier]),
   );
 }
 
@@ -150,7 +157,8 @@ async function awaitInFlightRecord(
  *   1. [one db.batch: tier + ownership + history window + idempotency record] ‖ [quota token]
  *      ‖ [in-flight claim of the Idempotency-Key]
  *   2. [one db.batch: idempotency record + prompt + pending reply + chatroom counters]
- *      ‖ [QStash publish] ‖ [list-cache version bump]
+ *      ‖ [list-cache version bump]; then, after the response, the QStash publish
+ *      (only for a committed reply: exactly one Gemini call per prompt)
  * Anything rejected after round 1 refunds its token, so refused prompts cost no quota.
  */
 export async function sendMessage(
@@ -187,19 +195,38 @@ async function sendClaimedMessage(
     `POST /chatroom/${input.chatroomId}/message\n${JSON.stringify({ content: input.content })}`,
   );
 
-  // Round 1 (the claim runs beside it).
-  const [context, taken, ownsClaim] = await Promise.allSettled([
+  // Made before round 1 and in this order: messages sort by (created_at, id), prompt first.
+  const promptId = newId();
+  const replyId = newId();
+  // This prompt's entry among the user's pending replies. Parallel repeats of one key share it.
+  const gateMember = input.idempotencyKey ? `key:${input.idempotencyKey}` : replyId;
+  const maxPending = Math.max(config.maxPendingReplies.basic, config.maxPendingReplies.pro);
+
+  // Round 1 (the claim and the pending-replies entry run beside it).
+  const [context, taken, ownsClaim, gate] = await Promise.allSettled([
     db.batch([
       db.select({ tier: users.tier }).from(users).where(eq(users.id, input.userId)).limit(1),
       selectOwnedChatroom(db, input.chatroomId, input.userId),
       selectHistoryWindow(db, input.chatroomId, input.userId, config.historyMaxMessages),
       selectIdempotencyRecord(db, input.userId, input.idempotencyKey ?? null, now),
+      selectPendingReplyIds(db, input.userId, maxPending + 1),
     ]),
     deps.quota.take(input.userId),
     claimed,
+    deps.pendingGate.enter(input.userId, gateMember),
   ]);
   const ticket: QuotaTicket | null = taken.status === "fulfilled" ? taken.value : null;
-  const refund = async () => {
+  /**
+   * A keyed entry is shared with parallel repeats of the key, so it is left to expire, unless the
+   * key's prompt is committed (`committed`): the database counts that reply from then on.
+   */
+  const leaveGate = (committed = false) => {
+    if (gate.status === "fulfilled" && (committed || !input.idempotencyKey)) {
+      background(deps, "pending_gate_release", deps.pendingGate.release(input.userId, gateMember));
+    }
+  };
+  const refund = async (committed = false) => {
+    leaveGate(committed);
     if (!ticket) return;
     try {
       await deps.quota.refund(input.userId, ticket.day);
@@ -214,9 +241,9 @@ async function sendClaimedMessage(
     await refund();
     throw context.reason;
   }
-  const [[user], [room], history, [record]] = context.value;
+  const [[user], [room], history, [record], pendingReplies] = context.value;
   if (record) {
-    await refund();
+    await refund(true);
     const tier = user?.tier ?? "basic";
     const headers = ticket
       ? quotaHeaders(
@@ -252,9 +279,27 @@ async function sendClaimedMessage(
     }
     throw dailyLimitError(decision, nowMs);
   }
+  // MAX_PENDING_REPLIES: committed pending replies (database) and prompts not yet committed
+  // (Redis), counted once each; this prompt is among the latter. Without Redis, the database.
+  const pending = new Set(pendingReplies.map((r) => r.id));
+  if (gate.status === "fulfilled") for (const m of gate.value) pending.add(m);
+  else pending.add(gateMember);
+  if (pending.size > config.maxPendingReplies[user.tier]) {
+    await refund();
+    const key = input.idempotencyKey;
+    if (key && ownsClaim.status === "fulfilled" && ownsClaim.value === false) {
+      // A parallel repeat of a prompt in flight: its answer is the first one's.
+      const first = await awaitInFlightRecord(deps, input.userId, key);
+      if (first) return replayOf(first, requestHash, quotaHeaders(decision, nowMs));
+    }
+    throw new ConflictError(
+      `You already have ${config.maxPendingReplies[user.tier]} ${config.maxPendingReplies[user.tier] === 1 ? "reply" : "replies"} pending; wait for one to finish.`,
+      "reply_in_progress",
+    );
+  }
 
   const promptRow: MessageRow = {
-    id: newId(),
+    id: promptId,
     chatroomId: input.chatroomId,
     userId: input.userId,
     role: "user",
@@ -264,6 +309,10 @@ async function sendClaimedMessage(
     finishReason: null,
     promptTokens: null,
     replyTokens: null,
+    thoughtTokens: null,
+    cachedTokens: null,
+    totalTokens: null,
+    model: null,
     replyToId: null,
     jobId: null,
     quotaDay: ticket.day,
@@ -272,7 +321,7 @@ async function sendClaimedMessage(
   };
   const replyRow: MessageRow = {
     ...promptRow,
-    id: newId(),
+    id: replyId,
     role: "model",
     content: "",
     status: "pending",
@@ -281,11 +330,14 @@ async function sendClaimedMessage(
     completedAt: null,
   };
   const body: PromptResponse = { message: messageView(promptRow), reply: messageView(replyRow) };
-  const request = promptRequest(config, [{ role: "user", content: input.content }, ...history]);
+  const request = promptRequest(config, user.tier, [
+    { role: "user", content: input.content },
+    ...history,
+  ]);
   const key = input.idempotencyKey;
 
   // Round 2.
-  const [written, published, invalidated] = await Promise.allSettled([
+  const [written, invalidated] = await Promise.allSettled([
     db.batch([
       insertMessages(db, [promptRow, replyRow]),
       recordExchange(db, { id: input.chatroomId, userId: input.userId, added: 2, now }),
@@ -305,15 +357,13 @@ async function sendClaimedMessage(
           ]
         : []),
     ]),
-    input.mode === "queued"
-      ? deps.queue.publish(replyJob(config, replyRow.id, request))
-      : Promise.resolve(null),
     deps.listCache.invalidate(input.userId),
   ]);
 
   if (written.status === "rejected") {
-    await refund();
     const state = sqlStateOf(written.reason);
+    // 23505 on a key: a parallel repeat committed, and the database now counts its reply.
+    await refund(state === "23505" && key !== undefined);
     if (state === "23505" && key) {
       // A parallel request with the same key won the insert; answer as its replay.
       const [winner] = await selectIdempotencyRecord(db, input.userId, key, now);
@@ -322,18 +372,16 @@ async function sendClaimedMessage(
     if (state === "23503") throw new NotFoundError("No such chatroom.");
     throw written.reason;
   }
-  if (published.status === "fulfilled" && published.value) {
-    background(deps, "reply_job_record", setReplyJob(db, replyRow.id, published.value.messageId));
-  } else if (published.status === "rejected") {
-    // The prompt and the pending reply are committed; the sweep republishes (dedup id = reply id).
-    console.warn(
-      JSON.stringify({
-        level: "warn",
-        msg: "reply_publish_failed",
-        reply_id: replyRow.id,
-        error: String(published.reason),
-      }),
-    );
+  if (input.idempotencyKey && gate.status === "fulfilled") {
+    // Committed: the entry now stands for this reply, released when the reply settles.
+    background(deps, "pending_gate_swap", deps.pendingGate.swap(input.userId, gateMember, replyId));
+  }
+  if (input.mode === "queued") {
+    // Published only once the reply is committed, after the response: a parallel repeat of the
+    // same Idempotency-Key whose batch lost, or a prompt whose chatroom was deleted meanwhile,
+    // never reaches Gemini. A publish that fails (or is cut) is left to the sweep, which
+    // republishes unqueued replies (deduplication id = reply id).
+    background(deps, "reply_publish", publishReply(deps, replyRow.id, request));
   }
   // Bumped again after the commit: a list read racing the batch may have cached the old counts.
   background(
@@ -351,35 +399,67 @@ async function sendClaimedMessage(
   };
 }
 
+async function publishReply(
+  deps: ChatDeps,
+  replyId: string,
+  request: GenerateContentBody,
+): Promise<void> {
+  const { messageId } = await deps.queue.publish(replyJob(deps.config, replyId, request));
+  await setReplyJob(deps.db, replyId, messageId);
+}
+
 /** Where the SSE path writes; a write to a client that went away must not throw. */
 export type StreamSink = (event: "delta" | "done" | "error", data: unknown) => void;
 
 /**
  * Produces a reply by streaming Gemini directly, then saves it exactly like a queued reply
- * (same conditional UPDATE, same refund on failure). Keeps going when the client disconnects:
- * the caller runs this under waitUntil.
+ * (same conditional UPDATE, same settlement). When the client goes away (`clientGone` aborts)
+ * before the answer is complete, the unfinished generation is handed to the queued path: the
+ * stream is aborted and a QStash job for the same reply is published, so the reply is finished
+ * and saved by the job's callback rather than by a Worker invocation Cloudflare may cut ~30 s
+ * after the disconnect (ADR 5).
  */
 export async function streamReply(
   deps: ChatDeps,
   job: { replyId: string; userId: string; chatroomId: string; request: GenerateContentBody },
   emit: StreamSink,
+  clientGone?: AbortSignal,
 ): Promise<void> {
+  const upstream = new AbortController();
+  const stop = () => upstream.abort();
+  clientGone?.addEventListener("abort", stop);
   let outcome: ReplyOutcome;
+  // What the client has been sent: kept (and counted) even if the stream then fails.
+  let delivered = "";
   try {
     let final: ReplyOutcome | null = null;
-    for await (const event of deps.gemini.stream(job.request)) {
+    for await (const event of deps.gemini.stream(job.request, upstream.signal)) {
       if (event.type === "delta") {
-        if (event.text) emit("delta", { text: event.text });
+        if (event.text) {
+          delivered += event.text;
+          emit("delta", { text: event.text });
+        }
       } else {
         final = outcomeOfAnswer(event.answer);
       }
+      if (clientGone?.aborted && !final) break;
+    }
+    if (clientGone?.aborted && !final) {
+      if (await handOffToQueue(deps, job)) return;
     }
     outcome = final ?? outcomeOfAnswer(null);
+    if (outcome.kind === "failed" && delivered) {
+      // A late stop (SAFETY, RECITATION…) after text: the text is out, so it stays and counts.
+      outcome = { ...outcome, charged: true, partialText: storableText(delivered) };
+    }
   } catch (err) {
+    if (clientGone?.aborted && (await handOffToQueue(deps, job))) return;
     console.warn(
       JSON.stringify({ level: "warn", msg: "gemini_stream_failed", error: describeError(err) }),
     );
-    outcome = outcomeOfStreamError(err);
+    outcome = outcomeOfStreamError(err, storableText(delivered));
+  } finally {
+    clientGone?.removeEventListener("abort", stop);
   }
   const settled = await settleReply(deps, job.replyId, outcome);
   let reply: MessageRow | undefined =
@@ -398,5 +478,29 @@ export async function streamReply(
       error: { code: reply.error ?? "upstream_error", message: "The reply failed." },
       reply: view,
     });
+  }
+}
+
+/**
+ * Publishes the QStash job that finishes a streamed reply whose client left (deduplicated by
+ * the reply id, like every reply job). False when the publish failed: the stream's own outcome
+ * is then saved instead.
+ */
+async function handOffToQueue(
+  deps: ChatDeps,
+  job: { replyId: string; request: GenerateContentBody },
+): Promise<boolean> {
+  try {
+    const { messageId } = await deps.queue.publish(replyJob(deps.config, job.replyId, job.request));
+    await handOffStreamedReply(deps.db, job.replyId, STREAM_JOB_ID, messageId);
+    console.info(
+      JSON.stringify({ level: "info", msg: "stream_handed_off", reply_id: job.replyId }),
+    );
+    return true;
+  } catch (err) {
+    console.warn(
+      JSON.stringify({ level: "warn", msg: "stream_hand_off_failed", error: describeError(err) }),
+    );
+    return false;
   }
 }

@@ -1,8 +1,10 @@
 import { touchChatroomForReply } from "../../db/queries/chatrooms";
 import {
+  addReplyToLedger,
   completeReply,
   failReply,
   type MessageRow,
+  type ReplyUsage,
   selectReplyId,
 } from "../../db/queries/messages";
 import { describeError, sqlStateOf } from "../../errors";
@@ -10,8 +12,10 @@ import {
   GEMINI_API_KEY_HEADER,
   type GeminiAnswer,
   GeminiCallError,
+  type GeminiUsage,
   type GenerateContentBody,
   generateContentUrl,
+  producedOutput,
   readGenerateContentResponse,
 } from "../../lib/gemini";
 import { decodeCallbackBody, type QueueCallback, type QueuedRequest } from "../../lib/queue";
@@ -23,15 +27,33 @@ export { REPLY_ERRORS, type ReplyError } from "./views";
 
 /** What one piece of news about a reply means for it. */
 export type ReplyOutcome =
+  | { kind: "complete"; text: string; finishReason: string | null; usage: ReplyUsage }
   | {
-      kind: "complete";
-      text: string;
+      kind: "failed";
+      error: ReplyError;
       finishReason: string | null;
-      promptTokens: number | null;
-      replyTokens: number | null;
+      /**
+       * Gemini produced output for it (text the client saw, or billed tokens): the prompt
+       * counts and is not refunded. Only a prompt that produced nothing is given back.
+       */
+      charged?: boolean;
+      /** Text delivered before the failure (streaming), kept on the reply. */
+      partialText?: string;
+      usage?: ReplyUsage;
     }
-  | { kind: "failed"; error: ReplyError; finishReason: string | null }
   | { kind: "retrying" };
+
+function replyUsage(u: GeminiUsage): ReplyUsage {
+  const sum = (u.promptTokens ?? 0) + (u.replyTokens ?? 0) + (u.thoughtTokens ?? 0);
+  return {
+    promptTokens: u.promptTokens,
+    replyTokens: u.replyTokens,
+    thoughtTokens: u.thoughtTokens,
+    cachedTokens: u.cachedTokens,
+    totalTokens: u.totalTokens ?? (u.promptTokens === null ? null : sum),
+    model: u.model,
+  };
+}
 
 /** job_id of a reply produced by the streaming path (never republished by the sweep). */
 export const STREAM_JOB_ID = "stream";
@@ -54,6 +76,7 @@ export function replyJob(
     redactHeaders: [GEMINI_API_KEY_HEADER],
     deduplicationId: replyId,
     retries: config.qstashRetries,
+    timeoutSeconds: config.geminiTimeoutSeconds,
     callback: `${base}${REPLY_CALLBACK_PATH}${query}`,
     failureCallback: `${base}${REPLY_FAILURE_CALLBACK_PATH}${query}`,
   };
@@ -61,18 +84,21 @@ export function replyJob(
 
 export function outcomeOfAnswer(answer: GeminiAnswer | null): ReplyOutcome {
   if (!answer) return { kind: "failed", error: "upstream_error", finishReason: null };
-  if (answer.kind === "blocked") {
-    return { kind: "failed", error: "safety_blocked", finishReason: answer.finishReason };
+  if (answer.kind !== "text") {
+    return {
+      kind: "failed",
+      error: answer.kind === "blocked" ? "safety_blocked" : "upstream_error",
+      finishReason: answer.finishReason,
+      charged: producedOutput(answer.usage),
+      usage: replyUsage(answer.usage),
+    };
   }
-  if (answer.kind === "empty") {
-    return { kind: "failed", error: "upstream_error", finishReason: answer.finishReason };
-  }
+  // MAX_TOKENS is a complete reply: the text up to the bound, with its finish reason.
   return {
     kind: "complete",
     text: answer.text,
     finishReason: answer.finishReason,
-    promptTokens: answer.usage.promptTokens,
-    replyTokens: answer.usage.replyTokens,
+    usage: replyUsage(answer.usage),
   };
 }
 
@@ -102,13 +128,19 @@ export function interpretCallback(
   return { kind: "failed", error: errorForStatus(cb.status), finishReason: null };
 }
 
-export function outcomeOfStreamError(err: unknown): ReplyOutcome {
+/**
+ * A streamed reply that went wrong. `delivered` is the text the client already received: when
+ * there is any, it is kept on the (failed) reply and the prompt counts.
+ */
+export function outcomeOfStreamError(err: unknown, delivered = ""): ReplyOutcome {
+  let error: ReplyError = "upstream_error";
   if (err instanceof GeminiCallError) {
-    if (err.timedOut) return { kind: "failed", error: "timeout", finishReason: null };
-    if (err.status !== null)
-      return { kind: "failed", error: errorForStatus(err.status), finishReason: null };
+    if (err.timedOut) error = "timeout";
+    else if (err.status !== null) error = errorForStatus(err.status);
   }
-  return { kind: "failed", error: "upstream_error", finishReason: null };
+  return delivered
+    ? { kind: "failed", error, finishReason: null, charged: true, partialText: delivered }
+    : { kind: "failed", error, finishReason: null };
 }
 
 export type SettleResult =
@@ -123,7 +155,7 @@ export type SettleResult =
  * the quota (failure) or invalidates the list cache (completion).
  */
 export async function settleReply(
-  deps: Pick<ChatDeps, "db" | "clock" | "listCache" | "quota" | "waitUntil">,
+  deps: Pick<ChatDeps, "db" | "clock" | "listCache" | "quota" | "waitUntil" | "pendingGate">,
   replyId: string,
   outcome: ReplyOutcome,
 ): Promise<SettleResult> {
@@ -154,22 +186,39 @@ export async function settleReply(
     const [completed, , exists] = written;
     const reply = completed[0];
     if (!reply) return { status: exists.length > 0 ? "unchanged" : "unknown" };
+    leavePending(deps, reply.userId, replyId);
     await invalidateList(deps, reply.userId);
     return { status: "complete", reply };
   }
+  const charged = outcome.charged === true;
   const [failed, exists] = await deps.db.batch([
     failReply(deps.db, {
       id: replyId,
       error: outcome.error,
       finishReason: outcome.finishReason,
+      content: outcome.partialText,
+      usage: outcome.usage,
       now,
     }),
     selectReplyId(deps.db, replyId),
+    // A prompt that produced output counts: in the ledger, and not refunded.
+    ...(charged ? [addReplyToLedger(deps.db, replyId, now)] : []),
   ]);
   const reply = failed[0];
   if (!reply) return { status: exists.length > 0 ? "unchanged" : "unknown" };
-  await refundPrompt(deps, reply.userId, reply.quotaDay);
+  leavePending(deps, reply.userId, replyId);
+  if (!charged) await refundPrompt(deps, reply.userId, reply.quotaDay);
+  if (outcome.partialText) await invalidateList(deps, reply.userId);
   return { status: "failed", reply };
+}
+
+/** A settled reply no longer counts against MAX_PENDING_REPLIES (best effort; entries expire). */
+function leavePending(
+  deps: Pick<ChatDeps, "pendingGate" | "waitUntil">,
+  userId: string,
+  replyId: string,
+) {
+  deps.waitUntil(deps.pendingGate.release(userId, replyId).catch(() => {}));
 }
 
 /** Gives a failed prompt back to the user's daily quota (best effort: logged on failure). */
@@ -204,11 +253,11 @@ function completeReplyBatch(
       id: replyId,
       content: outcome.text,
       finishReason: outcome.finishReason,
-      promptTokens: outcome.promptTokens,
-      replyTokens: outcome.replyTokens,
+      usage: outcome.usage,
       now,
     }),
     touchChatroomForReply(deps.db, replyId, now),
     selectReplyId(deps.db, replyId),
+    addReplyToLedger(deps.db, replyId, now),
   ]);
 }

@@ -1,3 +1,4 @@
+import { eq } from "drizzle-orm";
 import { purgeExpiredIdempotencyRecords } from "../../db/queries/idempotency";
 import {
   failOverdueReplies,
@@ -6,6 +7,7 @@ import {
   setReplyJob,
 } from "../../db/queries/messages";
 import { purgeProcessedWebhookEvents } from "../../db/queries/webhook-events";
+import { users } from "../../db/schema/users";
 import { describeError } from "../../errors";
 import type { ChatDeps } from "./deps";
 import { promptRequest } from "./messages";
@@ -72,12 +74,11 @@ export async function sweepReplies(deps: ChatDeps, now: Date): Promise<SweepRepo
 
   const republished = await Promise.allSettled(
     unqueued.map(async (reply) => {
-      const history = await selectHistoryForReply(
-        deps.db,
-        reply,
-        deps.config.historyMaxMessages + 1,
-      );
-      const request = promptRequest(deps.config, history);
+      const [history, [owner]] = await deps.db.batch([
+        selectHistoryForReply(deps.db, reply, deps.config.historyMaxMessages + 1),
+        deps.db.select({ tier: users.tier }).from(users).where(eq(users.id, reply.userId)).limit(1),
+      ]);
+      const request = promptRequest(deps.config, owner?.tier ?? "basic", history);
       const { messageId } = await deps.queue.publish(replyJob(deps.config, reply.id, request));
       await setReplyJob(deps.db, reply.id, messageId);
     }),

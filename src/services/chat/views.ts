@@ -28,7 +28,15 @@ export interface MessageView {
   content: string;
   status: MessageStatus;
   error: ReplyError | null;
-  usage: { prompt_tokens: number; reply_tokens: number } | null;
+  finish_reason: string | null;
+  usage: {
+    prompt_tokens: number;
+    reply_tokens: number;
+    thought_tokens: number;
+    cached_tokens: number;
+    total_tokens: number;
+    model: string | null;
+  } | null;
   created_at: string;
   completed_at: string | null;
 }
@@ -53,8 +61,13 @@ export function messageView(
     | "content"
     | "status"
     | "error"
+    | "finishReason"
     | "promptTokens"
     | "replyTokens"
+    | "thoughtTokens"
+    | "cachedTokens"
+    | "totalTokens"
+    | "model"
     | "createdAt"
     | "completedAt"
   >,
@@ -68,9 +81,20 @@ export function messageView(
     error: (REPLY_ERRORS as readonly string[]).includes(r.error ?? "")
       ? (r.error as ReplyError)
       : null,
+    finish_reason: r.role === "model" ? r.finishReason : null,
+    // A reply's usage once settled with output: complete, or failed after streaming text.
     usage:
-      r.role === "model" && r.status === "complete"
-        ? { prompt_tokens: r.promptTokens ?? 0, reply_tokens: r.replyTokens ?? 0 }
+      r.role === "model" && (r.status === "complete" || (r.status === "failed" && r.content))
+        ? {
+            prompt_tokens: r.promptTokens ?? 0,
+            reply_tokens: r.replyTokens ?? 0,
+            thought_tokens: r.thoughtTokens ?? 0,
+            cached_tokens: r.cachedTokens ?? 0,
+            total_tokens:
+              r.totalTokens ??
+              (r.promptTokens ?? 0) + (r.replyTokens ?? 0) + (r.thoughtTokens ?? 0),
+            model: r.model,
+          }
         : null,
     created_at: r.createdAt.toISOString(),
     completed_at: r.completedAt ? r.completedAt.toISOString() : null,

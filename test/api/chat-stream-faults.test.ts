@@ -1,0 +1,193 @@
+import { describe, expect, it } from "vitest";
+import { call, control, workerUrl } from "../support/api.ts";
+import { createSession, type TestSession } from "../support/session.ts";
+import {
+  geminiCalls,
+  geminiFault,
+  getMessage,
+  marker,
+  newChatroom,
+  qstashMessages,
+  settledReply,
+} from "./chat-support.ts";
+
+interface SseEvent {
+  event: string;
+  // biome-ignore lint/suspicious/noExplicitAny: event payloads are asserted field by field.
+  data: any;
+}
+
+function parseSse(text: string): SseEvent[] {
+  return text
+    .split("\n\n")
+    .filter((block) => block.trim() !== "")
+    .map((block) => {
+      const lines = block.split("\n");
+      const event = lines.find((l) => l.startsWith("event: "))?.slice(7) ?? "message";
+      const data = lines
+        .filter((l) => l.startsWith("data: "))
+        .map((l) => l.slice(6))
+        .join("\n");
+      return { event, data: JSON.parse(data) };
+    });
+}
+
+function streamPrompt(session: TestSession, roomId: string, content: string, signal?: AbortSignal) {
+  return fetch(`${workerUrl}/chatroom/${roomId}/message`, {
+    method: "POST",
+    headers: {
+      authorization: `Bearer ${session.token}`,
+      "content-type": "application/json",
+      accept: "text/event-stream",
+    },
+    body: JSON.stringify({ content }),
+    signal,
+  });
+}
+
+async function usedToday(session: TestSession): Promise<number> {
+  const res = await call("GET", "/subscription/status", { token: session.token });
+  expect(res.status).toBe(200);
+  return res.body.usage.used_today as number;
+}
+
+describe("streamed replies that fail after delivering text keep it and count", () => {
+  it("8 streamed Basic prompts that deliver text then fail: used_today 5, the rest refused", async () => {
+    const me = await createSession();
+    const room = await newChatroom(me);
+    const tag = marker("stream-escape");
+    await geminiFault({ match: tag, kind: "stream_error" });
+    const statuses: number[] = [];
+    const replies: SseEvent[] = [];
+    for (let i = 0; i < 8; i++) {
+      const res = await streamPrompt(me, room.id, `${tag} prompt number ${i} with some words`);
+      statuses.push(res.status);
+      if (res.status !== 200) {
+        const body = (await res.json()) as { error: { code: string } };
+        expect(body.error.code).toBe("daily_limit_reached");
+        continue;
+      }
+      const events = parseSse(await res.text());
+      expect(events.some((e) => e.event === "delta")).toBe(true);
+      const last = events.at(-1) as SseEvent;
+      expect(last.event).toBe("error");
+      replies.push(last);
+    }
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 429, 429, 429]);
+    expect(await usedToday(me)).toBe(5);
+    for (const r of replies) {
+      // The text the client saw stays on the failed reply.
+      expect(r.data.reply).toMatchObject({ status: "failed", error: "upstream_error" });
+      expect(r.data.reply.content).toMatch(/^Echo: /);
+    }
+    await control(`gemini/faults?match=${encodeURIComponent(tag)}`, undefined, "DELETE");
+  });
+
+  it("a late SAFETY stop after text: failed safety_blocked, text kept, prompt counted", async () => {
+    const me = await createSession();
+    const room = await newChatroom(me);
+    const content = marker("late-safety");
+    await geminiFault({ match: content, kind: "late_safety", times: 1 });
+    const res = await streamPrompt(me, room.id, `${content} tell me more about it`);
+    const events = parseSse(await res.text());
+    const last = events.at(-1) as SseEvent;
+    expect(last.event).toBe("error");
+    expect(last.data.reply).toMatchObject({
+      status: "failed",
+      error: "safety_blocked",
+      finish_reason: "SAFETY",
+    });
+    const deltas = events.filter((e) => e.event === "delta").map((e) => e.data.text);
+    expect(last.data.reply.content).toBe(deltas.join(""));
+    expect(await usedToday(me)).toBe(1);
+  });
+
+  it("a stream cut without a finishReason is not complete: failed, text kept, counted", async () => {
+    const me = await createSession();
+    const room = await newChatroom(me);
+    const content = marker("cut");
+    await geminiFault({ match: content, kind: "stream_cut", times: 1 });
+    const res = await streamPrompt(me, room.id, `${content} a reply long enough to cut`);
+    const events = parseSse(await res.text());
+    const last = events.at(-1) as SseEvent;
+    expect(last.event).toBe("error");
+    expect(last.data.reply).toMatchObject({ status: "failed", error: "upstream_error" });
+    expect(last.data.reply.content).toMatch(/^Echo: /);
+    expect(await usedToday(me)).toBe(1);
+  });
+
+  it("a blocked prompt produces nothing: failed safety_blocked and refunded", async () => {
+    const me = await createSession();
+    const room = await newChatroom(me);
+    const content = marker("blocked-prompt");
+    await geminiFault({ match: content, kind: "blocked_prompt", times: 1 });
+    const res = await streamPrompt(me, room.id, content);
+    const events = parseSse(await res.text());
+    expect(events.some((e) => e.event === "delta")).toBe(false);
+    const last = events.at(-1) as SseEvent;
+    expect(last.data.reply).toMatchObject({
+      status: "failed",
+      error: "safety_blocked",
+      content: "",
+    });
+    expect(await usedToday(me)).toBe(0);
+  });
+
+  it("a 429 before any text is refunded (rate_limited)", async () => {
+    const me = await createSession();
+    const room = await newChatroom(me);
+    const content = marker("stream-429");
+    await geminiFault({ match: content, kind: "rate_limit", times: 1 });
+    const res = await streamPrompt(me, room.id, content);
+    const last = parseSse(await res.text()).at(-1) as SseEvent;
+    expect(last.data.reply).toMatchObject({ status: "failed", error: "rate_limited" });
+    expect(await usedToday(me)).toBe(0);
+  });
+});
+
+describe("a streamed reply survives its client", () => {
+  it("a client that disconnects after the first delta still gets a saved, complete reply", async () => {
+    const me = await createSession();
+    const room = await newChatroom(me);
+    const content = marker("gone-after-delta");
+    // Chunks 400 ms apart: the client leaves long before the stream would end.
+    await geminiFault({ match: content, kind: "slow_stream", times: 1, ms: 400 });
+    const abort = new AbortController();
+    const res = await streamPrompt(me, room.id, `${content} a long answer please`, abort.signal);
+    const reader = res.body?.getReader() as ReadableStreamDefaultReader<Uint8Array>;
+    let seen = "";
+    let replyId = "";
+    while (!seen.includes("event: delta")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += new TextDecoder().decode(value);
+      const message = parseSse(seen.split("event: delta")[0] as string).find(
+        (e) => e.event === "message",
+      );
+      if (message && !replyId) replyId = message.data.message.id;
+    }
+    expect(seen).toContain("event: delta");
+    abort.abort();
+
+    const detail = await call("GET", `/chatroom/${room.id}`, { token: me.token });
+    const reply = (detail.body.messages as { id: string; role: string }[]).find(
+      (m) => m.role === "model",
+    );
+    expect(reply).toBeDefined();
+    const saved = await settledReply(me, room.id, reply?.id as string);
+    expect(saved.status).toBe("complete");
+    expect(saved.content).toContain(content);
+    expect(await getMessage(me, room.id, reply?.id as string)).toMatchObject({
+      status: "complete",
+      finish_reason: "STOP",
+    });
+    // The unfinished generation was handed to the queued path: one QStash job for this reply.
+    const published = await qstashMessages(content, "publish");
+    expect(published.map((p) => p.deduplication_id)).toEqual([reply?.id]);
+    expect((await geminiCalls(content)).map((c) => c.method)).toEqual([
+      "streamGenerateContent",
+      "generateContent",
+    ]);
+    expect(await usedToday(me)).toBe(1);
+  });
+});
