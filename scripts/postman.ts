@@ -59,7 +59,11 @@ const STEPS: [string, Step][] = [
         'pm.environment.set("password", "pw-" + Math.random().toString(36).slice(2) + "-" + Date.now());',
         ...clientIpHeader,
       ],
-      test: ['pm.environment.set("user_id", pm.response.json().user.id);'],
+      test: [
+        'pm.environment.set("user_id", pm.response.json().user.id);',
+        "// Keeps the signup password at the first verify-otp (without it the password is dropped).",
+        'pm.environment.set("signup_token", pm.response.json().signup_token);',
+      ],
     },
   ],
   [
@@ -79,7 +83,11 @@ const STEPS: [string, Step][] = [
   [
     "POST /auth/verify-otp",
     {
-      body: { mobile_number: "{{mobile_number}}", otp: "{{otp}}" },
+      body: {
+        mobile_number: "{{mobile_number}}",
+        otp: "{{otp}}",
+        signup_token: "{{signup_token}}",
+      },
       prerequest: clientIpHeader,
       test: storeSession,
     },

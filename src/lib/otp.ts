@@ -221,3 +221,17 @@ export function createOtpStore(redis: RedisClient): OtpStore {
     },
   };
 }
+
+/**
+ * The signup token: HMAC-SHA256(OTP_SECRET, user id ‖ pending password hash), hex. Returned only
+ * to the client whose signup set that password; presenting it at the number's first verify-otp
+ * is what keeps the password (nobody else can compute it, and it dies with the hash it binds).
+ */
+export async function signupTokenMac(
+  secret: string,
+  input: { userId: string; passwordHash: string },
+): Promise<string> {
+  const message = `signup:v1\n${input.userId}\n${input.passwordHash}`;
+  const mac = await crypto.subtle.sign("HMAC", await macKey(secret), encoder.encode(message));
+  return Array.from(new Uint8Array(mac), (b) => b.toString(16).padStart(2, "0")).join("");
+}

@@ -97,7 +97,18 @@ const MessageSchema = z
       .openapi({ example: "The password was reset; every session was signed out." }),
   })
   .openapi("Notice");
-const SignupResponseSchema = z.object({ user: UserSchema }).openapi("SignupResponse");
+const SIGNUP_TOKEN_DESCRIPTION =
+  "Only when a password was given at signup. The password stays pending (password login refuses it) until the number is proved by a code: send this token with the number's first verify-otp to keep it; a first verification without it drops the password.";
+const SignupTokenSchema = z
+  .string()
+  .regex(/^[0-9a-f]{64}$/, "The signup token is 64 hex characters.")
+  .openapi({ example: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08" });
+const SignupResponseSchema = z
+  .object({
+    user: UserSchema,
+    signup_token: SignupTokenSchema.optional().openapi({ description: SIGNUP_TOKEN_DESCRIPTION }),
+  })
+  .openapi("SignupResponse");
 
 const tokenPairJson = (p: TokenPair) => ({
   token: p.token,
@@ -131,7 +142,7 @@ const signup = createRoute({
   tags: ["Auth"],
   summary: "Create an account for a mobile number",
   description:
-    "Limit: 20 signups per hour per client IP, taken ones (409) included (429 + Retry-After).",
+    "Limit: 20 signups per hour per client IP, taken ones (409) included (429 + Retry-After). A password given here is pending: it works only after the number's first verify-otp carries the returned signup_token.",
   request: jsonBody(
     z
       .object({
@@ -174,7 +185,14 @@ const verifyOtp = createRoute({
     "A code works once, for 5 minutes, and dies after 5 wrong attempts (details.attempts_left on 401). Codes tried per client IP (IPv6: per /64), login and reset together: 100 per 15 minutes (429 + Retry-After; a right code refused this way stays valid).",
   request: jsonBody(
     z
-      .object({ mobile_number: MobileNumberSchema, otp: OtpSchema })
+      .object({
+        mobile_number: MobileNumberSchema,
+        otp: OtpSchema,
+        signup_token: SignupTokenSchema.optional().openapi({
+          description:
+            "The signup response's token: keeps the signup password at the number's first verification (ignored afterwards).",
+        }),
+      })
       .strict()
       .openapi("VerifyOtpRequest"),
   ),
@@ -304,32 +322,49 @@ const changePasswordRoute = createRoute({
   tags: ["Auth"],
   summary: "Set or change the caller's password",
   description:
-    "current_password is required once a password is set; wrong guesses share the login budget (10 per 15 minutes per number). Every other session is revoked; the response carries a fresh token pair for this one.",
+    "current_password is required once a password is set; wrong guesses share the login budget (10 per 15 minutes per number). Setting a first password needs otp, a fresh code from /auth/forgot-password (403 reauthentication_required without it): a bearer token alone never sets a password. Every other session is revoked; the response carries a fresh token pair for this one.",
   security: bearerSecurity,
   middleware: [requireAuth] as const,
   request: jsonBody(
     z
-      .object({ current_password: GivenPasswordSchema.optional(), new_password: NewPasswordSchema })
+      .object({
+        current_password: GivenPasswordSchema.optional(),
+        otp: OtpSchema.optional().openapi({
+          description: "A reset code from /auth/forgot-password; required to set a first password.",
+        }),
+        new_password: NewPasswordSchema,
+      })
       .strict()
       .openapi("ChangePasswordRequest"),
   ),
   responses: {
     200: jsonContent(PasswordChangedSchema, "The password was changed"),
-    ...errorResponses(400, [401, "unauthorized", "invalid_credentials"], 413, 415, 429, 503),
+    ...errorResponses(
+      400,
+      [401, "unauthorized", "invalid_credentials", "invalid_otp"],
+      [403, "reauthentication_required"],
+      413,
+      415,
+      429,
+      503,
+    ),
   },
 });
 
 export const authRoutes = createRouter()
   .openapi(signup, async (c) => {
     const body = c.req.valid("json");
-    const user = await signUp(authDeps(c), {
+    const { user, signupToken } = await signUp(authDeps(c), {
       mobileNumber: body.mobile_number,
       name: body.name ?? null,
       email: body.email ?? null,
       ...(body.password !== undefined ? { password: body.password } : {}),
       clientIp: clientIp(c),
     });
-    return c.json({ user: toUserJson(user) }, 201);
+    return c.json(
+      { user: toUserJson(user), ...(signupToken ? { signup_token: signupToken } : {}) },
+      201,
+    );
   })
   .openapi(sendOtp, async (c) => {
     const { mobile_number } = c.req.valid("json");
@@ -345,6 +380,7 @@ export const authRoutes = createRouter()
       mobileNumber: body.mobile_number,
       code: body.otp,
       clientIp: clientIp(c),
+      ...(body.signup_token !== undefined ? { signupToken: body.signup_token } : {}),
     });
     return c.json(sessionJson(session), 200);
   })
@@ -398,7 +434,9 @@ export const authRoutes = createRouter()
       userId: c.get("userId"),
       tokenIssuedAt: c.get("tokenIssuedAt"),
       ...(body.current_password !== undefined ? { currentPassword: body.current_password } : {}),
+      ...(body.otp !== undefined ? { otp: body.otp } : {}),
       newPassword: body.new_password,
+      clientIp: clientIp(c),
     });
     return c.json(
       {

@@ -130,11 +130,12 @@ describe("POST /auth/login", () => {
 });
 
 describe("POST /auth/change-password", () => {
-  it("sets a first password without current_password and returns a fresh pair", async () => {
+  it("sets a first password with a fresh reset code and returns a fresh pair", async () => {
     const s = await createSession();
+    const otp = (await forgot(s.mobile_number)).body.otp as string;
     const res = await call("POST", "/auth/change-password", {
       token: s.token,
-      body: { new_password: PASSWORD },
+      body: { otp, new_password: PASSWORD },
     });
     expect(res.status).toBe(200);
     expect(res.body.user.has_password).toBe(true);
@@ -247,9 +248,10 @@ describe("POST /auth/change-password", () => {
 
   it("refuses a token issued before the last password change", async () => {
     const s = await createSession();
+    const otp = (await forgot(s.mobile_number)).body.otp as string;
     const first = await call("POST", "/auth/change-password", {
       token: s.token,
-      body: { new_password: PASSWORD },
+      body: { otp, new_password: PASSWORD },
     });
     expect(first.status).toBe(200);
     const stale = await call("POST", "/auth/change-password", {

@@ -54,7 +54,12 @@ export async function createSession(
   expectStatus(signup, 201, "signup");
   const otp = await requestLoginCode(mobileNumber);
   const verified = await call("POST", "/auth/verify-otp", {
-    body: { mobile_number: mobileNumber, otp },
+    body: {
+      mobile_number: mobileNumber,
+      otp,
+      // Keeps the signup password (pending until the number's first verification).
+      ...(signup.body.signup_token ? { signup_token: signup.body.signup_token } : {}),
+    },
   });
   expectStatus(verified, 200, "verify-otp");
   return {

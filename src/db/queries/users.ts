@@ -69,12 +69,23 @@ export async function setPasswordAndRevokeSessions(
     expectedHash?: string | null;
     now: Date;
     newSession?: NewRefreshToken;
+    /** A code sent to the number authorised this (reset, first password): it is now proved. */
+    numberProved?: boolean;
   },
 ): Promise<UserRow | null> {
   const { userId, passwordHash, expectedHash, now } = input;
   const updateUser = db
     .update(users)
-    .set({ passwordHash, passwordChangedAt: now, updatedAt: now })
+    .set({
+      passwordHash,
+      passwordChangedAt: now,
+      updatedAt: now,
+      ...(input.numberProved
+        ? {
+            mobileVerifiedAt: sql`coalesce(${users.mobileVerifiedAt}, ${now.toISOString()}::timestamptz)`,
+          }
+        : {}),
+    })
     .where(
       and(
         eq(users.id, userId),
@@ -127,4 +138,51 @@ export async function updateUserProfileIfTokenCurrent(
     )
     .returning();
   return rows[0] ?? null;
+}
+
+/**
+ * A login code was just used: the number is proved, and a session starts, in one transaction.
+ * On the FIRST proof (`mobile_verified_at` still null) everything that was obtained without proof
+ * is undone in the same statements: the password becomes `keepPasswordHash` (the signup's pending
+ * password when the same client presented its signup token, otherwise none), and every earlier
+ * session is revoked (tokens from before this instant are refused). Later proofs change nothing
+ * but start the session. Null when the user is gone.
+ */
+export async function proveNumberAndStartSession(
+  db: Database,
+  input: {
+    userId: string;
+    keepPasswordHash: string | null;
+    now: Date;
+    session: NewRefreshToken;
+  },
+): Promise<UserRow | null> {
+  const { userId, now } = input;
+  const at = sql`${now.toISOString()}::timestamptz`;
+  const first = sql`${users.mobileVerifiedAt} is null`;
+  const [updated] = await db.batch([
+    db
+      .update(users)
+      .set({
+        mobileVerifiedAt: sql`coalesce(${users.mobileVerifiedAt}, ${at})`,
+        passwordHash: sql`case when ${first} then ${input.keepPasswordHash}::text else ${users.passwordHash} end`,
+        passwordChangedAt: sql`case when ${first} then ${at} else ${users.passwordChangedAt} end`,
+      })
+      .where(eq(users.id, userId))
+      .returning(),
+    // Only when this statement's proof was the first (it stamped `now`): sessions from before it
+    // were never proved, whoever holds them.
+    db
+      .update(refreshTokens)
+      .set({ revokedAt: now })
+      .where(
+        and(
+          eq(refreshTokens.userId, userId),
+          isNull(refreshTokens.revokedAt),
+          sql`exists (select 1 from ${users} where ${users.id} = ${userId} and ${users.mobileVerifiedAt} = ${at} and ${users.passwordChangedAt} = ${at})`,
+        ),
+      ),
+    db.insert(refreshTokens).values({ ...input.session, createdAt: now }),
+  ]);
+  return updated[0] ?? null;
 }

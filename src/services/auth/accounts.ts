@@ -2,6 +2,7 @@ import {
   findUserById,
   findUserByMobileNumber,
   insertUser,
+  proveNumberAndStartSession,
   setPasswordAndRevokeSessions,
   type UserRow,
   updateUserProfileIfTokenCurrent,
@@ -10,13 +11,14 @@ import {
 import {
   ConflictError,
   describeError,
+  ForbiddenError,
   LimitExceededError,
   NotFoundError,
   UnauthorizedError,
   ValidationError,
 } from "../../errors";
 import { newId } from "../../lib/ids";
-import type { OtpPurpose } from "../../lib/otp";
+import { type OtpPurpose, signupTokenMac } from "../../lib/otp";
 import { hashPassword, needsRehash, verifyAgainstDummy, verifyPassword } from "../../lib/passwords";
 import type { LimitResult } from "../../lib/rate-limit";
 import type { AuthDeps } from "./deps";
@@ -105,7 +107,7 @@ export async function signUp(
     password?: string;
     clientIp: string;
   },
-): Promise<UserRow> {
+): Promise<{ user: UserRow; signupToken?: string }> {
   // The limit comes before the hash: a refused request must not cost 100,000 PBKDF2 rounds.
   const allowance = await deps.limiters.signupPerIp.limit(input.clientIp);
   if (!allowance.success) {
@@ -126,7 +128,35 @@ export async function signUp(
     throw err;
   }
   if (!user) throw new ConflictError("An account with this mobile number already exists.");
-  return user;
+  if (!passwordHash) return { user };
+  // The password stays pending (login refuses it) until the number is proved by a code; only
+  // a verification that presents this token keeps it (docs/adr/0007-credentials.md).
+  const signupToken = await signupTokenMac(deps.config.otpSecret, {
+    userId: user.id,
+    passwordHash,
+  });
+  return { user, signupToken };
+}
+
+/** The pending password a first verification keeps: only with the signup's own token. */
+async function pendingPasswordToKeep(
+  deps: AuthDeps,
+  user: UserRow,
+  signupToken: string | undefined,
+): Promise<string | null> {
+  if (user.mobileVerifiedAt || !user.passwordHash || signupToken === undefined) return null;
+  const expected = await signupTokenMac(deps.config.otpSecret, {
+    userId: user.id,
+    passwordHash: user.passwordHash,
+  });
+  return timingSafeEqualText(expected, signupToken) ? user.passwordHash : null;
+}
+
+function timingSafeEqualText(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
 }
 
 /** send-otp: a login code for a registered number; 404 user_not_found otherwise (as specified). */
@@ -139,23 +169,42 @@ export async function sendLoginCode(
   return issueCode(deps, { mobileNumber: input.mobileNumber, purpose: "login" });
 }
 
-/** verify-otp: consumes a login code and starts a session. */
+/**
+ * verify-otp: consumes a login code, records that the number is proved and starts a session, in
+ * one transaction. The first proof drops a pending signup password unless `signupToken` (from
+ * that signup's response) comes with it, and revokes any session obtained before the proof.
+ */
 export async function verifyLoginCode(
   deps: AuthDeps,
-  input: { mobileNumber: string; code: string; clientIp: string },
+  input: { mobileNumber: string; code: string; clientIp: string; signupToken?: string },
 ): Promise<Session> {
   const { user } = await consumeCodeFindingUser(deps, { ...input, purpose: "login" });
   // A code is only ever issued to a registered number, so this is a deleted account.
   if (!user)
     throw new UnauthorizedError("The code is wrong, expired or already used.", "invalid_otp");
-  return { ...(await startSession(deps, user.id)), user };
+  if (user.mobileVerifiedAt) return { ...(await startSession(deps, user.id)), user };
+  const now = deps.clock.now();
+  const [keepPasswordHash, session] = await Promise.all([
+    pendingPasswordToKeep(deps, user, input.signupToken),
+    prepareSession(deps, user.id, now),
+  ]);
+  const proved = await proveNumberAndStartSession(deps.db, {
+    userId: user.id,
+    keepPasswordHash,
+    now,
+    session: session.row,
+  });
+  if (!proved)
+    throw new UnauthorizedError("The code is wrong, expired or already used.", "invalid_otp");
+  return { ...session.pair, user: proved };
 }
 
 const BAD_CREDENTIALS = "The mobile number or password is wrong.";
 
 /**
- * Password login. An unknown number, a user without a password and a wrong password all cost one
- * full hash and give the same 401, so neither the answer nor its timing tells them apart.
+ * Password login. An unknown number, a user without a password, a number nobody has proved with a
+ * code (its password is only pending) and a wrong password all cost one full hash and give the
+ * same 401, so neither the answer nor its timing tells them apart.
  */
 export async function logInWithPassword(
   deps: AuthDeps,
@@ -172,18 +221,19 @@ export async function logInWithPassword(
   if (!fromClient.success) {
     throw limitExceeded(fromClient, "Too many login attempts from this network; try again later.");
   }
-  const ok = user?.passwordHash
-    ? await verifyPassword(input.password, user.passwordHash)
+  const usable = user?.mobileVerifiedAt ? user.passwordHash : null;
+  const ok = usable
+    ? await verifyPassword(input.password, usable)
     : await verifyAgainstDummy(input.password);
-  if (!user?.passwordHash || !ok) {
+  if (!user || !usable || !ok) {
     throw new UnauthorizedError(BAD_CREDENTIALS, "invalid_credentials");
   }
-  const session = await startPasswordSession(deps, user.id, user.passwordHash);
+  const session = await startPasswordSession(deps, user.id, usable);
   // The password was changed or reset while this login checked the old one.
   if (!session) throw new UnauthorizedError(BAD_CREDENTIALS, "invalid_credentials");
   // After the session, which is bound to the hash it verified (a rare extra round).
-  if (needsRehash(user.passwordHash)) {
-    await rehash(deps, { userId: user.id, from: user.passwordHash, password: input.password });
+  if (needsRehash(usable)) {
+    await rehash(deps, { userId: user.id, from: usable, password: input.password });
   }
   return { ...session, user };
 }
@@ -243,6 +293,7 @@ export async function resetPassword(
     userId: user.id,
     passwordHash,
     now: deps.clock.now(),
+    numberProved: true,
   });
 }
 
@@ -285,8 +336,10 @@ export async function updateCurrentUser(
 }
 
 /**
- * change-password: requires the current password once one is set; revokes every session and
- * returns a fresh token pair for the caller, whose old access token stops working on /user/me.
+ * change-password: requires the current password once one is set, and a fresh code for the
+ * number (`otp`, from forgot-password) to set a first one: a bearer token alone never sets a
+ * password. Revokes every session and returns a fresh token pair for the caller, whose old
+ * access token stops working everywhere.
  */
 export async function changePassword(
   deps: AuthDeps,
@@ -294,11 +347,26 @@ export async function changePassword(
     userId: string;
     tokenIssuedAt: number;
     currentPassword?: string;
+    otp?: string;
     newPassword: string;
+    clientIp: string;
   },
 ): Promise<Session> {
   const user = await getCurrentUser(deps, input);
-  if (user.passwordHash) {
+  if (!user.passwordHash) {
+    if (input.otp === undefined) {
+      throw new ForbiddenError(
+        "Setting a first password needs a fresh code: request one with /auth/forgot-password and send it as otp.",
+        "reauthentication_required",
+      );
+    }
+    await consumeCodeFindingUser(deps, {
+      mobileNumber: user.mobileNumber,
+      code: input.otp,
+      purpose: "password_reset",
+      clientIp: input.clientIp,
+    });
+  } else {
     if (input.currentPassword === undefined) {
       throw new ValidationError("The request is invalid.", [
         {
@@ -331,6 +399,7 @@ export async function changePassword(
     expectedHash: user.passwordHash,
     now,
     newSession: session.row,
+    numberProved: !user.passwordHash,
   });
   if (!updated) {
     throw new UnauthorizedError(

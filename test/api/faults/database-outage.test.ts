@@ -129,11 +129,11 @@ describe("database unreachable: auth", () => {
   });
 
   it("logout, forgot-password and change-password answer 503, then work", async () => {
-    const me = await createSession();
+    const me = await createSession({ password: "the first password" });
     const change = () =>
       call("POST", "/auth/change-password", {
         token: me.token,
-        body: { new_password: "a brand new password" },
+        body: { current_password: "the first password", new_password: "a brand new password" },
       });
     const changed = await downThenUp("change-password", change);
     expect(changed.status, changed.text).toBe(200);
