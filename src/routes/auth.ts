@@ -4,7 +4,7 @@ import type { AppEnv } from "../context";
 import { clientLimitKey } from "../lib/client-ip";
 import { passwordProblem } from "../lib/passwords";
 import { MOBILE_NUMBER_MAX_INPUT, MOBILE_NUMBER_RULE, normalizeMobileNumber } from "../lib/phone";
-import { bearerSecurity, requireAuth } from "../middleware/auth";
+import { bearerSecurity, liveSession, requireAuthDeferred } from "../middleware/auth";
 import {
   changePassword,
   logInWithPassword,
@@ -251,9 +251,10 @@ const logout = createRoute({
   tags: ["Auth"],
   summary: "End this session",
   description:
-    "Revokes the refresh tokens of the session the access token belongs to, and of refresh_token if given. The access token itself stays valid until it expires (stateless).",
+    "Revokes the refresh tokens of the session the access token belongs to, and of refresh_token if given. From then on the access token is refused (401) by every protected endpoint.",
   security: bearerSecurity,
-  middleware: [requireAuth] as const,
+  // Revoking is idempotent: it runs while the session check is in flight (no extra round).
+  middleware: [requireAuthDeferred] as const,
   request: {
     body: {
       content: {
@@ -324,7 +325,8 @@ const changePasswordRoute = createRoute({
   description:
     "current_password is required once a password is set; wrong guesses share the login budget (10 per 15 minutes per number). Setting a first password needs otp, a fresh code from /auth/forgot-password (403 reauthentication_required without it): a bearer token alone never sets a password. Every other session is revoked; the response carries a fresh token pair for this one.",
   security: bearerSecurity,
-  middleware: [requireAuth] as const,
+  // The service awaits the session check together with its first read.
+  middleware: [requireAuthDeferred] as const,
   request: jsonBody(
     z
       .object({
@@ -437,6 +439,7 @@ export const authRoutes = createRouter()
       ...(body.otp !== undefined ? { otp: body.otp } : {}),
       newPassword: body.new_password,
       clientIp: clientIp(c),
+      sessionLive: liveSession(c),
     });
     return c.json(
       {

@@ -182,3 +182,27 @@ export async function revokeFamily(
   ]);
   return rows.length;
 }
+
+/**
+ * Whether an access token's session still stands: its refresh-token family (`sid`) belongs to
+ * the user and was not revoked (logout, password change or reset, theft detection, first proof
+ * of the number), and the token was issued at or after the user's last password change. A
+ * revocation marks every live token of the family, so one unrevoked token means a live family.
+ */
+export async function sessionIsLive(
+  db: Database,
+  input: { userId: string; familyId: string; issuedAt: Date },
+): Promise<boolean> {
+  const result = await db.execute<{ live: boolean }>(sql`
+    select exists (
+      select 1
+        from ${refreshTokens} t
+        join ${users} u on u.id = t.user_id
+       where t.family_id = ${input.familyId}
+         and t.user_id = ${input.userId}
+         and t.revoked_at is null
+         and (u.password_changed_at is null
+              or u.password_changed_at <= ${input.issuedAt.toISOString()}::timestamptz)
+    ) as live`);
+  return result.rows[0]?.live === true;
+}

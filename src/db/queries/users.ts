@@ -116,13 +116,16 @@ export async function setPasswordAndRevokeSessions(
 
 /**
  * Updates the profile only if the caller's access token was issued at or after the last password
- * change (one round trip for the check and the write); null otherwise or when the user is gone.
+ * change and its session is unrevoked (one round trip for the check and the write); null
+ * otherwise or when the user is gone.
  */
 export async function updateUserProfileIfTokenCurrent(
   db: Database,
   input: {
     userId: string;
     tokenIssuedAt: Date;
+    /** The token's session (`sid`): the write applies only while its family is unrevoked. */
+    sessionId: string;
     changes: { name?: string | null; email?: string | null };
     now: Date;
   },
@@ -134,6 +137,7 @@ export async function updateUserProfileIfTokenCurrent(
       and(
         eq(users.id, input.userId),
         or(isNull(users.passwordChangedAt), lte(users.passwordChangedAt, input.tokenIssuedAt)),
+        sql`exists (select 1 from ${refreshTokens} t where t.family_id = ${input.sessionId} and t.user_id = ${input.userId} and t.revoked_at is null)`,
       ),
     )
     .returning();
@@ -145,7 +149,7 @@ export async function updateUserProfileIfTokenCurrent(
  * On the FIRST proof (`mobile_verified_at` still null) everything that was obtained without proof
  * is undone in the same statements: the password becomes `keepPasswordHash` (the signup's pending
  * password when the same client presented its signup token, otherwise none), and every earlier
- * session is revoked (tokens from before this instant are refused). Later proofs change nothing
+ * session is revoked (so its access tokens are refused too, see middleware/auth.ts). Later proofs change nothing
  * but start the session. Null when the user is gone.
  */
 export async function proveNumberAndStartSession(
@@ -166,7 +170,6 @@ export async function proveNumberAndStartSession(
       .set({
         mobileVerifiedAt: sql`coalesce(${users.mobileVerifiedAt}, ${at})`,
         passwordHash: sql`case when ${first} then ${input.keepPasswordHash}::text else ${users.passwordHash} end`,
-        passwordChangedAt: sql`case when ${first} then ${at} else ${users.passwordChangedAt} end`,
       })
       .where(eq(users.id, userId))
       .returning(),
@@ -179,7 +182,7 @@ export async function proveNumberAndStartSession(
         and(
           eq(refreshTokens.userId, userId),
           isNull(refreshTokens.revokedAt),
-          sql`exists (select 1 from ${users} where ${users.id} = ${userId} and ${users.mobileVerifiedAt} = ${at} and ${users.passwordChangedAt} = ${at})`,
+          sql`exists (select 1 from ${users} where ${users.id} = ${userId} and ${users.mobileVerifiedAt} = ${at})`,
         ),
       ),
     db.insert(refreshTokens).values({ ...input.session, createdAt: now }),

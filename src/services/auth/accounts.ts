@@ -322,12 +322,14 @@ export async function updateCurrentUser(
   input: {
     userId: string;
     tokenIssuedAt: number;
+    sessionId: string;
     changes: { name?: string | null; email?: string | null };
   },
 ): Promise<UserRow> {
   const user = await updateUserProfileIfTokenCurrent(deps.db, {
     userId: input.userId,
     tokenIssuedAt: new Date(Math.round(input.tokenIssuedAt * 1000)),
+    sessionId: input.sessionId,
     changes: input.changes,
     now: deps.clock.now(),
   });
@@ -350,9 +352,11 @@ export async function changePassword(
     otp?: string;
     newPassword: string;
     clientIp: string;
+    /** The caller's session check (auth middleware), awaited in the same round as the read. */
+    sessionLive: Promise<void>;
   },
 ): Promise<Session> {
-  const user = await getCurrentUser(deps, input);
+  const [, user] = await Promise.all([input.sessionLive, getCurrentUser(deps, input)]);
   if (!user.passwordHash) {
     if (input.otp === undefined) {
       throw new ForbiddenError(
