@@ -49,12 +49,11 @@ export const EnvSchema = z
     /** Key of the HMAC that OTP codes are stored under. */
     OTP_SECRET: secret("OTP_SECRET"),
     OTP_DELIVERY: z.enum(["response", "log"]).default("log"),
-    /**
-     * At most an hour: most routes authenticate statelessly, so a revoked session's access
-     * token lives on until it expires.
-     */
+    /** At most an hour; a revoked session's token is refused at once anyway (ADR 0007). */
     ACCESS_TOKEN_TTL_SECONDS: int(900).pipe(z.number().max(3600)),
     REFRESH_TOKEN_TTL_SECONDS: int(30 * 24 * 3600),
+    /** Absolute lifetime of a session (refresh family) from its login, however often rotated. */
+    REFRESH_FAMILY_MAX_AGE_SECONDS: int(90 * 24 * 3600),
 
     BASIC_DAILY_LIMIT: int(5),
     PRO_DAILY_LIMIT: int(1000),

@@ -76,5 +76,26 @@ async function startSessionCheck(c: Context<AppEnv>): Promise<void> {
   c.set("sessionCheck", check);
 }
 
+/**
+ * The caller named by a valid bearer token, or null when there is none or it is invalid or
+ * expired (no I/O, no session check): for logout, where the refresh token alone also suffices.
+ */
+export async function optionalCaller(
+  c: Context<AppEnv>,
+): Promise<{ userId: string; sessionId?: string } | null> {
+  const header = c.req.header("authorization");
+  const match = header ? BEARER.exec(header) : null;
+  if (!match?.[1]) return null;
+  const { tokens, clock } = c.get("services");
+  try {
+    const claims = await tokens.verify(match[1], clock.now());
+    c.set("userId", claims.userId);
+    return { userId: claims.userId, ...(claims.sessionId ? { sessionId: claims.sessionId } : {}) };
+  } catch (err) {
+    if (err instanceof InvalidTokenError) return null;
+    throw err;
+  }
+}
+
 /** OpenAPI security requirement for routes behind requireAuth. */
 export const bearerSecurity = [{ bearerAuth: [] as string[] }];

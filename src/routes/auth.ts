@@ -1,10 +1,16 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { AppEnv } from "../context";
+import { UnauthorizedError, ValidationError } from "../errors";
 import { clientLimitKey } from "../lib/client-ip";
 import { passwordProblem } from "../lib/passwords";
 import { MOBILE_NUMBER_MAX_INPUT, MOBILE_NUMBER_RULE, normalizeMobileNumber } from "../lib/phone";
-import { bearerSecurity, liveSession, requireAuthDeferred } from "../middleware/auth";
+import {
+  bearerSecurity,
+  liveSession,
+  optionalCaller,
+  requireAuthDeferred,
+} from "../middleware/auth";
 import {
   changePassword,
   logInWithPassword,
@@ -249,12 +255,9 @@ const logout = createRoute({
   method: "post",
   path: "/auth/logout",
   tags: ["Auth"],
-  summary: "End this session",
+  summary: "End a session",
   description:
-    "Revokes the refresh tokens of the session the access token belongs to, and of refresh_token if given. From then on the access token is refused (401) by every protected endpoint.",
-  security: bearerSecurity,
-  // Revoking is idempotent: it runs while the session check is in flight (no extra round).
-  middleware: [requireAuthDeferred] as const,
+    "Revokes the session of refresh_token, and the session of the bearer token when a valid one comes (Authorization is optional: the refresh token alone is enough, so an expired access token never strands a session). From then on that session's access tokens are refused (401) by every protected endpoint. Idempotent: an unknown or already revoked refresh token answers 204. Without refresh_token: 401 for an invalid bearer token, 400 for none.",
   request: {
     body: {
       content: {
@@ -401,10 +404,22 @@ export const authRoutes = createRouter()
   })
   .openapi(logout, async (c) => {
     const body = (c.req.valid("json") ?? {}) as { refresh_token?: string };
-    const sessionId = c.get("sessionId");
+    const caller = await optionalCaller(c);
+    if (!caller && body.refresh_token === undefined) {
+      // A bearer token that did not verify is a 401; no credential at all is a bad request.
+      if (c.req.header("authorization") !== undefined) {
+        throw new UnauthorizedError("The bearer token is invalid or expired.");
+      }
+      throw new ValidationError("The request is invalid.", [
+        {
+          path: "refresh_token",
+          message: "Send refresh_token, or a bearer token.",
+          location: "json",
+        },
+      ]);
+    }
     await endSession(authDeps(c), {
-      userId: c.get("userId"),
-      ...(sessionId ? { sessionId } : {}),
+      ...(caller ? { caller } : {}),
       ...(body.refresh_token !== undefined ? { refreshToken: body.refresh_token } : {}),
     });
     return c.body(null, 204);

@@ -30,7 +30,11 @@ function deps(overrides: Partial<AuthDeps> = {}) {
     otpStore: createOtpStore(redis),
     otpDelivery: responseDelivery,
     limiters: createAuthLimiters(redis),
-    config: { otpSecret: testEnv.OTP_SECRET as string, refreshTokenTtlSeconds: 3600 },
+    config: {
+      otpSecret: testEnv.OTP_SECRET as string,
+      refreshTokenTtlSeconds: 3600,
+      refreshFamilyMaxAgeSeconds: 7200,
+    },
     ...overrides,
   };
   return { deps: d, clock };

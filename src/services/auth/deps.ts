@@ -52,7 +52,12 @@ export interface AuthDeps {
   otpStore: OtpStore;
   otpDelivery: OtpDelivery;
   limiters: AuthLimiters;
-  config: { otpSecret: string; refreshTokenTtlSeconds: number };
+  config: {
+    otpSecret: string;
+    refreshTokenTtlSeconds: number;
+    /** A family (session) older than this is refused at refresh, however often it rotated. */
+    refreshFamilyMaxAgeSeconds: number;
+  };
 }
 
 export function createAuthLimiters(redis: RedisClient): AuthLimiters {
@@ -76,12 +81,16 @@ export function buildAuthDeps(
     tokens: AccessTokens;
     otpDelivery: OtpDelivery;
   },
-  env: Pick<Env, "OTP_SECRET" | "REFRESH_TOKEN_TTL_SECONDS">,
+  env: Pick<Env, "OTP_SECRET" | "REFRESH_TOKEN_TTL_SECONDS" | "REFRESH_FAMILY_MAX_AGE_SECONDS">,
 ): AuthDeps {
   return {
     ...services,
     otpStore: createOtpStore(services.redis),
     limiters: createAuthLimiters(services.redis),
-    config: { otpSecret: env.OTP_SECRET, refreshTokenTtlSeconds: env.REFRESH_TOKEN_TTL_SECONDS },
+    config: {
+      otpSecret: env.OTP_SECRET,
+      refreshTokenTtlSeconds: env.REFRESH_TOKEN_TTL_SECONDS,
+      refreshFamilyMaxAgeSeconds: env.REFRESH_FAMILY_MAX_AGE_SECONDS,
+    },
   };
 }

@@ -61,6 +61,8 @@ export interface SendMessageInput {
   idempotencyKey: string | undefined;
   /** `stream`: the caller produces the reply itself (SSE) instead of queueing it. */
   mode: "queued" | "stream";
+  /** The caller's session check (auth middleware), awaited in round 1, before any write. */
+  sessionLive?: Promise<void>;
 }
 
 export type SendMessageResult =
@@ -189,12 +191,15 @@ async function sendClaimedMessage(
 
   // Round 1 (the claim runs beside it).
   const [context, taken, ownsClaim] = await Promise.allSettled([
-    db.batch([
-      db.select({ tier: users.tier }).from(users).where(eq(users.id, input.userId)).limit(1),
-      selectOwnedChatroom(db, input.chatroomId, input.userId),
-      selectHistoryWindow(db, input.chatroomId, input.userId, config.historyMaxMessages),
-      selectIdempotencyRecord(db, input.userId, input.idempotencyKey ?? null, now),
-    ]),
+    Promise.all([
+      db.batch([
+        db.select({ tier: users.tier }).from(users).where(eq(users.id, input.userId)).limit(1),
+        selectOwnedChatroom(db, input.chatroomId, input.userId),
+        selectHistoryWindow(db, input.chatroomId, input.userId, config.historyMaxMessages),
+        selectIdempotencyRecord(db, input.userId, input.idempotencyKey ?? null, now),
+      ]),
+      input.sessionLive,
+    ]).then(([rows]) => rows),
     deps.quota.take(input.userId),
     claimed,
   ]);
