@@ -3,6 +3,7 @@ import type { Context } from "hono";
 import type { AppEnv } from "../context";
 import { UnauthorizedError, ValidationError } from "../errors";
 import { clientLimitKey } from "../lib/client-ip";
+import { CHALLENGE_ID_PATTERN } from "../lib/otp";
 import { passwordProblem } from "../lib/passwords";
 import { MOBILE_NUMBER_MAX_INPUT, MOBILE_NUMBER_RULE, normalizeMobileNumber } from "../lib/phone";
 import {
@@ -64,6 +65,15 @@ const OtpSchema = z
   .regex(/^[0-9]{6}$/, "The code is 6 digits.")
   .openapi({ example: "012345" });
 
+/** The challenge id send-otp / forgot-password returned with the code (optional). */
+const ChallengeIdSchema = z
+  .string()
+  .regex(CHALLENGE_ID_PATTERN, "Send the challenge_id exactly as send-otp returned it.")
+  .openapi({
+    example: "3f9a1c0d5e7b2a64.q3Xc9vN0bLm1sT8yR2wZkA",
+    description: "The challenge_id returned with the code (recommended; optional).",
+  });
+
 // ---- responses ------------------------------------------------------------------------------
 
 const OtpSentSchema = z
@@ -74,6 +84,11 @@ const OtpSentSchema = z
         "Only when the deployment echoes codes (OTP_DELIVERY=response); never in production.",
     }),
     expires_in: z.number().int().openapi({ example: 300 }),
+    challenge_id: z.string().openapi({
+      example: "3f9a1c0d5e7b2a64.q3Xc9vN0bLm1sT8yR2wZkA",
+      description:
+        "Names this code. Send it back with the code (verify-otp, reset-password, change-password): then only you can use up the code's attempts, and no one else's wrong guesses can lock you out. Without it the code issued to your network is used.",
+    }),
     message: z.string().openapi({ example: "A login code was sent." }),
   })
   .openapi("OtpSent");
@@ -126,6 +141,7 @@ const sessionJson = (s: Session) => ({ ...tokenPairJson(s), user: toUserJson(s.u
 const sentJson = (s: SentCode, message: string) => ({
   ...(s.otp !== undefined ? { otp: s.otp } : {}),
   expires_in: s.expiresIn,
+  challenge_id: s.challengeId,
   message,
 });
 
@@ -174,7 +190,7 @@ const sendOtp = createRoute({
   tags: ["Auth"],
   summary: "Send a login code to a registered number",
   description:
-    "Limits: one code per 30 s and 5 per hour per number, 20 per hour per client IP (429 + Retry-After). An unknown number is 404 user_not_found.",
+    "Limits: one code per 30 s and 5 per hour per number and client network (IPv6: /64), so a stranger's sends never use up yours; 20 per hour per number from all networks; 20 per hour per client IP (429 + Retry-After). A new code replaces only the earlier code sent for the same network. Keep challenge_id and send it back with the code. An unknown number is 404 user_not_found.",
   request: jsonBody(MobileOnlySchema.openapi("SendOtpRequest")),
   responses: {
     200: jsonContent(OtpSentSchema, "A code was issued, valid for expires_in seconds"),
@@ -188,12 +204,13 @@ const verifyOtp = createRoute({
   tags: ["Auth"],
   summary: "Exchange a login code for a session",
   description:
-    "A code works once, for 5 minutes, and dies after 5 wrong attempts (details.attempts_left on 401). Codes tried per client IP (IPv6: per /64), login and reset together: 100 per 15 minutes (429 + Retry-After; a right code refused this way stays valid).",
+    "A code works once, for 5 minutes, and dies after 5 wrong attempts (details.attempts_left on 401); only the client holding its challenge_id, or one on the network it was sent to, can try it. 100 wrong codes for a number in a row lock guesses WITHOUT the challenge_id for 24 h (429); guesses with it are never locked. Codes tried per client IP (IPv6: per /64), login and reset together: 100 per 15 minutes, checked before the code is (429 + Retry-After; the refused guess is not evaluated and does not count). signup_token keeps a signup password (see signup).",
   request: jsonBody(
     z
       .object({
         mobile_number: MobileNumberSchema,
         otp: OtpSchema,
+        challenge_id: ChallengeIdSchema.optional(),
         signup_token: SignupTokenSchema.optional().openapi({
           description:
             "The signup response's token: keeps the signup password at the number's first verification (ignored afterwards).",
@@ -214,7 +231,7 @@ const login = createRoute({
   tags: ["Auth"],
   summary: "Log in with a password",
   description:
-    "Limits: 10 attempts per number and 100 per client IP (IPv6: per /64) per 15 minutes (429 + Retry-After).",
+    "Limits: 10 attempts per number and client network (a stranger cannot lock you out) and 100 per client IP (IPv6: per /64) per 15 minutes (429 + Retry-After).",
   request: jsonBody(
     z
       .object({ mobile_number: MobileNumberSchema, password: GivenPasswordSchema })
@@ -309,6 +326,7 @@ const resetPasswordRoute = createRoute({
       .object({
         mobile_number: MobileNumberSchema,
         otp: OtpSchema,
+        challenge_id: ChallengeIdSchema.optional(),
         new_password: NewPasswordSchema,
       })
       .strict()
@@ -326,7 +344,7 @@ const changePasswordRoute = createRoute({
   tags: ["Auth"],
   summary: "Set or change the caller's password",
   description:
-    "current_password is required once a password is set; wrong guesses share the login budget (10 per 15 minutes per number). Setting a first password needs otp, a fresh code from /auth/forgot-password (403 reauthentication_required without it): a bearer token alone never sets a password. Every other session is revoked; the response carries a fresh token pair for this one.",
+    "current_password is required once a password is set; wrong guesses share the login budget (10 per 15 minutes per number and client network). Setting a first password needs otp, a fresh code from /auth/forgot-password (403 reauthentication_required without it): a bearer token alone never sets a password. Every other session is revoked; the response carries a fresh token pair for this one.",
   security: bearerSecurity,
   // The service awaits the session check together with its first read.
   middleware: [requireAuthDeferred] as const,
@@ -337,6 +355,7 @@ const changePasswordRoute = createRoute({
         otp: OtpSchema.optional().openapi({
           description: "A reset code from /auth/forgot-password; required to set a first password.",
         }),
+        challenge_id: ChallengeIdSchema.optional(),
         new_password: NewPasswordSchema,
       })
       .strict()
@@ -356,6 +375,9 @@ const changePasswordRoute = createRoute({
   },
 });
 
+/** Token and secret responses must not be stored by any cache (RFC 6749 §5.1). */
+const NO_STORE = { "Cache-Control": "no-store" } as const;
+
 export const authRoutes = createRouter()
   .openapi(signup, async (c) => {
     const body = c.req.valid("json");
@@ -369,6 +391,7 @@ export const authRoutes = createRouter()
     return c.json(
       { user: toUserJson(user), ...(signupToken ? { signup_token: signupToken } : {}) },
       201,
+      NO_STORE,
     );
   })
   .openapi(sendOtp, async (c) => {
@@ -377,7 +400,7 @@ export const authRoutes = createRouter()
       mobileNumber: mobile_number,
       clientIp: clientIp(c),
     });
-    return c.json(sentJson(sent, "A login code was sent."), 200);
+    return c.json(sentJson(sent, "A login code was sent."), 200, NO_STORE);
   })
   .openapi(verifyOtp, async (c) => {
     const body = c.req.valid("json");
@@ -385,9 +408,10 @@ export const authRoutes = createRouter()
       mobileNumber: body.mobile_number,
       code: body.otp,
       clientIp: clientIp(c),
+      ...(body.challenge_id !== undefined ? { challengeId: body.challenge_id } : {}),
       ...(body.signup_token !== undefined ? { signupToken: body.signup_token } : {}),
     });
-    return c.json(sessionJson(session), 200);
+    return c.json(sessionJson(session), 200, NO_STORE);
   })
   .openapi(login, async (c) => {
     const body = c.req.valid("json");
@@ -396,11 +420,11 @@ export const authRoutes = createRouter()
       password: body.password,
       clientIp: clientIp(c),
     });
-    return c.json(sessionJson(session), 200);
+    return c.json(sessionJson(session), 200, NO_STORE);
   })
   .openapi(refresh, async (c) => {
     const pair = await refreshSession(authDeps(c), c.req.valid("json").refresh_token);
-    return c.json(tokenPairJson(pair), 200);
+    return c.json(tokenPairJson(pair), 200, NO_STORE);
   })
   .openapi(logout, async (c) => {
     const body = (c.req.valid("json") ?? {}) as { refresh_token?: string };
@@ -433,6 +457,7 @@ export const authRoutes = createRouter()
     return c.json(
       sentJson(sent, "If this number has an account, a password reset code was sent."),
       200,
+      NO_STORE,
     );
   })
   .openapi(resetPasswordRoute, async (c) => {
@@ -442,6 +467,7 @@ export const authRoutes = createRouter()
       code: body.otp,
       newPassword: body.new_password,
       clientIp: clientIp(c),
+      ...(body.challenge_id !== undefined ? { challengeId: body.challenge_id } : {}),
     });
     return c.json({ message: "The password was reset; every session was signed out." }, 200);
   })
@@ -452,6 +478,7 @@ export const authRoutes = createRouter()
       tokenIssuedAt: c.get("tokenIssuedAt"),
       ...(body.current_password !== undefined ? { currentPassword: body.current_password } : {}),
       ...(body.otp !== undefined ? { otp: body.otp } : {}),
+      ...(body.challenge_id !== undefined ? { challengeId: body.challenge_id } : {}),
       newPassword: body.new_password,
       clientIp: clientIp(c),
       sessionLive: liveSession(c),
@@ -462,5 +489,6 @@ export const authRoutes = createRouter()
         message: "The password was changed; other sessions were signed out.",
       },
       200,
+      NO_STORE,
     );
   });

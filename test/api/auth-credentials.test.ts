@@ -1,13 +1,26 @@
 // Who may hold a credential for a number (docs/adr/0007-credentials.md): only someone who proved
 // possession of it with a code. Each test plays the stranger from a second client address.
 import { describe, expect, it } from "vitest";
-import { call, uniqueMobileNumber } from "../support/api.ts";
-import { createSession, requestLoginCode, uniqueClientIp } from "../support/session.ts";
+import { uniqueMobileNumber } from "../support/api.ts";
+import {
+  challengeAwareCall,
+  createSession,
+  requestLoginChallenge,
+  uniqueClientIp,
+} from "../support/session.ts";
 import { redis, sql } from "./chat-support.ts";
 
 /** Ends the 30-second send cool-down a session's login code started (a test shortcut). */
 const endCooldown = (mobile: string) => redis("DEL", `otp:v1:cooldown:login:${mobile}`);
 
+const call = challengeAwareCall();
+/** A login code sent to the number (the owner's phone) and its challenge id, for verify(). */
+const latestLogin = new Map<string, string>();
+const requestLoginCode = async (mobile: string) => {
+  const sent = await requestLoginChallenge(mobile);
+  latestLogin.set(mobile, sent.challenge_id);
+  return sent.otp;
+};
 const STRANGER_PASSWORD = "stranger's password 1";
 const OWNER_PASSWORD = "owner's own password 2";
 
@@ -21,7 +34,7 @@ const login = (mobile_number: string, password: string, ip = uniqueClientIp()) =
   call("POST", "/auth/login", { body: { mobile_number, password }, headers: asClient(ip) });
 const verify = (mobile_number: string, otp: string, extra: Record<string, unknown> = {}) =>
   call("POST", "/auth/verify-otp", {
-    body: { mobile_number, otp, ...extra },
+    body: { mobile_number, otp, challenge_id: latestLogin.get(mobile_number), ...extra },
     headers: asClient(uniqueClientIp()),
   });
 const forgot = async (mobile_number: string) =>
@@ -30,7 +43,7 @@ const forgot = async (mobile_number: string) =>
       body: { mobile_number },
       headers: asClient(uniqueClientIp()),
     })
-  ).body.otp as string;
+  ).body as { otp: string; challenge_id: string };
 
 describe("item 1: no credential without proof of the number", () => {
   it("drops a stranger's signup password when the owner proves the number", async () => {
@@ -102,7 +115,11 @@ describe("item 1: no credential without proof of the number", () => {
     const mobile = uniqueMobileNumber();
     await signup(mobile, STRANGER_PASSWORD, uniqueClientIp());
     const reset = await call("POST", "/auth/reset-password", {
-      body: { mobile_number: mobile, otp: await forgot(mobile), new_password: OWNER_PASSWORD },
+      body: {
+        mobile_number: mobile,
+        otp: (await forgot(mobile)).otp,
+        new_password: OWNER_PASSWORD,
+      },
       headers: asClient(uniqueClientIp()),
     });
     expect(reset.status).toBe(200);
@@ -141,26 +158,68 @@ describe("item 2: a bearer token alone never sets a password", () => {
   it("refuses a login code or a wrong code in place of a reset code", async () => {
     const s = await createSession();
     await endCooldown(s.mobile_number);
-    const loginCode = await requestLoginCode(s.mobile_number);
+    const loginCode = await requestLoginChallenge(s.mobile_number);
     const withLoginCode = await call("POST", "/auth/change-password", {
       token: s.token,
-      body: { otp: loginCode, new_password: OWNER_PASSWORD },
+      body: {
+        otp: loginCode.otp,
+        challenge_id: loginCode.challenge_id,
+        new_password: OWNER_PASSWORD,
+      },
     });
     expect(withLoginCode.status).toBe(401);
     expect(withLoginCode.body.error.code).toBe("invalid_otp");
-    const resetCode = await forgot(s.mobile_number);
+    const { otp: resetCode, challenge_id } = await forgot(s.mobile_number);
     const wrong = resetCode === "000000" ? "111111" : "000000";
     const withWrong = await call("POST", "/auth/change-password", {
       token: s.token,
-      body: { otp: wrong, new_password: OWNER_PASSWORD },
+      body: { otp: wrong, challenge_id, new_password: OWNER_PASSWORD },
     });
     expect(withWrong.status).toBe(401);
     expect(withWrong.body.error.code).toBe("invalid_otp");
     const ok = await call("POST", "/auth/change-password", {
       token: s.token,
-      body: { otp: resetCode, new_password: OWNER_PASSWORD },
+      body: { otp: resetCode, challenge_id, new_password: OWNER_PASSWORD },
     });
     expect(ok.status).toBe(200);
     expect((await login(s.mobile_number, OWNER_PASSWORD)).status).toBe(200);
+  });
+});
+
+describe("item 6: smaller holes", () => {
+  it("locks wrong passwords per number and client network: the stranger, not the owner", async () => {
+    const s = await createSession({ password: OWNER_PASSWORD });
+    const stranger = uniqueClientIp();
+    let last = 0;
+    for (let i = 0; i < 11; i++)
+      last = (await login(s.mobile_number, "guess guess", stranger)).status;
+    expect(last).toBe(429);
+    expect((await login(s.mobile_number, OWNER_PASSWORD, stranger)).status).toBe(429);
+    expect((await login(s.mobile_number, OWNER_PASSWORD, uniqueClientIp())).status).toBe(200);
+  });
+
+  it("treats +44 (0)20 and +44 20 as one number", async () => {
+    const national = `+44 (0)20 ${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`;
+    const first = await signup(national);
+    expect(first.status).toBe(201);
+    expect((await signup(national.replace("(0)", ""))).status).toBe(409);
+  });
+
+  it("marks token responses no-store and JSON nosniff", async () => {
+    const mobile = uniqueMobileNumber();
+    const made = await signup(mobile, OWNER_PASSWORD);
+    expect(made.headers.get("cache-control")).toBe("no-store");
+    expect(made.headers.get("x-content-type-options")).toBe("nosniff");
+    const proved = await verify(mobile, await requestLoginCode(mobile), {
+      signup_token: made.body.signup_token,
+    });
+    expect(proved.headers.get("cache-control")).toBe("no-store");
+    const refreshed = await call("POST", "/auth/refresh", {
+      body: { refresh_token: proved.body.refresh_token },
+    });
+    expect(refreshed.headers.get("cache-control")).toBe("no-store");
+    expect((await login(mobile, OWNER_PASSWORD)).headers.get("cache-control")).toBe("no-store");
+    const error = await call("GET", "/user/me");
+    expect(error.headers.get("x-content-type-options")).toBe("nosniff");
   });
 });

@@ -1,9 +1,10 @@
 import { pbkdf2Sync, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { call, uniqueMobileNumber, withinOneWindow } from "../support/api.ts";
-import { createSession, uniqueClientIp } from "../support/session.ts";
+import { uniqueMobileNumber, withinOneWindow } from "../support/api.ts";
+import { challengeAwareCall, createSession, uniqueClientIp } from "../support/session.ts";
 import { sql } from "./chat-support.ts";
 
+const call = challengeAwareCall();
 const PASSWORD = "correct horse battery";
 const NEW_PASSWORD = "tr0ub4dor & 3 staples";
 
@@ -11,10 +12,10 @@ const login = (mobile_number: string, password: unknown) =>
   call("POST", "/auth/login", { body: { mobile_number, password } });
 const refresh = (refresh_token: string) =>
   call("POST", "/auth/refresh", { body: { refresh_token } });
-const forgot = (mobile_number: string) =>
+const forgot = (mobile_number: string, ip = uniqueClientIp()) =>
   call("POST", "/auth/forgot-password", {
     body: { mobile_number },
-    headers: { "cf-connecting-ip": uniqueClientIp() },
+    headers: { "cf-connecting-ip": ip },
   });
 
 describe("POST /auth/login", () => {
@@ -132,10 +133,10 @@ describe("POST /auth/login", () => {
 describe("POST /auth/change-password", () => {
   it("sets a first password with a fresh reset code and returns a fresh pair", async () => {
     const s = await createSession();
-    const otp = (await forgot(s.mobile_number)).body.otp as string;
+    const { otp, challenge_id } = (await forgot(s.mobile_number)).body;
     const res = await call("POST", "/auth/change-password", {
       token: s.token,
-      body: { otp, new_password: PASSWORD },
+      body: { otp, challenge_id, new_password: PASSWORD },
     });
     expect(res.status).toBe(200);
     expect(res.body.user.has_password).toBe(true);
@@ -248,10 +249,10 @@ describe("POST /auth/change-password", () => {
 
   it("refuses a token issued before the last password change", async () => {
     const s = await createSession();
-    const otp = (await forgot(s.mobile_number)).body.otp as string;
+    const { otp, challenge_id } = (await forgot(s.mobile_number)).body;
     const first = await call("POST", "/auth/change-password", {
       token: s.token,
-      body: { otp, new_password: PASSWORD },
+      body: { otp, challenge_id, new_password: PASSWORD },
     });
     expect(first.status).toBe(200);
     const stale = await call("POST", "/auth/change-password", {
@@ -363,8 +364,9 @@ describe("POST /auth/forgot-password and /auth/reset-password", () => {
 
   it("applies the 30-second cool-down to reset codes", async () => {
     const s = await createSession();
-    expect((await forgot(s.mobile_number)).status).toBe(200);
-    const again = await forgot(s.mobile_number);
+    const ip = uniqueClientIp();
+    expect((await forgot(s.mobile_number, ip)).status).toBe(200);
+    const again = await forgot(s.mobile_number, ip);
     expect(again.status).toBe(429);
     expect(again.headers.get("retry-after")).not.toBeNull();
   });

@@ -84,12 +84,17 @@ describe("structured request logs", () => {
     expect(
       (
         await req("wrong", "POST", "/auth/verify-otp", {
-          body: { mobile_number: mobile, otp: wrong },
+          body: { mobile_number: mobile, otp: wrong, challenge_id: sent.body.challenge_id },
         })
       ).status,
     ).toBe(401);
     const session = await req("verify", "POST", "/auth/verify-otp", {
-      body: { mobile_number: mobile, otp, signup_token: signup.body.signup_token },
+      body: {
+        mobile_number: mobile,
+        otp,
+        challenge_id: sent.body.challenge_id,
+        signup_token: signup.body.signup_token,
+      },
     });
     expect(session.status).toBe(200);
     const token = session.body.token as string;

@@ -320,9 +320,15 @@ describe("every documented operation against the Worker", () => {
     const wrong = sent.body.otp === "000000" ? "111111" : "000000";
     await expectStatus(401, "POST", "/auth/verify-otp", {
       body: { mobile_number: mobile, otp: wrong },
+      headers: ip,
     });
     const session = await expectStatus(200, "POST", "/auth/verify-otp", {
-      body: { mobile_number: mobile, otp: sent.body.otp, signup_token: signedUp.body.signup_token },
+      body: {
+        mobile_number: mobile,
+        otp: sent.body.otp,
+        challenge_id: sent.body.challenge_id,
+        signup_token: signedUp.body.signup_token,
+      },
     });
     await bodyErrors("POST", "/auth/verify-otp");
     // 100 wrong codes in a row lock a number (429). Sending 20 codes 30 s apart to get there is
@@ -385,6 +391,7 @@ describe("every documented operation against the Worker", () => {
     const resetBody = (otp: string) => ({
       mobile_number: mobile,
       otp,
+      challenge_id: reset.body.challenge_id,
       new_password: "third password 3",
     });
     await expectStatus(401, "POST", "/auth/reset-password", { body: resetBody(resetWrong) });

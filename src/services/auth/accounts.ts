@@ -64,30 +64,28 @@ async function findUserTakingSendAllowance(
 }
 
 /**
- * Consumes the code, looks the user up and takes the client's verification allowance in one
- * round. A wrong code wins; when only the lookup failed (database down) or the client is over
- * its limit, a right code is put back, so the owner's retry still works.
+ * Consumes the code and looks the user up in one round. The client's budget of codes tried is
+ * checked inside the consume, before the guess is evaluated. A wrong code wins; when only the
+ * lookup failed (database down), a right code is put back, so the owner's retry still works.
  */
 async function consumeCodeFindingUser(
   deps: AuthDeps,
-  input: { mobileNumber: string; code: string; purpose: OtpPurpose; clientIp: string },
+  input: {
+    mobileNumber: string;
+    code: string;
+    purpose: OtpPurpose;
+    clientIp: string;
+    challengeId?: string;
+  },
 ): Promise<{ user: UserRow | null }> {
-  const [consumed, found, fromClient] = await Promise.allSettled([
+  const [consumed, found] = await Promise.allSettled([
     consumeCodeWithReceipt(deps, input),
     findUserByMobileNumber(deps.db, input.mobileNumber),
-    deps.limiters.verifyPerIp.limit(input.clientIp),
   ]);
-  if (fromClient.status === "fulfilled" && !fromClient.value.success) {
-    if (consumed.status === "fulfilled") await restoreCode(deps, consumed.value);
-    throw limitExceeded(
-      fromClient.value,
-      "Too many codes tried from this network; try again later.",
-    );
-  }
   if (consumed.status === "rejected") throw consumed.reason;
-  if (found.status === "rejected" || fromClient.status === "rejected") {
+  if (found.status === "rejected") {
     await restoreCode(deps, consumed.value);
-    throw found.status === "rejected" ? found.reason : (fromClient as PromiseRejectedResult).reason;
+    throw found.reason;
   }
   return { user: found.value };
 }
@@ -166,7 +164,7 @@ export async function sendLoginCode(
 ): Promise<SentCode> {
   const user = await findUserTakingSendAllowance(deps, { ...input, purpose: "login" });
   if (!user) throw new NotFoundError("No account uses this mobile number.", "user_not_found");
-  return issueCode(deps, { mobileNumber: input.mobileNumber, purpose: "login" });
+  return issueCode(deps, { ...input, purpose: "login" });
 }
 
 /**
@@ -176,7 +174,13 @@ export async function sendLoginCode(
  */
 export async function verifyLoginCode(
   deps: AuthDeps,
-  input: { mobileNumber: string; code: string; clientIp: string; signupToken?: string },
+  input: {
+    mobileNumber: string;
+    code: string;
+    clientIp: string;
+    challengeId?: string;
+    signupToken?: string;
+  },
 ): Promise<Session> {
   const { user } = await consumeCodeFindingUser(deps, { ...input, purpose: "login" });
   // A code is only ever issued to a registered number, so this is a deleted account.
@@ -212,7 +216,8 @@ export async function logInWithPassword(
 ): Promise<Session> {
   const [user, allowance, fromClient] = await Promise.all([
     findUserByMobileNumber(deps.db, input.mobileNumber),
-    deps.limiters.loginPerNumber.limit(input.mobileNumber),
+    // Per number AND client network: a stranger's wrong passwords lock only the stranger.
+    deps.limiters.loginPerNumber.limit(`${input.mobileNumber}:${input.clientIp}`),
     deps.limiters.loginPerIp.limit(input.clientIp),
   ]);
   if (!allowance.success) {
@@ -271,20 +276,27 @@ export async function sendResetCode(
   input: { mobileNumber: string; clientIp: string },
 ): Promise<SentCode> {
   const user = await findUserTakingSendAllowance(deps, { ...input, purpose: "password_reset" });
-  if (!user) return decoyCode(deps);
-  return issueCode(deps, { mobileNumber: input.mobileNumber, purpose: "password_reset" });
+  if (!user) return decoyCode(deps, { ...input, purpose: "password_reset" });
+  return issueCode(deps, { ...input, purpose: "password_reset" });
 }
 
 /** reset-password: consumes a reset code, sets the password, revokes every session. No login. */
 export async function resetPassword(
   deps: AuthDeps,
-  input: { mobileNumber: string; code: string; newPassword: string; clientIp: string },
+  input: {
+    mobileNumber: string;
+    code: string;
+    newPassword: string;
+    clientIp: string;
+    challengeId?: string;
+  },
 ): Promise<void> {
   const { user } = await consumeCodeFindingUser(deps, {
     mobileNumber: input.mobileNumber,
     code: input.code,
     purpose: "password_reset",
     clientIp: input.clientIp,
+    ...(input.challengeId ? { challengeId: input.challengeId } : {}),
   });
   if (!user)
     throw new UnauthorizedError("The code is wrong, expired or already used.", "invalid_otp");
@@ -350,6 +362,7 @@ export async function changePassword(
     tokenIssuedAt: number;
     currentPassword?: string;
     otp?: string;
+    challengeId?: string;
     newPassword: string;
     clientIp: string;
     /** The caller's session check (auth middleware), awaited in the same round as the read. */
@@ -369,6 +382,7 @@ export async function changePassword(
       code: input.otp,
       purpose: "password_reset",
       clientIp: input.clientIp,
+      ...(input.challengeId ? { challengeId: input.challengeId } : {}),
     });
   } else {
     if (input.currentPassword === undefined) {
@@ -382,7 +396,9 @@ export async function changePassword(
     }
     // A guess here must cost what a login guess costs: the same per-number budget, or a stolen
     // access token could brute-force the current password without any limit.
-    const allowance = await deps.limiters.loginPerNumber.limit(user.mobileNumber);
+    const allowance = await deps.limiters.loginPerNumber.limit(
+      `${user.mobileNumber}:${input.clientIp}`,
+    );
     if (!allowance.success) {
       throw limitExceeded(
         allowance,

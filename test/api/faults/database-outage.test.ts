@@ -98,8 +98,13 @@ describe("database unreachable: auth", () => {
     expect((await call("POST", "/auth/signup", { body: { mobile_number: mobile } })).status).toBe(
       201,
     );
-    const otp = await requestLoginCode(mobile);
-    const verify = () => call("POST", "/auth/verify-otp", { body: { mobile_number: mobile, otp } });
+    const ip = uniqueClientIp();
+    const otp = await requestLoginCode(mobile, ip);
+    const verify = () =>
+      call("POST", "/auth/verify-otp", {
+        body: { mobile_number: mobile, otp },
+        headers: { "cf-connecting-ip": ip },
+      });
     const after = await downThenUp("verify-otp", verify);
     expect(after.status, after.text).toBe(200);
     // Used once: a replay is refused.
