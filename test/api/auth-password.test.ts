@@ -8,8 +8,11 @@ const call = challengeAwareCall();
 const PASSWORD = "correct horse battery";
 const NEW_PASSWORD = "tr0ub4dor & 3 staples";
 
-const login = (mobile_number: string, password: unknown) =>
-  call("POST", "/auth/login", { body: { mobile_number, password } });
+const login = (mobile_number: string, password: unknown, ip = uniqueClientIp()) =>
+  call("POST", "/auth/login", {
+    body: { mobile_number, password },
+    headers: { "cf-connecting-ip": ip },
+  });
 const refresh = (refresh_token: string) =>
   call("POST", "/auth/refresh", { body: { refresh_token } });
 const forgot = (mobile_number: string, ip = uniqueClientIp()) =>
@@ -84,12 +87,13 @@ describe("POST /auth/login", () => {
     expect((await login(s.mobile_number, nfc.normalize("NFD"))).status).toBe(200);
   });
 
-  it("limits password attempts per number (10 per 15 minutes) with 429 + Retry-After", () =>
+  it("limits password attempts per number and network (10 per 15 minutes) with 429 + Retry-After", () =>
     withinOneWindow(15 * 60_000, async () => {
       const s = await createSession({ password: PASSWORD });
+      const ip = uniqueClientIp();
       for (let i = 0; i < 10; i++)
-        expect((await login(s.mobile_number, `wrong-${i}-pass`)).status).toBe(401);
-      const limited = await login(s.mobile_number, PASSWORD);
+        expect((await login(s.mobile_number, `wrong-${i}-pass`, ip)).status).toBe(401);
+      const limited = await login(s.mobile_number, PASSWORD, ip);
       expect(limited.status).toBe(429);
       expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
     }));
@@ -188,23 +192,26 @@ describe("POST /auth/change-password", () => {
 
   it("limits current_password guesses with the login budget (10 per 15 minutes per number)", async () => {
     const s = await createSession({ password: PASSWORD });
+    const ip = { "cf-connecting-ip": uniqueClientIp() };
     for (let i = 0; i < 10; i++) {
       const wrong = await call("POST", "/auth/change-password", {
         token: s.token,
         body: { current_password: `wrong-${i}-pass`, new_password: NEW_PASSWORD },
+        headers: ip,
       });
       expect(wrong.status).toBe(401);
     }
     const limited = await call("POST", "/auth/change-password", {
       token: s.token,
       body: { current_password: PASSWORD, new_password: NEW_PASSWORD },
+      headers: ip,
     });
     expect(limited.status).toBe(429);
     expect(limited.body.error.code).toBe("rate_limited");
     expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
     // One budget for both ways of guessing: login is refused too. Nothing was changed, so the
     // caller's token still predates no password change.
-    expect((await login(s.mobile_number, PASSWORD)).status).toBe(429);
+    expect((await login(s.mobile_number, PASSWORD, ip["cf-connecting-ip"])).status).toBe(429);
     expect((await call("GET", "/user/me", { token: s.token })).status).toBe(200);
   });
 

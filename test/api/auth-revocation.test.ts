@@ -95,7 +95,12 @@ describe("a revoked session's access token is refused everywhere", () => {
       headers: { "cf-connecting-ip": uniqueClientIp() },
     });
     const reset = await call("POST", "/auth/reset-password", {
-      body: { mobile_number: s.mobile_number, otp: code.body.otp, new_password: PASSWORD },
+      body: {
+        mobile_number: s.mobile_number,
+        otp: code.body.otp,
+        challenge_id: code.body.challenge_id,
+        new_password: PASSWORD,
+      },
       headers: { "cf-connecting-ip": uniqueClientIp() },
     });
     expect(reset.status).toBe(200);

@@ -344,9 +344,11 @@ describe("every documented operation against the Worker", () => {
       body: { mobile_number: mobile, password: "wrong" },
     });
     await bodyErrors("POST", "/auth/login");
+    const guesser = { "cf-connecting-ip": uniqueClientIp() };
     await until(429, 30, () =>
       hit("POST", "/auth/login", {
         body: { mobile_number: victim.mobile_number, password: "wrong" },
+        headers: guesser,
       }),
     );
 
@@ -375,6 +377,7 @@ describe("every documented operation against the Worker", () => {
       hit("POST", "/auth/change-password", {
         token: withPassword.token,
         body: { current_password: "still not it", new_password: "second password 2" },
+        headers: guesser,
       }),
     );
 
@@ -400,7 +403,11 @@ describe("every documented operation against the Worker", () => {
     const other = await createSession();
     await lockOtp(other.mobile_number);
     await expectStatus(429, "POST", "/auth/reset-password", {
-      body: { ...resetBody(resetWrong), mobile_number: other.mobile_number },
+      body: {
+        mobile_number: other.mobile_number,
+        otp: resetWrong,
+        new_password: "third password 3",
+      },
     });
 
     const fresh = await createSession();
