@@ -73,11 +73,17 @@ export const EnvSchema = z
         message: `REPLY_DEADLINE_SECONDS must exceed QStash's retry chain for QSTASH_RETRIES=${env.QSTASH_RETRIES} (${Math.ceil(chain)} s)`,
       });
     }
-    if (env.ENVIRONMENT === "production" && env.OTP_DELIVERY === "response") {
+    // An allow-list, not "anything but production": a staging environment added later must not
+    // echo codes either.
+    if (
+      env.OTP_DELIVERY === "response" &&
+      !(env.ENVIRONMENT === "development" || env.ENVIRONMENT === "test")
+    ) {
       ctx.addIssue({
         code: "custom",
         path: ["OTP_DELIVERY"],
-        message: "OTP_DELIVERY=response is refused in production (codes would leak)",
+        message:
+          "OTP_DELIVERY=response is allowed only when ENVIRONMENT is development or test (codes would leak)",
       });
     }
   });
