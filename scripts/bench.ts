@@ -118,7 +118,8 @@ async function signUp(password?: string): Promise<string> {
   return mobile;
 }
 
-async function loginCode(mobile: string): Promise<string> {
+/** A login code and its challenge id (codes are bound to the asking client's network). */
+async function loginCode(mobile: string): Promise<{ otp: string; challenge_id: string }> {
   const res = must(
     await call("POST", "/auth/send-otp", {
       body: { mobile_number: mobile },
@@ -126,15 +127,15 @@ async function loginCode(mobile: string): Promise<string> {
     200,
     "send-otp",
   );
-  return res.body.otp as string;
+  return { otp: res.body.otp as string, challenge_id: res.body.challenge_id as string };
 }
 
 async function session(opts: { password?: string; pro?: boolean } = {}): Promise<Session> {
   const mobile = await signUp(opts.password);
-  const otp = await loginCode(mobile);
+  const code = await loginCode(mobile);
   const res = must(
     await call("POST", "/auth/verify-otp", {
-      body: { mobile_number: mobile, otp },
+      body: { mobile_number: mobile, ...code },
     }),
     200,
     "verify-otp",
@@ -321,18 +322,18 @@ const cases: Case[] = [
       const codes = await Promise.all(
         repeat(n, async () => {
           const mobile = await signUp();
-          return { mobile, otp: await loginCode(mobile) };
+          return { mobile, code: await loginCode(mobile) };
         }),
       );
       return codes.map(
-        ({ mobile, otp }) =>
+        ({ mobile, code }) =>
           () =>
             expect(
               200,
               "verify-otp",
             )(
               call("POST", "/auth/verify-otp", {
-                body: { mobile_number: mobile, otp },
+                body: { mobile_number: mobile, ...code },
               }),
             ),
       );
@@ -430,18 +431,27 @@ const cases: Case[] = [
             200,
             "forgot",
           );
-          return { mobile, otp: r.body.otp as string };
+          return {
+            mobile,
+            otp: r.body.otp as string,
+            challenge_id: r.body.challenge_id as string,
+          };
         }),
       );
       return codes.map(
-        ({ mobile, otp }) =>
+        ({ mobile, otp, challenge_id }) =>
           () =>
             expect(
               200,
               "reset",
             )(
               call("POST", "/auth/reset-password", {
-                body: { mobile_number: mobile, otp, new_password: "another bench password" },
+                body: {
+                  mobile_number: mobile,
+                  otp,
+                  challenge_id,
+                  new_password: "another bench password",
+                },
               }),
             ),
       );

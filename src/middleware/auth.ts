@@ -17,7 +17,7 @@ const SAFE_METHODS = new Set(["GET", "HEAD"]);
  * docs/adr/0007-credentials.md. A revoked session's token gets 401 on every protected route:
  *
  * - `GET`/`HEAD`: the handler runs while the check is in flight (0 extra rounds); a failed check
- *   replaces its answer with the 401.
+ *   replaces its answer with the 401 (an error answer, which carries no data, is not held back).
  * - any other method: the check is awaited before the handler, so nothing is written for a
  *   revoked session (+1 round), unless the route uses `requireAuthDeferred` and awaits
  *   `liveSession(c)` together with its own first I/O.
@@ -26,7 +26,10 @@ export const requireAuth = createMiddleware<AppEnv>(async (c, next) => {
   await startSessionCheck(c);
   if (SAFE_METHODS.has(c.req.method)) {
     await next();
-    await liveSession(c);
+    // Only an answer that carries data waits for the check; an error answer (a malformed id, a
+    // chatroom that is not the caller's) reveals nothing the token grants, so it is not held
+    // back a round for it.
+    if (c.res.status < 400) await liveSession(c);
   } else {
     await liveSession(c);
     await next();

@@ -1,6 +1,5 @@
 // Revocation is real (issue 12, item 3): once a session is revoked, its access token gets 401 from
 // EVERY protected operation in the OpenAPI document, at once, and writes nothing.
-import { randomUUID } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import { call, uniqueClientIp } from "../support/api.ts";
 import { createSession, type TestSession } from "../support/session.ts";
@@ -24,17 +23,30 @@ const login = async (mobile_number: string, password = PASSWORD) => {
   return { token: res.body.token as string, refresh_token: res.body.refresh_token as string };
 };
 
-async function roomOf(token: string): Promise<string> {
+/** A chatroom of the token's user with one prompt in it: real ids for every path. */
+async function roomOf(token: string): Promise<{ roomId: string; messageId: string }> {
   const res = await call("POST", "/chatroom", { token, body: { title: "revocation" } });
   expect(res.status, res.text).toBe(201);
-  return res.body.id as string;
+  const roomId = res.body.chatroom.id as string;
+  const sent = await call("POST", `/chatroom/${roomId}/message`, {
+    token,
+    body: { content: "revocation fixture" },
+  });
+  expect(sent.status, sent.text).toBe(202);
+  return { roomId, messageId: sent.body.message.id as string };
 }
 
-/** Calls every protected operation with `token`; answers the statuses by operation. */
-async function everyProtected(token: string, roomId: string): Promise<Record<string, number>> {
+/**
+ * Calls every protected operation with `token` on the user's own chatroom and message (so a
+ * live session would get data, not a 404); answers the statuses by operation.
+ */
+async function everyProtected(
+  token: string,
+  ids: { roomId: string; messageId: string },
+): Promise<Record<string, number>> {
   const answers = await Promise.all(
     secured.map(async (op) => {
-      const path = op.path.replace("{id}", roomId).replace("{message_id}", randomUUID());
+      const path = op.path.replace("{id}", ids.roomId).replace("{message_id}", ids.messageId);
       const res = await call(op.method, path, {
         token,
         headers: { "cf-connecting-ip": uniqueClientIp() },
