@@ -49,8 +49,8 @@ const exercised = new Map<string, Set<number>>();
  * Documented statuses no test here can reach without breaking a shared dependency: 503s are
  * driven by the fault suites (test/api/faults), which switch the database or Redis off.
  */
-// Billing's 404 user_not_found: a deleted user's sessions go with it (cascade), so the auth
-// middleware answers 401 first; the 404 remains only for a deletion racing the request.
+// Billing writes' 404 user_not_found: a deleted user's sessions go with it (cascade), so the
+// auth middleware answers 401 first; the 404 remains only for a deletion racing the request.
 const UNREACHABLE_HERE = (key: string, status: number) =>
   status === 503 || (status === 404 && /subscri/.test(key));
 
@@ -536,19 +536,21 @@ describe("every documented operation against the Worker", () => {
     await expectStatus(409, "POST", "/subscribe/pro", { token: paid.session.token });
     await expectStatus(200, "POST", "/subscription/cancel", { token: paid.session.token });
 
-    // A valid token whose user is gone: its session went with it, so every billing route
-    // answers 401 (the services' 404 user_not_found is left for a deletion racing the request).
+    // A valid token whose user is gone: its session went with it, so the writes answer 401
+    // before doing anything; the read answers its own 404 user_not_found (an error answer is not
+    // held back for the session check: it carries nothing the token grants).
     const gone = await createSession();
     await sql().query("delete from users where id = $1", [gone.user.id]);
     for (const [method, path] of [
       ["POST", "/subscribe/pro"],
-      ["GET", "/subscription/status"],
       ["POST", "/subscription/cancel"],
       ["POST", "/subscription/portal"],
     ] as const) {
       const res = await expectStatus(401, method, path, { token: gone.token });
       expect(res.body.error.code).toBe("unauthorized");
     }
+    const status = await expectStatus(404, "GET", "/subscription/status", { token: gone.token });
+    expect(status.body.error.code).toBe("user_not_found");
   });
 
   it("Webhooks: Stripe and QStash deliveries answer as documented", async () => {
