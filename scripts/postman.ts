@@ -59,7 +59,11 @@ const STEPS: [string, Step][] = [
         'pm.environment.set("password", "pw-" + Math.random().toString(36).slice(2) + "-" + Date.now());',
         ...clientIpHeader,
       ],
-      test: ['pm.environment.set("user_id", pm.response.json().user.id);'],
+      test: [
+        'pm.environment.set("user_id", pm.response.json().user.id);',
+        "// Keeps the signup password at the first verify-otp (without it the password is dropped).",
+        'pm.environment.set("signup_token", pm.response.json().signup_token);',
+      ],
     },
   ],
   [
@@ -79,9 +83,13 @@ const STEPS: [string, Step][] = [
   [
     "POST /auth/verify-otp",
     {
-      body: { mobile_number: "{{mobile_number}}", otp: "{{otp}}" },
+      body: {
+        mobile_number: "{{mobile_number}}",
+        otp: "{{otp}}",
+        signup_token: "{{signup_token}}",
+      },
       prerequest: clientIpHeader,
-      test: storeSession,
+      test: [...storeSession, 'pm.environment.set("otp_refresh_token", body.refresh_token);'],
     },
   ],
   ["POST /auth/refresh", { body: { refresh_token: "{{refresh_token}}" }, test: storeSession }],
@@ -125,13 +133,6 @@ const STEPS: [string, Step][] = [
       body: { mobile_number: "{{mobile_number}}", password: "{{password}}" },
       prerequest: clientIpHeader,
       test: storeSession,
-    },
-  ],
-  [
-    "POST /auth/logout",
-    {
-      // Revokes the refresh token; the access token stays valid until it expires (stateless).
-      body: { refresh_token: "{{refresh_token}}" },
     },
   ],
   [
@@ -202,6 +203,14 @@ const STEPS: [string, Step][] = [
       test: [
         'pm.test("counts today\'s prompt", () => pm.expect(pm.response.json().usage.used_today).to.be.at.least(1));',
       ],
+    },
+  ],
+  [
+    "POST /auth/logout",
+    {
+      // With the refresh token alone (no Authorization): ends the verify-otp session, already
+      // signed out by the reset (idempotent); the login session used by the next folders stays.
+      body: { refresh_token: "{{otp_refresh_token}}" },
     },
   ],
   // Webhooks are for Stripe and QStash; unsigned deliveries are refused.

@@ -104,6 +104,13 @@ export function createApp() {
   const app = new OpenAPIHono<AppEnv>({ strict: false });
 
   app.use("*", requestId, requestLog, limitBody, requireJson);
+  // JSON is never to be sniffed into something a browser would run (issue 12).
+  app.use("*", async (c, next) => {
+    await next();
+    if (c.res.headers.get("content-type")?.startsWith("application/json")) {
+      c.res.headers.set("X-Content-Type-Options", "nosniff");
+    }
+  });
   app.use("*", async (c, next) => {
     if (/^\/(openapi\.json|docs)\/?$/.test(c.req.path)) return next();
     return services(c, next);

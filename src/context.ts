@@ -18,6 +18,11 @@ export type AppEnv = {
     tokenIssuedAt: number;
     /** Set by auth middleware: the refresh-token family the access token was issued with. */
     sessionId?: string;
+    /**
+     * Set by auth middleware: the session check in flight (true while the session stands);
+     * await it through `liveSession(c)`.
+     */
+    sessionCheck: Promise<boolean>;
     /** Set by handlers that consult a rate limiter, for the request log line. */
     rateLimitOutcome?: "allowed" | "limited" | "unavailable";
   };

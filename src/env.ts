@@ -74,12 +74,11 @@ export const EnvSchema = z
     /** Key of the HMAC that OTP codes are stored under. */
     OTP_SECRET: secret("OTP_SECRET"),
     OTP_DELIVERY: z.enum(["response", "log"]).default("log"),
-    /**
-     * At most an hour: most routes authenticate statelessly, so a revoked session's access
-     * token lives on until it expires.
-     */
+    /** At most an hour; a revoked session's token is refused at once anyway (ADR 0008). */
     ACCESS_TOKEN_TTL_SECONDS: int(900).pipe(z.number().max(3600)),
     REFRESH_TOKEN_TTL_SECONDS: int(30 * 24 * 3600),
+    /** Absolute lifetime of a session (refresh family) from its login, however often rotated. */
+    REFRESH_FAMILY_MAX_AGE_SECONDS: int(90 * 24 * 3600),
 
     BASIC_DAILY_LIMIT: int(5),
     /** Replies one user may have pending at once (so one user cannot fill the Gemini rate limit). */
@@ -121,11 +120,17 @@ export const EnvSchema = z
         });
       }
     }
-    if (env.ENVIRONMENT === "production" && env.OTP_DELIVERY === "response") {
+    // An allow-list, not "anything but production": a staging environment added later must not
+    // echo codes either.
+    if (
+      env.OTP_DELIVERY === "response" &&
+      !(env.ENVIRONMENT === "development" || env.ENVIRONMENT === "test")
+    ) {
       ctx.addIssue({
         code: "custom",
         path: ["OTP_DELIVERY"],
-        message: "OTP_DELIVERY=response is refused in production (codes would leak)",
+        message:
+          "OTP_DELIVERY=response is allowed only when ENVIRONMENT is development or test (codes would leak)",
       });
     }
   });

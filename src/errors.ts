@@ -11,6 +11,7 @@ export const ERROR_CODES = [
   "invalid_credentials",
   "invalid_signature",
   "forbidden",
+  "reauthentication_required",
   "not_found",
   "user_not_found",
   "method_not_allowed",
@@ -79,8 +80,8 @@ export class UnauthorizedError extends AppError {
 }
 
 export class ForbiddenError extends AppError {
-  constructor(message = "You are not allowed to do this.") {
-    super(403, "forbidden", message);
+  constructor(message = "You are not allowed to do this.", code: ErrorCode = "forbidden") {
+    super(403, code, message);
   }
 }
 

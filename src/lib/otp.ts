@@ -52,70 +52,95 @@ export async function otpMac(
 
 export type ConsumeResult =
   /** `expiresAtMs`: the consumed code's expiry, so a request that then fails can restore it. */
-  | { status: "ok"; expiresAtMs: number }
+  | { status: "ok"; expiresAtMs: number; challengeId: string }
   /** No live code: never issued, already used, killed by too many attempts, or replaced. */
   | { status: "missing" }
   | { status: "expired" }
   | { status: "wrong"; attemptsLeft: number }
   /** Too many consecutive failures for this number across codes; retry after the cool-down. */
-  | { status: "locked"; retryAfterSeconds: number };
+  | { status: "locked"; retryAfterSeconds: number }
+  /** The client is over its budget of codes tried; the guess was NOT evaluated or counted. */
+  | { status: "limited"; retryAfterSeconds: number };
 
-/** Where OTP state lives: one live code per (number, purpose), consumed atomically. */
-export interface OtpStore {
-  issue(input: {
-    mobileNumber: string;
-    purpose: OtpPurpose;
-    mac: string;
-    expiresAtMs: number;
-    ttlSeconds: number;
-  }): Promise<void>;
-  consume(input: {
-    mobileNumber: string;
-    purpose: OtpPurpose;
-    mac: string;
-    nowMs: number;
-    maxAttempts: number;
-    maxConsecutiveFailures: number;
-    failureWindowSeconds: number;
-  }): Promise<ConsumeResult>;
-  /**
-   * Starts the send cool-down for (number, purpose) unless one is running; answers how long the
-   * running one has left. Exact, unlike a 1-token window, which lets two sends straddle a boundary.
-   */
-  startCooldown(input: {
-    mobileNumber: string;
-    purpose: OtpPurpose;
-    seconds: number;
-  }): Promise<{ started: true } | { started: false; retryAfterSeconds: number }>;
-  /** Ends a cool-down this request started (the send was refused for another reason). */
-  clearCooldown(input: { mobileNumber: string; purpose: OtpPurpose }): Promise<void>;
-  /** Puts a consumed code back unless a newer one was issued meanwhile. */
-  restore(input: {
-    mobileNumber: string;
-    purpose: OtpPurpose;
-    mac: string;
-    expiresAtMs: number;
-    ttlSeconds: number;
-  }): Promise<void>;
+/** Where a code lives: one per (number, purpose, client network), so strangers cannot touch it. */
+export interface CodeSlot {
+  mobileNumber: string;
+  purpose: OtpPurpose;
+  /** The network tag of the client that asked for the code (see `networkTag`). */
+  network: string;
 }
 
-// Replaces any earlier code for the same (number, purpose): only the latest one is valid.
+/** Where OTP state lives: one live code per slot, consumed atomically. */
+export interface OtpStore {
+  issue(
+    input: CodeSlot & { mac: string; challengeId: string; expiresAtMs: number; ttlSeconds: number },
+  ): Promise<void>;
+  consume(
+    input: CodeSlot & {
+      mac: string;
+      /** The send's challenge id, when the client presents one ('' or undefined: none). */
+      challengeId?: string;
+      /** The per-client budget of codes tried, checked BEFORE the guess is evaluated. */
+      clientIp: string;
+      clientMaxTries: number;
+      clientWindowSeconds: number;
+      nowMs: number;
+      maxAttempts: number;
+      maxConsecutiveFailures: number;
+      failureWindowSeconds: number;
+    },
+  ): Promise<ConsumeResult>;
+  /**
+   * Starts the send cool-down for the slot unless one is running; answers how long the running
+   * one has left. Exact, unlike a 1-token window, which lets two sends straddle a boundary.
+   */
+  startCooldown(
+    input: CodeSlot & { seconds: number },
+  ): Promise<{ started: true } | { started: false; retryAfterSeconds: number }>;
+  /** Ends a cool-down this request started (the send was refused for another reason). */
+  clearCooldown(input: CodeSlot): Promise<void>;
+  /** Puts a consumed code back unless a newer one was issued meanwhile. */
+  restore(
+    input: CodeSlot & { mac: string; challengeId: string; expiresAtMs: number; ttlSeconds: number },
+  ): Promise<void>;
+}
+
+// Replaces any earlier code for the same slot: only the latest one is valid.
 const ISSUE_SCRIPT = `
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'mac', ARGV[1], 'exp', ARGV[2], 'fails', '0')
+redis.call('HSET', KEYS[1], 'mac', ARGV[1], 'exp', ARGV[2], 'fails', '0', 'cid', ARGV[4])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 `;
 
 // One script so check-and-delete is atomic: of N concurrent correct submissions exactly one sees
-// the code. Expiry is checked against the caller's clock (stored 'exp'); the Redis TTL only
-// collects garbage. MACs are compared as strings: they are keyed, so timing reveals nothing usable.
+// the code. In order: the client's budget of codes tried (refused before anything is evaluated,
+// so a refused guess neither counts nor tells whether it was right); a challenge id that is not
+// this code's is answered as no code at all (nothing evaluated, nothing counted); the per-number
+// lock applies only to guesses without the code's challenge id, so the client that asked for the
+// code is never locked out by others. Expiry is checked against the caller's clock (stored 'exp');
+// the Redis TTL only collects garbage. MACs are compared as strings: they are keyed, so timing
+// reveals nothing usable.
 const CONSUME_SCRIPT = `
-local failures = tonumber(redis.call('GET', KEYS[2]) or '0')
-if failures >= tonumber(ARGV[4]) then
-  return {'locked', redis.call('TTL', KEYS[2])}
+local tried = tonumber(redis.call('GET', KEYS[3]) or '0')
+if tried >= tonumber(ARGV[7]) then
+  return {'limited', redis.call('TTL', KEYS[3])}
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then
+if redis.call('INCR', KEYS[3]) == 1 then
+  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[8]))
+end
+local cid = redis.call('HGET', KEYS[1], 'cid')
+local challenged = ARGV[6] ~= '' and cid == ARGV[6]
+if ARGV[6] ~= '' and not challenged then
+  return {'missing', 0}
+end
+if not challenged then
+  local failures = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if failures >= tonumber(ARGV[4]) then
+    return {'locked', redis.call('TTL', KEYS[2])}
+  end
+end
+if not cid then
   return {'missing', 0}
 end
 local mac = redis.call('HGET', KEYS[1], 'mac')
@@ -126,7 +151,7 @@ if exp <= tonumber(ARGV[2]) then
 end
 if mac == ARGV[1] then
   redis.call('DEL', KEYS[1], KEYS[2])
-  return {'ok', tostring(exp)}
+  return {'ok', tostring(exp), cid}
 end
 local fails = redis.call('HINCRBY', KEYS[1], 'fails', 1)
 if redis.call('INCR', KEYS[2]) == 1 then
@@ -144,7 +169,7 @@ const RESTORE_SCRIPT = `
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
-redis.call('HSET', KEYS[1], 'mac', ARGV[1], 'exp', ARGV[2], 'fails', '0')
+redis.call('HSET', KEYS[1], 'mac', ARGV[1], 'exp', ARGV[2], 'fails', '0', 'cid', ARGV[4])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 `;
@@ -156,10 +181,10 @@ end
 return redis.call('PTTL', KEYS[1])
 `;
 
-const codeKey = (mobileNumber: string, purpose: OtpPurpose) => `otp:v1:${purpose}:${mobileNumber}`;
+const codeKey = (s: CodeSlot) => `otp:v2:${s.purpose}:${s.mobileNumber}:${s.network}`;
 const failuresKey = (mobileNumber: string) => `otp:v1:failures:${mobileNumber}`;
-const cooldownKey = (mobileNumber: string, purpose: OtpPurpose) =>
-  `otp:v1:cooldown:${purpose}:${mobileNumber}`;
+const triesKey = (clientIp: string) => `otp:v2:tries:${clientIp}`;
+const cooldownKey = (s: CodeSlot) => `otp:v2:cooldown:${s.purpose}:${s.mobileNumber}:${s.network}`;
 
 /** OTP state in Upstash Redis, one Lua script per operation. */
 export function createOtpStore(redis: RedisClient): OtpStore {
@@ -167,57 +192,97 @@ export function createOtpStore(redis: RedisClient): OtpStore {
     async issue(i) {
       await redis.eval(
         ISSUE_SCRIPT,
-        [codeKey(i.mobileNumber, i.purpose)],
-        [i.mac, String(i.expiresAtMs), String(i.ttlSeconds)],
+        [codeKey(i)],
+        [i.mac, String(i.expiresAtMs), String(i.ttlSeconds), i.challengeId],
       );
     },
     async consume(i) {
       const raw = (await redis.eval(
         CONSUME_SCRIPT,
-        [codeKey(i.mobileNumber, i.purpose), failuresKey(i.mobileNumber)],
+        [codeKey(i), failuresKey(i.mobileNumber), triesKey(i.clientIp)],
         [
           i.mac,
           String(i.nowMs),
           String(i.maxAttempts),
           String(i.maxConsecutiveFailures),
           String(i.failureWindowSeconds),
+          i.challengeId ?? "",
+          String(i.clientMaxTries),
+          String(i.clientWindowSeconds),
         ],
-      )) as [string, number | string];
-      const [status, value] = raw;
+      )) as [string, number | string, string?];
+      const [status, value, cid] = raw;
       const n = Number(value);
       switch (status) {
         case "ok":
-          return { status: "ok", expiresAtMs: n };
+          return { status: "ok", expiresAtMs: n, challengeId: cid ?? "" };
         case "expired":
           return { status: "expired" };
         case "wrong":
           return { status: "wrong", attemptsLeft: n };
         case "locked":
           return { status: "locked", retryAfterSeconds: n > 0 ? n : 1 };
+        case "limited":
+          return { status: "limited", retryAfterSeconds: n > 0 ? n : 1 };
         default:
           return { status: "missing" };
       }
     },
     async startCooldown(i) {
       const pttl = Number(
-        await redis.eval(
-          COOLDOWN_SCRIPT,
-          [cooldownKey(i.mobileNumber, i.purpose)],
-          [String(i.seconds * 1000)],
-        ),
+        await redis.eval(COOLDOWN_SCRIPT, [cooldownKey(i)], [String(i.seconds * 1000)]),
       );
       if (pttl === 0) return { started: true };
       return { started: false, retryAfterSeconds: Math.max(1, Math.ceil(pttl / 1000)) };
     },
     async clearCooldown(i) {
-      await redis.del(cooldownKey(i.mobileNumber, i.purpose));
+      await redis.del(cooldownKey(i));
     },
     async restore(i) {
       await redis.eval(
         RESTORE_SCRIPT,
-        [codeKey(i.mobileNumber, i.purpose)],
-        [i.mac, String(i.expiresAtMs), String(i.ttlSeconds)],
+        [codeKey(i)],
+        [i.mac, String(i.expiresAtMs), String(i.ttlSeconds), i.challengeId],
       );
     },
   };
+}
+
+/**
+ * A client network's tag in OTP keys and challenge ids: HMAC(OTP_SECRET, client limit key), 16
+ * hex. Keyed, so a challenge id does not reveal the address it was issued to.
+ */
+export async function networkTag(secret: string, clientIp: string): Promise<string> {
+  const mac = await crypto.subtle.sign(
+    "HMAC",
+    await macKey(secret),
+    encoder.encode(`net:v1\n${clientIp}`),
+  );
+  return Array.from(new Uint8Array(mac).slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join(
+    "",
+  );
+}
+
+/** A challenge id: `<network tag>.<128 random bits, base64url>`; names the slot of its code. */
+export function newChallengeId(network: string): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  let s = "";
+  for (const b of bytes) s += String.fromCharCode(b);
+  return `${network}.${btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "")}`;
+}
+
+export const CHALLENGE_ID_PATTERN = /^([0-9a-f]{16})\.[A-Za-z0-9_-]{22}$/;
+
+/**
+ * The signup token: HMAC-SHA256(OTP_SECRET, user id ‖ pending password hash), hex. Returned only
+ * to the client whose signup set that password; presenting it at the number's first verify-otp
+ * is what keeps the password (nobody else can compute it, and it dies with the hash it binds).
+ */
+export async function signupTokenMac(
+  secret: string,
+  input: { userId: string; passwordHash: string },
+): Promise<string> {
+  const message = `signup:v1\n${input.userId}\n${input.passwordHash}`;
+  const mac = await crypto.subtle.sign("HMAC", await macKey(secret), encoder.encode(message));
+  return Array.from(new Uint8Array(mac), (b) => b.toString(16).padStart(2, "0")).join("");
 }

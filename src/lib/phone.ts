@@ -3,7 +3,7 @@
  * number cannot slip past a limit by being written differently.
  *
  * Accepted: a leading `+`, then 8–15 ASCII digits (the first not 0), with spaces, dashes and
- * parentheses anywhere after the `+`. Rejected, never guessed at: no `+` (including the `00`
+ * parentheses anywhere after the `+`; a parenthesised trunk prefix "(0)" is dropped. Rejected, never guessed at: no `+` (including the `00`
  * international prefix, which is not universal and would be ambiguous with national formats),
  * non-ASCII digits (full-width, Arabic-Indic), letters, control characters, dots, several numbers.
  */
@@ -21,7 +21,13 @@ export function normalizeMobileNumber(input: string): string | null {
   if (input.length > MOBILE_NUMBER_MAX_INPUT) return null;
   const trimmed = input.replace(/^ +| +$/g, "");
   if (!ALLOWED.test(trimmed)) return null;
-  const normalized = `+${trimmed.slice(1).replace(/[ ()-]/g, "")}`;
+  // "(0)" is the written convention for a national trunk prefix that is dialled only inside the
+  // country ("+44 (0)20 7946 0000" is +442079460000), so it is dropped, not kept as a digit.
+  // A bare 0 after the country code is kept: in some plans (Italy) it belongs to the number.
+  const normalized = `+${trimmed
+    .slice(1)
+    .replace(/\(\s*0\s*\)/g, "")
+    .replace(/[ ()-]/g, "")}`;
   return E164.test(normalized) ? normalized : null;
 }
 

@@ -1,10 +1,17 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { AppEnv } from "../context";
+import { UnauthorizedError, ValidationError } from "../errors";
 import { clientLimitKey } from "../lib/client-ip";
+import { CHALLENGE_ID_PATTERN } from "../lib/otp";
 import { passwordProblem } from "../lib/passwords";
 import { MOBILE_NUMBER_MAX_INPUT, MOBILE_NUMBER_RULE, normalizeMobileNumber } from "../lib/phone";
-import { bearerSecurity, requireAuth } from "../middleware/auth";
+import {
+  bearerSecurity,
+  liveSession,
+  optionalCaller,
+  requireAuthDeferred,
+} from "../middleware/auth";
 import {
   changePassword,
   logInWithPassword,
@@ -58,6 +65,15 @@ const OtpSchema = z
   .regex(/^[0-9]{6}$/, "The code is 6 digits.")
   .openapi({ example: "012345" });
 
+/** The challenge id send-otp / forgot-password returned with the code (optional). */
+const ChallengeIdSchema = z
+  .string()
+  .regex(CHALLENGE_ID_PATTERN, "Send the challenge_id exactly as send-otp returned it.")
+  .openapi({
+    example: "3f9a1c0d5e7b2a64.q3Xc9vN0bLm1sT8yR2wZkA",
+    description: "The challenge_id returned with the code (recommended; optional).",
+  });
+
 // ---- responses ------------------------------------------------------------------------------
 
 const OtpSentSchema = z
@@ -68,6 +84,11 @@ const OtpSentSchema = z
         "Only when the deployment echoes codes (OTP_DELIVERY=response); never in production.",
     }),
     expires_in: z.number().int().openapi({ example: 300 }),
+    challenge_id: z.string().openapi({
+      example: "3f9a1c0d5e7b2a64.q3Xc9vN0bLm1sT8yR2wZkA",
+      description:
+        "Names this code. Send it back with the code (verify-otp, reset-password, change-password): then only you can use up the code's attempts, and no one else's wrong guesses can lock you out. Without it the code issued to your network is used.",
+    }),
     message: z.string().openapi({ example: "A login code was sent." }),
   })
   .openapi("OtpSent");
@@ -97,7 +118,18 @@ const MessageSchema = z
       .openapi({ example: "The password was reset; every session was signed out." }),
   })
   .openapi("Notice");
-const SignupResponseSchema = z.object({ user: UserSchema }).openapi("SignupResponse");
+const SIGNUP_TOKEN_DESCRIPTION =
+  "Only when a password was given at signup. The password stays pending (password login refuses it) until the number is proved by a code: send this token with the number's first verify-otp to keep it; a first verification without it drops the password.";
+const SignupTokenSchema = z
+  .string()
+  .regex(/^[0-9a-f]{64}$/, "The signup token is 64 hex characters.")
+  .openapi({ example: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08" });
+const SignupResponseSchema = z
+  .object({
+    user: UserSchema,
+    signup_token: SignupTokenSchema.optional().openapi({ description: SIGNUP_TOKEN_DESCRIPTION }),
+  })
+  .openapi("SignupResponse");
 
 const tokenPairJson = (p: TokenPair) => ({
   token: p.token,
@@ -109,6 +141,7 @@ const sessionJson = (s: Session) => ({ ...tokenPairJson(s), user: toUserJson(s.u
 const sentJson = (s: SentCode, message: string) => ({
   ...(s.otp !== undefined ? { otp: s.otp } : {}),
   expires_in: s.expiresIn,
+  challenge_id: s.challengeId,
   message,
 });
 
@@ -132,7 +165,7 @@ const signup = createRoute({
   tags: ["Auth"],
   summary: "Create an account for a mobile number",
   description:
-    "Limit: 20 signups per hour per client IP, taken ones (409) included (429 + Retry-After).",
+    "Limit: 20 signups per hour per client IP, taken ones (409) included (429 + Retry-After). A password given here is pending: it works only after the number's first verify-otp carries the returned signup_token.",
   request: jsonBody(
     z
       .object({
@@ -159,7 +192,7 @@ const sendOtp = createRoute({
   tags: ["Auth"],
   summary: "Send a login code to a registered number",
   description:
-    "Limits: one code per 30 s and 5 per hour per number, 20 per hour per client IP (429 + Retry-After). An unknown number is 404 user_not_found.",
+    "Limits: one code per 30 s and 5 per hour per number and client network (IPv6: /64), so a stranger's sends never use up yours; 20 per hour per number from all networks; 20 per hour per client IP (429 + Retry-After). A new code replaces only the earlier code sent for the same network. Keep challenge_id and send it back with the code. An unknown number is 404 user_not_found.",
   request: jsonBody(MobileOnlySchema.openapi("SendOtpRequest")),
   responses: {
     200: jsonContent(OtpSentSchema, "A code was issued, valid for expires_in seconds"),
@@ -174,10 +207,18 @@ const verifyOtp = createRoute({
   tags: ["Auth"],
   summary: "Exchange a login code for a session",
   description:
-    "A code works once, for 5 minutes, and dies after 5 wrong attempts (details.attempts_left on 401). Codes tried per client IP (IPv6: per /64), login and reset together: 100 per 15 minutes (429 + Retry-After; a right code refused this way stays valid).",
+    "A code works once, for 5 minutes, and dies after 5 wrong attempts (details.attempts_left on 401); only the client holding its challenge_id, or one on the network it was sent to, can try it. 100 wrong codes for a number in a row lock guesses WITHOUT the challenge_id for 24 h (429); guesses with it are never locked. Codes tried per client IP (IPv6: per /64), login and reset together: 100 per 15 minutes, checked before the code is (429 + Retry-After; the refused guess is not evaluated and does not count). signup_token keeps a signup password (see signup).",
   request: jsonBody(
     z
-      .object({ mobile_number: MobileNumberSchema, otp: OtpSchema })
+      .object({
+        mobile_number: MobileNumberSchema,
+        otp: OtpSchema,
+        challenge_id: ChallengeIdSchema.optional(),
+        signup_token: SignupTokenSchema.optional().openapi({
+          description:
+            "The signup response's token: keeps the signup password at the number's first verification (ignored afterwards).",
+        }),
+      })
       .strict()
       .openapi("VerifyOtpRequest"),
   ),
@@ -194,7 +235,7 @@ const login = createRoute({
   tags: ["Auth"],
   summary: "Log in with a password",
   description:
-    "Limits: 10 attempts per number and 100 per client IP (IPv6: per /64) per 15 minutes (429 + Retry-After).",
+    "Limits: 10 attempts per number and client network (a stranger cannot lock you out) and 100 per client IP (IPv6: per /64) per 15 minutes (429 + Retry-After).",
   request: jsonBody(
     z
       .object({ mobile_number: MobileNumberSchema, password: GivenPasswordSchema })
@@ -237,11 +278,9 @@ const logout = createRoute({
   path: "/auth/logout",
   operationId: "logOut",
   tags: ["Auth"],
-  summary: "End this session",
+  summary: "End a session",
   description:
-    "Revokes the refresh tokens of the session the access token belongs to, and of refresh_token if given. The access token itself stays valid until it expires (stateless).",
-  security: bearerSecurity,
-  middleware: [requireAuth] as const,
+    "Revokes the session of refresh_token, and the session of the bearer token when a valid one comes (Authorization is optional: the refresh token alone is enough, so an expired access token never strands a session). From then on that session's access tokens are refused (401) by every protected endpoint. Idempotent: an unknown or already revoked refresh token answers 204. Without refresh_token: 401 for an invalid bearer token, 400 for none.",
   request: {
     body: {
       content: {
@@ -295,6 +334,7 @@ const resetPasswordRoute = createRoute({
       .object({
         mobile_number: MobileNumberSchema,
         otp: OtpSchema,
+        challenge_id: ChallengeIdSchema.optional(),
         new_password: NewPasswordSchema,
       })
       .strict()
@@ -313,32 +353,55 @@ const changePasswordRoute = createRoute({
   tags: ["Auth"],
   summary: "Set or change the caller's password",
   description:
-    "current_password is required once a password is set; wrong guesses share the login budget (10 per 15 minutes per number). Every other session is revoked; the response carries a fresh token pair for this one.",
+    "current_password is required once a password is set; wrong guesses share the login budget (10 per 15 minutes per number and client network). Setting a first password needs otp, a fresh code from /auth/forgot-password (403 reauthentication_required without it): a bearer token alone never sets a password. Every other session is revoked; the response carries a fresh token pair for this one.",
   security: bearerSecurity,
-  middleware: [requireAuth] as const,
+  // The service awaits the session check together with its first read.
+  middleware: [requireAuthDeferred] as const,
   request: jsonBody(
     z
-      .object({ current_password: GivenPasswordSchema.optional(), new_password: NewPasswordSchema })
+      .object({
+        current_password: GivenPasswordSchema.optional(),
+        otp: OtpSchema.optional().openapi({
+          description: "A reset code from /auth/forgot-password; required to set a first password.",
+        }),
+        challenge_id: ChallengeIdSchema.optional(),
+        new_password: NewPasswordSchema,
+      })
       .strict()
       .openapi("ChangePasswordRequest"),
   ),
   responses: {
     200: jsonContent(PasswordChangedSchema, "The password was changed"),
-    ...errorResponses(400, [401, "unauthorized", "invalid_credentials"], 413, 415, 429, 503),
+    ...errorResponses(
+      400,
+      [401, "unauthorized", "invalid_credentials", "invalid_otp"],
+      [403, "reauthentication_required"],
+      413,
+      415,
+      429,
+      503,
+    ),
   },
 });
+
+/** Token and secret responses must not be stored by any cache (RFC 6749 §5.1). */
+const NO_STORE = { "Cache-Control": "no-store" } as const;
 
 export const authRoutes = createRouter()
   .openapi(signup, async (c) => {
     const body = c.req.valid("json");
-    const user = await signUp(authDeps(c), {
+    const { user, signupToken } = await signUp(authDeps(c), {
       mobileNumber: body.mobile_number,
       name: body.name ?? null,
       email: body.email ?? null,
       ...(body.password !== undefined ? { password: body.password } : {}),
       clientIp: clientIp(c),
     });
-    return c.json({ user: toUserJson(user) }, 201);
+    return c.json(
+      { user: toUserJson(user), ...(signupToken ? { signup_token: signupToken } : {}) },
+      201,
+      NO_STORE,
+    );
   })
   .openapi(sendOtp, async (c) => {
     const { mobile_number } = c.req.valid("json");
@@ -346,7 +409,7 @@ export const authRoutes = createRouter()
       mobileNumber: mobile_number,
       clientIp: clientIp(c),
     });
-    return c.json(sentJson(sent, "A login code was sent."), 200);
+    return c.json(sentJson(sent, "A login code was sent."), 200, NO_STORE);
   })
   .openapi(verifyOtp, async (c) => {
     const body = c.req.valid("json");
@@ -354,8 +417,10 @@ export const authRoutes = createRouter()
       mobileNumber: body.mobile_number,
       code: body.otp,
       clientIp: clientIp(c),
+      ...(body.challenge_id !== undefined ? { challengeId: body.challenge_id } : {}),
+      ...(body.signup_token !== undefined ? { signupToken: body.signup_token } : {}),
     });
-    return c.json(sessionJson(session), 200);
+    return c.json(sessionJson(session), 200, NO_STORE);
   })
   .openapi(login, async (c) => {
     const body = c.req.valid("json");
@@ -364,18 +429,30 @@ export const authRoutes = createRouter()
       password: body.password,
       clientIp: clientIp(c),
     });
-    return c.json(sessionJson(session), 200);
+    return c.json(sessionJson(session), 200, NO_STORE);
   })
   .openapi(refresh, async (c) => {
     const pair = await refreshSession(authDeps(c), c.req.valid("json").refresh_token);
-    return c.json(tokenPairJson(pair), 200);
+    return c.json(tokenPairJson(pair), 200, NO_STORE);
   })
   .openapi(logout, async (c) => {
     const body = (c.req.valid("json") ?? {}) as { refresh_token?: string };
-    const sessionId = c.get("sessionId");
+    const caller = await optionalCaller(c);
+    if (!caller && body.refresh_token === undefined) {
+      // A bearer token that did not verify is a 401; no credential at all is a bad request.
+      if (c.req.header("authorization") !== undefined) {
+        throw new UnauthorizedError("The bearer token is invalid or expired.");
+      }
+      throw new ValidationError("The request is invalid.", [
+        {
+          path: "refresh_token",
+          message: "Send refresh_token, or a bearer token.",
+          location: "json",
+        },
+      ]);
+    }
     await endSession(authDeps(c), {
-      userId: c.get("userId"),
-      ...(sessionId ? { sessionId } : {}),
+      ...(caller ? { caller } : {}),
       ...(body.refresh_token !== undefined ? { refreshToken: body.refresh_token } : {}),
     });
     return c.body(null, 204);
@@ -389,6 +466,7 @@ export const authRoutes = createRouter()
     return c.json(
       sentJson(sent, "If this number has an account, a password reset code was sent."),
       200,
+      NO_STORE,
     );
   })
   .openapi(resetPasswordRoute, async (c) => {
@@ -398,6 +476,7 @@ export const authRoutes = createRouter()
       code: body.otp,
       newPassword: body.new_password,
       clientIp: clientIp(c),
+      ...(body.challenge_id !== undefined ? { challengeId: body.challenge_id } : {}),
     });
     return c.json({ message: "The password was reset; every session was signed out." }, 200);
   })
@@ -407,7 +486,11 @@ export const authRoutes = createRouter()
       userId: c.get("userId"),
       tokenIssuedAt: c.get("tokenIssuedAt"),
       ...(body.current_password !== undefined ? { currentPassword: body.current_password } : {}),
+      ...(body.otp !== undefined ? { otp: body.otp } : {}),
+      ...(body.challenge_id !== undefined ? { challengeId: body.challenge_id } : {}),
       newPassword: body.new_password,
+      clientIp: clientIp(c),
+      sessionLive: liveSession(c),
     });
     return c.json(
       {
@@ -415,5 +498,6 @@ export const authRoutes = createRouter()
         message: "The password was changed; other sessions were signed out.",
       },
       200,
+      NO_STORE,
     );
   });

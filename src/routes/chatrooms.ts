@@ -2,7 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { AppEnv } from "../context";
 import { describeError } from "../errors";
-import { bearerSecurity, requireAuth } from "../middleware/auth";
+import { bearerSecurity, liveSession, requireAuth, requireAuthDeferred } from "../middleware/auth";
 import {
   createChatroom,
   deleteChatroom,
@@ -306,7 +306,8 @@ const sendMessageRoute = createRoute({
   description:
     "Counts against the daily quota (Basic 5, Pro 1000 per UTC day). Answers 202 with the saved prompt and a pending reply to poll at Location. With `Accept: text/event-stream` answers 200 with Server-Sent Events: `message` (the saved prompt), `delta` ({text}), then `done` ({reply}) or `error` ({error, reply}). An `Idempotency-Key` replays the first response for 24 hours without creating anything or using quota; the same key with another body is 409 idempotency_key_reused. A repeat that arrives while the first is still being written, and finds the daily limit reached by it, waits for the first and replays it (409 idempotency_in_progress if it does not finish within a few seconds). At most MAX_PENDING_REPLIES replies (Basic 1, Pro 3) may be pending per user: one more is 409 reply_in_progress and uses no quota.",
   security: bearerSecurity,
-  middleware: [requireAuth] as const,
+  // sendMessage awaits the session check in its first round (issue 12).
+  middleware: [requireAuthDeferred] as const,
   request: {
     params: ChatroomParams,
     headers: z.object({
@@ -453,6 +454,7 @@ export const chatroomRoutes = createRouter()
       content: c.req.valid("json").content,
       idempotencyKey: c.req.valid("header")["idempotency-key"],
       mode: streaming ? "stream" : "queued",
+      sessionLive: liveSession(c),
     });
     // For the request log; a refusal (429) is logged as "limited" by the log middleware.
     c.set("rateLimitOutcome", "allowed");

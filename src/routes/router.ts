@@ -54,6 +54,8 @@ const EXAMPLE_MESSAGE: Record<ErrorCode, string> = {
   invalid_credentials: "The mobile number or password is wrong.",
   invalid_signature: "The signature is missing or invalid.",
   forbidden: "You are not allowed to do this.",
+  reauthentication_required:
+    "Setting a first password needs a fresh code: send otp from /auth/forgot-password.",
   not_found: "Not found.",
   user_not_found: "No account uses this mobile number.",
   method_not_allowed: "GET is not allowed here; use POST.",

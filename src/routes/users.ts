@@ -2,7 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { AppEnv } from "../context";
 import type { UserRow } from "../db/queries/users";
-import { bearerSecurity, requireAuth } from "../middleware/auth";
+import { bearerSecurity, requireAuth, requireAuthDeferred } from "../middleware/auth";
 import { getCurrentUser, updateCurrentUser } from "../services/auth/accounts";
 import { buildAuthDeps } from "../services/auth/deps";
 import { createRouter, errorResponses, jsonContent } from "./router";
@@ -84,7 +84,8 @@ const patchMe = createRoute({
   tags: ["User"],
   summary: "Update the caller's name or email (null clears a field)",
   security: bearerSecurity,
-  middleware: [requireAuth] as const,
+  // The update itself is conditional on the session (one round for the check and the write).
+  middleware: [requireAuthDeferred] as const,
   request: {
     body: { content: { "application/json": { schema: UpdateMeSchema } }, required: true },
   },
@@ -107,6 +108,7 @@ export const userRoutes = createRouter()
     const user = await updateCurrentUser(authDeps(c), {
       userId: c.get("userId"),
       tokenIssuedAt: c.get("tokenIssuedAt"),
+      sessionId: c.get("sessionId") as string,
       changes: {
         ...(body.name !== undefined ? { name: body.name } : {}),
         ...(body.email !== undefined ? { email: body.email } : {}),

@@ -7,7 +7,8 @@ const ROUTES: [string, string, boolean][] = [
   ["post", "/auth/verify-otp", false],
   ["post", "/auth/login", false],
   ["post", "/auth/refresh", false],
-  ["post", "/auth/logout", true],
+  // The refresh token alone is enough (an expired access token must not strand a session).
+  ["post", "/auth/logout", false],
   ["post", "/auth/forgot-password", false],
   ["post", "/auth/reset-password", false],
   ["post", "/auth/change-password", true],

@@ -30,19 +30,26 @@ function deps(overrides: Partial<AuthDeps> = {}) {
     otpStore: createOtpStore(redis),
     otpDelivery: responseDelivery,
     limiters: createAuthLimiters(redis),
-    config: { otpSecret: testEnv.OTP_SECRET as string, refreshTokenTtlSeconds: 3600 },
+    config: {
+      otpSecret: testEnv.OTP_SECRET as string,
+      refreshTokenTtlSeconds: 3600,
+      refreshFamilyMaxAgeSeconds: 7200,
+    },
     ...overrides,
   };
   return { deps: d, clock };
 }
 
-async function issue(d: AuthDeps, mobileNumber: string) {
-  const sent = await issueCode(d, { mobileNumber, purpose: "login" });
+/** One client network for this file's direct service calls. */
+const clientIp = "198.51.100.77";
+
+async function issue(d: AuthDeps, mobileNumber: string, ip = clientIp) {
+  const sent = await issueCode(d, { mobileNumber, purpose: "login", clientIp: ip });
   return sent.otp as string;
 }
 
-const consume = (d: AuthDeps, mobileNumber: string, code: string) =>
-  consumeCode(d, { mobileNumber, purpose: "login", code });
+const consume = (d: AuthDeps, mobileNumber: string, code: string, ip = clientIp) =>
+  consumeCode(d, { mobileNumber, purpose: "login", code, clientIp: ip });
 const wrong = (code: string) => String((Number(code) + 1) % 1_000_000).padStart(6, "0");
 
 describe("OTP expiry (injected clock)", () => {
@@ -89,7 +96,8 @@ describe("OTP issuing", () => {
     const number = uniqueMobileNumber();
     const code = await issue(d, number);
     // Raw replies (the adapter turns automatic deserialisation off): a flat field/value list.
-    const stored = (await redis.hgetall(`otp:v1:login:${number}`)) as unknown as string[];
+    const [key] = await redis.keys(`otp:v2:login:${number}:*`);
+    const stored = (await redis.hgetall(key as string)) as unknown as string[];
     expect(stored).toContain("mac");
     expect(stored[stored.indexOf("mac") + 1]).toMatch(/^[0-9a-f]{64}$/);
     expect(JSON.stringify(stored)).not.toContain(code);
@@ -101,8 +109,8 @@ describe("OTP issuing", () => {
     const { deps: d } = deps({ otpDelivery: logDelivery });
     const log = vi.spyOn(console, "log").mockImplementation(() => {});
     const number = uniqueMobileNumber();
-    const sent = await issueCode(d, { mobileNumber: number, purpose: "login" });
-    expect(sent).toEqual({ expiresIn: 300 });
+    const sent = await issueCode(d, { mobileNumber: number, purpose: "login", clientIp });
+    expect(sent).toEqual({ expiresIn: 300, challengeId: expect.any(String) });
     const lines = log.mock.calls.map((c) => String(c[0]));
     expect(lines.some((l) => l.includes("otp_issued"))).toBe(true);
     for (const l of lines) {
@@ -119,29 +127,34 @@ describe("OTP send limits", () => {
     startCooldown: async () => ({ started: true }),
   });
 
-  it("allows 5 codes per number an hour; the 6th is 429 with Retry-After", () =>
+  it("allows 5 codes per number and network an hour; the 6th is 429, other networks still get theirs", () =>
     withinOneWindow(3_600_000, async () => {
       const { deps: d } = deps();
       const fast = { ...d, otpStore: noCooldown(d.otpStore) };
       const number = uniqueMobileNumber();
-      for (let i = 0; i < 5; i++) {
-        await takeSendAllowance(fast, {
-          mobileNumber: number,
-          purpose: "login",
-          clientIp: uniqueClientIp(),
-        });
-      }
-      const err = await takeSendAllowance(fast, {
+      const stranger = {
         mobileNumber: number,
-        purpose: "login",
+        purpose: "login" as const,
         clientIp: uniqueClientIp(),
-      }).catch((e: unknown) => e);
+      };
+      for (let i = 0; i < 5; i++) await takeSendAllowance(fast, stranger);
+      const err = await takeSendAllowance(fast, stranger).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(LimitExceededError);
       const retryAfter = Number((err as LimitExceededError).headers["Retry-After"]);
       // The sliding window reports the end of the current fixed hour, which may be seconds away
       // when the test runs just before the hour turns.
       expect(retryAfter).toBeGreaterThanOrEqual(1);
       expect(retryAfter).toBeLessThanOrEqual(3600);
+      // The stranger used up only its own budget: the owner, elsewhere, still gets codes.
+      const owner = { ...stranger, clientIp: uniqueClientIp() };
+      await takeSendAllowance(fast, owner);
+      // 20 an hour per number from all networks together is the ceiling.
+      for (let i = 0; i < 14; i++) {
+        await takeSendAllowance(fast, { ...stranger, clientIp: uniqueClientIp() });
+      }
+      await expect(
+        takeSendAllowance(fast, { ...stranger, clientIp: uniqueClientIp() }),
+      ).rejects.toBeInstanceOf(LimitExceededError);
     }));
 
   it("gives back what a refused request took: a cool-down refusal spends no hourly budget", () =>
@@ -179,37 +192,51 @@ describe("OTP send limits", () => {
 });
 
 describe("per-number lock after consecutive failures", () => {
-  it("locks verification with 429 after 100 wrong codes, even for the right code", async () => {
+  it("locks guesses without the challenge id after 100 wrong codes, even the right code", async () => {
     const { deps: d } = deps();
     const number = uniqueMobileNumber();
+    // 20 networks, each guessing its own code 5 times (each network's budget stays under 100).
     for (let i = 0; i < 20; i++) {
-      const code = await issue(d, number);
+      const ip = uniqueClientIp();
+      const code = await issue(d, number, ip);
       for (let j = 0; j < 5; j++) {
-        await expect(consume(d, number, wrong(code))).rejects.toMatchObject({
+        await expect(consume(d, number, wrong(code), ip)).rejects.toMatchObject({
           code: "invalid_otp",
         });
       }
     }
-    const code = await issue(d, number);
-    const err = await consume(d, number, code).catch((e: unknown) => e);
+    const ip = uniqueClientIp();
+    const sent = await issueCode(d, { mobileNumber: number, purpose: "login", clientIp: ip });
+    const err = await consume(d, number, sent.otp as string, ip).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LimitExceededError);
     expect(Number((err as LimitExceededError).headers["Retry-After"])).toBeGreaterThan(3600);
+    // The client that asked for the code presents its challenge id: it is never locked out.
+    await expect(
+      consumeCode(d, {
+        mobileNumber: number,
+        purpose: "login",
+        code: sent.otp as string,
+        clientIp: uniqueClientIp(),
+        challengeId: sent.challengeId,
+      }),
+    ).resolves.toBeUndefined();
   }, 60_000);
 
   it("a success before the limit resets the count", async () => {
     const { deps: d } = deps();
     const number = uniqueMobileNumber();
-    for (let i = 0; i < 19; i++) {
-      const code = await issue(d, number);
-      for (let j = 0; j < 5; j++) await consume(d, number, wrong(code)).catch(() => {});
-    }
-    const good = await issue(d, number);
-    await expect(consume(d, number, good)).resolves.toBeUndefined();
-    for (let i = 0; i < 2; i++) {
-      const code = await issue(d, number);
-      for (let j = 0; j < 5; j++) await consume(d, number, wrong(code)).catch(() => {});
-    }
-    const last = await issue(d, number);
-    await expect(consume(d, number, last)).resolves.toBeUndefined();
+    const guessAndFail = async () => {
+      const ip = uniqueClientIp();
+      const code = await issue(d, number, ip);
+      for (let j = 0; j < 5; j++) await consume(d, number, wrong(code), ip).catch(() => {});
+    };
+    for (let i = 0; i < 19; i++) await guessAndFail();
+    const ip = uniqueClientIp();
+    const good = await issue(d, number, ip);
+    await expect(consume(d, number, good, ip)).resolves.toBeUndefined();
+    for (let i = 0; i < 2; i++) await guessAndFail();
+    const lastIp = uniqueClientIp();
+    const last = await issue(d, number, lastIp);
+    await expect(consume(d, number, last, lastIp)).resolves.toBeUndefined();
   }, 60_000);
 });

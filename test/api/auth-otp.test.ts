@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { call, uniqueMobileNumber, withinOneWindow } from "../support/api.ts";
-import { requestLoginCode, uniqueClientIp } from "../support/session.ts";
+import { requestLoginChallenge, uniqueClientIp } from "../support/session.ts";
 
 async function signUp(password?: string): Promise<string> {
   const mobile_number = uniqueMobileNumber();
@@ -11,13 +11,25 @@ async function signUp(password?: string): Promise<string> {
   return mobile_number;
 }
 
-const sendOtp = (mobile_number: unknown, ip = uniqueClientIp()) =>
-  call("POST", "/auth/send-otp", {
+/** The challenge id of the latest code sent per number: verify presents it, as a client should. */
+const challenges = new Map<string, string>();
+const requestLoginCode = async (mobile: string) => {
+  const sent = await requestLoginChallenge(mobile);
+  challenges.set(mobile, sent.challenge_id);
+  return sent.otp;
+};
+const sendOtp = async (mobile_number: unknown, ip = uniqueClientIp()) => {
+  const res = await call("POST", "/auth/send-otp", {
     body: { mobile_number },
     headers: { "cf-connecting-ip": ip },
   });
+  if (res.status === 200) challenges.set(String(mobile_number), res.body.challenge_id);
+  return res;
+};
 const verify = (mobile_number: string, otp: unknown) =>
-  call("POST", "/auth/verify-otp", { body: { mobile_number, otp } });
+  call("POST", "/auth/verify-otp", {
+    body: { mobile_number, otp, challenge_id: challenges.get(mobile_number) },
+  });
 
 /** A 6-digit code that is certainly not `code`. */
 const wrong = (code: string) => String((Number(code) + 1) % 1_000_000).padStart(6, "0");
@@ -39,8 +51,12 @@ describe("POST /auth/send-otp", () => {
 
   it("refuses a second code within 30 seconds with 429 and Retry-After, even when reformatted", async () => {
     const number = await signUp();
-    expect((await sendOtp(number)).status).toBe(200);
-    const again = await sendOtp(`${number.slice(0, 2)} ${number.slice(2, 5)}-${number.slice(5)}`);
+    const ip = uniqueClientIp();
+    expect((await sendOtp(number, ip)).status).toBe(200);
+    const again = await sendOtp(
+      `${number.slice(0, 2)} ${number.slice(2, 5)}-${number.slice(5)}`,
+      ip,
+    );
     expect(again.status).toBe(429);
     expect(again.body.error.code).toBe("rate_limited");
     const retryAfter = Number(again.headers.get("retry-after"));
@@ -53,7 +69,7 @@ describe("POST /auth/send-otp", () => {
       const ip = uniqueClientIp();
       const verify = (mobile_number: string, otp: string, from = ip) =>
         call("POST", "/auth/verify-otp", {
-          body: { mobile_number, otp },
+          body: { mobile_number, otp, challenge_id: challenges.get(mobile_number) },
           headers: { "cf-connecting-ip": from },
         });
       for (let round = 0; round < 10; round++) {

@@ -1,20 +1,24 @@
 import { pbkdf2Sync, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { call, uniqueMobileNumber, withinOneWindow } from "../support/api.ts";
-import { createSession, uniqueClientIp } from "../support/session.ts";
+import { uniqueMobileNumber, withinOneWindow } from "../support/api.ts";
+import { challengeAwareCall, createSession, uniqueClientIp } from "../support/session.ts";
 import { sql } from "./chat-support.ts";
 
+const call = challengeAwareCall();
 const PASSWORD = "correct horse battery";
 const NEW_PASSWORD = "tr0ub4dor & 3 staples";
 
-const login = (mobile_number: string, password: unknown) =>
-  call("POST", "/auth/login", { body: { mobile_number, password } });
+const login = (mobile_number: string, password: unknown, ip = uniqueClientIp()) =>
+  call("POST", "/auth/login", {
+    body: { mobile_number, password },
+    headers: { "cf-connecting-ip": ip },
+  });
 const refresh = (refresh_token: string) =>
   call("POST", "/auth/refresh", { body: { refresh_token } });
-const forgot = (mobile_number: string) =>
+const forgot = (mobile_number: string, ip = uniqueClientIp()) =>
   call("POST", "/auth/forgot-password", {
     body: { mobile_number },
-    headers: { "cf-connecting-ip": uniqueClientIp() },
+    headers: { "cf-connecting-ip": ip },
   });
 
 describe("POST /auth/login", () => {
@@ -83,12 +87,13 @@ describe("POST /auth/login", () => {
     expect((await login(s.mobile_number, nfc.normalize("NFD"))).status).toBe(200);
   });
 
-  it("limits password attempts per number (10 per 15 minutes) with 429 + Retry-After", () =>
+  it("limits password attempts per number and network (10 per 15 minutes) with 429 + Retry-After", () =>
     withinOneWindow(15 * 60_000, async () => {
       const s = await createSession({ password: PASSWORD });
+      const ip = uniqueClientIp();
       for (let i = 0; i < 10; i++)
-        expect((await login(s.mobile_number, `wrong-${i}-pass`)).status).toBe(401);
-      const limited = await login(s.mobile_number, PASSWORD);
+        expect((await login(s.mobile_number, `wrong-${i}-pass`, ip)).status).toBe(401);
+      const limited = await login(s.mobile_number, PASSWORD, ip);
       expect(limited.status).toBe(429);
       expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
     }));
@@ -130,11 +135,12 @@ describe("POST /auth/login", () => {
 });
 
 describe("POST /auth/change-password", () => {
-  it("sets a first password without current_password and returns a fresh pair", async () => {
+  it("sets a first password with a fresh reset code and returns a fresh pair", async () => {
     const s = await createSession();
+    const { otp, challenge_id } = (await forgot(s.mobile_number)).body;
     const res = await call("POST", "/auth/change-password", {
       token: s.token,
-      body: { new_password: PASSWORD },
+      body: { otp, challenge_id, new_password: PASSWORD },
     });
     expect(res.status).toBe(200);
     expect(res.body.user.has_password).toBe(true);
@@ -186,23 +192,26 @@ describe("POST /auth/change-password", () => {
 
   it("limits current_password guesses with the login budget (10 per 15 minutes per number)", async () => {
     const s = await createSession({ password: PASSWORD });
+    const ip = { "cf-connecting-ip": uniqueClientIp() };
     for (let i = 0; i < 10; i++) {
       const wrong = await call("POST", "/auth/change-password", {
         token: s.token,
         body: { current_password: `wrong-${i}-pass`, new_password: NEW_PASSWORD },
+        headers: ip,
       });
       expect(wrong.status).toBe(401);
     }
     const limited = await call("POST", "/auth/change-password", {
       token: s.token,
       body: { current_password: PASSWORD, new_password: NEW_PASSWORD },
+      headers: ip,
     });
     expect(limited.status).toBe(429);
     expect(limited.body.error.code).toBe("rate_limited");
     expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
     // One budget for both ways of guessing: login is refused too. Nothing was changed, so the
     // caller's token still predates no password change.
-    expect((await login(s.mobile_number, PASSWORD)).status).toBe(429);
+    expect((await login(s.mobile_number, PASSWORD, ip["cf-connecting-ip"])).status).toBe(429);
     expect((await call("GET", "/user/me", { token: s.token })).status).toBe(200);
   });
 
@@ -247,9 +256,10 @@ describe("POST /auth/change-password", () => {
 
   it("refuses a token issued before the last password change", async () => {
     const s = await createSession();
+    const { otp, challenge_id } = (await forgot(s.mobile_number)).body;
     const first = await call("POST", "/auth/change-password", {
       token: s.token,
-      body: { new_password: PASSWORD },
+      body: { otp, challenge_id, new_password: PASSWORD },
     });
     expect(first.status).toBe(200);
     const stale = await call("POST", "/auth/change-password", {
@@ -361,8 +371,9 @@ describe("POST /auth/forgot-password and /auth/reset-password", () => {
 
   it("applies the 30-second cool-down to reset codes", async () => {
     const s = await createSession();
-    expect((await forgot(s.mobile_number)).status).toBe(200);
-    const again = await forgot(s.mobile_number);
+    const ip = uniqueClientIp();
+    expect((await forgot(s.mobile_number, ip)).status).toBe(200);
+    const again = await forgot(s.mobile_number, ip);
     expect(again.status).toBe(429);
     expect(again.headers.get("retry-after")).not.toBeNull();
   });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { call } from "../support/api.ts";
 import { createSession } from "../support/session.ts";
+import { sql } from "./chat-support.ts";
 
 const refresh = (refresh_token: unknown) =>
   call("POST", "/auth/refresh", { body: { refresh_token } });
@@ -128,9 +129,33 @@ describe("POST /auth/logout", () => {
     expect((await refresh(s.refresh_token)).status).toBe(401);
   });
 
-  it("revokes the refresh token given in the body, and only the caller's", async () => {
+  it("logs out with the refresh token alone: an expired access token never strands a session", async () => {
+    const s = await createSession();
+    // No Authorization at all (the access token may have expired): the refresh token suffices.
+    const out = await call("POST", "/auth/logout", { body: { refresh_token: s.refresh_token } });
+    expect(out.status).toBe(204);
+    expect((await refresh(s.refresh_token)).status).toBe(401);
+    expect((await call("GET", "/user/me", { token: s.token })).status).toBe(401);
+    // Idempotent, and an unknown token changes nothing.
+    const again = await call("POST", "/auth/logout", { body: { refresh_token: s.refresh_token } });
+    expect(again.status).toBe(204);
+    const expired = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+    const withBadBearer = await call("POST", "/auth/logout", {
+      headers: { authorization: `Bearer ${expired}` },
+      body: { refresh_token: s.refresh_token },
+    });
+    expect(withBadBearer.status).toBe(204);
+    // Without a refresh token, a bearer token that does not verify is 401, and nothing is 400.
+    expect(
+      (await call("POST", "/auth/logout", { headers: { authorization: `Bearer ${expired}` } }))
+        .status,
+    ).toBe(401);
+    expect((await call("POST", "/auth/logout", { body: {} })).status).toBe(400);
+  });
+
+  it("ends only the presented refresh token's session, leaving the user's others", async () => {
     const [a, b] = await Promise.all([createSession(), createSession()]);
-    // a tries to log b out with b's refresh token: nothing of b's is revoked.
+    // Holding b's refresh token is holding b's session: presenting it ends that session only.
     expect(
       (
         await call("POST", "/auth/logout", {
@@ -139,18 +164,10 @@ describe("POST /auth/logout", () => {
         })
       ).status,
     ).toBe(204);
-    const bRotated = await refresh(b.refresh_token);
-    expect(bRotated.status).toBe(200);
-    // b logs out of its rotated session by refresh token.
-    expect(
-      (
-        await call("POST", "/auth/logout", {
-          token: b.token,
-          body: { refresh_token: bRotated.body.refresh_token },
-        })
-      ).status,
-    ).toBe(204);
-    expect((await refresh(bRotated.body.refresh_token)).status).toBe(401);
+    expect((await refresh(b.refresh_token)).status).toBe(401);
+    expect((await call("GET", "/user/me", { token: a.token })).status).toBe(401);
+    const c = await createSession();
+    expect((await call("GET", "/user/me", { token: c.token })).status).toBe(200);
   });
 
   it("revokes the body's refresh token even when it belongs to another of the caller's sessions", async () => {
@@ -169,15 +186,38 @@ describe("POST /auth/logout", () => {
     expect((await refresh(s.refresh_token)).status).toBe(401);
   });
 
-  it("requires authentication", async () => {
+  it("needs a credential: a refresh token or a bearer token (400 without either)", async () => {
     const res = await call("POST", "/auth/logout");
-    expect(res.status).toBe(401);
-    expect(res.headers.get("www-authenticate")).toBe("Bearer");
+    expect(res.status).toBe(400);
+    expect(res.body.error.details[0].path).toBe("refresh_token");
   });
 
   it("rejects unknown fields", async () => {
     const s = await createSession();
     const res = await call("POST", "/auth/logout", { token: s.token, body: { everything: true } });
     expect(res.status).toBe(400);
+  });
+});
+
+describe("absolute session lifetime", () => {
+  it("refuses to refresh a family that started more than 90 days ago, however often rotated", async () => {
+    const s = await createSession();
+    const rotated = await refresh(s.refresh_token);
+    expect(rotated.status).toBe(200);
+    const familyOf = `(select family_id from refresh_tokens where user_id = $1 limit 1)`;
+    // The login was 89 days ago: still within the lifetime.
+    await sql().query(
+      `update refresh_tokens set created_at = now() - interval '89 days' where family_id = ${familyOf} and rotated_at is not null`,
+      [s.user.id],
+    );
+    const young = await refresh(rotated.body.refresh_token);
+    expect(young.status).toBe(200);
+    // The login was 91 days ago: the family is over, even though its latest token is fresh.
+    await sql().query(
+      `update refresh_tokens set created_at = now() - interval '91 days' where family_id = ${familyOf} and rotated_at is not null`,
+      [s.user.id],
+    );
+    const old = await refresh(young.body.refresh_token);
+    expect(old.status).toBe(401);
   });
 });

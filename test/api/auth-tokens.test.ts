@@ -12,7 +12,11 @@ beforeAll(async () => {
   session = await createSession();
 });
 
-/** Signs a token with the Worker's real secret; every claim can be overridden. */
+/** The session (`sid`) a token was issued with. */
+const sidOf = (token: string) =>
+  JSON.parse(Buffer.from(token.split(".")[1] as string, "base64url").toString()).sid as string;
+
+/** Signs a token with the Worker's real secret (in the fixture's session); claims can be overridden. */
 function sign(
   claims: Record<string, unknown> = {},
   header: Record<string, unknown> = {},
@@ -25,6 +29,7 @@ function sign(
     iat: now(),
     exp: now() + 600,
     jti: crypto.randomUUID(),
+    sid: sidOf(session.token),
     ...claims,
   })
     .setProtectedHeader({ alg: "HS256", typ: "at+jwt", ...header })
@@ -45,6 +50,13 @@ describe("bearer authentication (/user/me)", () => {
     const res = await call("GET", "/user/me", { headers: bearer(await sign()) });
     expect(res.status).toBe(200);
     expect(res.body.user.id).toBe(session.user.id);
+  });
+
+  it("rejects a well-signed token without a session, or with another user's session", async () => {
+    await expectUnauthorized(bearer(await sign({ sid: undefined })));
+    await expectUnauthorized(bearer(await sign({ sid: crypto.randomUUID() })));
+    const other = await createSession();
+    await expectUnauthorized(bearer(await sign({ sid: sidOf(other.token) })));
   });
 
   it("rejects a missing, empty, lower-case or non-Bearer Authorization header", async () => {

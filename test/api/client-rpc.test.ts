@@ -14,9 +14,9 @@ describe("typed client (createClient over hono/client)", () => {
 
     const sent = await anonymous.auth["send-otp"].$post({ json: { mobile_number } });
     if (sent.status !== 200) throw new Error(`send-otp answered ${sent.status}`);
-    const { otp } = await sent.json();
+    const { otp, challenge_id } = await sent.json();
     const verified = await anonymous.auth["verify-otp"].$post({
-      json: { mobile_number, otp: otp ?? "" },
+      json: { mobile_number, otp: otp ?? "", challenge_id },
     });
     if (verified.status !== 200) throw new Error(`verify-otp answered ${verified.status}`);
     const session = await verified.json();

@@ -71,10 +71,10 @@ describe("structured request logs", () => {
     const password = `pw-${crypto.randomUUID()}`;
     const newPassword = `npw-${crypto.randomUUID()}`;
     const ip = uniqueClientIp();
-    expect(
-      (await req("signup", "POST", "/auth/signup", { body: { mobile_number: mobile, password } }))
-        .status,
-    ).toBe(201);
+    const signup = await req("signup", "POST", "/auth/signup", {
+      body: { mobile_number: mobile, password },
+    });
+    expect(signup.status).toBe(201);
     const sent = await req("send", "POST", "/auth/send-otp", {
       body: { mobile_number: mobile },
       headers: { "cf-connecting-ip": ip },
@@ -84,12 +84,17 @@ describe("structured request logs", () => {
     expect(
       (
         await req("wrong", "POST", "/auth/verify-otp", {
-          body: { mobile_number: mobile, otp: wrong },
+          body: { mobile_number: mobile, otp: wrong, challenge_id: sent.body.challenge_id },
         })
       ).status,
     ).toBe(401);
     const session = await req("verify", "POST", "/auth/verify-otp", {
-      body: { mobile_number: mobile, otp },
+      body: {
+        mobile_number: mobile,
+        otp,
+        challenge_id: sent.body.challenge_id,
+        signup_token: signup.body.signup_token,
+      },
     });
     expect(session.status).toBe(200);
     const token = session.body.token as string;

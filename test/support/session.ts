@@ -25,14 +25,22 @@ function expectStatus(res: ApiResponse, status: number, step: string): void {
   }
 }
 
-/** Asks for a login code for `mobileNumber` and returns it (the test Worker echoes codes). */
+/**
+ * Asks for a login code for `mobileNumber` and returns it (the test Worker echoes codes). The
+ * code is bound to `clientIp`'s network: verify from there, or send `requestLoginChallenge`'s id.
+ */
 export async function requestLoginCode(mobileNumber: string, clientIp = uniqueClientIp()) {
+  return (await requestLoginChallenge(mobileNumber, clientIp)).otp;
+}
+
+/** Asks for a login code; answers it with its challenge id (verify-otp from any network). */
+export async function requestLoginChallenge(mobileNumber: string, clientIp = uniqueClientIp()) {
   const res = await call("POST", "/auth/send-otp", {
     body: { mobile_number: mobileNumber },
     headers: { "cf-connecting-ip": clientIp },
   });
   expectStatus(res, 200, "send-otp");
-  return res.body.otp as string;
+  return { otp: res.body.otp as string, challenge_id: res.body.challenge_id as string };
 }
 
 /**
@@ -52,9 +60,15 @@ export async function createSession(
     },
   });
   expectStatus(signup, 201, "signup");
-  const otp = await requestLoginCode(mobileNumber);
+  const { otp, challenge_id } = await requestLoginChallenge(mobileNumber);
   const verified = await call("POST", "/auth/verify-otp", {
-    body: { mobile_number: mobileNumber, otp },
+    body: {
+      mobile_number: mobileNumber,
+      otp,
+      challenge_id,
+      // Keeps the signup password (pending until the number's first verification).
+      ...(signup.body.signup_token ? { signup_token: signup.body.signup_token } : {}),
+    },
   });
   expectStatus(verified, 200, "verify-otp");
   return {
@@ -62,5 +76,28 @@ export async function createSession(
     token: verified.body.token as string,
     refresh_token: verified.body.refresh_token as string,
     mobile_number: signup.body.user.mobile_number as string,
+  };
+}
+
+/**
+ * `call`, remembering the challenge_id of every code sent (send-otp, forgot-password) per number
+ * and presenting it on verify-otp / reset-password for that number, as a client should: the code
+ * is then usable from any test client address (codes are bound to the network that asked).
+ */
+export function challengeAwareCall(): typeof call {
+  const latest = new Map<string, string>();
+  return async (method, path, opts = {}) => {
+    const body = opts.body as Record<string, unknown> | undefined;
+    const number = typeof body?.mobile_number === "string" ? body.mobile_number : undefined;
+    const presents = path === "/auth/verify-otp" || path === "/auth/reset-password";
+    const withChallenge =
+      presents && number && latest.has(number) && body && !("challenge_id" in body)
+        ? { ...opts, body: { ...body, challenge_id: latest.get(number) } }
+        : opts;
+    const res = await call(method, path, withChallenge);
+    if ((path === "/auth/send-otp" || path === "/auth/forgot-password") && number) {
+      if (res.status === 200) latest.set(number, res.body.challenge_id as string);
+    }
+    return res;
   };
 }

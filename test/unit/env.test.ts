@@ -99,11 +99,19 @@ describe("parseEnv", () => {
     expect(message).toMatch(/DATABASE_URL/);
   });
 
-  it("refuses to echo OTP codes in production", () => {
+  it("echoes OTP codes only in development and test", () => {
     expect(configErrorOf({ ...valid, OTP_DELIVERY: "response" })).toMatch(/OTP_DELIVERY/);
-    expect(
-      parseEnv({ ...valid, ENVIRONMENT: "development", OTP_DELIVERY: "response" }).OTP_DELIVERY,
-    ).toBe("response");
+    // No ENVIRONMENT at all defaults to production: refused too.
+    const { ENVIRONMENT: _unset, ...unnamed } = valid;
+    expect(configErrorOf({ ...unnamed, OTP_DELIVERY: "response" })).toMatch(/OTP_DELIVERY/);
+    expect(configErrorOf({ ...valid, ENVIRONMENT: "staging", OTP_DELIVERY: "response" })).toMatch(
+      /ENVIRONMENT|OTP_DELIVERY/,
+    );
+    for (const ENVIRONMENT of ["development", "test"]) {
+      expect(parseEnv({ ...valid, ENVIRONMENT, OTP_DELIVERY: "response" }).OTP_DELIVERY).toBe(
+        "response",
+      );
+    }
   });
 
   it("refuses non-numeric or non-positive limits", () => {

@@ -45,6 +45,18 @@ describe("normalizeMobileNumber", () => {
     expect(normalizeMobileNumber(input)).toBeNull();
   });
 
+  it("drops a parenthesised national trunk prefix: +44 (0)20 and +44 20 are one number", () => {
+    const key = normalizeMobileNumber("+44 20 7946 0000");
+    expect(key).toBe("+442079460000");
+    expect(normalizeMobileNumber("+44 (0)20 7946 0000")).toBe(key);
+    expect(normalizeMobileNumber("+44(0)2079460000")).toBe(key);
+    expect(normalizeMobileNumber("+44 ( 0 ) 20-7946-0000")).toBe(key);
+    // A bare 0 is part of the number in some plans (Italy: +39 06...), so it is kept.
+    expect(normalizeMobileNumber("+39 06 1234 5678")).toBe("+390612345678");
+    // Only a lone 0 in parentheses is a trunk prefix; other digits in parentheses stay.
+    expect(normalizeMobileNumber("+1 (555) 010-0000")).toBe("+15550100000");
+  });
+
   it("accepts exactly 8 and exactly 15 digits", () => {
     expect(normalizeMobileNumber("+12345678")).toBe("+12345678");
     expect(normalizeMobileNumber("+123456789012345")).toBe("+123456789012345");

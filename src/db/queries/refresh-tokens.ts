@@ -64,7 +64,8 @@ export async function insertRefreshTokenForPassword(
  * Rotates a live refresh token into a new one in ONE statement: the conditional UPDATE (`rotated_at
  * is null`) row-locks the old token, so of two concurrent rotations exactly one gets a row and
  * inserts the successor; the other gets nothing. Returns null when the token is unknown, expired,
- * revoked or already rotated, or was issued before the owner's last password change.
+ * revoked or already rotated, was issued before the owner's last password change, or belongs to
+ * a family (session) that started before `familyStartedAfter` (its absolute lifetime is over).
  *
  * The owner's row is read `for share`: a concurrent password change (which updates the user row
  * first, then revokes every token) either waits for this rotation to commit and then revokes its
@@ -73,7 +74,15 @@ export async function insertRefreshTokenForPassword(
  */
 export async function rotateRefreshToken(
   db: Database,
-  input: { tokenHash: string; newId: string; newTokenHash: string; expiresAt: Date; now: Date },
+  input: {
+    tokenHash: string;
+    newId: string;
+    newTokenHash: string;
+    expiresAt: Date;
+    now: Date;
+    /** The family's first token must be younger than this (its absolute lifetime). */
+    familyStartedAfter: Date;
+  },
 ): Promise<{ userId: string; familyId: string } | null> {
   const now = input.now.toISOString();
   const result = await db.execute<{ user_id: string; family_id: string }>(sql`
@@ -83,6 +92,10 @@ export async function rotateRefreshToken(
         join ${refreshTokens} t on t.user_id = u.id
        where t.token_hash = ${input.tokenHash}
          and (u.password_changed_at is null or u.password_changed_at <= t.created_at)
+         and not exists (
+           select 1 from ${refreshTokens} f
+            where f.family_id = t.family_id
+              and f.created_at <= ${input.familyStartedAfter.toISOString()}::timestamptz)
          for share of u
     ), rotated as (
       update ${refreshTokens}
@@ -144,16 +157,22 @@ export function revokeFamilyOfRotatedToken(
   );
 }
 
-/** Revokes the family of a token, only if that token belongs to `userId` (logout). */
+/**
+ * Revokes the family of a token (logout): holding the refresh token is the proof, so no access
+ * token is needed; with `userId`, only if the token is that user's.
+ */
 export function revokeFamilyOfToken(
   db: Database,
-  userId: string,
+  userId: string | null,
   tokenHash: string,
   now: Date,
 ): Promise<number> {
   return revokeFamilyOf(
     db,
-    and(eq(refreshTokens.tokenHash, tokenHash), eq(refreshTokens.userId, userId)),
+    and(
+      eq(refreshTokens.tokenHash, tokenHash),
+      userId === null ? undefined : eq(refreshTokens.userId, userId),
+    ),
     now,
   );
 }
@@ -181,4 +200,28 @@ export async function revokeFamily(
       .returning({ id: refreshTokens.id }),
   ]);
   return rows.length;
+}
+
+/**
+ * Whether an access token's session still stands: its refresh-token family (`sid`) belongs to
+ * the user and was not revoked (logout, password change or reset, theft detection, first proof
+ * of the number), and the token was issued at or after the user's last password change. A
+ * revocation marks every live token of the family, so one unrevoked token means a live family.
+ */
+export async function sessionIsLive(
+  db: Database,
+  input: { userId: string; familyId: string; issuedAt: Date },
+): Promise<boolean> {
+  const result = await db.execute<{ live: boolean }>(sql`
+    select exists (
+      select 1
+        from ${refreshTokens} t
+        join ${users} u on u.id = t.user_id
+       where t.family_id = ${input.familyId}
+         and t.user_id = ${input.userId}
+         and t.revoked_at is null
+         and (u.password_changed_at is null
+              or u.password_changed_at <= ${input.issuedAt.toISOString()}::timestamptz)
+    ) as live`);
+  return result.rows[0]?.live === true;
 }

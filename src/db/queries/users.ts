@@ -69,12 +69,23 @@ export async function setPasswordAndRevokeSessions(
     expectedHash?: string | null;
     now: Date;
     newSession?: NewRefreshToken;
+    /** A code sent to the number authorised this (reset, first password): it is now proved. */
+    numberProved?: boolean;
   },
 ): Promise<UserRow | null> {
   const { userId, passwordHash, expectedHash, now } = input;
   const updateUser = db
     .update(users)
-    .set({ passwordHash, passwordChangedAt: now, updatedAt: now })
+    .set({
+      passwordHash,
+      passwordChangedAt: now,
+      updatedAt: now,
+      ...(input.numberProved
+        ? {
+            mobileVerifiedAt: sql`coalesce(${users.mobileVerifiedAt}, ${now.toISOString()}::timestamptz)`,
+          }
+        : {}),
+    })
     .where(
       and(
         eq(users.id, userId),
@@ -105,13 +116,16 @@ export async function setPasswordAndRevokeSessions(
 
 /**
  * Updates the profile only if the caller's access token was issued at or after the last password
- * change (one round trip for the check and the write); null otherwise or when the user is gone.
+ * change and its session is unrevoked (one round trip for the check and the write); null
+ * otherwise or when the user is gone.
  */
 export async function updateUserProfileIfTokenCurrent(
   db: Database,
   input: {
     userId: string;
     tokenIssuedAt: Date;
+    /** The token's session (`sid`): the write applies only while its family is unrevoked. */
+    sessionId: string;
     changes: { name?: string | null; email?: string | null };
     now: Date;
   },
@@ -123,8 +137,55 @@ export async function updateUserProfileIfTokenCurrent(
       and(
         eq(users.id, input.userId),
         or(isNull(users.passwordChangedAt), lte(users.passwordChangedAt, input.tokenIssuedAt)),
+        sql`exists (select 1 from ${refreshTokens} t where t.family_id = ${input.sessionId} and t.user_id = ${input.userId} and t.revoked_at is null)`,
       ),
     )
     .returning();
   return rows[0] ?? null;
+}
+
+/**
+ * A login code was just used: the number is proved, and a session starts, in one transaction.
+ * On the FIRST proof (`mobile_verified_at` still null) everything that was obtained without proof
+ * is undone in the same statements: the password becomes `keepPasswordHash` (the signup's pending
+ * password when the same client presented its signup token, otherwise none), and every earlier
+ * session is revoked (so its access tokens are refused too, see middleware/auth.ts). Later proofs change nothing
+ * but start the session. Null when the user is gone.
+ */
+export async function proveNumberAndStartSession(
+  db: Database,
+  input: {
+    userId: string;
+    keepPasswordHash: string | null;
+    now: Date;
+    session: NewRefreshToken;
+  },
+): Promise<UserRow | null> {
+  const { userId, now } = input;
+  const at = sql`${now.toISOString()}::timestamptz`;
+  const first = sql`${users.mobileVerifiedAt} is null`;
+  const [updated] = await db.batch([
+    db
+      .update(users)
+      .set({
+        mobileVerifiedAt: sql`coalesce(${users.mobileVerifiedAt}, ${at})`,
+        passwordHash: sql`case when ${first} then ${input.keepPasswordHash}::text else ${users.passwordHash} end`,
+      })
+      .where(eq(users.id, userId))
+      .returning(),
+    // Only when this statement's proof was the first (it stamped `now`): sessions from before it
+    // were never proved, whoever holds them.
+    db
+      .update(refreshTokens)
+      .set({ revokedAt: now })
+      .where(
+        and(
+          eq(refreshTokens.userId, userId),
+          isNull(refreshTokens.revokedAt),
+          sql`exists (select 1 from ${users} where ${users.id} = ${userId} and ${users.mobileVerifiedAt} = ${at})`,
+        ),
+      ),
+    db.insert(refreshTokens).values({ ...input.session, createdAt: now }),
+  ]);
+  return updated[0] ?? null;
 }

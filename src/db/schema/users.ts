@@ -13,6 +13,11 @@ export const users = pgTable("users", {
   passwordHash: text("password_hash"),
   /** Access tokens issued before this instant are refused (password change/reset). */
   passwordChangedAt: timestamp("password_changed_at", { withTimezone: true, mode: "date" }),
+  /**
+   * When a code sent to the number was first used (verify-otp or reset-password). Null: nobody
+   * has proved they hold the number, so no password works (see docs/adr/0008-credentials.md).
+   */
+  mobileVerifiedAt: timestamp("mobile_verified_at", { withTimezone: true, mode: "date" }),
   tier: text("tier", { enum: TIERS }).notNull().default("basic"),
   stripeCustomerId: text("stripe_customer_id").unique(),
   createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),

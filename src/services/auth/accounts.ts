@@ -2,6 +2,7 @@ import {
   findUserById,
   findUserByMobileNumber,
   insertUser,
+  proveNumberAndStartSession,
   setPasswordAndRevokeSessions,
   type UserRow,
   updateUserProfileIfTokenCurrent,
@@ -10,13 +11,14 @@ import {
 import {
   ConflictError,
   describeError,
+  ForbiddenError,
   LimitExceededError,
   NotFoundError,
   UnauthorizedError,
   ValidationError,
 } from "../../errors";
 import { newId } from "../../lib/ids";
-import type { OtpPurpose } from "../../lib/otp";
+import { type OtpPurpose, signupTokenMac } from "../../lib/otp";
 import { hashPassword, needsRehash, verifyAgainstDummy, verifyPassword } from "../../lib/passwords";
 import type { LimitResult } from "../../lib/rate-limit";
 import type { AuthDeps } from "./deps";
@@ -62,30 +64,28 @@ async function findUserTakingSendAllowance(
 }
 
 /**
- * Consumes the code, looks the user up and takes the client's verification allowance in one
- * round. A wrong code wins; when only the lookup failed (database down) or the client is over
- * its limit, a right code is put back, so the owner's retry still works.
+ * Consumes the code and looks the user up in one round. The client's budget of codes tried is
+ * checked inside the consume, before the guess is evaluated. A wrong code wins; when only the
+ * lookup failed (database down), a right code is put back, so the owner's retry still works.
  */
 async function consumeCodeFindingUser(
   deps: AuthDeps,
-  input: { mobileNumber: string; code: string; purpose: OtpPurpose; clientIp: string },
+  input: {
+    mobileNumber: string;
+    code: string;
+    purpose: OtpPurpose;
+    clientIp: string;
+    challengeId?: string;
+  },
 ): Promise<{ user: UserRow | null }> {
-  const [consumed, found, fromClient] = await Promise.allSettled([
+  const [consumed, found] = await Promise.allSettled([
     consumeCodeWithReceipt(deps, input),
     findUserByMobileNumber(deps.db, input.mobileNumber),
-    deps.limiters.verifyPerIp.limit(input.clientIp),
   ]);
-  if (fromClient.status === "fulfilled" && !fromClient.value.success) {
-    if (consumed.status === "fulfilled") await restoreCode(deps, consumed.value);
-    throw limitExceeded(
-      fromClient.value,
-      "Too many codes tried from this network; try again later.",
-    );
-  }
   if (consumed.status === "rejected") throw consumed.reason;
-  if (found.status === "rejected" || fromClient.status === "rejected") {
+  if (found.status === "rejected") {
     await restoreCode(deps, consumed.value);
-    throw found.status === "rejected" ? found.reason : (fromClient as PromiseRejectedResult).reason;
+    throw found.reason;
   }
   return { user: found.value };
 }
@@ -105,7 +105,7 @@ export async function signUp(
     password?: string;
     clientIp: string;
   },
-): Promise<UserRow> {
+): Promise<{ user: UserRow; signupToken?: string }> {
   // The limit comes before the hash: a refused request must not cost 100,000 PBKDF2 rounds.
   const allowance = await deps.limiters.signupPerIp.limit(input.clientIp);
   if (!allowance.success) {
@@ -126,7 +126,35 @@ export async function signUp(
     throw err;
   }
   if (!user) throw new ConflictError("An account with this mobile number already exists.");
-  return user;
+  if (!passwordHash) return { user };
+  // The password stays pending (login refuses it) until the number is proved by a code; only
+  // a verification that presents this token keeps it (docs/adr/0008-credentials.md).
+  const signupToken = await signupTokenMac(deps.config.otpSecret, {
+    userId: user.id,
+    passwordHash,
+  });
+  return { user, signupToken };
+}
+
+/** The pending password a first verification keeps: only with the signup's own token. */
+async function pendingPasswordToKeep(
+  deps: AuthDeps,
+  user: UserRow,
+  signupToken: string | undefined,
+): Promise<string | null> {
+  if (user.mobileVerifiedAt || !user.passwordHash || signupToken === undefined) return null;
+  const expected = await signupTokenMac(deps.config.otpSecret, {
+    userId: user.id,
+    passwordHash: user.passwordHash,
+  });
+  return timingSafeEqualText(expected, signupToken) ? user.passwordHash : null;
+}
+
+function timingSafeEqualText(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
 }
 
 /** send-otp: a login code for a registered number; 404 user_not_found otherwise (as specified). */
@@ -136,26 +164,51 @@ export async function sendLoginCode(
 ): Promise<SentCode> {
   const user = await findUserTakingSendAllowance(deps, { ...input, purpose: "login" });
   if (!user) throw new NotFoundError("No account uses this mobile number.", "user_not_found");
-  return issueCode(deps, { mobileNumber: input.mobileNumber, purpose: "login" });
+  return issueCode(deps, { ...input, purpose: "login" });
 }
 
-/** verify-otp: consumes a login code and starts a session. */
+/**
+ * verify-otp: consumes a login code, records that the number is proved and starts a session, in
+ * one transaction. The first proof drops a pending signup password unless `signupToken` (from
+ * that signup's response) comes with it, and revokes any session obtained before the proof.
+ */
 export async function verifyLoginCode(
   deps: AuthDeps,
-  input: { mobileNumber: string; code: string; clientIp: string },
+  input: {
+    mobileNumber: string;
+    code: string;
+    clientIp: string;
+    challengeId?: string;
+    signupToken?: string;
+  },
 ): Promise<Session> {
   const { user } = await consumeCodeFindingUser(deps, { ...input, purpose: "login" });
   // A code is only ever issued to a registered number, so this is a deleted account.
   if (!user)
     throw new UnauthorizedError("The code is wrong, expired or already used.", "invalid_otp");
-  return { ...(await startSession(deps, user.id)), user };
+  if (user.mobileVerifiedAt) return { ...(await startSession(deps, user.id)), user };
+  const now = deps.clock.now();
+  const [keepPasswordHash, session] = await Promise.all([
+    pendingPasswordToKeep(deps, user, input.signupToken),
+    prepareSession(deps, user.id, now),
+  ]);
+  const proved = await proveNumberAndStartSession(deps.db, {
+    userId: user.id,
+    keepPasswordHash,
+    now,
+    session: session.row,
+  });
+  if (!proved)
+    throw new UnauthorizedError("The code is wrong, expired or already used.", "invalid_otp");
+  return { ...session.pair, user: proved };
 }
 
 const BAD_CREDENTIALS = "The mobile number or password is wrong.";
 
 /**
- * Password login. An unknown number, a user without a password and a wrong password all cost one
- * full hash and give the same 401, so neither the answer nor its timing tells them apart.
+ * Password login. An unknown number, a user without a password, a number nobody has proved with a
+ * code (its password is only pending) and a wrong password all cost one full hash and give the
+ * same 401, so neither the answer nor its timing tells them apart.
  */
 export async function logInWithPassword(
   deps: AuthDeps,
@@ -163,7 +216,8 @@ export async function logInWithPassword(
 ): Promise<Session> {
   const [user, allowance, fromClient] = await Promise.all([
     findUserByMobileNumber(deps.db, input.mobileNumber),
-    deps.limiters.loginPerNumber.limit(input.mobileNumber),
+    // Per number AND client network: a stranger's wrong passwords lock only the stranger.
+    deps.limiters.loginPerNumber.limit(`${input.mobileNumber}:${input.clientIp}`),
     deps.limiters.loginPerIp.limit(input.clientIp),
   ]);
   if (!allowance.success) {
@@ -172,18 +226,19 @@ export async function logInWithPassword(
   if (!fromClient.success) {
     throw limitExceeded(fromClient, "Too many login attempts from this network; try again later.");
   }
-  const ok = user?.passwordHash
-    ? await verifyPassword(input.password, user.passwordHash)
+  const usable = user?.mobileVerifiedAt ? user.passwordHash : null;
+  const ok = usable
+    ? await verifyPassword(input.password, usable)
     : await verifyAgainstDummy(input.password);
-  if (!user?.passwordHash || !ok) {
+  if (!user || !usable || !ok) {
     throw new UnauthorizedError(BAD_CREDENTIALS, "invalid_credentials");
   }
-  const session = await startPasswordSession(deps, user.id, user.passwordHash);
+  const session = await startPasswordSession(deps, user.id, usable);
   // The password was changed or reset while this login checked the old one.
   if (!session) throw new UnauthorizedError(BAD_CREDENTIALS, "invalid_credentials");
   // After the session, which is bound to the hash it verified (a rare extra round).
-  if (needsRehash(user.passwordHash)) {
-    await rehash(deps, { userId: user.id, from: user.passwordHash, password: input.password });
+  if (needsRehash(usable)) {
+    await rehash(deps, { userId: user.id, from: usable, password: input.password });
   }
   return { ...session, user };
 }
@@ -221,20 +276,27 @@ export async function sendResetCode(
   input: { mobileNumber: string; clientIp: string },
 ): Promise<SentCode> {
   const user = await findUserTakingSendAllowance(deps, { ...input, purpose: "password_reset" });
-  if (!user) return decoyCode(deps);
-  return issueCode(deps, { mobileNumber: input.mobileNumber, purpose: "password_reset" });
+  if (!user) return decoyCode(deps, { ...input, purpose: "password_reset" });
+  return issueCode(deps, { ...input, purpose: "password_reset" });
 }
 
 /** reset-password: consumes a reset code, sets the password, revokes every session. No login. */
 export async function resetPassword(
   deps: AuthDeps,
-  input: { mobileNumber: string; code: string; newPassword: string; clientIp: string },
+  input: {
+    mobileNumber: string;
+    code: string;
+    newPassword: string;
+    clientIp: string;
+    challengeId?: string;
+  },
 ): Promise<void> {
   const { user } = await consumeCodeFindingUser(deps, {
     mobileNumber: input.mobileNumber,
     code: input.code,
     purpose: "password_reset",
     clientIp: input.clientIp,
+    ...(input.challengeId ? { challengeId: input.challengeId } : {}),
   });
   if (!user)
     throw new UnauthorizedError("The code is wrong, expired or already used.", "invalid_otp");
@@ -243,6 +305,7 @@ export async function resetPassword(
     userId: user.id,
     passwordHash,
     now: deps.clock.now(),
+    numberProved: true,
   });
 }
 
@@ -271,12 +334,14 @@ export async function updateCurrentUser(
   input: {
     userId: string;
     tokenIssuedAt: number;
+    sessionId: string;
     changes: { name?: string | null; email?: string | null };
   },
 ): Promise<UserRow> {
   const user = await updateUserProfileIfTokenCurrent(deps.db, {
     userId: input.userId,
     tokenIssuedAt: new Date(Math.round(input.tokenIssuedAt * 1000)),
+    sessionId: input.sessionId,
     changes: input.changes,
     now: deps.clock.now(),
   });
@@ -285,8 +350,10 @@ export async function updateCurrentUser(
 }
 
 /**
- * change-password: requires the current password once one is set; revokes every session and
- * returns a fresh token pair for the caller, whose old access token stops working on /user/me.
+ * change-password: requires the current password once one is set, and a fresh code for the
+ * number (`otp`, from forgot-password) to set a first one: a bearer token alone never sets a
+ * password. Revokes every session and returns a fresh token pair for the caller, whose old
+ * access token stops working everywhere.
  */
 export async function changePassword(
   deps: AuthDeps,
@@ -294,11 +361,30 @@ export async function changePassword(
     userId: string;
     tokenIssuedAt: number;
     currentPassword?: string;
+    otp?: string;
+    challengeId?: string;
     newPassword: string;
+    clientIp: string;
+    /** The caller's session check (auth middleware), awaited in the same round as the read. */
+    sessionLive: Promise<void>;
   },
 ): Promise<Session> {
-  const user = await getCurrentUser(deps, input);
-  if (user.passwordHash) {
+  const [, user] = await Promise.all([input.sessionLive, getCurrentUser(deps, input)]);
+  if (!user.passwordHash) {
+    if (input.otp === undefined) {
+      throw new ForbiddenError(
+        "Setting a first password needs a fresh code: request one with /auth/forgot-password and send it as otp.",
+        "reauthentication_required",
+      );
+    }
+    await consumeCodeFindingUser(deps, {
+      mobileNumber: user.mobileNumber,
+      code: input.otp,
+      purpose: "password_reset",
+      clientIp: input.clientIp,
+      ...(input.challengeId ? { challengeId: input.challengeId } : {}),
+    });
+  } else {
     if (input.currentPassword === undefined) {
       throw new ValidationError("The request is invalid.", [
         {
@@ -310,7 +396,9 @@ export async function changePassword(
     }
     // A guess here must cost what a login guess costs: the same per-number budget, or a stolen
     // access token could brute-force the current password without any limit.
-    const allowance = await deps.limiters.loginPerNumber.limit(user.mobileNumber);
+    const allowance = await deps.limiters.loginPerNumber.limit(
+      `${user.mobileNumber}:${input.clientIp}`,
+    );
     if (!allowance.success) {
       throw limitExceeded(
         allowance,
@@ -331,6 +419,7 @@ export async function changePassword(
     expectedHash: user.passwordHash,
     now,
     newSession: session.row,
+    numberProved: !user.passwordHash,
   });
   if (!updated) {
     throw new UnauthorizedError(

@@ -11,8 +11,13 @@ import type { AccessTokens } from "../../lib/tokens";
 export const AUTH_LIMITS = {
   /** Minimum gap between two codes for one number and purpose. */
   otpCooldownSeconds: 30,
-  /** Codes per number and purpose per sliding hour. */
+  /** Codes per (number, purpose, client network) per sliding hour. */
   otpPerNumberPerHour: 5,
+  /**
+   * Codes per number and purpose per sliding hour from all networks together: the SMS spend
+   * ceiling. A stranger needs four networks to reach it, and it refuses only sends.
+   */
+  otpPerNumberAllPerHour: 20,
   /** Codes requested per client IP per sliding hour (all numbers together). */
   otpPerIpPerHour: 20,
   /**
@@ -20,7 +25,7 @@ export const AUTH_LIMITS = {
    * code to be used, so no legitimate flow is refused here that send-otp would not refuse.
    */
   signupPerIpPerHour: 20,
-  /** Password attempts per number per sliding 15 minutes. */
+  /** Password attempts per (number, client network) per sliding 15 minutes. */
   loginPerNumberPer15Min: 10,
   /**
    * Password logins per client IP (IPv6: per /64) per sliding 15 minutes, across numbers: one
@@ -28,8 +33,9 @@ export const AUTH_LIMITS = {
    */
   loginPerIpPer15Min: 100,
   /**
-   * Code verifications (login and reset) per client IP per sliding 15 minutes, across numbers:
-   * bounds guessing at many numbers' codes from one client.
+   * Codes tried (login and reset) per client IP per fixed 15 minutes, across numbers: bounds
+   * guessing at many numbers' codes from one client. Counted inside the consume script, before
+   * the guess is evaluated (a refused guess neither counts nor reveals anything).
    */
   verifyPerIpPer15Min: 100,
 } as const;
@@ -37,10 +43,10 @@ export const AUTH_LIMITS = {
 export interface AuthLimiters {
   signupPerIp: RateLimiter;
   otpPerNumber: RateLimiter;
+  otpPerNumberAll: RateLimiter;
   otpPerIp: RateLimiter;
   loginPerNumber: RateLimiter;
   loginPerIp: RateLimiter;
-  verifyPerIp: RateLimiter;
 }
 
 /** Everything the auth services need; tests build it directly with a fixed clock. */
@@ -52,7 +58,12 @@ export interface AuthDeps {
   otpStore: OtpStore;
   otpDelivery: OtpDelivery;
   limiters: AuthLimiters;
-  config: { otpSecret: string; refreshTokenTtlSeconds: number };
+  config: {
+    otpSecret: string;
+    refreshTokenTtlSeconds: number;
+    /** A family (session) older than this is refused at refresh, however often it rotated. */
+    refreshFamilyMaxAgeSeconds: number;
+  };
 }
 
 export function createAuthLimiters(redis: RedisClient): AuthLimiters {
@@ -60,11 +71,11 @@ export function createAuthLimiters(redis: RedisClient): AuthLimiters {
     createRateLimiter({ redis, prefix, algorithm: "sliding", tokens, window });
   return {
     signupPerIp: sliding("rl:signup:ip", AUTH_LIMITS.signupPerIpPerHour, "1 h"),
-    otpPerNumber: sliding("rl:otp:number", AUTH_LIMITS.otpPerNumberPerHour, "1 h"),
+    otpPerNumber: sliding("rl:otp:number-net", AUTH_LIMITS.otpPerNumberPerHour, "1 h"),
+    otpPerNumberAll: sliding("rl:otp:number", AUTH_LIMITS.otpPerNumberAllPerHour, "1 h"),
     otpPerIp: sliding("rl:otp:ip", AUTH_LIMITS.otpPerIpPerHour, "1 h"),
     loginPerNumber: sliding("rl:login:number", AUTH_LIMITS.loginPerNumberPer15Min, "15 m"),
     loginPerIp: sliding("rl:login:ip", AUTH_LIMITS.loginPerIpPer15Min, "15 m"),
-    verifyPerIp: sliding("rl:verify:ip", AUTH_LIMITS.verifyPerIpPer15Min, "15 m"),
   };
 }
 
@@ -76,12 +87,16 @@ export function buildAuthDeps(
     tokens: AccessTokens;
     otpDelivery: OtpDelivery;
   },
-  env: Pick<Env, "OTP_SECRET" | "REFRESH_TOKEN_TTL_SECONDS">,
+  env: Pick<Env, "OTP_SECRET" | "REFRESH_TOKEN_TTL_SECONDS" | "REFRESH_FAMILY_MAX_AGE_SECONDS">,
 ): AuthDeps {
   return {
     ...services,
     otpStore: createOtpStore(services.redis),
     limiters: createAuthLimiters(services.redis),
-    config: { otpSecret: env.OTP_SECRET, refreshTokenTtlSeconds: env.REFRESH_TOKEN_TTL_SECONDS },
+    config: {
+      otpSecret: env.OTP_SECRET,
+      refreshTokenTtlSeconds: env.REFRESH_TOKEN_TTL_SECONDS,
+      refreshFamilyMaxAgeSeconds: env.REFRESH_FAMILY_MAX_AGE_SECONDS,
+    },
   };
 }

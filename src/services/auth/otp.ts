@@ -1,5 +1,13 @@
 import { describeError, LimitExceededError, UnauthorizedError } from "../../errors";
-import { generateOtp, type OtpPurpose, otpMac } from "../../lib/otp";
+import {
+  CHALLENGE_ID_PATTERN,
+  type CodeSlot,
+  generateOtp,
+  networkTag,
+  newChallengeId,
+  type OtpPurpose,
+  otpMac,
+} from "../../lib/otp";
 import { AUTH_LIMITS, type AuthDeps } from "./deps";
 
 /** A code lives 5 minutes (NIST/ASVS allow at most 10). */
@@ -10,42 +18,60 @@ export const OTP_MAX_ATTEMPTS = 5;
 export const OTP_MAX_CONSECUTIVE_FAILURES = 100;
 /** The lock (and the failure count) expires this long after the first failure. */
 export const OTP_FAILURE_WINDOW_SECONDS = 24 * 3600;
+/** The per-client budget of codes tried is a fixed window of this length. */
+export const OTP_CLIENT_WINDOW_SECONDS = 15 * 60;
 
 export interface SentCode {
   /** Present only when the delivery echoes codes (OTP_DELIVERY=response). */
   otp?: string;
   expiresIn: number;
+  /** Names this code; the client that asked for it sends it back to bind its attempts to it. */
+  challengeId: string;
+}
+
+/** Who is asking about which number's code. */
+interface CodeRequest {
+  mobileNumber: string;
+  purpose: OtpPurpose;
+  clientIp: string;
+}
+
+/** The slot of the caller's own code: (number, purpose, the caller's network). */
+async function slotOf(deps: AuthDeps, input: CodeRequest): Promise<CodeSlot> {
+  return {
+    mobileNumber: input.mobileNumber,
+    purpose: input.purpose,
+    network: await networkTag(deps.config.otpSecret, input.clientIp),
+  };
 }
 
 /**
- * Applies the send limits for (number, purpose, client IP): an exact 30-second cool-down, 5 codes
- * an hour per number and purpose, 20 an hour per IP. All three are consulted at once; when any
- * refuses, what the others took is given back, so a refused request costs the caller nothing.
+ * Applies the send limits: an exact 30-second cool-down and 5 codes an hour per (number, purpose,
+ * client network), so a stranger's sends never use up the owner's; 20 codes an hour per number
+ * and purpose from all networks together (the SMS spend ceiling); 20 an hour per client IP. All
+ * are consulted at once; when any refuses, what the others took is given back, so a refused
+ * request costs the caller nothing.
  */
-export async function takeSendAllowance(
-  deps: AuthDeps,
-  input: { mobileNumber: string; purpose: OtpPurpose; clientIp: string },
-): Promise<void> {
-  const perNumberId = `${input.purpose}:${input.mobileNumber}`;
-  const [cooldown, perNumber, perIp] = await Promise.all([
-    deps.otpStore.startCooldown({
-      mobileNumber: input.mobileNumber,
-      purpose: input.purpose,
-      seconds: AUTH_LIMITS.otpCooldownSeconds,
-    }),
-    deps.limiters.otpPerNumber.limit(perNumberId),
+export async function takeSendAllowance(deps: AuthDeps, input: CodeRequest): Promise<void> {
+  const slot = await slotOf(deps, input);
+  const [cooldown, perNumber, perNumberAll, perIp] = await Promise.all([
+    deps.otpStore.startCooldown({ ...slot, seconds: AUTH_LIMITS.otpCooldownSeconds }),
+    deps.limiters.otpPerNumber.limit(perNumberId(slot)),
+    deps.limiters.otpPerNumberAll.limit(`${slot.purpose}:${slot.mobileNumber}`),
     deps.limiters.otpPerIp.limit(input.clientIp),
   ]);
-  if (cooldown.started && perNumber.success && perIp.success) return;
-  await giveBack(deps, input, {
+  if (cooldown.started && perNumber.success && perNumberAll.success && perIp.success) return;
+  await giveBack(deps, input, slot, {
     cooldown: cooldown.started,
     perNumber: perNumber.success,
+    perNumberAll: perNumberAll.success,
     perIp: perIp.success,
   });
   const now = Date.now();
   const waits: number[] = [];
   if (!cooldown.started) waits.push(cooldown.retryAfterSeconds);
   if (!perNumber.success) waits.push((perNumber.reset - now) / 1000);
+  if (!perNumberAll.success) waits.push((perNumberAll.reset - now) / 1000);
   if (!perIp.success) waits.push((perIp.reset - now) / 1000);
   throw new LimitExceededError(
     "Too many codes requested; wait before asking for another.",
@@ -53,67 +79,85 @@ export async function takeSendAllowance(
   );
 }
 
+const perNumberId = (slot: CodeSlot) => `${slot.purpose}:${slot.mobileNumber}:${slot.network}`;
+
 /**
  * Gives back a send allowance taken for a request that then failed (the database was down), so
  * the same request works as soon as the dependency is back instead of hitting the cool-down.
  */
-export async function giveBackSendAllowance(
-  deps: AuthDeps,
-  input: { mobileNumber: string; purpose: OtpPurpose; clientIp: string },
-): Promise<void> {
-  await giveBack(deps, input, { cooldown: true, perNumber: true, perIp: true });
+export async function giveBackSendAllowance(deps: AuthDeps, input: CodeRequest): Promise<void> {
+  await giveBack(deps, input, await slotOf(deps, input), {
+    cooldown: true,
+    perNumber: true,
+    perNumberAll: true,
+    perIp: true,
+  });
 }
 
 async function giveBack(
   deps: AuthDeps,
-  input: { mobileNumber: string; purpose: OtpPurpose; clientIp: string },
-  taken: { cooldown: boolean; perNumber: boolean; perIp: boolean },
+  input: CodeRequest,
+  slot: CodeSlot,
+  taken: { cooldown: boolean; perNumber: boolean; perNumberAll: boolean; perIp: boolean },
 ): Promise<void> {
-  const perNumberId = `${input.purpose}:${input.mobileNumber}`;
   await Promise.allSettled([
-    taken.cooldown
-      ? deps.otpStore.clearCooldown({ mobileNumber: input.mobileNumber, purpose: input.purpose })
+    taken.cooldown ? deps.otpStore.clearCooldown(slot) : null,
+    taken.perNumber ? deps.limiters.otpPerNumber.limit(perNumberId(slot), { rate: -1 }) : null,
+    taken.perNumberAll
+      ? deps.limiters.otpPerNumberAll.limit(`${slot.purpose}:${slot.mobileNumber}`, { rate: -1 })
       : null,
-    taken.perNumber ? deps.limiters.otpPerNumber.limit(perNumberId, { rate: -1 }) : null,
     taken.perIp ? deps.limiters.otpPerIp.limit(input.clientIp, { rate: -1 }) : null,
   ]);
 }
 
-/** Issues a fresh code for (number, purpose), replacing any earlier one, and delivers it. */
+/**
+ * Issues a fresh code in the caller's slot, replacing only the caller's network's earlier one
+ * (never another client's), and delivers it. `deliver: false` stores a code nobody receives:
+ * forgot-password for an unknown number, so its answers (attempts_left) match a known one's.
+ */
 export async function issueCode(
   deps: AuthDeps,
-  input: { mobileNumber: string; purpose: OtpPurpose },
+  input: CodeRequest & { deliver?: boolean },
 ): Promise<SentCode> {
   const code = generateOtp();
   const now = deps.clock.now().getTime();
-  const mac = await otpMac(deps.config.otpSecret, { ...input, code });
+  const slot = await slotOf(deps, input);
+  const challengeId = newChallengeId(slot.network);
+  const mac = await otpMac(deps.config.otpSecret, { ...slot, code });
   await deps.otpStore.issue({
-    ...input,
+    ...slot,
     mac,
+    challengeId,
     expiresAtMs: now + OTP_TTL_SECONDS * 1000,
     // The stored expiry decides validity; the Redis TTL only collects garbage a little later.
     ttlSeconds: OTP_TTL_SECONDS + 60,
   });
+  if (input.deliver === false) {
+    return {
+      ...(deps.otpDelivery.echoesCode ? { otp: generateOtp() } : {}),
+      expiresIn: OTP_TTL_SECONDS,
+      challengeId,
+    };
+  }
   const delivered = await deps.otpDelivery.deliver({
-    ...input,
+    mobileNumber: input.mobileNumber,
+    purpose: input.purpose,
     code,
     expiresInSeconds: OTP_TTL_SECONDS,
   });
   return {
     ...(delivered.codeForResponse ? { otp: delivered.codeForResponse } : {}),
     expiresIn: OTP_TTL_SECONDS,
+    challengeId,
   };
 }
 
 /**
- * What an unknown number gets from forgot-password: the same shape as a real code (a random,
- * never-stored decoy where codes are echoed), and nothing is sent or stored.
+ * What an unknown number gets from forgot-password: the same shape as a real code, and a
+ * stored, never-delivered code, so wrong guesses answer the same attempts_left as for a known one.
  */
-export function decoyCode(deps: AuthDeps): SentCode {
-  return {
-    ...(deps.otpDelivery.echoesCode ? { otp: generateOtp() } : {}),
-    expiresIn: OTP_TTL_SECONDS,
-  };
+export function decoyCode(deps: AuthDeps, input: CodeRequest): Promise<SentCode> {
+  return issueCode(deps, { ...input, deliver: false });
 }
 
 const INVALID_OTP = "The code is wrong, expired or already used.";
@@ -121,16 +165,15 @@ const INVALID_OTP = "The code is wrong, expired or already used.";
 /** Consumes the code if it is right; throws 401 invalid_otp (with attempts left) or 429. */
 export async function consumeCode(
   deps: AuthDeps,
-  input: { mobileNumber: string; purpose: OtpPurpose; code: string },
+  input: CodeRequest & { code: string; challengeId?: string },
 ): Promise<void> {
   await consumeCodeWithReceipt(deps, input);
 }
 
 /** What `restoreCode` needs to put a consumed code back. */
-export interface CodeReceipt {
-  mobileNumber: string;
-  purpose: OtpPurpose;
+export interface CodeReceipt extends CodeSlot {
   mac: string;
+  challengeId: string;
   expiresAtMs: number;
 }
 
@@ -148,16 +191,28 @@ export async function restoreCode(deps: AuthDeps, receipt: CodeReceipt): Promise
   }
 }
 
-/** `consumeCode`, answering the receipt that `restoreCode` takes. */
+/**
+ * `consumeCode`, answering the receipt that `restoreCode` takes. With a challenge id the code is
+ * the one that send issued (from whichever network the client is on now); without one, it is the
+ * code issued to the caller's own network. Either way, nobody else's code is touched.
+ */
 export async function consumeCodeWithReceipt(
   deps: AuthDeps,
-  input: { mobileNumber: string; purpose: OtpPurpose; code: string },
+  input: CodeRequest & { code: string; challengeId?: string },
 ): Promise<CodeReceipt> {
-  const mac = await otpMac(deps.config.otpSecret, input);
+  const named = input.challengeId ? CHALLENGE_ID_PATTERN.exec(input.challengeId) : null;
+  const slot: CodeSlot = named?.[1]
+    ? { mobileNumber: input.mobileNumber, purpose: input.purpose, network: named[1] }
+    : await slotOf(deps, input);
+  const challengeId = named ? (input.challengeId as string) : "";
+  const mac = await otpMac(deps.config.otpSecret, { ...input, code: input.code });
   const result = await deps.otpStore.consume({
-    mobileNumber: input.mobileNumber,
-    purpose: input.purpose,
+    ...slot,
     mac,
+    challengeId,
+    clientIp: input.clientIp,
+    clientMaxTries: AUTH_LIMITS.verifyPerIpPer15Min,
+    clientWindowSeconds: OTP_CLIENT_WINDOW_SECONDS,
     nowMs: deps.clock.now().getTime(),
     maxAttempts: OTP_MAX_ATTEMPTS,
     maxConsecutiveFailures: OTP_MAX_CONSECUTIVE_FAILURES,
@@ -165,12 +220,13 @@ export async function consumeCodeWithReceipt(
   });
   switch (result.status) {
     case "ok":
-      return {
-        mobileNumber: input.mobileNumber,
-        purpose: input.purpose,
-        mac,
-        expiresAtMs: result.expiresAtMs,
-      };
+      // The code's own challenge id, so a restored code still answers to its challenge.
+      return { ...slot, mac, challengeId: result.challengeId, expiresAtMs: result.expiresAtMs };
+    case "limited":
+      throw new LimitExceededError(
+        "Too many codes tried from this network; try again later.",
+        result.retryAfterSeconds,
+      );
     case "locked":
       throw new LimitExceededError(
         "Too many wrong codes for this number; try again later.",

@@ -96,6 +96,7 @@ export async function refreshSession(deps: AuthDeps, refreshToken: string): Prom
     newTokenHash,
     expiresAt: new Date(now.getTime() + deps.config.refreshTokenTtlSeconds * 1000),
     now,
+    familyStartedAfter: new Date(now.getTime() - deps.config.refreshFamilyMaxAgeSeconds * 1000),
   });
   if (!rotated) {
     const revoked = await revokeFamilyOfRotatedToken(deps.db, tokenHash, now);
@@ -111,19 +112,21 @@ export async function refreshSession(deps: AuthDeps, refreshToken: string): Prom
 }
 
 /**
- * Ends the caller's session: the family the access token was issued with and, when one is given,
- * the family of that refresh token (only if it is the caller's). Idempotent.
+ * Ends a session: the family the access token was issued with (when a valid one came) and the
+ * family of the refresh token (when one came). The refresh token alone is enough, so an expired
+ * access token never strands a session. Idempotent: an unknown or revoked token changes nothing.
  */
 export async function endSession(
   deps: AuthDeps,
-  input: { userId: string; sessionId?: string; refreshToken?: string },
+  input: { caller?: { userId: string; sessionId?: string }; refreshToken?: string },
 ): Promise<void> {
   const now = deps.clock.now();
   const work: Promise<unknown>[] = [];
-  if (input.sessionId) work.push(revokeFamily(deps.db, input.userId, input.sessionId, now));
-  if (input.refreshToken !== undefined) {
+  const { caller } = input;
+  if (caller?.sessionId) work.push(revokeFamily(deps.db, caller.userId, caller.sessionId, now));
+  if (input.refreshToken !== undefined && REFRESH_TOKEN_PATTERN.test(input.refreshToken)) {
     const hash = await hashRefreshToken(input.refreshToken);
-    work.push(revokeFamilyOfToken(deps.db, input.userId, hash, now));
+    work.push(revokeFamilyOfToken(deps.db, null, hash, now));
   }
   await Promise.all(work);
 }

@@ -65,6 +65,8 @@ export interface SendMessageInput {
   idempotencyKey: string | undefined;
   /** `stream`: the caller produces the reply itself (SSE) instead of queueing it. */
   mode: "queued" | "stream";
+  /** The caller's session check (auth middleware), awaited in round 1, before any write. */
+  sessionLive?: Promise<void>;
 }
 
 export type SendMessageResult =
@@ -202,15 +204,18 @@ async function sendClaimedMessage(
   const gateMember = input.idempotencyKey ? `key:${input.idempotencyKey}` : replyId;
   const maxPending = Math.max(config.maxPendingReplies.basic, config.maxPendingReplies.pro);
 
-  // Round 1 (the claim and the pending-replies entry run beside it).
+  // Round 1 (the claim, the pending-replies entry and the session check run beside it).
   const [context, taken, ownsClaim, gate] = await Promise.allSettled([
-    db.batch([
-      db.select({ tier: users.tier }).from(users).where(eq(users.id, input.userId)).limit(1),
-      selectOwnedChatroom(db, input.chatroomId, input.userId),
-      selectHistoryWindow(db, input.chatroomId, input.userId, config.historyMaxMessages),
-      selectIdempotencyRecord(db, input.userId, input.idempotencyKey ?? null, now),
-      selectPendingReplyIds(db, input.userId, maxPending + 1),
-    ]),
+    Promise.all([
+      db.batch([
+        db.select({ tier: users.tier }).from(users).where(eq(users.id, input.userId)).limit(1),
+        selectOwnedChatroom(db, input.chatroomId, input.userId),
+        selectHistoryWindow(db, input.chatroomId, input.userId, config.historyMaxMessages),
+        selectIdempotencyRecord(db, input.userId, input.idempotencyKey ?? null, now),
+        selectPendingReplyIds(db, input.userId, maxPending + 1),
+      ]),
+      input.sessionLive,
+    ]).then(([rows]) => rows),
     deps.quota.take(input.userId),
     claimed,
     deps.pendingGate.enter(input.userId, gateMember),

@@ -115,7 +115,9 @@ describe.each(["down", "error"] as const)("Redis %s for everyone", (mode) => {
     expect(sent.status, sent.text).toBe(200);
 
     const verify = () =>
-      call("POST", "/auth/verify-otp", { body: { mobile_number: mobile, otp: sent.body.otp } });
+      call("POST", "/auth/verify-otp", {
+        body: { mobile_number: mobile, otp: sent.body.otp, challenge_id: sent.body.challenge_id },
+      });
     expectUnavailable(await whileRedis(mode, verify), "verify-otp");
     const verified = await verify();
     expect(verified.status, verified.text).toBe(200);
