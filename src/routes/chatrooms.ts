@@ -367,6 +367,7 @@ const UsageResponse = z
 const usageRoute = createRoute({
   method: "get",
   path: "/usage",
+  operationId: "getUsage",
   tags: ["Chat"],
   summary: "The caller's Gemini usage per UTC day (prompts and tokens)",
   description: `From the usage ledger written with each settled reply. \`from\`/\`to\` are UTC days, inclusive; at most ${USAGE_MAX_DAYS} days; default the last 30 days.`,
