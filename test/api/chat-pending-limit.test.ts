@@ -48,8 +48,11 @@ async function api(
 async function session(tier: "basic" | "pro" = "basic") {
   const mobile = uniqueMobileNumber();
   expect((await api("POST", "/auth/signup", { body: { mobile_number: mobile } })).status).toBe(201);
-  const otp = (await api("POST", "/auth/send-otp", { body: { mobile_number: mobile } })).body.otp;
-  const verified = await api("POST", "/auth/verify-otp", { body: { mobile_number: mobile, otp } });
+  // Each call comes from another client address, so the code is named by its challenge id.
+  const sent = (await api("POST", "/auth/send-otp", { body: { mobile_number: mobile } })).body;
+  const verified = await api("POST", "/auth/verify-otp", {
+    body: { mobile_number: mobile, otp: sent.otp, challenge_id: sent.challenge_id },
+  });
   const token = verified.body.token as string;
   if (tier === "pro") {
     neonConfig.fetchEndpoint = () => `${stack.cloudUrl}/neon/sql`;
