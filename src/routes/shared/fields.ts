@@ -339,3 +339,27 @@ export function validationHook(schemaFor: (target: string) => AnySchema | undefi
     );
   };
 }
+
+/**
+ * Middleware for a write that takes no body (`POST /subscription/cancel`): an empty body or `{}`
+ * is fine (clients send either); any field is refused like an unknown field, so a request the
+ * route would ignore is never counted as a valid one (rate limits are taken after validation).
+ */
+export const takesNoBody: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const text = (await c.req.text()).trim();
+  if (text !== "") {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw invalid([{ path: "", message: "The body is not valid JSON", location: "json" }]);
+    }
+    if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+      throw invalid([
+        { path: "", message: "The body must be empty or an empty JSON object", location: "json" },
+      ]);
+    }
+    normaliseFields(parsed, []);
+  }
+  await next();
+};
