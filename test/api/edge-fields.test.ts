@@ -231,6 +231,22 @@ describe("validation messages a person can act on", () => {
     ]);
   });
 
+  it("Content-Type: application/json with no body is an empty object, not malformed JSON", async () => {
+    const headers = { "content-type": "application/json" };
+    const room = await call("POST", "/chatroom", { token: me.token, rawBody: "", headers });
+    expect(room.status).toBe(400);
+    expect(room.body.error.message).toBe("title is required.");
+    const s = await createSession();
+    const checkout = await call("POST", "/subscribe/pro", { token: s.token, rawBody: "", headers });
+    expect(checkout.status, checkout.text).toBe(200);
+    const cancel = await call("POST", "/subscription/cancel", {
+      token: s.token,
+      rawBody: "",
+      headers,
+    });
+    expect(cancel.status, cancel.text).toBe(409);
+  });
+
   it("keeps a schema's own sentence", async () => {
     expectInvalid(
       await call("POST", "/auth/verify-otp", {
@@ -277,5 +293,28 @@ describe("token responses in OAuth 2.0 names", () => {
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ token_type: "Bearer", expires_in: 900 });
     expect(res.body.access_token).toBe(res.body.token);
+  });
+});
+
+describe("the OpenAPI document says so", () => {
+  it("lists each operation's aliases and types error.details", async () => {
+    const doc = (await call("GET", "/openapi.json")).body;
+    const signup = doc.paths["/auth/signup"].post.description as string;
+    expect(signup).toContain("`phone` for `mobile_number`");
+    expect(signup).toContain("`full_name` for `name`");
+    expect(signup).not.toContain("for `title`");
+    expect(doc.paths["/chatroom"].post.description).toContain("`name` for `title`");
+    expect(doc.paths["/chatroom/{id}/message"].post.description).toContain("`text` for `content`");
+    const details = doc.components.schemas.Error.properties.error.properties.details;
+    const refs = JSON.stringify(details);
+    for (const name of ["FieldIssue", "AttemptsLeft", "DailyLimitDetails"]) {
+      expect(refs).toContain(`#/components/schemas/${name}`);
+    }
+    expect(doc.components.schemas.FieldIssue.required.sort()).toEqual([
+      "location",
+      "message",
+      "path",
+    ]);
+    expect(doc.components.schemas.TokenPair.required).toContain("access_token");
   });
 });

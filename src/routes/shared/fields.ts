@@ -173,20 +173,24 @@ export function normaliseJsonBody(fields: readonly string[]): MiddlewareHandler<
   return async (c, next) => {
     const type = c.req.header("content-type") ?? "";
     if (/^application\/json\s*(;|$)/i.test(type)) {
+      // HonoRequest.json() parses the cached text, so a changed body goes there.
+      const cache = c.req.bodyCache as { text?: Promise<string> };
+      const text = await c.req.text();
       let parsed: unknown;
       let ok = true;
       try {
-        parsed = await c.req.json();
+        parsed = JSON.parse(text);
       } catch {
         ok = false;
       }
-      if (ok) {
+      if (!ok && text.trim() === "") {
+        // Content-Type: application/json with no body (many clients send the header on every
+        // POST): an empty object, so an optional body is absent and a required one names its
+        // missing fields instead of "Malformed JSON".
+        cache.text = Promise.resolve("{}");
+      } else if (ok) {
         const normalised = normaliseFields(parsed, fields);
-        // HonoRequest.json() parses the cached text, so the renamed body goes there.
-        if (normalised !== parsed)
-          (c.req.bodyCache as { text?: Promise<string> }).text = Promise.resolve(
-            JSON.stringify(normalised),
-          );
+        if (normalised !== parsed) cache.text = Promise.resolve(JSON.stringify(normalised));
       }
     }
     await next();
