@@ -183,12 +183,8 @@ export function normaliseJsonBody(fields: readonly string[]): MiddlewareHandler<
       } catch {
         ok = false;
       }
-      if (!ok && text.trim() === "") {
-        // Content-Type: application/json with no body (many clients send the header on every
-        // POST): an empty object, so an optional body is absent and a required one names its
-        // missing fields instead of "Malformed JSON".
-        cache.text = Promise.resolve("{}");
-      } else if (ok) {
+      // A body that is not JSON (or no body) is left to the validator's own 400.
+      if (ok) {
         const normalised = normaliseFields(parsed, fields);
         if (normalised !== parsed) cache.text = Promise.resolve(JSON.stringify(normalised));
       }
