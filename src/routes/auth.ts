@@ -459,7 +459,7 @@ export const authRoutes = createRouter()
       if (c.req.header("authorization") !== undefined) {
         throw new UnauthorizedError("The bearer token is invalid or expired.");
       }
-      throw new ValidationError("The request is invalid.", [
+      throw new ValidationError("Send refresh_token, or a bearer token.", [
         {
           path: "refresh_token",
           message: "Send refresh_token, or a bearer token.",
