@@ -237,6 +237,9 @@ interface Case {
   prepare(count: number): Promise<(() => Promise<Reply>)[]>;
 }
 
+/** Valid requests a user may send to each billing write per 10 minutes (BILLING_LIMITS). */
+const BILLING_PER_USER = 10;
+
 const repeat = <T>(count: number, make: (i: number) => T) =>
   Array.from({ length: count }, (_, i) => make(i));
 
@@ -773,10 +776,13 @@ const cases: Case[] = [
   {
     label: "POST /subscribe/pro",
     async prepare(n) {
-      const s = await session();
-      return same(n, () =>
-        expect(200, "subscribe")(call("POST", "/subscribe/pro", { token: s.token })),
-      );
+      // A user may open 10 checkouts per 10 minutes (BILLING_LIMITS): a fresh user every 10.
+      const users: Session[] = [];
+      for (let i = 0; i < Math.ceil(n / BILLING_PER_USER); i++) users.push(await session());
+      return repeat(n, (i) => {
+        const s = users[Math.floor(i / BILLING_PER_USER)] as Session;
+        return () => expect(200, "subscribe")(call("POST", "/subscribe/pro", { token: s.token }));
+      });
     },
   },
   {
@@ -792,10 +798,13 @@ const cases: Case[] = [
     label: "POST /subscription/portal",
     samples: 10,
     async prepare(n) {
-      const u = await paidUser();
-      return same(n, () =>
-        expect(200, "portal")(call("POST", "/subscription/portal", { token: u.token })),
-      );
+      const users: Session[] = [];
+      for (let i = 0; i < Math.ceil(n / BILLING_PER_USER); i++) users.push(await paidUser());
+      return repeat(n, (i) => {
+        const u = users[Math.floor(i / BILLING_PER_USER)] as Session;
+        return () =>
+          expect(200, "portal")(call("POST", "/subscription/portal", { token: u.token }));
+      });
     },
   },
   {

@@ -93,14 +93,29 @@ const OtpSentSchema = z
   })
   .openapi("OtpSent");
 
+const ACCESS_TOKEN_EXAMPLE =
+  "eyJhbGciOiJIUzI1NiIsInR5cCI6ImFjY2VzcyJ9.eyJzdWIiOiIwMTkzNmY0ZSJ9.c2lnbmF0dXJl";
+
+/** The spec's `token`, and the same pair in OAuth 2.0's names (RFC 6749 §5.1) for its clients. */
 const TokenPairSchema = z
   .object({
     token: z.string().openapi({
-      example: "eyJhbGciOiJIUzI1NiIsInR5cCI6ImFjY2VzcyJ9.eyJzdWIiOiIwMTkzNmY0ZSJ9.c2lnbmF0dXJl",
+      example: ACCESS_TOKEN_EXAMPLE,
+      description: "The access token (send as `Authorization: Bearer <token>`).",
+    }),
+    access_token: z.string().openapi({
+      example: ACCESS_TOKEN_EXAMPLE,
+      description: "The same access token as `token`, under its OAuth 2.0 name.",
     }),
     token_type: z.literal("Bearer"),
-    expires_in: z.number().int().openapi({ example: 900 }),
-    refresh_token: z.string().openapi({ example: "rt_01936f4e1c2d7b3a.kX9vQ2mZ8pL4rT6w" }),
+    expires_in: z
+      .number()
+      .int()
+      .openapi({ example: 900, description: "Seconds until the access token expires." }),
+    refresh_token: z.string().openapi({
+      example: "rt_01936f4e1c2d7b3a.kX9vQ2mZ8pL4rT6w",
+      description: "Exchange at /auth/refresh for a new pair; works once.",
+    }),
   })
   .openapi("TokenPair");
 
@@ -133,6 +148,7 @@ const SignupResponseSchema = z
 
 const tokenPairJson = (p: TokenPair) => ({
   token: p.token,
+  access_token: p.token,
   token_type: "Bearer" as const,
   expires_in: p.expiresIn,
   refresh_token: p.refreshToken,
@@ -443,7 +459,7 @@ export const authRoutes = createRouter()
       if (c.req.header("authorization") !== undefined) {
         throw new UnauthorizedError("The bearer token is invalid or expired.");
       }
-      throw new ValidationError("The request is invalid.", [
+      throw new ValidationError("Send refresh_token, or a bearer token.", [
         {
           path: "refresh_token",
           message: "Send refresh_token, or a bearer token.",

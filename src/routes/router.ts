@@ -1,24 +1,98 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AppEnv } from "../context";
-import { DEFAULT_ERROR_CODES, ERROR_CODES, type ErrorCode, ValidationError } from "../errors";
+import { DEFAULT_ERROR_CODES, ERROR_CODES, type ErrorCode } from "../errors";
+import { FIELD_ALIASES, fieldsOf, normaliseJsonBody, validationHook } from "./shared/fields";
 
-/** Every route group is built with this, so validation failures share one error shape. */
-export function createRouter() {
-  return new OpenAPIHono<AppEnv>({
-    defaultHook: (result) => {
-      if (!result.success) {
-        throw new ValidationError(
-          "The request is invalid.",
-          result.error.issues.map((i) => ({
-            path: i.path.map(String).join(".") || result.target,
-            message: i.message,
-            location: result.target,
-          })),
-        );
-      }
-    },
-  });
+type Route = Parameters<OpenAPIHono<AppEnv>["openapi"]>[0];
+
+/** The JSON body schema a route declares, if any. */
+function jsonBodySchema(route: Route): z.ZodType | undefined {
+  const content = route.request?.body?.content as
+    | Record<string, { schema?: unknown } | undefined>
+    | undefined;
+  return content?.["application/json"]?.schema as z.ZodType | undefined;
 }
+
+const ALIAS_NOTE = "Field names other clients of this spec use are accepted too: ";
+
+/**
+ * The edge every route passes (src/routes/shared/fields.ts): a JSON object body has its field
+ * aliases renamed and unknown fields refused before the route's validator runs, and the route's
+ * description lists the aliases it accepts. Runs after the route's own middleware (auth).
+ */
+function atTheEdge(route: Route): Route {
+  const fields = fieldsOf(jsonBodySchema(route));
+  if (!fields) return route;
+  const aliases = Object.entries(FIELD_ALIASES).filter(
+    ([alias, field]) => fields.includes(field) && !fields.includes(alias),
+  );
+  const note =
+    aliases.length > 0
+      ? `${ALIAS_NOTE}${aliases.map(([a, f]) => `\`${a}\` for \`${f}\``).join(", ")}. A field sent together with its alias, or any unknown field, is 400 invalid_request (the message names the field and the one you may have meant).`
+      : "Any unknown field is 400 invalid_request (the message names the field and the one you may have meant).";
+  const own = route.middleware ? [route.middleware].flat() : [];
+  return {
+    ...route,
+    description: route.description ? `${route.description}\n\n${note}` : note,
+    middleware: [...own, normaliseJsonBody(fields)],
+  } as Route;
+}
+
+const schemaOf = (route: Route | undefined, target: string): z.ZodType | undefined => {
+  if (!route) return undefined;
+  if (target === "json") return jsonBodySchema(route);
+  return (route.request as Record<string, z.ZodType | undefined> | undefined)?.[target];
+};
+
+/**
+ * Every route group is built with this, so validation failures share one error shape and every
+ * request passes the same edge (field aliases, unknown fields, readable messages).
+ */
+export function createRouter() {
+  const router = new OpenAPIHono<AppEnv>({
+    defaultHook: validationHook(() => undefined),
+  });
+  // `openapi` is an arrow property (bound to the router), so it can be wrapped in place.
+  const register = router.openapi;
+  router.openapi = ((route: Route, handler: never, hook?: never) =>
+    register(
+      atTheEdge(route),
+      handler,
+      hook ?? (validationHook((target) => schemaOf(route, target)) as never),
+    )) as unknown as typeof router.openapi;
+  return router;
+}
+
+/** One item of `details` on a 400 invalid_request: which field, what to fix, where it was sent. */
+export const FieldIssueSchema = z
+  .object({
+    path: z.string().openapi({
+      example: "title",
+      description: "Dotted path of the field; empty for the body (or query) as a whole.",
+    }),
+    message: z.string().openapi({ example: "title is required" }),
+    location: z
+      .enum(["json", "query", "param", "header", "cookie", "form"])
+      .openapi({ description: "Where the field was sent: json is the body." }),
+  })
+  .openapi("FieldIssue");
+
+const AttemptsLeftSchema = z
+  .object({
+    attempts_left: z
+      .number()
+      .int()
+      .openapi({ example: 4, description: "Wrong codes this code still tolerates." }),
+  })
+  .openapi("AttemptsLeft");
+
+const DailyLimitSchema = z
+  .object({
+    limit: z.number().int().openapi({ example: 5 }),
+    used: z.number().int().openapi({ example: 5 }),
+    resets_at: z.string().openapi({ format: "date-time", example: "2025-01-16T00:00:00.000Z" }),
+  })
+  .openapi("DailyLimitDetails");
 
 export const ErrorResponseSchema = z
   .object({
@@ -26,7 +100,13 @@ export const ErrorResponseSchema = z
       code: z.enum(ERROR_CODES).openapi({ example: "invalid_request" }),
       message: z.string().openapi({ example: "The request is invalid." }),
       request_id: z.string().openapi({ example: "01936f4e-1c2d-7b3a-9f00-123456789abc" }),
-      details: z.unknown().optional(),
+      details: z
+        .union([z.array(FieldIssueSchema), AttemptsLeftSchema, DailyLimitSchema])
+        .optional()
+        .openapi({
+          description:
+            "400 invalid_request: one FieldIssue per problem. 401 invalid_otp: attempts_left. 429 daily_limit_reached: limit, used, resets_at.",
+        }),
     }),
   })
   .openapi("Error");

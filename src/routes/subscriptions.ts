@@ -1,5 +1,12 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { bearerSecurity, requireAuth } from "../middleware/auth";
+import type { Context } from "hono";
+import type { AppEnv } from "../context";
+import { bearerSecurity, liveSession, requireAuth, requireAuthDeferred } from "../middleware/auth";
+import {
+  BILLING_LIMITS,
+  type BillingAction,
+  createBillingLimiters,
+} from "../services/billing/admission";
 import { startProCheckout } from "../services/billing/checkout";
 import { allowedRedirectOrigins, checkRedirectUrl } from "../services/billing/policy";
 import {
@@ -10,6 +17,7 @@ import {
 } from "../services/billing/subscription";
 import { readDailyUsage } from "../services/quota";
 import { createRouter, errorResponses, jsonContent } from "./router";
+import { takesNoBody } from "./shared/fields";
 
 const CheckoutRequestSchema = z
   .object({
@@ -82,6 +90,8 @@ const PortalSchema = z
   .object({ url: z.url().openapi({ example: "https://billing.stripe.com/p/session/bps_1a2B3c" }) })
   .openapi("BillingPortal");
 
+const BILLING_LIMIT_NOTE = `Limit: ${BILLING_LIMITS.perUserPer10Min} per 10 minutes per user (429 rate_limited + Retry-After), counted only for valid requests of a live session.`;
+
 const optionalJson = <T extends z.ZodType>(schema: T) => ({
   required: false,
   content: { "application/json": { schema } },
@@ -93,8 +103,10 @@ const subscribePro = createRoute({
   operationId: "subscribePro",
   tags: ["Subscriptions"],
   summary: "Start a Stripe Checkout for Pro",
+  description: BILLING_LIMIT_NOTE,
   security: bearerSecurity,
-  middleware: [requireAuth] as const,
+  // The service awaits the session check beside its first read (one round for both).
+  middleware: [requireAuthDeferred] as const,
   request: { body: optionalJson(CheckoutRequestSchema) },
   responses: {
     200: jsonContent(CheckoutSchema, "Open checkout_url to pay"),
@@ -105,6 +117,7 @@ const subscribePro = createRoute({
       [409, "already_subscribed"],
       413,
       415,
+      429,
       503,
     ),
   },
@@ -130,11 +143,13 @@ const subscriptionCancel = createRoute({
   operationId: "cancelSubscription",
   tags: ["Subscriptions"],
   summary: "Cancel Pro at the end of the current period",
+  description: `Takes no body (an empty one or {} is fine; a field is 400). ${BILLING_LIMIT_NOTE}`,
   security: bearerSecurity,
-  middleware: [requireAuth] as const,
+  // The service awaits the session check beside its first read (one round for both).
+  middleware: [requireAuthDeferred, takesNoBody] as const,
   responses: {
     200: jsonContent(SubscriptionSchema, "Pro stays until current_period_end"),
-    ...errorResponses(401, [404, "user_not_found"], [409, "no_subscription"], 503),
+    ...errorResponses(400, 401, [404, "user_not_found"], [409, "no_subscription"], 429, 503),
   },
 });
 
@@ -148,19 +163,30 @@ const subscriptionPortal = createRoute({
     "Needs a billing account (the Stripe customer the first POST /subscribe/pro creates), not an active " +
     "subscription: a user whose subscription ended can still see invoices and payment methods. 409 " +
     "no_subscription before any checkout (or when Stripe no longer knows the customer); 503 " +
-    "billing_portal_unavailable until an operator saves the customer portal settings in the Stripe Dashboard.",
+    "billing_portal_unavailable until an operator saves the customer portal settings in the Stripe Dashboard. " +
+    BILLING_LIMIT_NOTE,
   security: bearerSecurity,
-  middleware: [requireAuth] as const,
+  // The service awaits the session check beside its first read (one round for both).
+  middleware: [requireAuthDeferred] as const,
   request: { body: optionalJson(PortalRequestSchema) },
   responses: {
     200: jsonContent(PortalSchema, "Open url to manage billing"),
-    ...errorResponses(400, 401, [404, "user_not_found"], [409, "no_subscription"], 413, 415, [
+    ...errorResponses(400, 401, [404, "user_not_found"], [409, "no_subscription"], 413, 415, 429, [
       503,
       "dependency_unavailable",
       "billing_portal_unavailable",
     ]),
   },
 });
+
+/** What a billing request must pass in its first round: the session check and its limit. */
+const admission = (c: Context<AppEnv>, action: BillingAction) => {
+  const sessionLive = liveSession(c);
+  // A request refused before its first round (a bad URL) never awaits it; the backstop in
+  // requireAuthDeferred still does, so a revoked session is 401 all the same.
+  sessionLive.catch(() => {});
+  return { sessionLive, limiter: createBillingLimiters(c.get("services").redis)[action] };
+};
 
 function subscriptionJson(s: SubscriptionSummary) {
   return {
@@ -184,7 +210,12 @@ export const subscriptionRoutes = createRouter()
         allowedRedirectOrigins: env.ALLOWED_REDIRECT_ORIGINS,
         proPriceId: env.STRIPE_PRO_PRICE_ID,
       },
-      { userId: c.get("userId"), successUrl: body.success_url, cancelUrl: body.cancel_url },
+      {
+        userId: c.get("userId"),
+        successUrl: body.success_url,
+        cancelUrl: body.cancel_url,
+        admission: admission(c, "checkout"),
+      },
     );
     return c.json({ checkout_url: result.checkoutUrl, session_id: result.sessionId }, 200);
   })
@@ -216,7 +247,10 @@ export const subscriptionRoutes = createRouter()
   .openapi(subscriptionCancel, async (c) => {
     const { db, billing, clock } = c.get("services");
     const proPriceId = c.get("env").STRIPE_PRO_PRICE_ID;
-    const summary = await cancelSubscription({ db, billing, clock, proPriceId }, c.get("userId"));
+    const summary = await cancelSubscription(
+      { db, billing, clock, proPriceId },
+      { userId: c.get("userId"), admission: admission(c, "cancel") },
+    );
     return c.json(subscriptionJson(summary), 200);
   })
   .openapi(subscriptionPortal, async (c) => {
@@ -232,7 +266,7 @@ export const subscriptionRoutes = createRouter()
       : env.APP_URL;
     const portal = await openBillingPortal(
       { db, billing, clock, proPriceId: env.STRIPE_PRO_PRICE_ID },
-      { userId: c.get("userId"), returnUrl },
+      { userId: c.get("userId"), returnUrl, admission: admission(c, "portal") },
     );
     return c.json({ url: portal.url }, 200);
   });

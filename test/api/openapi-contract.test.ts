@@ -547,6 +547,13 @@ describe("every documented operation against the Worker", () => {
     });
     await expectStatus(413, "POST", "/subscription/portal", { token, ...tooLarge("return_url") });
     await expectStatus(415, "POST", "/subscription/portal", { token, ...plainText });
+    await expectStatus(409, "POST", "/subscription/cancel", { token, body: {} });
+    await expectStatus(400, "POST", "/subscription/cancel", { token, body: { at_once: true } });
+    // Each Stripe-calling write allows 10 valid requests per user per 10 minutes.
+    for (const path of ["/subscribe/pro", "/subscription/portal", "/subscription/cancel"]) {
+      const limited = await until(429, 12, () => hit("POST", path, { token }));
+      expect(limited.body.error.code).toBe("rate_limited");
+    }
 
     const paid = await paidUser();
     await expectStatus(409, "POST", "/subscribe/pro", { token: paid.session.token });

@@ -4,6 +4,7 @@ import { ConflictError, describeError, NotFoundError } from "../../errors";
 import { type Billing, StaleBillingReferenceError } from "../../lib/billing";
 import type { Clock } from "../../lib/clock";
 import { newId } from "../../lib/ids";
+import { admit, type BillingAdmission } from "./admission";
 import {
   allowedRedirectOrigins,
   checkoutIdempotencyKey,
@@ -35,7 +36,12 @@ export interface CheckoutConfig {
 export async function startProCheckout(
   deps: BillingDeps,
   config: CheckoutConfig,
-  input: { userId: string; successUrl?: string | undefined; cancelUrl?: string | undefined },
+  input: {
+    userId: string;
+    successUrl?: string | undefined;
+    cancelUrl?: string | undefined;
+    admission: BillingAdmission;
+  },
 ): Promise<{ checkoutUrl: string; sessionId: string }> {
   const allowed = allowedRedirectOrigins(config.appUrl, config.allowedRedirectOrigins);
   const base = config.appUrl.replace(/\/+$/, "");
@@ -48,7 +54,12 @@ export async function startProCheckout(
       : `${base}/?checkout=canceled`,
   };
 
-  const { user, subscription } = await findBillingAccount(deps.db, input.userId, config.proPriceId);
+  // Round 1: the account, the session check and the allowance (the URLs are checked above).
+  const { user, subscription } = await admit(
+    input.admission,
+    input.userId,
+    findBillingAccount(deps.db, input.userId, config.proPriceId),
+  );
   if (!user) throw new NotFoundError("The user no longer exists.", "user_not_found");
   if (user.tier === "pro") {
     throw new ConflictError("You already have an active Pro subscription.", "already_subscribed");

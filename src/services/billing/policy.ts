@@ -35,12 +35,16 @@ export function checkRedirectUrl(field: string, value: string, allowed: Set<stri
     url = new URL(value);
   } catch {
     throw new ValidationError(`${field} must be an absolute URL.`, [
-      { path: field, message: "not an absolute URL", location: "json" },
+      { path: field, message: `${field} must be an absolute URL`, location: "json" },
     ]);
   }
   if (!["http:", "https:"].includes(url.protocol) || !allowed.has(url.origin)) {
     throw new ValidationError(`${field} must be on an allowed origin.`, [
-      { path: field, message: `origin ${url.origin} is not allowed`, location: "json" },
+      {
+        path: field,
+        message: `${field} must be on an allowed origin (${url.origin} is not)`,
+        location: "json",
+      },
     ]);
   }
   // Stripe substitutes this placeholder; URL normalisation would percent-encode its braces.

@@ -6,6 +6,7 @@ import {
   PortalNotConfiguredError,
   StaleBillingReferenceError,
 } from "../../lib/billing";
+import { admit, type BillingAdmission } from "./admission";
 import type { BillingDeps } from "./checkout";
 import { isTerminalStatus, storedPriceId } from "./policy";
 
@@ -41,9 +42,15 @@ export async function getSubscriptionSummary(
  */
 export async function cancelSubscription(
   deps: BillingDeps,
-  userId: string,
+  input: { userId: string; admission: BillingAdmission },
 ): Promise<SubscriptionSummary> {
-  const { user, subscription } = await findBillingAccount(deps.db, userId, deps.proPriceId);
+  const { userId } = input;
+  // Round 1: the account, the session check and the allowance.
+  const { user, subscription } = await admit(
+    input.admission,
+    userId,
+    findBillingAccount(deps.db, userId, deps.proPriceId),
+  );
   if (!user) throw new NotFoundError("The user no longer exists.", "user_not_found");
   if (!subscription || isTerminalStatus(subscription.status)) {
     throw new ConflictError("You have no subscription to cancel.", "no_subscription");
@@ -87,9 +94,14 @@ export async function cancelSubscription(
  */
 export async function openBillingPortal(
   deps: BillingDeps,
-  input: { userId: string; returnUrl: string },
+  input: { userId: string; returnUrl: string; admission: BillingAdmission },
 ): Promise<{ url: string }> {
-  const { user } = await findBillingAccount(deps.db, input.userId);
+  // Round 1: the account, the session check and the allowance (return_url was checked before).
+  const { user } = await admit(
+    input.admission,
+    input.userId,
+    findBillingAccount(deps.db, input.userId),
+  );
   if (!user) throw new NotFoundError("The user no longer exists.", "user_not_found");
   if (!user.stripeCustomerId) {
     throw new ConflictError("You have no billing account yet; subscribe first.", "no_subscription");
