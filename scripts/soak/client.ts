@@ -35,6 +35,16 @@ function describe(input: RequestInfo | URL, init?: RequestInit): string {
   return `${init?.method ?? "GET"} ${url.pathname}`;
 }
 
+/**
+ * What counts as the retried request succeeding: a 2xx, or for a prompt the answers it could get
+ * anyway (409 pending limit or key in use, 429 daily limit). A 429 on send-otp after a 503, say,
+ * means the failed attempt used up a limit: not a success.
+ */
+function succeeded(request: string, status: number): boolean {
+  if (status >= 200 && status < 300) return true;
+  return /^POST \/chatroom\/[^/]+\/message$/.test(request) && (status === 409 || status === 429);
+}
+
 /** A fetch that retries 503s; `record` collects what the simulated clients saw. */
 export function retryingFetch(record: HttpRecord): typeof fetch {
   return async (input, init) => {
@@ -58,7 +68,7 @@ export function retryingFetch(record: HttpRecord): typeof fetch {
       }
       if (res.status !== 503) {
         if (saw503) {
-          if (res.status < 500) record.recovered503++;
+          if (succeeded(describe(input, init), res.status)) record.recovered503++;
           else record.unrecovered503.push(`${describe(input, init)} ended ${res.status}`);
         }
         return res;

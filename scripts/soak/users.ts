@@ -166,7 +166,8 @@ async function sendQueued(run: SoakRun, u: SimUser): Promise<void> {
     } | null;
     if (status === 202 && body?.reply) {
       run.stats.reply_ids.add(body.reply.id);
-      if (i === 0) {
+      if (firstReply === undefined) {
+        // The first send (or, when it was refused, the repeat) created the exchange.
         run.stats.accepted_queued++;
         firstReply = body.reply.id;
         u.pending.push({ chatroomId, replyId: body.reply.id });
