@@ -3,7 +3,10 @@
 // and QStash faults match the run's prompt tag; Redis and Neon faults hit the Worker's data
 // paths only (the audit reads through /_control, which bypasses them); Stripe faults hit the
 // Worker's API calls and webhook deliveries, never the soak's own reads.
-import type { Rng } from "./rng.ts";
+import { createRng, type Rng } from "./rng.ts";
+
+/** Fault windows that may be open at the same time. */
+const LANES = 3;
 
 export const FAULT_KINDS = [
   "gemini_429",
@@ -99,8 +102,9 @@ export interface Chaos {
 
 /**
  * Starts the schedule: QStash's at-least-once chaos (duplicated and held-back deliveries and
- * callbacks) is on for the whole run at a rate set by `faultRate`; the other faults open one at a
- * time, 0.2–1.5 s each, separated by quiet gaps sized so they are open `faultRate` of the time.
+ * callbacks) is on for the whole run at a rate set by `faultRate`; the other faults open in three
+ * overlapping lanes, 0.2–1.5 s each, each lane quiet between windows so that it is open
+ * `faultRate` of the time.
  */
 export async function startChaos(o: ChaosOptions): Promise<Chaos> {
   const injected = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
@@ -115,27 +119,33 @@ export async function startChaos(o: ChaosOptions): Promise<Chaos> {
     });
   }
   let stopped = false;
-  let off: (() => Promise<unknown>) | null = null;
-  const loop = (async () => {
+  const open = new Set<() => Promise<unknown>>();
+  // Several lanes, so faults of different vendors overlap ("every fault at once"); each lane
+  // draws from its own seeded stream so the timetable does not depend on the others' timing.
+  const lane = async (rng: Rng) => {
     while (!stopped && rate > 0) {
-      const windowMs = o.rng.int(200, 1500);
+      const windowMs = rng.int(200, 1500);
       const gapMs = Math.round((windowMs * (1 - rate)) / rate);
-      await sleep(o.rng.int(Math.round(gapMs / 2), Math.round(gapMs * 1.5)));
+      await sleep(rng.int(Math.round(gapMs / 2), Math.round(gapMs * 1.5)));
       if (stopped) break;
-      const kind = o.rng.pick(FAULT_KINDS);
-      off = await switchOn(kind, o);
+      const kind = rng.pick(FAULT_KINDS);
+      const off = await switchOn(kind, { ...o, rng });
+      open.add(off);
       injected[kind]++;
       await sleep(windowMs);
+      open.delete(off);
       await off();
-      off = null;
     }
-  })();
+  };
+  const lanes = Promise.all(
+    Array.from({ length: LANES }, (_, i) => lane(createRng(o.seed * 31 + i + 1))),
+  );
   return {
     injected,
     async stop() {
       stopped = true;
-      await loop;
-      if (off) await off();
+      await lanes;
+      for (const off of open) await off();
       await clearAll(o.control, o.tag);
     },
   };
