@@ -10,7 +10,7 @@
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { type Stack, startStack } from "../local/stack.ts";
-import { audit } from "./soak/audit.ts";
+import { audit, collectGeminiCalls } from "./soak/audit.ts";
 import { type Chaos, clearAll, startChaos } from "./soak/chaos.ts";
 import { newHttpRecord } from "./soak/client.ts";
 import { createRng } from "./soak/rng.ts";
@@ -131,6 +131,7 @@ try {
     tag: TAG,
     seed: SEED,
   });
+  const geminiCalls = collectGeminiCalls(cloudUrl, TAG);
   const progress = setInterval(() => {
     console.log(`  … ${PROMPTS - Math.max(0, budget)} prompts sent`);
   }, 15_000).unref();
@@ -142,6 +143,7 @@ try {
   const stillPending = await settle(stack);
   const qstashChaos = (await ctl("qstash/chaos")) as { duplicated: number; held: number };
   const result = await audit({
+    geminiCalls: await geminiCalls.stop(),
     cloudUrl,
     vars: stack.vars,
     tag: TAG,
