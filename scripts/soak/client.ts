@@ -36,13 +36,18 @@ function describe(input: RequestInfo | URL, init?: RequestInit): string {
 }
 
 /**
- * What counts as the retried request succeeding: a 2xx, or for a prompt the answers it could get
- * anyway (409 pending limit or key in use, 429 daily limit). A 429 on send-otp after a 503, say,
+ * What counts as the retried request succeeding: a 2xx, or the answers the request could get
+ * anyway (a prompt: 409 pending limit or key in use, 429 daily limit; checkout: 409 already Pro;
+ * cancel: 404/409 nothing to cancel). A 429 on send-otp after a 503, say,
  * means the failed attempt used up a limit: not a success.
  */
 function succeeded(request: string, status: number): boolean {
   if (status >= 200 && status < 300) return true;
-  return /^POST \/chatroom\/[^/]+\/message$/.test(request) && (status === 409 || status === 429);
+  if (/^POST \/chatroom\/[^/]+\/message$/.test(request)) return status === 409 || status === 429;
+  // Already Pro (checkout) or nothing to cancel: what the user's state answers anyway.
+  if (request === "POST /subscribe/pro") return status === 409;
+  if (request === "POST /subscription/cancel") return status === 404 || status === 409;
+  return false;
 }
 
 /** A fetch that retries 503s; `record` collects what the simulated clients saw. */
