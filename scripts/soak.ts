@@ -13,7 +13,6 @@ import { type Stack, startStack } from "../local/stack.ts";
 import { audit, collectGeminiCalls } from "./soak/audit.ts";
 import { type Chaos, clearAll, startChaos } from "./soak/chaos.ts";
 import { newHttpRecord } from "./soak/client.ts";
-import { createRng } from "./soak/rng.ts";
 import { newStats, type SoakRun, simulateUser } from "./soak/users.ts";
 import { assertLoopback, table } from "./support/http.ts";
 
@@ -125,7 +124,6 @@ try {
   const ctl = (path: string, body?: unknown, method?: string) =>
     control(cloudUrl, path, body, method);
   chaos = await startChaos({
-    rng: createRng(SEED),
     control: ctl,
     faultRate: FAULT_RATE,
     tag: TAG,

@@ -30,7 +30,6 @@ export type FaultKind = (typeof FAULT_KINDS)[number];
 type Control = (path: string, body?: unknown, method?: string) => Promise<unknown>;
 
 export interface ChaosOptions {
-  rng: Rng;
   control: Control;
   /** Share of the run's time some fault window is open (0..1). */
   faultRate: number;
@@ -42,8 +41,12 @@ export interface ChaosOptions {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Switches a fault on; returns how to switch it off. */
-async function switchOn(kind: FaultKind, o: ChaosOptions): Promise<() => Promise<unknown>> {
-  const { control, rng, tag } = o;
+async function switchOn(
+  kind: FaultKind,
+  o: ChaosOptions,
+  rng: Rng,
+): Promise<() => Promise<unknown>> {
+  const { control, tag } = o;
   const gemini = async (body: Record<string, unknown>) => {
     await control("gemini/faults", { match: tag, times: rng.int(1, 20), ...body });
     return () => control(`gemini/faults?match=${encodeURIComponent(tag)}`, undefined, "DELETE");
@@ -129,7 +132,7 @@ export async function startChaos(o: ChaosOptions): Promise<Chaos> {
       await sleep(rng.int(Math.round(gapMs / 2), Math.round(gapMs * 1.5)));
       if (stopped) break;
       const kind = rng.pick(FAULT_KINDS);
-      const off = await switchOn(kind, { ...o, rng });
+      const off = await switchOn(kind, o, rng);
       open.add(off);
       injected[kind]++;
       await sleep(windowMs);
