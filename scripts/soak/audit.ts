@@ -140,7 +140,7 @@ export async function audit(o: AuditInput): Promise<{
   );
   const replies = await query(
     o.cloudUrl,
-    `select id, user_id, reply_to_id, status, error, quota_day,
+    `select id, user_id, reply_to_id, status, error, quota_day, job_id,
             length(content) as text_length,
             coalesce(reply_tokens, 0) + coalesce(thought_tokens, 0) as output_tokens
        from messages where role = 'model' and user_id in (select id from users where name like $1)`,
@@ -196,13 +196,26 @@ export async function audit(o: AuditInput): Promise<{
     const key = `${r.user_id} ${r.quota_day}`;
     expected.set(key, (expected.get(key) ?? 0) + 1);
   }
+  // For a mismatch, what the user's replies that day look like (status:error, with/without output).
+  const breakdown = (key: string) => {
+    const parts: Record<string, number> = {};
+    for (const r of replies) {
+      if (`${r.user_id} ${r.quota_day}` !== key) continue;
+      const path = r.job_id === "stream" ? "streamed " : r.job_id ? "queued " : "unpublished ";
+      const k = `${path}${r.status}${r.error ? `:${r.error}` : ""}${counts(r) ? "" : " (no output)"}`;
+      parts[k] = (parts[k] ?? 0) + 1;
+    }
+    return Object.entries(parts)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(", ");
+  };
   const booked = new Map(ledger.map((l) => [`${l.user_id} ${l.day}`, Number(l.prompts)]));
   for (const key of new Set([...expected.keys(), ...booked.keys()])) {
     const want = expected.get(key) ?? 0;
     const got = booked.get(key) ?? 0;
     if (want !== got) {
       inv["usage ledger == prompts that count (per user and day)"]?.push(
-        `${key}: ledger ${got}, counting prompts ${want}`,
+        `${key}: ledger ${got}, counting prompts ${want} (${breakdown(key)})`,
       );
     }
   }
@@ -212,7 +225,7 @@ export async function audit(o: AuditInput): Promise<{
     const got = await quotaCounter(o.vars, id);
     if (want !== got) {
       inv["Redis daily counter == prompts that count today"]?.push(
-        `${id}: counter ${got}, counting prompts ${want}`,
+        `${id}: counter ${got}, counting prompts ${want} (${breakdown(`${id} ${today}`)})`,
       );
     }
   }
