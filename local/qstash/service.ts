@@ -118,7 +118,8 @@ function view(message: QStashMessage, all: Map<string, QStashMessage>) {
 /**
  * Local QStash: publish (as @upstash/qstash's Client sends it), signed deliveries with retries
  * and backoff, callbacks and failure callbacks, deduplication, messages and DLQ reads; plus
- * control switches for duplicate delivery, publish failures and the signing key.
+ * control switches for duplicate delivery, publish failures, the signing key and (for soak runs)
+ * seeded random duplication and holding back of messages and callbacks (`/chaos`).
  */
 export async function createQStashService(config: LocalCloudConfig): Promise<LocalService> {
   let signWith: "current" | "next" = "current";
