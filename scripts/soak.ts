@@ -7,11 +7,12 @@
 //   npm run soak                                   # 10,000 prompts
 //   npm run soak -- --prompts 300 --seed 19        # the CI run
 //   npm run soak -- --prompts 2000 --users 40 --fault-rate 0.3 --json soak.json
+//   npm run soak -- --prompts 300 --faults gemini_stream_cut,neon_down   # bisecting a finding
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { type Stack, startStack } from "../local/stack.ts";
 import { audit, collectGeminiCalls } from "./soak/audit.ts";
-import { type Chaos, clearAll, startChaos } from "./soak/chaos.ts";
+import { type Chaos, clearAll, FAULT_KINDS, type FaultKind, startChaos } from "./soak/chaos.ts";
 import { newHttpRecord } from "./soak/client.ts";
 import { newStats, type SoakRun, simulateUser } from "./soak/users.ts";
 import { assertLoopback, table } from "./support/http.ts";
@@ -23,6 +24,7 @@ const { values: args } = parseArgs({
     seed: { type: "string", default: String(Date.now() % 1_000_000) },
     "fault-rate": { type: "string", default: "0.3" },
     "timeout-seconds": { type: "string", default: "1800" },
+    faults: { type: "string", default: "all" },
     json: { type: "string" },
   },
 });
@@ -39,6 +41,15 @@ const PROMPTS = Math.floor(bounded("prompts", args.prompts, 1, 100_000));
 const USERS = Math.floor(bounded("users", args.users, 1, 500));
 const SEED = Math.floor(bounded("seed", args.seed, 0, 2 ** 31 - 1));
 const FAULT_RATE = bounded("fault-rate", args["fault-rate"], 0, 1);
+/** `--faults gemini_429,neon_down`: only these kinds (to bisect a finding); QStash chaos stays on. */
+const KINDS: FaultKind[] =
+  args.faults === "all"
+    ? [...FAULT_KINDS]
+    : (args.faults.split(",").filter(Boolean) as FaultKind[]);
+for (const k of KINDS) {
+  if (!FAULT_KINDS.includes(k))
+    throw new Error(`--faults: unknown kind ${k} (${FAULT_KINDS.join(", ")})`);
+}
 const TIMEOUT_MS = bounded("timeout-seconds", args["timeout-seconds"], 30, 7200) * 1000;
 /** One QStash retry (the retry budget), so the reply deadline can be short enough to pass. */
 const QSTASH_RETRIES = 1;
@@ -126,6 +137,7 @@ try {
   chaos = await startChaos({
     control: ctl,
     faultRate: FAULT_RATE,
+    kinds: KINDS,
     tag: TAG,
     seed: SEED,
   });

@@ -33,6 +33,8 @@ export interface ChaosOptions {
   control: Control;
   /** Share of the run's time some fault window is open (0..1). */
   faultRate: number;
+  /** The kinds the lanes draw from (all of FAULT_KINDS unless narrowed, to bisect a finding). */
+  kinds: readonly FaultKind[];
   /** Text every soak prompt contains, so Gemini/QStash faults never touch anything else. */
   tag: string;
   seed: number;
@@ -111,7 +113,7 @@ export interface Chaos {
  */
 export async function startChaos(o: ChaosOptions): Promise<Chaos> {
   const injected = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
-  const rate = Math.min(1, Math.max(0, o.faultRate));
+  const rate = o.kinds.length === 0 ? 0 : Math.min(1, Math.max(0, o.faultRate));
   if (rate > 0) {
     await o.control("qstash/chaos", {
       duplicate: Math.min(1, rate / 2),
@@ -131,7 +133,7 @@ export async function startChaos(o: ChaosOptions): Promise<Chaos> {
       const gapMs = Math.round((windowMs * (1 - rate)) / rate);
       await sleep(rng.int(Math.round(gapMs / 2), Math.round(gapMs * 1.5)));
       if (stopped) break;
-      const kind = rng.pick(FAULT_KINDS);
+      const kind = rng.pick(o.kinds);
       const off = await switchOn(kind, o, rng);
       open.add(off);
       injected[kind]++;
