@@ -75,6 +75,11 @@ export interface EngineOptions {
   signingKey: () => string;
   /** Called for every new message; true marks it to be delivered twice. */
   takeDuplicate: (message: QStashMessage) => boolean;
+  /**
+   * Called for every new message (publishes and callbacks alike): extra milliseconds to hold it
+   * back before its first delivery, so later messages overtake it (the chaos switch; 0 = none).
+   */
+  holdBackMs?: (message: QStashMessage) => number;
 }
 
 const TERMINAL: MessageState[] = ["DELIVERED", "FAILED", "CANCELLED"];
@@ -152,6 +157,7 @@ export function createEngine(options: EngineOptions) {
       duplicate: false,
     };
     message.duplicate = options.takeDuplicate(message);
+    message.notBefore += Math.max(0, options.holdBackMs?.(message) ?? 0);
     messages.set(message.id, message);
     schedule(message, Math.max(0, message.notBefore - message.createdAt));
     return message;

@@ -118,7 +118,8 @@ function view(message: QStashMessage, all: Map<string, QStashMessage>) {
 /**
  * Local QStash: publish (as @upstash/qstash's Client sends it), signed deliveries with retries
  * and backoff, callbacks and failure callbacks, deduplication, messages and DLQ reads; plus
- * control switches for duplicate delivery, publish failures and the signing key.
+ * control switches for duplicate delivery, publish failures, the signing key and (for soak runs)
+ * seeded random duplication and holding back of messages and callbacks (`/chaos`).
  */
 export async function createQStashService(config: LocalCloudConfig): Promise<LocalService> {
   let signWith: "current" | "next" = "current";
@@ -132,11 +133,14 @@ export async function createQStashService(config: LocalCloudConfig): Promise<Loc
     message.url.includes(match) ||
     new TextDecoder().decode(message.body).includes(match);
 
+  const chaos = createChaos();
   const engine = createEngine({
     timeScale: config.qstashTimeScale,
     signingKey: () =>
       signWith === "current" ? config.qstashCurrentSigningKey : config.qstashNextSigningKey,
+    holdBackMs: (message) => chaos.holdBackMs(message),
     takeDuplicate: (message) => {
+      if (chaos.duplicate(message)) return true;
       const hit = duplicateSwitches.find((s) => matches(s.match, message));
       if (!hit) return false;
       duplicateSwitches = duplicateSwitches.filter((s) => s !== hit);
@@ -334,6 +338,12 @@ export async function createQStashService(config: LocalCloudConfig): Promise<Loc
     } else return c.json({ error: 'mode must be "error" or "none"' }, 400);
     return c.json({ faults: publishFaults });
   });
+  control.post("/chaos", async (c) => {
+    const problem = chaos.configure(await readJson(c));
+    if (problem) return c.json({ error: problem }, 400);
+    return c.json(chaos.view());
+  });
+  control.get("/chaos", (c) => c.json(chaos.view()));
   control.post("/signing-key", async (c) => {
     const use = (await readJson(c)).use;
     if (use !== "current" && use !== "next") {
@@ -346,6 +356,7 @@ export async function createQStashService(config: LocalCloudConfig): Promise<Loc
     signWith = "current";
     duplicateSwitches = [];
     publishFaults = [];
+    chaos.configure({});
     return c.json({ ok: true });
   });
   control.get("/messages", (c) => {
@@ -386,5 +397,69 @@ export async function createQStashService(config: LocalCloudConfig): Promise<Loc
       baseUrl = url;
     },
     close: () => engine.close(),
+  };
+}
+
+type ChaosKind = QStashMessage["kind"];
+const CHAOS_KINDS: readonly ChaosKind[] = ["publish", "callback", "failure_callback"];
+
+/**
+ * Random at-least-once behaviour for soak runs (`POST /_control/qstash/chaos`): each new message
+ * of the chosen kinds is, with probability `duplicate`, delivered twice (as real QStash may), and
+ * with probability `hold`, held back up to `hold_ms` so messages published later overtake it
+ * (reordered deliveries and callbacks). Seeded, so a run can be replayed. `{}` switches it off.
+ */
+function createChaos() {
+  let settings = { duplicate: 0, hold: 0, holdMs: 0, kinds: [...CHAOS_KINDS], match: "" };
+  let state = 1;
+  const counts = { duplicated: 0, held: 0 };
+  // mulberry32: a tiny seeded generator; Math.random would make a soak run unrepeatable.
+  const random = () => {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+  const applies = (m: QStashMessage) =>
+    settings.kinds.includes(m.kind) &&
+    (settings.match === "" ||
+      m.url.includes(settings.match) ||
+      new TextDecoder().decode(m.body).includes(settings.match));
+  const probability = (v: unknown) =>
+    v === undefined ? 0 : typeof v === "number" && v >= 0 && v <= 1 ? v : null;
+
+  return {
+    configure(body: Record<string, unknown>): string | null {
+      const duplicate = probability(body.duplicate);
+      const hold = probability(body.hold);
+      const holdMs = body.hold_ms ?? 0;
+      const kinds = body.kinds ?? CHAOS_KINDS;
+      const seed = body.seed ?? 1;
+      const match = body.match ?? "";
+      if (duplicate === null || hold === null) return "duplicate and hold are probabilities 0..1";
+      if (typeof holdMs !== "number" || holdMs < 0) return "hold_ms must be >= 0";
+      if (!Number.isInteger(seed)) return "seed must be an integer";
+      if (typeof match !== "string") return "match must be a string";
+      if (!Array.isArray(kinds) || kinds.some((k) => !CHAOS_KINDS.includes(k as ChaosKind))) {
+        return `kinds must list ${CHAOS_KINDS.join(", ")}`;
+      }
+      settings = { duplicate, hold, holdMs, kinds: kinds as ChaosKind[], match };
+      state = seed as number;
+      return null;
+    },
+    duplicate(m: QStashMessage): boolean {
+      if (settings.duplicate === 0 || !applies(m) || random() >= settings.duplicate) return false;
+      counts.duplicated++;
+      return true;
+    },
+    holdBackMs(m: QStashMessage): number {
+      if (settings.hold === 0 || !applies(m) || random() >= settings.hold) return 0;
+      counts.held++;
+      return Math.round(random() * settings.holdMs);
+    },
+    view() {
+      const { holdMs, ...rest } = settings;
+      return { ...rest, hold_ms: holdMs, ...counts };
+    },
   };
 }

@@ -712,3 +712,51 @@ describe("QStash → local Gemini → callback chain", () => {
     expect(fail && callbackBody(fail).status).toBe(400);
   });
 });
+
+describe("local QStash chaos switch (soak runs)", () => {
+  it("duplicates every matching callback when asked, each copy with the callback's own id", async () => {
+    const dest = endpoint("chaos-dest");
+    const cb = endpoint("chaos-cb");
+    await control("/chaos", { duplicate: 1, kinds: ["callback"], match: cb.path, seed: 7 });
+    await qstash.publishJSON({ url: dest.url, body: {}, callback: cb.url });
+    await flush(dest.path);
+    expect(requestsTo(dest.path)).toHaveLength(1);
+    const calls = requestsTo(cb.path);
+    expect(calls).toHaveLength(2);
+    expect(calls[1]?.headers.get("upstash-message-id")).toBe(
+      calls[0]?.headers.get("upstash-message-id"),
+    );
+    for (const r of calls) await expect(verify(r, cb.url)).resolves.toBe(true);
+    expect((await control("/chaos")).body).toMatchObject({ duplicated: 1 });
+  });
+
+  it("holds a message back so one published later overtakes it", async () => {
+    const dest = endpoint("chaos-order");
+    // The first publish is held (probability 1, up to 400 ms scaled by the seeded draw); then the
+    // switch is off and the second goes at once.
+    await control("/chaos", {
+      hold: 1,
+      hold_ms: 400,
+      kinds: ["publish"],
+      match: dest.path,
+      seed: 3,
+    });
+    await qstash.publishJSON({ url: dest.url, body: { n: 1 } });
+    await control("/chaos", {});
+    await qstash.publishJSON({ url: dest.url, body: { n: 2 } });
+    await flush(dest.path);
+    expect(requestsTo(dest.path).map((r) => JSON.parse(r.body).n)).toEqual([2, 1]);
+  });
+
+  it("refuses settings that are not probabilities, and reset switches it off", async () => {
+    expect((await control("/chaos", { duplicate: 2 })).status).toBe(400);
+    expect((await control("/chaos", { kinds: ["nope"] })).status).toBe(400);
+    await control("/chaos", { duplicate: 1 });
+    await control("/reset", {});
+    expect((await control("/chaos")).body).toMatchObject({ duplicate: 0, hold: 0 });
+    const dest = endpoint("chaos-off");
+    await qstash.publishJSON({ url: dest.url, body: {} });
+    await flush(dest.path);
+    expect(requestsTo(dest.path)).toHaveLength(1);
+  });
+});

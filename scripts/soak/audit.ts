@@ -1,0 +1,272 @@
+// The books, audited after the run from the database, Redis and the stand-ins' own records,
+// once the Worker's sweep has run past every reply deadline. Each invariant is a named list of
+// violations; the run fails on any.
+import type { HttpRecord } from "./client.ts";
+import type { SoakStats } from "./users.ts";
+
+interface GeminiCallRecord {
+  prompt: string;
+  method: string;
+  status: number;
+  at: string;
+}
+
+/**
+ * The local Gemini keeps its last 5,000 calls only, fewer than a long soak makes: this reads its
+ * record every few seconds and keeps the union (a call is known by time, method, status and
+ * prompt), so no call is lost as long as fewer than 5,000 happen between two reads.
+ */
+export function collectGeminiCalls(cloudUrl: string, tag: string) {
+  const seen = new Map<string, GeminiCallRecord>();
+  const read = async () => {
+    const res = await fetch(`${cloudUrl}/_control/gemini/calls?match=${encodeURIComponent(tag)}`);
+    const { calls } = (await res.json()) as { calls: GeminiCallRecord[] };
+    for (const c of calls) seen.set(`${c.at} ${c.method} ${c.status} ${c.prompt}`, c);
+    return calls.length;
+  };
+  let full = false;
+  const timer = setInterval(() => {
+    read()
+      .then((n) => {
+        if (n >= 5000) full = true;
+      })
+      .catch(() => undefined);
+  }, 3000);
+  return {
+    async stop(): Promise<{ calls: GeminiCallRecord[]; mayHaveLost: boolean }> {
+      clearInterval(timer);
+      await read();
+      return { calls: [...seen.values()], mayHaveLost: full };
+    },
+  };
+}
+
+export interface AuditInput {
+  /** Every Gemini call the soak's prompts caused (collectGeminiCalls). */
+  geminiCalls: { calls: GeminiCallRecord[]; mayHaveLost: boolean };
+  cloudUrl: string;
+  vars: Record<string, string>;
+  tag: string;
+  /** QSTASH_RETRIES: Gemini may be asked 1 + this many times per accepted prompt. */
+  retryBudget: number;
+  stats: SoakStats;
+  record: HttpRecord;
+}
+
+export type Invariants = Record<string, string[]>;
+
+type Row = Record<string, string | number | boolean | null>;
+
+async function query(cloudUrl: string, sql: string, params: unknown[] = []): Promise<Row[]> {
+  const res = await fetch(`${cloudUrl}/_control/neon/query`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ sql, params }),
+  });
+  const body = (await res.json()) as { rows?: Row[]; error?: unknown };
+  if (!res.ok || !body.rows) throw new Error(`audit query failed: ${JSON.stringify(body.error)}`);
+  return body.rows;
+}
+
+/** Today's shared daily counter (ADR 0003: @upstash/ratelimit fixed window "1 d"). */
+async function quotaCounter(vars: Record<string, string>, userId: string): Promise<number> {
+  const key = `quota:prompts:${userId}:${Math.floor(Date.now() / 86_400_000)}`;
+  const res = await fetch(vars.UPSTASH_REDIS_REST_URL as string, {
+    method: "POST",
+    headers: { authorization: `Bearer ${vars.UPSTASH_REDIS_REST_TOKEN}` },
+    body: JSON.stringify(["GET", key]),
+  });
+  const { result } = (await res.json()) as { result: string | null };
+  return Number(result ?? 0);
+}
+
+interface StripeSubscription {
+  status: string;
+  items: { data: { price: { id: string } }[] };
+}
+
+/** What Stripe's current state implies (ADR 0004): Pro iff a Pro-price subscription is live. */
+async function stripeTier(vars: Record<string, string>, customer: string): Promise<string> {
+  const res = await fetch(
+    `${vars.STRIPE_API_BASE}/v1/subscriptions?customer=${customer}&status=all&limit=100`,
+    { headers: { authorization: `Bearer ${vars.STRIPE_SECRET_KEY}` } },
+  );
+  if (!res.ok) throw new Error(`Stripe answered ${res.status} for ${customer}'s subscriptions`);
+  const { data } = (await res.json()) as { data: StripeSubscription[] };
+  const pro = data.some(
+    (s) =>
+      ["active", "trialing", "past_due"].includes(s.status) &&
+      s.items.data.some((i) => i.price.id === vars.STRIPE_PRO_PRICE_ID),
+  );
+  return pro ? "pro" : "basic";
+}
+
+/** The prompt's id in the soak's own words ("<tag> u3 p17"), the last one in the text. */
+function promptIdIn(text: string, tag: string): string | undefined {
+  const all = text.match(new RegExp(`${tag} u\\d+ p\\d+`, "g"));
+  return all?.at(-1);
+}
+
+export async function audit(o: AuditInput): Promise<{
+  invariants: Invariants;
+  replies: Record<string, number>;
+  gemini_calls: number;
+}> {
+  const inv: Invariants = {
+    "every accepted prompt has exactly one reply": [],
+    "no reply left pending": [],
+    "complete replies have text": [],
+    "failed replies have an error code": [],
+    "every reply a client was given is stored": [],
+    "no prompt stored twice": [],
+    "usage ledger == prompts that count (per user and day)": [],
+    "Redis daily counter == prompts that count today": [],
+    "Gemini calls <= accepted x (1 + retry budget)": [],
+    "no Gemini call for a refused or deduplicated prompt": [],
+    "tier == Stripe's current subscription state": [],
+    "no 500 response": [...o.record.errors500],
+    "every retried 503 later succeeded": [...o.record.unrecovered503],
+  };
+  const users = await query(
+    o.cloudUrl,
+    "select id, tier, stripe_customer_id from users where name like $1",
+    [`${o.tag} %`],
+  );
+  const ids = users.map((u) => u.id as string);
+  const prompts = await query(
+    o.cloudUrl,
+    "select id, user_id, content from messages where role = 'user' and user_id in (select id from users where name like $1)",
+    [`${o.tag} %`],
+  );
+  const replies = await query(
+    o.cloudUrl,
+    `select id, user_id, reply_to_id, status, error, quota_day, job_id,
+            length(content) as text_length,
+            coalesce(reply_tokens, 0) + coalesce(thought_tokens, 0) as output_tokens
+       from messages where role = 'model' and user_id in (select id from users where name like $1)`,
+    [`${o.tag} %`],
+  );
+  const ledger = await query(
+    o.cloudUrl,
+    "select user_id, day, prompts from usage_daily where user_id in (select id from users where name like $1)",
+    [`${o.tag} %`],
+  );
+
+  const repliesTo = new Map<string, Row[]>();
+  for (const r of replies) {
+    const list = repliesTo.get(r.reply_to_id as string) ?? [];
+    list.push(r);
+    repliesTo.set(r.reply_to_id as string, list);
+  }
+  const promptIds = new Set(prompts.map((p) => p.id as string));
+  for (const p of prompts) {
+    const n = repliesTo.get(p.id as string)?.length ?? 0;
+    if (n !== 1) inv["every accepted prompt has exactly one reply"]?.push(`${p.id}: ${n} replies`);
+  }
+  for (const r of replies) {
+    if (!promptIds.has(r.reply_to_id as string)) {
+      inv["every accepted prompt has exactly one reply"]?.push(`${r.id}: answers no stored prompt`);
+    }
+    if (r.status === "pending") inv["no reply left pending"]?.push(`${r.id}`);
+    if (r.status === "complete" && !Number(r.text_length)) {
+      inv["complete replies have text"]?.push(`${r.id}`);
+    }
+    if (r.status === "failed" && !r.error)
+      inv["failed replies have an error code"]?.push(`${r.id}`);
+  }
+  const stored = new Set(replies.map((r) => r.id as string));
+  for (const id of o.stats.reply_ids) {
+    if (!stored.has(id)) inv["every reply a client was given is stored"]?.push(id);
+  }
+  const byContent = new Map<string, number>();
+  for (const p of prompts)
+    byContent.set(p.content as string, (byContent.get(p.content as string) ?? 0) + 1);
+  for (const [content, n] of byContent) {
+    if (n > 1) inv["no prompt stored twice"]?.push(`"${content}" ×${n}`);
+  }
+
+  // ADR 0005: a prompt counts unless its reply failed having produced nothing (no text the
+  // client saw, no billed output tokens); exactly those are refunded.
+  const counts = (r: Row) =>
+    r.status === "complete" ||
+    (r.status === "failed" && (Number(r.text_length) > 0 || Number(r.output_tokens) > 0));
+  const expected = new Map<string, number>();
+  for (const r of replies) {
+    if (!counts(r)) continue;
+    const key = `${r.user_id} ${r.quota_day}`;
+    expected.set(key, (expected.get(key) ?? 0) + 1);
+  }
+  // For a mismatch, what the user's replies that day look like (status:error, with/without output).
+  const breakdown = (key: string) => {
+    const parts: Record<string, number> = {};
+    for (const r of replies) {
+      if (`${r.user_id} ${r.quota_day}` !== key) continue;
+      const path = r.job_id === "stream" ? "streamed " : r.job_id ? "queued " : "unpublished ";
+      const k = `${path}${r.status}${r.error ? `:${r.error}` : ""}${counts(r) ? "" : " (no output)"}`;
+      parts[k] = (parts[k] ?? 0) + 1;
+    }
+    return Object.entries(parts)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(", ");
+  };
+  const booked = new Map(ledger.map((l) => [`${l.user_id} ${l.day}`, Number(l.prompts)]));
+  for (const key of new Set([...expected.keys(), ...booked.keys()])) {
+    const want = expected.get(key) ?? 0;
+    const got = booked.get(key) ?? 0;
+    if (want !== got) {
+      inv["usage ledger == prompts that count (per user and day)"]?.push(
+        `${key}: ledger ${got}, counting prompts ${want} (${breakdown(key)})`,
+      );
+    }
+  }
+  const today = new Date().toISOString().slice(0, 10);
+  for (const id of ids) {
+    const want = expected.get(`${id} ${today}`) ?? 0;
+    const got = await quotaCounter(o.vars, id);
+    if (want !== got) {
+      inv["Redis daily counter == prompts that count today"]?.push(
+        `${id}: counter ${got}, counting prompts ${want} (${breakdown(`${id} ${today}`)})`,
+      );
+    }
+  }
+
+  const { calls, mayHaveLost } = o.geminiCalls;
+  if (mayHaveLost) {
+    inv["Gemini calls <= accepted x (1 + retry budget)"]?.push(
+      "the local Gemini's call record filled up between two reads: calls may be missing",
+    );
+  }
+  const budget = prompts.length * (1 + o.retryBudget);
+  if (calls.length > budget) {
+    inv["Gemini calls <= accepted x (1 + retry budget)"]?.push(`${calls.length} calls > ${budget}`);
+  }
+  const storedPrompts = new Set(
+    prompts.map((p) => promptIdIn(p.content as string, o.tag)).filter(Boolean),
+  );
+  for (const call of calls) {
+    const id = promptIdIn(call.prompt, o.tag);
+    if (!id || !storedPrompts.has(id)) {
+      inv["no Gemini call for a refused or deduplicated prompt"]?.push(
+        `${id ?? call.prompt.slice(0, 60)}`,
+      );
+    }
+  }
+
+  for (const u of users) {
+    const want = u.stripe_customer_id
+      ? await stripeTier(o.vars, u.stripe_customer_id as string)
+      : "basic";
+    if (u.tier !== want) {
+      inv["tier == Stripe's current subscription state"]?.push(
+        `${u.id}: ${u.tier}, Stripe says ${want}`,
+      );
+    }
+  }
+
+  const outcomes: Record<string, number> = {};
+  for (const r of replies) {
+    const k = r.status === "failed" ? `failed:${r.error}` : String(r.status);
+    outcomes[k] = (outcomes[k] ?? 0) + 1;
+  }
+  return { invariants: inv, replies: outcomes, gemini_calls: calls.length };
+}
