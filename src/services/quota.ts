@@ -9,6 +9,21 @@ const DAY_MS = 86_400_000;
 /** Key prefix of the shared daily counter (both tiers; see ADR 0003). */
 const QUOTA_PREFIX = "quota:prompts";
 
+/**
+ * One refund per id: the marker is set and the counter decremented in one script, so a refund
+ * retried after a lost answer is a no-op. A counter that expired (the day is over) is left alone.
+ */
+const REFUND_ONCE = `
+if redis.call("SET", KEYS[2], "1", "NX", "EX", ARGV[1]) then
+  if redis.call("EXISTS", KEYS[1]) == 1 then redis.call("DECR", KEYS[1]) end
+  return 1
+end
+return 0`;
+/** A refund marker outlives the day it belongs to. */
+const REFUND_MARKER_SECONDS = 2 * 86_400;
+/** Waits between refund attempts while Redis fails (a short outage should not cost a prompt). */
+const REFUND_RETRY_MS = [250, 750, 2_000];
+
 /** A token taken from the shared daily counter, before the tier is known. */
 export interface QuotaTicket {
   /** Prompts counted today including this one (exact up to the Pro limit). */
@@ -36,8 +51,13 @@ export interface QuotaDecision {
 export interface DailyQuota {
   /** Takes one token. Throws DependencyUnavailableError when Redis cannot be reached. */
   take(userId: string): Promise<QuotaTicket>;
-  /** Gives one token back, only if `day` is still today (a past day's counter no longer matters). */
-  refund(userId: string, day: string): Promise<void>;
+  /**
+   * Gives one token back, only if `day` is still today (a past day's counter no longer matters).
+   * `refundId` (the reply or request the token was taken for) makes it happen at most once, so a
+   * retried refund, ours or the Redis client's after a lost answer, never gives back two. Retries
+   * a failing Redis a few times over ~3 s before it throws.
+   */
+  refund(userId: string, day: string, refundId: string): Promise<void>;
   limits: { basic: number; pro: number };
 }
 
@@ -67,9 +87,22 @@ export function createDailyQuota(o: {
       const count = r.success ? o.proLimit - r.remaining : o.proLimit + 1;
       return { count, resetAt: r.reset, day: utcDay(r.reset - DAY_MS) };
     },
-    async refund(userId, day) {
+    async refund(userId, day, refundId) {
       if (day !== utcDay(now())) return;
-      await limiter.limit(userId, { rate: -1 });
+      // The limiter's own key for that day: `<prefix>:<identifier>:<floor(ms / window)>`
+      // (@upstash/ratelimit's fixed window); decremented only if it still exists.
+      const counterKey = `${QUOTA_PREFIX}:${userId}:${Date.parse(`${day}T00:00:00Z`) / DAY_MS}`;
+      const markerKey = `${QUOTA_PREFIX}:refunded:${refundId}`;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await o.redis.eval(REFUND_ONCE, [counterKey, markerKey], [String(REFUND_MARKER_SECONDS)]);
+          return;
+        } catch (err) {
+          const wait = REFUND_RETRY_MS[attempt];
+          if (wait === undefined) throw err;
+          await new Promise((resolve) => setTimeout(resolve, wait));
+        }
+      }
     },
   };
 }

@@ -162,9 +162,16 @@ export function failReply(
 }
 
 /**
+ * Rows this transaction wrote carry its id in `xmin` (the low 32 bits of `pg_current_xact_id()`).
+ * Unlike a timestamp, no other transaction can match it: two deliveries settling in the same
+ * millisecond once both matched `completed_at = now`, and the soak caught the ledger one too high.
+ */
+const WRITTEN_BY_THIS_TRANSACTION = sql`${messages}.xmin::text = (pg_current_xact_id()::text::bigint % 4294967296)::text`;
+
+/**
  * Adds a settled reply to its owner's daily usage ledger. Runs in the batch that settles the
- * reply, after the conditional UPDATE: it reads the row only if that UPDATE just stamped it
- * (`completed_at = now`), so a duplicate delivery, which changes nothing, adds nothing.
+ * reply, after the conditional UPDATE: it reads the row only if that UPDATE, in this same
+ * transaction, just wrote it, so a duplicate delivery, which changes nothing, adds nothing.
  */
 export function addReplyToLedger(db: Database, replyId: string, now: Date) {
   const day = sql<string>`coalesce(${messages.quotaDay}, to_char(${messages.completedAt} at time zone 'UTC', 'YYYY-MM-DD'))`;
@@ -183,7 +190,12 @@ export function addReplyToLedger(db: Database, replyId: string, now: Date) {
         })
         .from(messages)
         .where(
-          and(eq(messages.id, replyId), eq(messages.role, "model"), eq(messages.completedAt, now)),
+          and(
+            eq(messages.id, replyId),
+            eq(messages.role, "model"),
+            eq(messages.completedAt, now),
+            WRITTEN_BY_THIS_TRANSACTION,
+          ),
         ),
     )
     .onConflictDoUpdate({

@@ -234,7 +234,7 @@ async function sendClaimedMessage(
     leaveGate(committed);
     if (!ticket) return;
     try {
-      await deps.quota.refund(input.userId, ticket.day);
+      await deps.quota.refund(input.userId, ticket.day, replyId);
     } catch (err) {
       console.error(
         JSON.stringify({ level: "error", msg: "quota_refund_failed", error: describeError(err) }),

@@ -207,7 +207,7 @@ export async function settleReply(
   const reply = failed[0];
   if (!reply) return { status: exists.length > 0 ? "unchanged" : "unknown" };
   leavePending(deps, reply.userId, replyId);
-  if (!charged) await refundPrompt(deps, reply.userId, reply.quotaDay);
+  if (!charged) await refundPrompt(deps, reply.userId, reply.quotaDay, replyId);
   if (outcome.partialText) await invalidateList(deps, reply.userId);
   return { status: "failed", reply };
 }
@@ -226,10 +226,11 @@ export async function refundPrompt(
   deps: Pick<ChatDeps, "quota">,
   userId: string,
   quotaDay: string | null,
+  replyId: string,
 ): Promise<void> {
   if (!quotaDay) return;
   try {
-    await deps.quota.refund(userId, quotaDay);
+    await deps.quota.refund(userId, quotaDay, replyId);
   } catch (err) {
     console.error(
       JSON.stringify({

@@ -68,7 +68,7 @@ export async function sweepReplies(deps: ChatDeps, now: Date): Promise<SweepRepo
   ]);
   // Replies that were failed get their refunds even when the other queries did not succeed.
   const overdue = failing.status === "fulfilled" ? failing.value : [];
-  await Promise.all(overdue.map((r) => refundPrompt(deps, r.userId, r.quotaDay)));
+  await Promise.all(overdue.map((r) => refundPrompt(deps, r.userId, r.quotaDay, r.id)));
   // And republishing does not wait on the overdue query either.
   const unqueued = listing.status === "fulfilled" ? listing.value : [];
 
