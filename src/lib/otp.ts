@@ -62,6 +62,11 @@ export type ConsumeResult =
   /** The client is over its budget of codes tried; the guess was NOT evaluated or counted. */
   | { status: "limited"; retryAfterSeconds: number };
 
+export type StrangerAdmission =
+  | { status: "known" }
+  | { status: "taken" }
+  | { status: "refused"; retryAfterSeconds: number };
+
 /** Where a code lives: one per (number, purpose, client network), so strangers cannot touch it. */
 export interface CodeSlot {
   mobileNumber: string;
@@ -88,8 +93,35 @@ export interface OtpStore {
       maxAttempts: number;
       maxConsecutiveFailures: number;
       failureWindowSeconds: number;
+      /** The tag of the network the guess comes from (recorded as known when it is right). */
+      callerNetwork: string;
+      /** How long a network stays known after its last proof. */
+      knownTtlSeconds: number;
     },
   ): Promise<ConsumeResult>;
+  /**
+   * Admits one attempt (a send, a password login) for the number from `network`: a known network
+   * (it proved the number within `knownTtlSeconds`) is exempt; unknown networks together share
+   * `max` per fixed window of `windowSeconds`, counted under `ceiling` (e.g. "send:login").
+   */
+  admitStranger(input: {
+    mobileNumber: string;
+    network: string;
+    ceiling: string;
+    max: number;
+    windowSeconds: number;
+    nowMs: number;
+    knownTtlSeconds: number;
+  }): Promise<StrangerAdmission>;
+  /** Gives back an attempt `admitStranger` counted ("taken") for a request that was refused. */
+  refundStranger(input: { mobileNumber: string; ceiling: string }): Promise<void>;
+  /** Records that `network` proved the number (a password login succeeded from it). */
+  rememberNetwork(input: {
+    mobileNumber: string;
+    network: string;
+    nowMs: number;
+    knownTtlSeconds: number;
+  }): Promise<void>;
   /**
    * Starts the send cool-down for the slot unless one is running; answers how long the running
    * one has left. Exact, unlike a 1-token window, which lets two sends straddle a boundary.
@@ -113,15 +145,34 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 `;
 
+// Records a network as known for the number (KEYS[4], a sorted set: network tag -> last proof in
+// ms): drops entries older than the known TTL, keeps the 32 most recent, and expires the whole set
+// with its newest entry. Shared by the consume script (a right code) and REMEMBER_SCRIPT (a
+// password login).
+const REMEMBER_LUA = `
+local function remember(key, net, now, since, ttl)
+  redis.call('ZADD', key, now, net)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. since)
+  redis.call('ZREMRANGEBYRANK', key, 0, -33)
+  redis.call('EXPIRE', key, tonumber(ttl))
+end
+local function known(key, net, since)
+  local s = redis.call('ZSCORE', key, net)
+  return s ~= false and s ~= nil and tonumber(s) >= tonumber(since)
+end
+`;
+
 // One script so check-and-delete is atomic: of N concurrent correct submissions exactly one sees
 // the code. In order: the client's budget of codes tried (refused before anything is evaluated,
-// so a refused guess neither counts nor tells whether it was right); a challenge id that is not
+// so a refused guess neither counts nor reveals whether it was right); a challenge id that is not
 // this code's is answered as no code at all (nothing evaluated, nothing counted); the per-number
-// lock applies only to guesses without the code's challenge id, so the client that asked for the
-// code is never locked out by others. Expiry is checked against the caller's clock (stored 'exp');
-// the Redis TTL only collects garbage. MACs are compared as strings: they are keyed, so timing
-// reveals nothing usable.
-const CONSUME_SCRIPT = `
+// lock counts and applies only to guesses from networks that never proved the number, and never
+// to the client presenting the code's challenge id, so strangers cannot lock the owner out. A
+// right code records the caller's network as known. Expiry is checked against the caller's clock
+// (stored 'exp'); the Redis TTL only collects garbage. MACs are compared as strings: they are
+// keyed, so timing reveals nothing usable.
+const CONSUME_SCRIPT = `${REMEMBER_LUA}
+local now = tonumber(ARGV[2])
 local tried = tonumber(redis.call('GET', KEYS[3]) or '0')
 if tried >= tonumber(ARGV[7]) then
   return {'limited', redis.call('TTL', KEYS[3])}
@@ -134,7 +185,8 @@ local challenged = ARGV[6] ~= '' and cid == ARGV[6]
 if ARGV[6] ~= '' and not challenged then
   return {'missing', 0}
 end
-if not challenged then
+local stranger = not known(KEYS[4], ARGV[9], ARGV[10])
+if stranger and not challenged then
   local failures = tonumber(redis.call('GET', KEYS[2]) or '0')
   if failures >= tonumber(ARGV[4]) then
     return {'locked', redis.call('TTL', KEYS[2])}
@@ -145,16 +197,17 @@ if not cid then
 end
 local mac = redis.call('HGET', KEYS[1], 'mac')
 local exp = tonumber(redis.call('HGET', KEYS[1], 'exp'))
-if exp <= tonumber(ARGV[2]) then
+if exp <= now then
   redis.call('DEL', KEYS[1])
   return {'expired', 0}
 end
 if mac == ARGV[1] then
   redis.call('DEL', KEYS[1], KEYS[2])
+  remember(KEYS[4], ARGV[9], ARGV[2], ARGV[10], ARGV[11])
   return {'ok', tostring(exp), cid}
 end
 local fails = redis.call('HINCRBY', KEYS[1], 'fails', 1)
-if redis.call('INCR', KEYS[2]) == 1 then
+if stranger and redis.call('INCR', KEYS[2]) == 1 then
   redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
 end
 local left = tonumber(ARGV[3]) - fails
@@ -163,6 +216,35 @@ if left <= 0 then
   left = 0
 end
 return {'wrong', left}
+`;
+
+// KEYS[1] the known set, KEYS[2] the strangers' counter. A known network passes uncounted; an
+// unknown one takes one from the shared fixed window, or is refused without taking anything.
+const ADMIT_SCRIPT = `${REMEMBER_LUA}
+if known(KEYS[1], ARGV[1], ARGV[2]) then
+  return {'known', 0}
+end
+local n = redis.call('INCR', KEYS[2])
+if n == 1 then
+  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
+end
+if n > tonumber(ARGV[3]) then
+  redis.call('DECR', KEYS[2])
+  return {'refused', redis.call('TTL', KEYS[2])}
+end
+return {'taken', 0}
+`;
+
+const REFUND_SCRIPT = `
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
+  redis.call('DECR', KEYS[1])
+end
+return 1
+`;
+
+const REMEMBER_SCRIPT = `${REMEMBER_LUA}
+remember(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+return 1
 `;
 
 const RESTORE_SCRIPT = `
@@ -184,6 +266,9 @@ return redis.call('PTTL', KEYS[1])
 const codeKey = (s: CodeSlot) => `otp:v2:${s.purpose}:${s.mobileNumber}:${s.network}`;
 const failuresKey = (mobileNumber: string) => `otp:v1:failures:${mobileNumber}`;
 const triesKey = (clientIp: string) => `otp:v2:tries:${clientIp}`;
+const knownKey = (mobileNumber: string) => `auth:v1:known:${mobileNumber}`;
+const strangersKey = (mobileNumber: string, ceiling: string) =>
+  `auth:v1:strangers:${ceiling}:${mobileNumber}`;
 const cooldownKey = (s: CodeSlot) => `otp:v2:cooldown:${s.purpose}:${s.mobileNumber}:${s.network}`;
 
 /** OTP state in Upstash Redis, one Lua script per operation. */
@@ -199,7 +284,7 @@ export function createOtpStore(redis: RedisClient): OtpStore {
     async consume(i) {
       const raw = (await redis.eval(
         CONSUME_SCRIPT,
-        [codeKey(i), failuresKey(i.mobileNumber), triesKey(i.clientIp)],
+        [codeKey(i), failuresKey(i.mobileNumber), triesKey(i.clientIp), knownKey(i.mobileNumber)],
         [
           i.mac,
           String(i.nowMs),
@@ -209,6 +294,9 @@ export function createOtpStore(redis: RedisClient): OtpStore {
           i.challengeId ?? "",
           String(i.clientMaxTries),
           String(i.clientWindowSeconds),
+          i.callerNetwork,
+          String(i.nowMs - i.knownTtlSeconds * 1000),
+          String(i.knownTtlSeconds),
         ],
       )) as [string, number | string, string?];
       const [status, value, cid] = raw;
@@ -227,6 +315,37 @@ export function createOtpStore(redis: RedisClient): OtpStore {
         default:
           return { status: "missing" };
       }
+    },
+    async admitStranger(i) {
+      const [status, ttl] = (await redis.eval(
+        ADMIT_SCRIPT,
+        [knownKey(i.mobileNumber), strangersKey(i.mobileNumber, i.ceiling)],
+        [
+          i.network,
+          String(i.nowMs - i.knownTtlSeconds * 1000),
+          String(i.max),
+          String(i.windowSeconds),
+        ],
+      )) as [string, number | string];
+      if (status === "known") return { status: "known" };
+      if (status === "taken") return { status: "taken" };
+      const n = Number(ttl);
+      return { status: "refused", retryAfterSeconds: n > 0 ? n : 1 };
+    },
+    async refundStranger(i) {
+      await redis.eval(REFUND_SCRIPT, [strangersKey(i.mobileNumber, i.ceiling)], []);
+    },
+    async rememberNetwork(i) {
+      await redis.eval(
+        REMEMBER_SCRIPT,
+        [knownKey(i.mobileNumber)],
+        [
+          i.network,
+          String(i.nowMs),
+          String(i.nowMs - i.knownTtlSeconds * 1000),
+          String(i.knownTtlSeconds),
+        ],
+      );
     },
     async startCooldown(i) {
       const pttl = Number(

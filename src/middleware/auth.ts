@@ -26,10 +26,11 @@ export const requireAuth = createMiddleware<AppEnv>(async (c, next) => {
   await startSessionCheck(c);
   if (SAFE_METHODS.has(c.req.method)) {
     await next();
-    // Only an answer that carries data waits for the check; an error answer (a malformed id, a
-    // chatroom that is not the caller's) reveals nothing the token grants, so it is not held
-    // back a round for it.
-    if (c.res.status < 400) await liveSession(c);
+    // An answer that carries data waits for the check, and so does a 404: "not found" against
+    // a 200 for another id would tell a revoked token's holder which ids exist (the check runs
+    // in parallel, so this adds no round). Other error answers (a malformed id) reveal nothing
+    // the token grants and are not held back.
+    if (c.res.status < 400 || c.res.status === 404) await liveSession(c);
   } else {
     await liveSession(c);
     await next();

@@ -18,6 +18,19 @@ export const AUTH_LIMITS = {
    * ceiling. A stranger needs four networks to reach it, and it refuses only sends.
    */
   otpPerNumberAllPerHour: 20,
+  /**
+   * How long a network stays known for a number after it last proved it (a right code, or a
+   * password login, from it). Known networks are exempt from the strangers' ceilings below.
+   */
+  knownNetworkTtlSeconds: 90 * 24 * 3600,
+  /**
+   * Codes per number and purpose per fixed day from all UNKNOWN networks together: bounds the
+   * guesses strangers get at a number's codes to 5 x 10 a day per purpose however many networks
+   * (IPv6 /64s) they hold, and the SMS they can make the owner receive.
+   */
+  otpStrangerSendsPerDay: 10,
+  /** Password attempts per number per fixed hour from all unknown networks together. */
+  loginStrangerPerHour: 20,
   /** Codes requested per client IP per sliding hour (all numbers together). */
   otpPerIpPerHour: 20,
   /**
