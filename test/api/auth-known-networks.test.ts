@@ -89,9 +89,7 @@ describe("strangers' sends share one ceiling per number and purpose", () => {
   });
 
   it("an unregistered number's reset answers the same (no registration oracle)", async () => {
-    expect(await strangersSendUntilRefused(uniqueMobileNumber(), "/auth/forgot-password")).toBe(
-      10,
-    );
+    expect(await strangersSendUntilRefused(uniqueMobileNumber(), "/auth/forgot-password")).toBe(10);
   });
 });
 

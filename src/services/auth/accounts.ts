@@ -295,7 +295,11 @@ async function rememberNetwork(deps: AuthDeps, mobileNumber: string, network: st
     });
   } catch (err) {
     console.warn(
-      JSON.stringify({ level: "warn", msg: "known_network_not_recorded", error: describeError(err) }),
+      JSON.stringify({
+        level: "warn",
+        msg: "known_network_not_recorded",
+        error: describeError(err),
+      }),
     );
   }
 }
