@@ -93,6 +93,34 @@ describe("strangers' sends share one ceiling per number and purpose", () => {
   });
 });
 
+describe("a password login", () => {
+  it("makes its network known: its sends pass the strangers' exhausted ceiling", async () => {
+    const s = await createSession({ password: PASSWORD });
+    const laptop = uniqueSlash64();
+    expect(await strangersSendUntilRefused(s.mobile_number, "/auth/forgot-password")).toBe(10);
+    // Unknown so far: the laptop meets the exhausted ceiling like any stranger.
+    expect((await send(s.mobile_number, laptop, "/auth/forgot-password")).status).toBe(429);
+    const login = await call("POST", "/auth/login", {
+      body: { mobile_number: s.mobile_number, password: PASSWORD },
+      headers: from(laptop),
+    });
+    expect(login.status, login.text).toBe(200);
+    expect((await send(s.mobile_number, laptop, "/auth/forgot-password")).status).toBe(200);
+  });
+
+  it("with a wrong password records nothing", async () => {
+    const s = await createSession({ password: PASSWORD });
+    expect(await strangersSendUntilRefused(s.mobile_number, "/auth/forgot-password")).toBe(10);
+    const stranger = uniqueSlash64();
+    const bad = await call("POST", "/auth/login", {
+      body: { mobile_number: s.mobile_number, password: "not the password" },
+      headers: from(stranger),
+    });
+    expect(bad.status).toBe(401);
+    expect((await send(s.mobile_number, stranger, "/auth/forgot-password")).status).toBe(429);
+  });
+});
+
 describe("the wrong-code lock", () => {
   it("never locks a known network, even without the challenge id; strangers stay locked", async () => {
     const number = await registered();
