@@ -214,5 +214,7 @@ describe("a revoked token's GET", () => {
     const out = await call("POST", "/auth/logout", { body: { refresh_token: s.refresh_token } });
     expect(out.status).toBe(204);
     expect((await call("GET", path, { token: s.token })).status).toBe(401);
+    // A malformed id is answered before any lookup (nothing to reveal, no round spent waiting).
+    expect((await call("GET", "/chatroom/not-an-id", { token: s.token })).status).toBe(404);
   });
 });
