@@ -75,10 +75,20 @@ export interface CodeSlot {
   network: string;
 }
 
-/** Where OTP state lives: one live code per slot, consumed atomically. */
+/**
+ * Where OTP state lives: live codes per slot, each under its challenge id, the latest one also
+ * reachable without it; consumed atomically.
+ */
 export interface OtpStore {
   issue(
-    input: CodeSlot & { mac: string; challengeId: string; expiresAtMs: number; ttlSeconds: number },
+    input: CodeSlot & {
+      mac: string;
+      challengeId: string;
+      expiresAtMs: number;
+      ttlSeconds: number;
+      /** Codes of the slot that expired by now are dropped. */
+      nowMs: number;
+    },
   ): Promise<void>;
   consume(
     input: CodeSlot & {
@@ -137,10 +147,23 @@ export interface OtpStore {
   ): Promise<void>;
 }
 
-// Replaces any earlier code for the same slot: only the latest one is valid.
+// A slot (number, purpose, network) is one hash holding each live code under its challenge id
+// (`<cid>:mac`, `<cid>:exp`, `<cid>:fails`) and `latest`, the challenge id a guess WITHOUT one
+// is tried against. Issuing adds a code and makes it the latest; it drops expired codes but
+// not live ones, so a second client behind the same address (a carrier NAT) that asks for a
+// code does not destroy the code the first one holds the challenge id of.
 const ISSUE_SCRIPT = `
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'mac', ARGV[1], 'exp', ARGV[2], 'fails', '0', 'cid', ARGV[4])
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local f = all[i]
+  if string.sub(f, -4) == ':exp' and tonumber(all[i + 1]) <= tonumber(ARGV[5]) then
+    local c = string.sub(f, 1, -5)
+    redis.call('HDEL', KEYS[1], c .. ':mac', c .. ':exp', c .. ':fails')
+  end
+end
+local cid = ARGV[4]
+redis.call('HSET', KEYS[1], cid .. ':mac', ARGV[1], cid .. ':exp', ARGV[2], cid .. ':fails', '0',
+  'latest', cid)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 `;
@@ -180,11 +203,16 @@ end
 if redis.call('INCR', KEYS[3]) == 1 then
   redis.call('EXPIRE', KEYS[3], tonumber(ARGV[8]))
 end
-local cid = redis.call('HGET', KEYS[1], 'cid')
-local challenged = ARGV[6] ~= '' and cid == ARGV[6]
-if ARGV[6] ~= '' and not challenged then
+local given = ARGV[6]
+local cid = given
+if given == '' then
+  cid = redis.call('HGET', KEYS[1], 'latest')
+end
+local mac = cid and redis.call('HGET', KEYS[1], cid .. ':mac')
+if given ~= '' and not mac then
   return {'missing', 0}
 end
+local challenged = given ~= ''
 local stranger = not known(KEYS[4], ARGV[9], ARGV[10])
 if stranger and not challenged then
   local failures = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -192,27 +220,33 @@ if stranger and not challenged then
     return {'locked', redis.call('TTL', KEYS[2])}
   end
 end
-if not cid then
+if not mac then
   return {'missing', 0}
 end
-local mac = redis.call('HGET', KEYS[1], 'mac')
-local exp = tonumber(redis.call('HGET', KEYS[1], 'exp'))
+local function drop()
+  redis.call('HDEL', KEYS[1], cid .. ':mac', cid .. ':exp', cid .. ':fails')
+  if redis.call('HGET', KEYS[1], 'latest') == cid then
+    redis.call('HDEL', KEYS[1], 'latest')
+  end
+end
+local exp = tonumber(redis.call('HGET', KEYS[1], cid .. ':exp'))
 if exp <= now then
-  redis.call('DEL', KEYS[1])
+  drop()
   return {'expired', 0}
 end
 if mac == ARGV[1] then
-  redis.call('DEL', KEYS[1], KEYS[2])
+  drop()
+  redis.call('DEL', KEYS[2])
   remember(KEYS[4], ARGV[9], ARGV[2], ARGV[10], ARGV[11])
   return {'ok', tostring(exp), cid}
 end
-local fails = redis.call('HINCRBY', KEYS[1], 'fails', 1)
+local fails = redis.call('HINCRBY', KEYS[1], cid .. ':fails', 1)
 if stranger and redis.call('INCR', KEYS[2]) == 1 then
   redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
 end
 local left = tonumber(ARGV[3]) - fails
 if left <= 0 then
-  redis.call('DEL', KEYS[1])
+  drop()
   left = 0
 end
 return {'wrong', left}
@@ -247,12 +281,19 @@ remember(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 return 1
 `;
 
+// Puts a consumed code back under its challenge id (and as the latest, unless a newer code is).
 const RESTORE_SCRIPT = `
-if redis.call('EXISTS', KEYS[1]) == 1 then
+local cid = ARGV[4]
+if redis.call('HEXISTS', KEYS[1], cid .. ':mac') == 1 then
   return 0
 end
-redis.call('HSET', KEYS[1], 'mac', ARGV[1], 'exp', ARGV[2], 'fails', '0', 'cid', ARGV[4])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+redis.call('HSET', KEYS[1], cid .. ':mac', ARGV[1], cid .. ':exp', ARGV[2], cid .. ':fails', '0')
+if redis.call('HEXISTS', KEYS[1], 'latest') == 0 then
+  redis.call('HSET', KEYS[1], 'latest', cid)
+end
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+end
 return 1
 `;
 
@@ -263,7 +304,7 @@ end
 return redis.call('PTTL', KEYS[1])
 `;
 
-const codeKey = (s: CodeSlot) => `otp:v2:${s.purpose}:${s.mobileNumber}:${s.network}`;
+const codeKey = (s: CodeSlot) => `otp:v3:${s.purpose}:${s.mobileNumber}:${s.network}`;
 const failuresKey = (mobileNumber: string) => `otp:v1:failures:${mobileNumber}`;
 const triesKey = (clientIp: string) => `otp:v2:tries:${clientIp}`;
 const knownKey = (mobileNumber: string) => `auth:v1:known:${mobileNumber}`;
@@ -278,7 +319,7 @@ export function createOtpStore(redis: RedisClient): OtpStore {
       await redis.eval(
         ISSUE_SCRIPT,
         [codeKey(i)],
-        [i.mac, String(i.expiresAtMs), String(i.ttlSeconds), i.challengeId],
+        [i.mac, String(i.expiresAtMs), String(i.ttlSeconds), i.challengeId, String(i.nowMs)],
       );
     },
     async consume(i) {

@@ -163,8 +163,9 @@ async function giveBack(
 }
 
 /**
- * Issues a fresh code in the caller's slot, replacing only the caller's network's earlier one
- * (never another client's), and delivers it. `deliver: false` stores a code nobody receives:
+ * Issues a fresh code in the caller's slot and delivers it. It becomes the code a guess without
+ * a challenge id from the caller's network is tried against; earlier codes (another client's
+ * behind the same address, too) stay usable with their challenge ids until they expire. `deliver: false` stores a code nobody receives:
  * forgot-password for an unknown number, so its answers (attempts_left) match a known one's.
  */
 export async function issueCode(
@@ -181,6 +182,7 @@ export async function issueCode(
     mac,
     challengeId,
     expiresAtMs: now + OTP_TTL_SECONDS * 1000,
+    nowMs: now,
     // The stored expiry decides validity; the Redis TTL only collects garbage a little later.
     ttlSeconds: OTP_TTL_SECONDS + 60,
   });
