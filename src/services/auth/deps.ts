@@ -15,7 +15,7 @@ export const AUTH_LIMITS = {
   otpPerNumberPerHour: 5,
   /**
    * Codes per number and purpose per sliding hour from all networks together: the SMS spend
-   * ceiling. A stranger needs four networks to reach it, and it refuses only sends.
+   * ceiling. Strangers alone cannot reach it (they share `otpStrangerSendsPerDay`).
    */
   otpPerNumberAllPerHour: 20,
   /**
@@ -38,7 +38,10 @@ export const AUTH_LIMITS = {
    * code to be used, so no legitimate flow is refused here that send-otp would not refuse.
    */
   signupPerIpPerHour: 20,
-  /** Password attempts per (number, client network) per sliding 15 minutes. */
+  /**
+   * Password attempts per (number, client network) per sliding 15 minutes (login, and
+   * change-password's current_password).
+   */
   loginPerNumberPer15Min: 10,
   /**
    * Password logins per client IP (IPv6: per /64) per sliding 15 minutes, across numbers: one
