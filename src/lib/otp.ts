@@ -62,6 +62,11 @@ export type ConsumeResult =
   /** The client is over its budget of codes tried; the guess was NOT evaluated or counted. */
   | { status: "limited"; retryAfterSeconds: number };
 
+export type StrangerAdmission =
+  | { status: "known" }
+  | { status: "taken" }
+  | { status: "refused"; retryAfterSeconds: number };
+
 /** Where a code lives: one per (number, purpose, client network), so strangers cannot touch it. */
 export interface CodeSlot {
   mobileNumber: string;
@@ -70,10 +75,20 @@ export interface CodeSlot {
   network: string;
 }
 
-/** Where OTP state lives: one live code per slot, consumed atomically. */
+/**
+ * Where OTP state lives: live codes per slot, each under its challenge id, the latest one also
+ * reachable without it; consumed atomically.
+ */
 export interface OtpStore {
   issue(
-    input: CodeSlot & { mac: string; challengeId: string; expiresAtMs: number; ttlSeconds: number },
+    input: CodeSlot & {
+      mac: string;
+      challengeId: string;
+      expiresAtMs: number;
+      ttlSeconds: number;
+      /** Codes of the slot that expired by now are dropped. */
+      nowMs: number;
+    },
   ): Promise<void>;
   consume(
     input: CodeSlot & {
@@ -88,8 +103,35 @@ export interface OtpStore {
       maxAttempts: number;
       maxConsecutiveFailures: number;
       failureWindowSeconds: number;
+      /** The tag of the network the guess comes from (recorded as known when it is right). */
+      callerNetwork: string;
+      /** How long a network stays known after its last proof. */
+      knownTtlSeconds: number;
     },
   ): Promise<ConsumeResult>;
+  /**
+   * Admits one attempt (a send, a password login) for the number from `network`: a known network
+   * (it proved the number within `knownTtlSeconds`) is exempt; unknown networks together share
+   * `max` per fixed window of `windowSeconds`, counted under `ceiling` (e.g. "send:login").
+   */
+  admitStranger(input: {
+    mobileNumber: string;
+    network: string;
+    ceiling: string;
+    max: number;
+    windowSeconds: number;
+    nowMs: number;
+    knownTtlSeconds: number;
+  }): Promise<StrangerAdmission>;
+  /** Gives back an attempt `admitStranger` counted ("taken") for a request that was refused. */
+  refundStranger(input: { mobileNumber: string; ceiling: string }): Promise<void>;
+  /** Records that `network` proved the number (a password login succeeded from it). */
+  rememberNetwork(input: {
+    mobileNumber: string;
+    network: string;
+    nowMs: number;
+    knownTtlSeconds: number;
+  }): Promise<void>;
   /**
    * Starts the send cool-down for the slot unless one is running; answers how long the running
    * one has left. Exact, unlike a 1-token window, which lets two sends straddle a boundary.
@@ -105,23 +147,55 @@ export interface OtpStore {
   ): Promise<void>;
 }
 
-// Replaces any earlier code for the same slot: only the latest one is valid.
+// A slot (number, purpose, network) is one hash holding each live code under its challenge id
+// (`<cid>:mac`, `<cid>:exp`, `<cid>:fails`) and `latest`, the challenge id a guess WITHOUT one
+// is tried against. Issuing adds a code and makes it the latest; it drops expired codes but
+// not live ones, so a second client behind the same address (a carrier NAT) that asks for a
+// code does not destroy the code the first one holds the challenge id of.
 const ISSUE_SCRIPT = `
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'mac', ARGV[1], 'exp', ARGV[2], 'fails', '0', 'cid', ARGV[4])
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local f = all[i]
+  if string.sub(f, -4) == ':exp' and tonumber(all[i + 1]) <= tonumber(ARGV[5]) then
+    local c = string.sub(f, 1, -5)
+    redis.call('HDEL', KEYS[1], c .. ':mac', c .. ':exp', c .. ':fails')
+  end
+end
+local cid = ARGV[4]
+redis.call('HSET', KEYS[1], cid .. ':mac', ARGV[1], cid .. ':exp', ARGV[2], cid .. ':fails', '0',
+  'latest', cid)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 `;
 
+// Records a network as known for the number (KEYS[4], a sorted set: network tag -> last proof in
+// ms): drops entries older than the known TTL, keeps the 32 most recent, and expires the whole set
+// with its newest entry. Shared by the consume script (a right code) and REMEMBER_SCRIPT (a
+// password login).
+const REMEMBER_LUA = `
+local function remember(key, net, now, since, ttl)
+  redis.call('ZADD', key, now, net)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. since)
+  redis.call('ZREMRANGEBYRANK', key, 0, -33)
+  redis.call('EXPIRE', key, tonumber(ttl))
+end
+local function known(key, net, since)
+  local s = redis.call('ZSCORE', key, net)
+  return s ~= false and s ~= nil and tonumber(s) >= tonumber(since)
+end
+`;
+
 // One script so check-and-delete is atomic: of N concurrent correct submissions exactly one sees
 // the code. In order: the client's budget of codes tried (refused before anything is evaluated,
-// so a refused guess neither counts nor tells whether it was right); a challenge id that is not
+// so a refused guess neither counts nor reveals whether it was right); a challenge id that is not
 // this code's is answered as no code at all (nothing evaluated, nothing counted); the per-number
-// lock applies only to guesses without the code's challenge id, so the client that asked for the
-// code is never locked out by others. Expiry is checked against the caller's clock (stored 'exp');
-// the Redis TTL only collects garbage. MACs are compared as strings: they are keyed, so timing
-// reveals nothing usable.
-const CONSUME_SCRIPT = `
+// lock counts and applies only to guesses from networks that never proved the number, and never
+// to the client presenting the code's challenge id, so strangers cannot lock the owner out. A
+// right code records the caller's network as known. Expiry is checked against the caller's clock
+// (stored 'exp'); the Redis TTL only collects garbage. MACs are compared as strings: they are
+// keyed, so timing reveals nothing usable.
+const CONSUME_SCRIPT = `${REMEMBER_LUA}
+local now = tonumber(ARGV[2])
 local tried = tonumber(redis.call('GET', KEYS[3]) or '0')
 if tried >= tonumber(ARGV[7]) then
   return {'limited', redis.call('TTL', KEYS[3])}
@@ -129,48 +203,97 @@ end
 if redis.call('INCR', KEYS[3]) == 1 then
   redis.call('EXPIRE', KEYS[3], tonumber(ARGV[8]))
 end
-local cid = redis.call('HGET', KEYS[1], 'cid')
-local challenged = ARGV[6] ~= '' and cid == ARGV[6]
-if ARGV[6] ~= '' and not challenged then
+local given = ARGV[6]
+local cid = given
+if given == '' then
+  cid = redis.call('HGET', KEYS[1], 'latest')
+end
+local mac = cid and redis.call('HGET', KEYS[1], cid .. ':mac')
+if given ~= '' and not mac then
   return {'missing', 0}
 end
-if not challenged then
+local challenged = given ~= ''
+local stranger = not known(KEYS[4], ARGV[9], ARGV[10])
+if stranger and not challenged then
   local failures = tonumber(redis.call('GET', KEYS[2]) or '0')
   if failures >= tonumber(ARGV[4]) then
     return {'locked', redis.call('TTL', KEYS[2])}
   end
 end
-if not cid then
+if not mac then
   return {'missing', 0}
 end
-local mac = redis.call('HGET', KEYS[1], 'mac')
-local exp = tonumber(redis.call('HGET', KEYS[1], 'exp'))
-if exp <= tonumber(ARGV[2]) then
-  redis.call('DEL', KEYS[1])
+local function drop()
+  redis.call('HDEL', KEYS[1], cid .. ':mac', cid .. ':exp', cid .. ':fails')
+  if redis.call('HGET', KEYS[1], 'latest') == cid then
+    redis.call('HDEL', KEYS[1], 'latest')
+  end
+end
+local exp = tonumber(redis.call('HGET', KEYS[1], cid .. ':exp'))
+if exp <= now then
+  drop()
   return {'expired', 0}
 end
 if mac == ARGV[1] then
-  redis.call('DEL', KEYS[1], KEYS[2])
+  drop()
+  redis.call('DEL', KEYS[2])
+  remember(KEYS[4], ARGV[9], ARGV[2], ARGV[10], ARGV[11])
   return {'ok', tostring(exp), cid}
 end
-local fails = redis.call('HINCRBY', KEYS[1], 'fails', 1)
-if redis.call('INCR', KEYS[2]) == 1 then
+local fails = redis.call('HINCRBY', KEYS[1], cid .. ':fails', 1)
+if stranger and redis.call('INCR', KEYS[2]) == 1 then
   redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
 end
 local left = tonumber(ARGV[3]) - fails
 if left <= 0 then
-  redis.call('DEL', KEYS[1])
+  drop()
   left = 0
 end
 return {'wrong', left}
 `;
 
+// KEYS[1] the known set, KEYS[2] the strangers' counter. A known network passes uncounted; an
+// unknown one takes one from the shared fixed window, or is refused without taking anything.
+const ADMIT_SCRIPT = `${REMEMBER_LUA}
+if known(KEYS[1], ARGV[1], ARGV[2]) then
+  return {'known', 0}
+end
+local n = redis.call('INCR', KEYS[2])
+if n == 1 then
+  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
+end
+if n > tonumber(ARGV[3]) then
+  redis.call('DECR', KEYS[2])
+  return {'refused', redis.call('TTL', KEYS[2])}
+end
+return {'taken', 0}
+`;
+
+const REFUND_SCRIPT = `
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
+  redis.call('DECR', KEYS[1])
+end
+return 1
+`;
+
+const REMEMBER_SCRIPT = `${REMEMBER_LUA}
+remember(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+return 1
+`;
+
+// Puts a consumed code back under its challenge id (and as the latest, unless a newer code is).
 const RESTORE_SCRIPT = `
-if redis.call('EXISTS', KEYS[1]) == 1 then
+local cid = ARGV[4]
+if redis.call('HEXISTS', KEYS[1], cid .. ':mac') == 1 then
   return 0
 end
-redis.call('HSET', KEYS[1], 'mac', ARGV[1], 'exp', ARGV[2], 'fails', '0', 'cid', ARGV[4])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+redis.call('HSET', KEYS[1], cid .. ':mac', ARGV[1], cid .. ':exp', ARGV[2], cid .. ':fails', '0')
+if redis.call('HEXISTS', KEYS[1], 'latest') == 0 then
+  redis.call('HSET', KEYS[1], 'latest', cid)
+end
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+end
 return 1
 `;
 
@@ -181,9 +304,12 @@ end
 return redis.call('PTTL', KEYS[1])
 `;
 
-const codeKey = (s: CodeSlot) => `otp:v2:${s.purpose}:${s.mobileNumber}:${s.network}`;
+const codeKey = (s: CodeSlot) => `otp:v3:${s.purpose}:${s.mobileNumber}:${s.network}`;
 const failuresKey = (mobileNumber: string) => `otp:v1:failures:${mobileNumber}`;
 const triesKey = (clientIp: string) => `otp:v2:tries:${clientIp}`;
+const knownKey = (mobileNumber: string) => `auth:v1:known:${mobileNumber}`;
+const strangersKey = (mobileNumber: string, ceiling: string) =>
+  `auth:v1:strangers:${ceiling}:${mobileNumber}`;
 const cooldownKey = (s: CodeSlot) => `otp:v2:cooldown:${s.purpose}:${s.mobileNumber}:${s.network}`;
 
 /** OTP state in Upstash Redis, one Lua script per operation. */
@@ -193,13 +319,13 @@ export function createOtpStore(redis: RedisClient): OtpStore {
       await redis.eval(
         ISSUE_SCRIPT,
         [codeKey(i)],
-        [i.mac, String(i.expiresAtMs), String(i.ttlSeconds), i.challengeId],
+        [i.mac, String(i.expiresAtMs), String(i.ttlSeconds), i.challengeId, String(i.nowMs)],
       );
     },
     async consume(i) {
       const raw = (await redis.eval(
         CONSUME_SCRIPT,
-        [codeKey(i), failuresKey(i.mobileNumber), triesKey(i.clientIp)],
+        [codeKey(i), failuresKey(i.mobileNumber), triesKey(i.clientIp), knownKey(i.mobileNumber)],
         [
           i.mac,
           String(i.nowMs),
@@ -209,6 +335,9 @@ export function createOtpStore(redis: RedisClient): OtpStore {
           i.challengeId ?? "",
           String(i.clientMaxTries),
           String(i.clientWindowSeconds),
+          i.callerNetwork,
+          String(i.nowMs - i.knownTtlSeconds * 1000),
+          String(i.knownTtlSeconds),
         ],
       )) as [string, number | string, string?];
       const [status, value, cid] = raw;
@@ -227,6 +356,37 @@ export function createOtpStore(redis: RedisClient): OtpStore {
         default:
           return { status: "missing" };
       }
+    },
+    async admitStranger(i) {
+      const [status, ttl] = (await redis.eval(
+        ADMIT_SCRIPT,
+        [knownKey(i.mobileNumber), strangersKey(i.mobileNumber, i.ceiling)],
+        [
+          i.network,
+          String(i.nowMs - i.knownTtlSeconds * 1000),
+          String(i.max),
+          String(i.windowSeconds),
+        ],
+      )) as [string, number | string];
+      if (status === "known") return { status: "known" };
+      if (status === "taken") return { status: "taken" };
+      const n = Number(ttl);
+      return { status: "refused", retryAfterSeconds: n > 0 ? n : 1 };
+    },
+    async refundStranger(i) {
+      await redis.eval(REFUND_SCRIPT, [strangersKey(i.mobileNumber, i.ceiling)], []);
+    },
+    async rememberNetwork(i) {
+      await redis.eval(
+        REMEMBER_SCRIPT,
+        [knownKey(i.mobileNumber)],
+        [
+          i.network,
+          String(i.nowMs),
+          String(i.nowMs - i.knownTtlSeconds * 1000),
+          String(i.knownTtlSeconds),
+        ],
+      );
     },
     async startCooldown(i) {
       const pttl = Number(

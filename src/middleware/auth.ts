@@ -3,6 +3,7 @@ import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../context";
 import { sessionIsLive } from "../db/queries/refresh-tokens";
 import { UnauthorizedError } from "../errors";
+import { ID_PATTERN } from "../lib/ids";
 import { type AccessClaims, InvalidTokenError } from "../lib/tokens";
 
 const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/;
@@ -26,10 +27,13 @@ export const requireAuth = createMiddleware<AppEnv>(async (c, next) => {
   await startSessionCheck(c);
   if (SAFE_METHODS.has(c.req.method)) {
     await next();
-    // Only an answer that carries data waits for the check; an error answer (a malformed id, a
-    // chatroom that is not the caller's) reveals nothing the token grants, so it is not held
-    // back a round for it.
-    if (c.res.status < 400) await liveSession(c);
+    // An answer that carries data waits for the check, and so does a 404 after a lookup: "not
+    // found" against a 200 for another id would tell a revoked token's holder which ids exist
+    // (the check started before the lookup, so this adds no round). Other error answers, and a
+    // 404 for an id that is not even well formed (no lookup happened), reveal nothing the token
+    // grants and are not held back a round.
+    const status = c.res.status;
+    if (status < 400 || (status === 404 && !malformedIdParam(c))) await liveSession(c);
   } else {
     await liveSession(c);
     await next();
@@ -46,6 +50,12 @@ export const requireAuthDeferred = createMiddleware<AppEnv>(async (c, next) => {
   await next();
   await liveSession(c);
 });
+
+/** True when a path parameter of the matched route is not an id `newId` could have made. */
+function malformedIdParam(c: Context<AppEnv>): boolean {
+  const params = c.req.param() as Record<string, string>;
+  return Object.values(params).some((value) => !ID_PATTERN.test(value));
+}
 
 /** Resolves when the caller's session stands; throws 401 for a revoked one. */
 export async function liveSession(c: Context<AppEnv>): Promise<void> {

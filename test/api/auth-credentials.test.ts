@@ -103,6 +103,29 @@ describe("item 1: no credential without proof of the number", () => {
     expect((await login(mobile, STRANGER_PASSWORD)).status).toBe(401);
   });
 
+  it("drops a stranger's signup name and email with its password; the token keeps them", async () => {
+    const planted = { name: "Call +1 555 0100 to unlock", email: "phish@example.com" };
+    const theirs = uniqueMobileNumber();
+    const made = await call("POST", "/auth/signup", {
+      body: { mobile_number: theirs, password: STRANGER_PASSWORD, ...planted },
+      headers: asClient(uniqueClientIp()),
+    });
+    expect(made.status).toBe(201);
+    const owner = await verify(theirs, await requestLoginCode(theirs));
+    expect(owner.status).toBe(200);
+    expect(owner.body.user).toMatchObject({ name: null, email: null, has_password: false });
+
+    const mine = uniqueMobileNumber();
+    const signed = await call("POST", "/auth/signup", {
+      body: { mobile_number: mine, password: OWNER_PASSWORD, ...planted },
+      headers: asClient(uniqueClientIp()),
+    });
+    const kept = await verify(mine, await requestLoginCode(mine), {
+      signup_token: signed.body.signup_token,
+    });
+    expect(kept.body.user).toMatchObject({ ...planted, has_password: true });
+  });
+
   it("gives no signup token without a password, and refuses a malformed one with 400", async () => {
     const mobile = uniqueMobileNumber();
     const made = await signup(mobile);

@@ -81,6 +81,26 @@ describe("a stranger's guesses", () => {
   });
 });
 
+describe("a stranger behind the owner's address (a carrier NAT)", () => {
+  it("replaces the code tried without a challenge id, not the owner's code", async () => {
+    const number = await registered();
+    const shared = uniqueClientIp();
+    const owner = await send(number, shared);
+    expect(owner.status).toBe(200);
+    // The stranger asks after the 30 s cool-down (ended here instead of waited for).
+    const [cooldown] = (await redis("KEYS", `otp:v2:cooldown:login:${number}:*`)) as string[];
+    await redis("DEL", cooldown as string);
+    const stranger = await send(number, shared);
+    expect(stranger.status).toBe(200);
+    // Without a challenge id the latest code (the stranger's) is the one tried...
+    const bare = await verify(number, owner.body.otp, shared);
+    expect(bare.status).toBe(401);
+    // ...but the owner's code is alive for the owner's challenge id.
+    const mine = await verify(number, owner.body.otp, shared, owner.body.challenge_id);
+    expect(mine.status, mine.text).toBe(200);
+  });
+});
+
 describe("a stranger's sends", () => {
   it("do not start the owner's cool-down or spend the owner's hourly sends", async () => {
     const number = await registered();

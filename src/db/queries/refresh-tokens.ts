@@ -64,7 +64,8 @@ export async function insertRefreshTokenForPassword(
  * Rotates a live refresh token into a new one in ONE statement: the conditional UPDATE (`rotated_at
  * is null`) row-locks the old token, so of two concurrent rotations exactly one gets a row and
  * inserts the successor; the other gets nothing. Returns null when the token is unknown, expired,
- * revoked or already rotated, was issued before the owner's last password change, or belongs to
+ * revoked or already rotated, was issued before the owner's last password change, belongs to an
+ * account whose number nobody has proved (a session from before proofs were required), or belongs to
  * a family (session) that started before `familyStartedAfter` (its absolute lifetime is over).
  *
  * The owner's row is read `for share`: a concurrent password change (which updates the user row
@@ -91,6 +92,7 @@ export async function rotateRefreshToken(
         from ${users} u
         join ${refreshTokens} t on t.user_id = u.id
        where t.token_hash = ${input.tokenHash}
+         and u.mobile_verified_at is not null
          and (u.password_changed_at is null or u.password_changed_at <= t.created_at)
          and not exists (
            select 1 from ${refreshTokens} f
@@ -205,7 +207,9 @@ export async function revokeFamily(
 /**
  * Whether an access token's session still stands: its refresh-token family (`sid`) belongs to
  * the user and was not revoked (logout, password change or reset, theft detection, first proof
- * of the number), and the token was issued at or after the user's last password change. A
+ * of the number), the number has been proved (a session of an unproved account predates the
+ * rule that needs proof, whoever holds it), and the token was issued at or after the user's
+ * last password change. A
  * revocation marks every live token of the family, so one unrevoked token means a live family.
  */
 export async function sessionIsLive(
@@ -220,6 +224,7 @@ export async function sessionIsLive(
        where t.family_id = ${input.familyId}
          and t.user_id = ${input.userId}
          and t.revoked_at is null
+         and u.mobile_verified_at is not null
          and (u.password_changed_at is null
               or u.password_changed_at <= ${input.issuedAt.toISOString()}::timestamptz)
     ) as live`);

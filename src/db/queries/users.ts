@@ -148,7 +148,8 @@ export async function updateUserProfileIfTokenCurrent(
  * A login code was just used: the number is proved, and a session starts, in one transaction.
  * On the FIRST proof (`mobile_verified_at` still null) everything that was obtained without proof
  * is undone in the same statements: the password becomes `keepPasswordHash` (the signup's pending
- * password when the same client presented its signup token, otherwise none), and every earlier
+ * password when the same client presented its signup token, otherwise none; a password signup
+ * without its token also loses its name and email), and every earlier
  * session is revoked (so its access tokens are refused too, see middleware/auth.ts). Later proofs change nothing
  * but start the session. Null when the user is gone.
  */
@@ -164,12 +165,17 @@ export async function proveNumberAndStartSession(
   const { userId, now } = input;
   const at = sql`${now.toISOString()}::timestamptz`;
   const first = sql`${users.mobileVerifiedAt} is null`;
+  // A password signup whose token was not presented was made by another client: its name and
+  // email are a stranger's words too, and go with its password.
+  const strangers = sql`${first} and ${users.passwordHash} is not null and ${input.keepPasswordHash}::text is null`;
   const [updated] = await db.batch([
     db
       .update(users)
       .set({
         mobileVerifiedAt: sql`coalesce(${users.mobileVerifiedAt}, ${at})`,
         passwordHash: sql`case when ${first} then ${input.keepPasswordHash}::text else ${users.passwordHash} end`,
+        name: sql`case when ${strangers} then null else ${users.name} end`,
+        email: sql`case when ${strangers} then null else ${users.email} end`,
       })
       .where(eq(users.id, userId))
       .returning(),

@@ -18,10 +18,10 @@ import {
   ValidationError,
 } from "../../errors";
 import { newId } from "../../lib/ids";
-import { type OtpPurpose, signupTokenMac } from "../../lib/otp";
+import { networkTag, type OtpPurpose, signupTokenMac } from "../../lib/otp";
 import { hashPassword, needsRehash, verifyAgainstDummy, verifyPassword } from "../../lib/passwords";
 import type { LimitResult } from "../../lib/rate-limit";
-import type { AuthDeps } from "./deps";
+import { AUTH_LIMITS, type AuthDeps } from "./deps";
 import {
   consumeCodeWithReceipt,
   decoyCode,
@@ -57,7 +57,7 @@ async function findUserTakingSendAllowance(
   ]);
   if (allowance.status === "rejected") throw allowance.reason;
   if (found.status === "rejected") {
-    await giveBackSendAllowance(deps, input);
+    await giveBackSendAllowance(deps, input, allowance.value);
     throw found.reason;
   }
   return found.value;
@@ -214,18 +214,10 @@ export async function logInWithPassword(
   deps: AuthDeps,
   input: { mobileNumber: string; password: string; clientIp: string },
 ): Promise<Session> {
-  const [user, allowance, fromClient] = await Promise.all([
+  const [user, network] = await Promise.all([
     findUserByMobileNumber(deps.db, input.mobileNumber),
-    // Per number AND client network: a stranger's wrong passwords lock only the stranger.
-    deps.limiters.loginPerNumber.limit(`${input.mobileNumber}:${input.clientIp}`),
-    deps.limiters.loginPerIp.limit(input.clientIp),
+    takePasswordAllowance(deps, input.mobileNumber, input.clientIp, true),
   ]);
-  if (!allowance.success) {
-    throw limitExceeded(allowance, "Too many login attempts for this number; try again later.");
-  }
-  if (!fromClient.success) {
-    throw limitExceeded(fromClient, "Too many login attempts from this network; try again later.");
-  }
   const usable = user?.mobileVerifiedAt ? user.passwordHash : null;
   const ok = usable
     ? await verifyPassword(input.password, usable)
@@ -233,7 +225,12 @@ export async function logInWithPassword(
   if (!user || !usable || !ok) {
     throw new UnauthorizedError(BAD_CREDENTIALS, "invalid_credentials");
   }
-  const session = await startPasswordSession(deps, user.id, usable);
+  const [session] = await Promise.all([
+    startPasswordSession(deps, user.id, usable),
+    // The network proved the number (its password is only usable once a code proved it): its
+    // sends and logins are exempt from the strangers' ceilings from now on. Same round.
+    rememberNetwork(deps, input.mobileNumber, network),
+  ]);
   // The password was changed or reset while this login checked the old one.
   if (!session) throw new UnauthorizedError(BAD_CREDENTIALS, "invalid_credentials");
   // After the session, which is bound to the hash it verified (a rare extra round).
@@ -241,6 +238,70 @@ export async function logInWithPassword(
     await rehash(deps, { userId: user.id, from: usable, password: input.password });
   }
   return { ...session, user };
+}
+
+const PASSWORD_STRANGERS = "login";
+
+/**
+ * The password-attempt limits, in one round, before any hash is computed: per (number, client
+ * network), so a stranger's wrong passwords lock only the stranger; per number across networks
+ * that never proved it (20 an hour), so strangers holding many networks (IPv6 /64s) still meet a
+ * per-number ceiling while the owner's known networks are never refused by it; and per client
+ * (`perIp`, login only). Answers the caller's network tag.
+ */
+async function takePasswordAllowance(
+  deps: AuthDeps,
+  mobileNumber: string,
+  clientIp: string,
+  perIp: boolean,
+): Promise<string> {
+  const network = await networkTag(deps.config.otpSecret, clientIp);
+  const [allowance, fromClient, stranger] = await Promise.all([
+    deps.limiters.loginPerNumber.limit(`${mobileNumber}:${clientIp}`),
+    perIp ? deps.limiters.loginPerIp.limit(clientIp) : null,
+    deps.otpStore.admitStranger({
+      mobileNumber,
+      network,
+      ceiling: PASSWORD_STRANGERS,
+      max: AUTH_LIMITS.loginStrangerPerHour,
+      windowSeconds: 3600,
+      nowMs: deps.clock.now().getTime(),
+      knownTtlSeconds: AUTH_LIMITS.knownNetworkTtlSeconds,
+    }),
+  ]);
+  if (!allowance.success) {
+    throw limitExceeded(allowance, "Too many password attempts for this number; try again later.");
+  }
+  if (stranger.status === "refused") {
+    throw new LimitExceededError(
+      "Too many password attempts for this number; try again later.",
+      stranger.retryAfterSeconds,
+    );
+  }
+  if (fromClient && !fromClient.success) {
+    throw limitExceeded(fromClient, "Too many login attempts from this network; try again later.");
+  }
+  return network;
+}
+
+/** Best effort: a failure only leaves the network unknown (it meets the strangers' ceilings). */
+async function rememberNetwork(deps: AuthDeps, mobileNumber: string, network: string) {
+  try {
+    await deps.otpStore.rememberNetwork({
+      mobileNumber,
+      network,
+      nowMs: deps.clock.now().getTime(),
+      knownTtlSeconds: AUTH_LIMITS.knownNetworkTtlSeconds,
+    });
+  } catch (err) {
+    console.warn(
+      JSON.stringify({
+        level: "warn",
+        msg: "known_network_not_recorded",
+        error: describeError(err),
+      }),
+    );
+  }
 }
 
 /**
@@ -394,17 +455,9 @@ export async function changePassword(
         },
       ]);
     }
-    // A guess here must cost what a login guess costs: the same per-number budget, or a stolen
+    // A guess here must cost what a login guess costs: the same per-number budgets, or a stolen
     // access token could brute-force the current password without any limit.
-    const allowance = await deps.limiters.loginPerNumber.limit(
-      `${user.mobileNumber}:${input.clientIp}`,
-    );
-    if (!allowance.success) {
-      throw limitExceeded(
-        allowance,
-        "Too many password attempts for this number; try again later.",
-      );
-    }
+    await takePasswordAllowance(deps, user.mobileNumber, input.clientIp, false);
     if (!(await verifyPassword(input.currentPassword, user.passwordHash))) {
       throw new UnauthorizedError("The current password is wrong.", "invalid_credentials");
     }

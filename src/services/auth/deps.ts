@@ -15,9 +15,22 @@ export const AUTH_LIMITS = {
   otpPerNumberPerHour: 5,
   /**
    * Codes per number and purpose per sliding hour from all networks together: the SMS spend
-   * ceiling. A stranger needs four networks to reach it, and it refuses only sends.
+   * ceiling. Strangers alone cannot reach it (they share `otpStrangerSendsPerDay`).
    */
   otpPerNumberAllPerHour: 20,
+  /**
+   * How long a network stays known for a number after it last proved it (a right code, or a
+   * password login, from it). Known networks are exempt from the strangers' ceilings below.
+   */
+  knownNetworkTtlSeconds: 90 * 24 * 3600,
+  /**
+   * Codes per number and purpose per fixed day from all UNKNOWN networks together: bounds the
+   * guesses strangers get at a number's codes to 5 x 10 a day per purpose however many networks
+   * (IPv6 /64s) they hold, and the SMS they can make the owner receive.
+   */
+  otpStrangerSendsPerDay: 10,
+  /** Password attempts per number per fixed hour from all unknown networks together. */
+  loginStrangerPerHour: 20,
   /** Codes requested per client IP per sliding hour (all numbers together). */
   otpPerIpPerHour: 20,
   /**
@@ -25,7 +38,10 @@ export const AUTH_LIMITS = {
    * code to be used, so no legitimate flow is refused here that send-otp would not refuse.
    */
   signupPerIpPerHour: 20,
-  /** Password attempts per (number, client network) per sliding 15 minutes. */
+  /**
+   * Password attempts per (number, client network) per sliding 15 minutes (login, and
+   * change-password's current_password).
+   */
   loginPerNumberPer15Min: 10,
   /**
    * Password logins per client IP (IPv6: per /64) per sliding 15 minutes, across numbers: one

@@ -14,7 +14,10 @@ import { AUTH_LIMITS, type AuthDeps } from "./deps";
 export const OTP_TTL_SECONDS = 300;
 /** Wrong submissions per code before it is destroyed. */
 export const OTP_MAX_ATTEMPTS = 5;
-/** Consecutive wrong codes per number (all codes, both purposes) before verification locks. */
+/**
+ * Consecutive wrong codes per number from networks that never proved it (all codes, both
+ * purposes) before such guesses lock; known networks and the code's own challenge id never lock.
+ */
 export const OTP_MAX_CONSECUTIVE_FAILURES = 100;
 /** The lock (and the failure count) expires this long after the first failure. */
 export const OTP_FAILURE_WINDOW_SECONDS = 24 * 3600;
@@ -45,30 +48,60 @@ async function slotOf(deps: AuthDeps, input: CodeRequest): Promise<CodeSlot> {
   };
 }
 
+/** What a send took from the strangers' ceiling, so a failed request can give it back. */
+export interface SendAllowance {
+  strangerTaken: boolean;
+}
+
 /**
  * Applies the send limits: an exact 30-second cool-down and 5 codes an hour per (number, purpose,
- * client network), so a stranger's sends never use up the owner's; 20 codes an hour per number
- * and purpose from all networks together (the SMS spend ceiling); 20 an hour per client IP. All
- * are consulted at once; when any refuses, what the others took is given back, so a refused
- * request costs the caller nothing.
+ * client network), so a stranger's sends never use up the owner's; 10 codes a day per number and
+ * purpose from all networks that never proved the number together (known networks are exempt, so
+ * strangers cannot use up the owner's sends, and their guesses are bounded by 5 per code); 20
+ * codes an hour per number and purpose from all networks (the SMS spend ceiling, out of the
+ * strangers' reach); 20 an hour per client IP. All are consulted at once; when any refuses, what
+ * the others took is given back, so a refused request costs the caller nothing.
  */
-export async function takeSendAllowance(deps: AuthDeps, input: CodeRequest): Promise<void> {
+export async function takeSendAllowance(
+  deps: AuthDeps,
+  input: CodeRequest,
+): Promise<SendAllowance> {
   const slot = await slotOf(deps, input);
-  const [cooldown, perNumber, perNumberAll, perIp] = await Promise.all([
+  const [cooldown, perNumber, perNumberAll, perIp, stranger] = await Promise.all([
     deps.otpStore.startCooldown({ ...slot, seconds: AUTH_LIMITS.otpCooldownSeconds }),
     deps.limiters.otpPerNumber.limit(perNumberId(slot)),
     deps.limiters.otpPerNumberAll.limit(`${slot.purpose}:${slot.mobileNumber}`),
     deps.limiters.otpPerIp.limit(input.clientIp),
+    deps.otpStore.admitStranger({
+      mobileNumber: slot.mobileNumber,
+      network: slot.network,
+      ceiling: strangerSendCeiling(slot.purpose),
+      max: AUTH_LIMITS.otpStrangerSendsPerDay,
+      windowSeconds: 24 * 3600,
+      nowMs: deps.clock.now().getTime(),
+      knownTtlSeconds: AUTH_LIMITS.knownNetworkTtlSeconds,
+    }),
   ]);
-  if (cooldown.started && perNumber.success && perNumberAll.success && perIp.success) return;
+  const strangerTaken = stranger.status === "taken";
+  if (
+    cooldown.started &&
+    perNumber.success &&
+    perNumberAll.success &&
+    perIp.success &&
+    stranger.status !== "refused"
+  ) {
+    return { strangerTaken };
+  }
   await giveBack(deps, input, slot, {
     cooldown: cooldown.started,
     perNumber: perNumber.success,
     perNumberAll: perNumberAll.success,
     perIp: perIp.success,
+    stranger: strangerTaken,
   });
   const now = Date.now();
   const waits: number[] = [];
+  if (stranger.status === "refused") waits.push(stranger.retryAfterSeconds);
   if (!cooldown.started) waits.push(cooldown.retryAfterSeconds);
   if (!perNumber.success) waits.push((perNumber.reset - now) / 1000);
   if (!perNumberAll.success) waits.push((perNumberAll.reset - now) / 1000);
@@ -79,18 +112,25 @@ export async function takeSendAllowance(deps: AuthDeps, input: CodeRequest): Pro
   );
 }
 
+const strangerSendCeiling = (purpose: OtpPurpose) => `send:${purpose}`;
+
 const perNumberId = (slot: CodeSlot) => `${slot.purpose}:${slot.mobileNumber}:${slot.network}`;
 
 /**
  * Gives back a send allowance taken for a request that then failed (the database was down), so
  * the same request works as soon as the dependency is back instead of hitting the cool-down.
  */
-export async function giveBackSendAllowance(deps: AuthDeps, input: CodeRequest): Promise<void> {
+export async function giveBackSendAllowance(
+  deps: AuthDeps,
+  input: CodeRequest,
+  allowance: SendAllowance,
+): Promise<void> {
   await giveBack(deps, input, await slotOf(deps, input), {
     cooldown: true,
     perNumber: true,
     perNumberAll: true,
     perIp: true,
+    stranger: allowance.strangerTaken,
   });
 }
 
@@ -98,9 +138,21 @@ async function giveBack(
   deps: AuthDeps,
   input: CodeRequest,
   slot: CodeSlot,
-  taken: { cooldown: boolean; perNumber: boolean; perNumberAll: boolean; perIp: boolean },
+  taken: {
+    cooldown: boolean;
+    perNumber: boolean;
+    perNumberAll: boolean;
+    perIp: boolean;
+    stranger: boolean;
+  },
 ): Promise<void> {
   await Promise.allSettled([
+    taken.stranger
+      ? deps.otpStore.refundStranger({
+          mobileNumber: slot.mobileNumber,
+          ceiling: strangerSendCeiling(slot.purpose),
+        })
+      : null,
     taken.cooldown ? deps.otpStore.clearCooldown(slot) : null,
     taken.perNumber ? deps.limiters.otpPerNumber.limit(perNumberId(slot), { rate: -1 }) : null,
     taken.perNumberAll
@@ -111,8 +163,9 @@ async function giveBack(
 }
 
 /**
- * Issues a fresh code in the caller's slot, replacing only the caller's network's earlier one
- * (never another client's), and delivers it. `deliver: false` stores a code nobody receives:
+ * Issues a fresh code in the caller's slot and delivers it. It becomes the code a guess without
+ * a challenge id from the caller's network is tried against; earlier codes (another client's
+ * behind the same address, too) stay usable with their challenge ids until they expire. `deliver: false` stores a code nobody receives:
  * forgot-password for an unknown number, so its answers (attempts_left) match a known one's.
  */
 export async function issueCode(
@@ -129,6 +182,7 @@ export async function issueCode(
     mac,
     challengeId,
     expiresAtMs: now + OTP_TTL_SECONDS * 1000,
+    nowMs: now,
     // The stored expiry decides validity; the Redis TTL only collects garbage a little later.
     ttlSeconds: OTP_TTL_SECONDS + 60,
   });
@@ -205,7 +259,10 @@ export async function consumeCodeWithReceipt(
     ? { mobileNumber: input.mobileNumber, purpose: input.purpose, network: named[1] }
     : await slotOf(deps, input);
   const challengeId = named ? (input.challengeId as string) : "";
-  const mac = await otpMac(deps.config.otpSecret, { ...input, code: input.code });
+  const [mac, callerNetwork] = await Promise.all([
+    otpMac(deps.config.otpSecret, { ...input, code: input.code }),
+    named ? networkTag(deps.config.otpSecret, input.clientIp) : slot.network,
+  ]);
   const result = await deps.otpStore.consume({
     ...slot,
     mac,
@@ -217,6 +274,8 @@ export async function consumeCodeWithReceipt(
     maxAttempts: OTP_MAX_ATTEMPTS,
     maxConsecutiveFailures: OTP_MAX_CONSECUTIVE_FAILURES,
     failureWindowSeconds: OTP_FAILURE_WINDOW_SECONDS,
+    callerNetwork,
+    knownTtlSeconds: AUTH_LIMITS.knownNetworkTtlSeconds,
   });
   switch (result.status) {
     case "ok":
