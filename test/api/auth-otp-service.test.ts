@@ -241,3 +241,20 @@ describe("per-number lock after consecutive failures", () => {
     await expect(consume(d, number, last, lastIp)).resolves.toBeUndefined();
   }, 60_000);
 });
+
+describe("send allowance when Redis fails part-way", () => {
+  it("gives back what the other limits took, so the retry after the outage is not refused", async () => {
+    const { deps: healthy } = deps();
+    const failingIp = {
+      limit: () => Promise.reject(new Error("fetch failed: Redis unreachable")),
+    } as unknown as AuthDeps["limiters"]["otpPerIp"];
+    const { deps: broken } = deps({
+      limiters: { ...healthy.limiters, otpPerIp: failingIp },
+    });
+    const mobileNumber = uniqueMobileNumber();
+    const request = { mobileNumber, purpose: "login" as const, clientIp: uniqueClientIp() };
+    await expect(takeSendAllowance(broken, request)).rejects.toThrow(/Redis unreachable/);
+    // Without the give-back this meets the 30-second cool-down the failed attempt started.
+    await expect(takeSendAllowance(healthy, request)).resolves.toBeDefined();
+  });
+});

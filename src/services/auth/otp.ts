@@ -67,7 +67,7 @@ export async function takeSendAllowance(
   input: CodeRequest,
 ): Promise<SendAllowance> {
   const slot = await slotOf(deps, input);
-  const [cooldown, perNumber, perNumberAll, perIp, stranger] = await Promise.all([
+  const settled = await Promise.allSettled([
     deps.otpStore.startCooldown({ ...slot, seconds: AUTH_LIMITS.otpCooldownSeconds }),
     deps.limiters.otpPerNumber.limit(perNumberId(slot)),
     deps.limiters.otpPerNumberAll.limit(`${slot.purpose}:${slot.mobileNumber}`),
@@ -82,6 +82,38 @@ export async function takeSendAllowance(
       knownTtlSeconds: AUTH_LIMITS.knownNetworkTtlSeconds,
     }),
   ]);
+  const [cooldownR, perNumberR, perNumberAllR, perIpR, strangerR] = settled;
+  if (
+    cooldownR.status === "rejected" ||
+    perNumberR.status === "rejected" ||
+    perNumberAllR.status === "rejected" ||
+    perIpR.status === "rejected" ||
+    strangerR.status === "rejected"
+  ) {
+    // Redis failed part-way (the request answers 503): give back what the other calls took, or
+    // the client's retry once Redis is back would meet its own cool-down (the soak found this).
+    await giveBack(
+      deps,
+      input,
+      slot,
+      {
+        cooldown: cooldownR.status === "fulfilled" && cooldownR.value.started,
+        perNumber: perNumberR.status === "fulfilled" && perNumberR.value.success,
+        perNumberAll: perNumberAllR.status === "fulfilled" && perNumberAllR.value.success,
+        perIp: perIpR.status === "fulfilled" && perIpR.value.success,
+        stranger: strangerR.status === "fulfilled" && strangerR.value.status === "taken",
+      },
+      { whileRedisFails: true },
+    );
+    throw (settled.find((r) => r.status === "rejected") as PromiseRejectedResult).reason;
+  }
+  const [cooldown, perNumber, perNumberAll, perIp, stranger] = [
+    cooldownR.value,
+    perNumberR.value,
+    perNumberAllR.value,
+    perIpR.value,
+    strangerR.value,
+  ];
   const strangerTaken = stranger.status === "taken";
   if (
     cooldown.started &&
@@ -125,13 +157,19 @@ export async function giveBackSendAllowance(
   input: CodeRequest,
   allowance: SendAllowance,
 ): Promise<void> {
-  await giveBack(deps, input, await slotOf(deps, input), {
-    cooldown: true,
-    perNumber: true,
-    perNumberAll: true,
-    perIp: true,
-    stranger: allowance.strangerTaken,
-  });
+  await giveBack(
+    deps,
+    input,
+    await slotOf(deps, input),
+    {
+      cooldown: true,
+      perNumber: true,
+      perNumberAll: true,
+      perIp: true,
+      stranger: allowance.strangerTaken,
+    },
+    { whileRedisFails: true },
+  );
 }
 
 async function giveBack(
@@ -145,8 +183,9 @@ async function giveBack(
     perIp: boolean;
     stranger: boolean;
   },
+  options: { whileRedisFails?: boolean } = {},
 ): Promise<void> {
-  await Promise.allSettled([
+  const [, cooldown] = await Promise.allSettled([
     taken.stranger
       ? deps.otpStore.refundStranger({
           mobileNumber: slot.mobileNumber,
@@ -160,6 +199,19 @@ async function giveBack(
       : null,
     taken.perIp ? deps.limiters.otpPerIp.limit(input.clientIp, { rate: -1 }) : null,
   ]);
+  // The cool-down is what a retry meets first. Clearing it is idempotent, so when Redis is
+  // failing it is tried again for a moment (the counters' refunds are not, so they are not).
+  if (options.whileRedisFails && taken.cooldown && cooldown.status === "rejected") {
+    for (const wait of [250, 750]) {
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      try {
+        await deps.otpStore.clearCooldown(slot);
+        return;
+      } catch {
+        // still failing: try once more, then leave it to expire
+      }
+    }
+  }
 }
 
 /**
