@@ -208,7 +208,7 @@ const sendOtp = createRoute({
   tags: ["Auth"],
   summary: "Send a login code to a registered number",
   description:
-    "Limits: one code per 30 s and 5 per hour per number and client network (IPv6: /64), so a stranger's sends never use up yours; 20 per hour per number from all networks; 20 per hour per client IP (429 + Retry-After). A new code replaces only the earlier code sent for the same network. Keep challenge_id and send it back with the code. An unknown number is 404 user_not_found.",
+    "Limits: one code per 30 s and 5 per hour per number and client network (IPv6: /64), so a stranger's sends never use up yours; networks that have not yet proved the number (no code or password succeeded from them in 90 days) share 10 codes a day per number, so strangers cannot flood it or use up your sends; 20 per hour per number from all networks; 20 per hour per client IP (429 + Retry-After). Each code keeps its own challenge_id; a new one becomes the code your network's guesses without a challenge_id are tried against, and earlier ones stay usable with theirs. Keep challenge_id and send it back with the code. An unknown number is 404 user_not_found.",
   request: jsonBody(MobileOnlySchema.openapi("SendOtpRequest")),
   responses: {
     200: jsonContent(OtpSentSchema, "A code was issued, valid for expires_in seconds"),
@@ -223,7 +223,7 @@ const verifyOtp = createRoute({
   tags: ["Auth"],
   summary: "Exchange a login code for a session",
   description:
-    "A code works once, for 5 minutes, and dies after 5 wrong attempts (details.attempts_left on 401); only the client holding its challenge_id, or one on the network it was sent to, can try it. 100 wrong codes for a number in a row lock guesses WITHOUT the challenge_id for 24 h (429); guesses with it are never locked. Codes tried per client IP (IPv6: per /64), login and reset together: 100 per 15 minutes, checked before the code is (429 + Retry-After; the refused guess is not evaluated and does not count). signup_token keeps a signup password (see signup).",
+    "A code works once, for 5 minutes, and dies after 5 wrong attempts (details.attempts_left on 401); only the client holding its challenge_id, or one on the network it was sent to, can try it. 100 wrong codes in a row from networks that have not proved the number lock such networks' guesses WITHOUT the challenge_id for 24 h (429); guesses with it, and networks that proved the number, are never locked. Codes tried per client IP (IPv6: per /64), login and reset together: 100 per 15 minutes, checked before the code is (429 + Retry-After; the refused guess is not evaluated and does not count). signup_token keeps a signup password (see signup).",
   request: jsonBody(
     z
       .object({
@@ -251,7 +251,7 @@ const login = createRoute({
   tags: ["Auth"],
   summary: "Log in with a password",
   description:
-    "Limits: 10 attempts per number and client network (a stranger cannot lock you out) and 100 per client IP (IPv6: per /64) per 15 minutes (429 + Retry-After).",
+    "Limits: 10 attempts per number and client network per 15 minutes; networks that have not proved the number share 20 per hour per number (the networks you proved it from are exempt, so a stranger cannot lock you out); 100 per client IP (IPv6: per /64) per 15 minutes (429 + Retry-After).",
   request: jsonBody(
     z
       .object({ mobile_number: MobileNumberSchema, password: GivenPasswordSchema })
@@ -369,7 +369,7 @@ const changePasswordRoute = createRoute({
   tags: ["Auth"],
   summary: "Set or change the caller's password",
   description:
-    "current_password is required once a password is set; wrong guesses share the login budget (10 per 15 minutes per number and client network). Setting a first password needs otp, a fresh code from /auth/forgot-password (403 reauthentication_required without it): a bearer token alone never sets a password. Every other session is revoked; the response carries a fresh token pair for this one.",
+    "current_password is required once a password is set; wrong guesses share the login budget (10 per 15 minutes per number and client network; 20 per hour per number from networks that have not proved it). Setting a first password needs otp, a fresh code from /auth/forgot-password (403 reauthentication_required without it): a bearer token alone never sets a password. Every other session is revoked; the response carries a fresh token pair for this one.",
   security: bearerSecurity,
   // The service awaits the session check together with its first read.
   middleware: [requireAuthDeferred] as const,

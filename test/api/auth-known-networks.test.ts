@@ -197,6 +197,13 @@ describe("an unproved account's sessions are dead", () => {
     await sql().query("update users set mobile_verified_at = null where id = $1", [s.user.id]);
     const listed = await call("GET", "/chatroom", { token: s.token });
     expect(listed.status).toBe(401);
+    // PATCH /user/me checks the session inside its UPDATE: it must not write either.
+    const renamed = await call("PATCH", "/user/me", { token: s.token, body: { name: "Planted" } });
+    expect(renamed.status).toBe(401);
+    await sql().query("update users set mobile_verified_at = now() where id = $1", [s.user.id]);
+    const me = await call("GET", "/user/me", { token: s.token });
+    expect(me.body.user.name).not.toBe("Planted");
+    await sql().query("update users set mobile_verified_at = null where id = $1", [s.user.id]);
     const refreshed = await call("POST", "/auth/refresh", {
       body: { refresh_token: s.refresh_token },
     });

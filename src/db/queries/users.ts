@@ -1,4 +1,4 @@
-import { and, eq, isNull, lte, or, sql } from "drizzle-orm";
+import { and, eq, isNotNull, isNull, lte, or, sql } from "drizzle-orm";
 import type { Database } from "../client";
 import { refreshTokens } from "../schema/refresh-tokens";
 import { type UserRow, users } from "../schema/users";
@@ -136,6 +136,8 @@ export async function updateUserProfileIfTokenCurrent(
     .where(
       and(
         eq(users.id, input.userId),
+        // Every session of an unproved account is dead (ADR 8), even one from before the proof.
+        isNotNull(users.mobileVerifiedAt),
         or(isNull(users.passwordChangedAt), lte(users.passwordChangedAt, input.tokenIssuedAt)),
         sql`exists (select 1 from ${refreshTokens} t where t.family_id = ${input.sessionId} and t.user_id = ${input.userId} and t.revoked_at is null)`,
       ),
