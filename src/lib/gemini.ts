@@ -14,6 +14,14 @@ export interface GenerateContentBody {
   contents: { role: "user" | "model"; parts: { text: string }[] }[];
   systemInstruction?: { parts: { text: string }[] };
   generationConfig?: GenerationConfig;
+  /** `[{ googleSearch: {} }]` when the chatroom grounds its answers with Google Search. */
+  tools?: { googleSearch: Record<string, never> }[];
+}
+
+/** A request for one reply: the model to call and the body to send it. */
+export interface GeminiRequest {
+  model: string;
+  body: GenerateContentBody;
 }
 
 /** Token usage of one answer, as Gemini reports it (null: not reported). */
@@ -182,7 +190,11 @@ export type GeminiStreamEvent =
 /** Calls streamGenerateContent directly (the SSE path only; queued replies go through QStash). */
 export interface GeminiStreamer {
   /** `signal` aborts the upstream call (the generation is handed elsewhere). */
-  stream(body: GenerateContentBody, signal?: AbortSignal): AsyncGenerator<GeminiStreamEvent>;
+  stream(
+    body: GenerateContentBody,
+    signal?: AbortSignal,
+    model?: string,
+  ): AsyncGenerator<GeminiStreamEvent>;
 }
 
 export function createGeminiStreamer(o: {
@@ -194,7 +206,7 @@ export function createGeminiStreamer(o: {
   // Built on first use: most requests never stream, and the SDK client is not free to set up.
   let client: GoogleGenAI | undefined;
   return {
-    async *stream(body, signal) {
+    async *stream(body, signal, model) {
       client ??= new GoogleGenAI({
         apiKey: o.apiKey,
         httpOptions: { baseUrl: o.baseUrl, timeout: o.timeoutMs },
@@ -203,10 +215,11 @@ export function createGeminiStreamer(o: {
       let chunks: Awaited<ReturnType<typeof ai.models.generateContentStream>>;
       try {
         chunks = await ai.models.generateContentStream({
-          model: o.model,
+          model: model ?? o.model,
           contents: body.contents,
           config: {
             ...(body.systemInstruction ? { systemInstruction: body.systemInstruction } : {}),
+            ...(body.tools ? { tools: body.tools } : {}),
             ...(body.generationConfig ? sdkGenerationConfig(body.generationConfig) : {}),
             ...(signal ? { abortSignal: signal } : {}),
           },
@@ -257,6 +270,7 @@ export function createGeminiStreamer(o: {
 function sdkGenerationConfig(g: GenerationConfig) {
   return {
     maxOutputTokens: g.maxOutputTokens,
+    ...(g.temperature !== undefined ? { temperature: g.temperature } : {}),
     ...(g.thinkingConfig
       ? { thinkingConfig: g.thinkingConfig as import("@google/genai").ThinkingConfig }
       : {}),

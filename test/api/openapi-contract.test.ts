@@ -471,6 +471,10 @@ describe("every documented operation against the Worker", () => {
       body: { title: "x" },
     });
     await bodyErrors("PATCH", `/chatroom/${id}`, token, { title: "" });
+    await expectStatus(200, "GET", "/models", { token });
+    const notInPlan = { settings: { model: "gemini-3.1-pro-preview" } };
+    await expectStatus(422, "POST", "/chatroom", { token, body: notInPlan });
+    await expectStatus(422, "PATCH", `/chatroom/${id}`, { token, body: notInPlan });
 
     const key = { "idempotency-key": marker("key") };
     const accepted = await expectStatus(202, "POST", `/chatroom/${id}/message`, {

@@ -25,9 +25,12 @@ import {
 } from "../../errors";
 import {
   buildGenerateContentBody,
+  type ChatSettings,
+  catalogueModel,
+  type GeminiRequest,
   type GeminiTurn,
-  type GenerateContentBody,
   generationConfigFor,
+  SEARCH_TIERS,
   storableText,
 } from "../../lib/gemini";
 import { newId } from "../../lib/ids";
@@ -76,7 +79,7 @@ export type SendMessageResult =
       body: PromptResponse;
       headers: Record<string, string>;
       /** What the streaming path needs to produce the reply. */
-      job: { replyId: string; userId: string; request: GenerateContentBody };
+      job: { replyId: string; userId: string; request: GeminiRequest };
     };
 
 /** Newest-first messages → Gemini turns within the character budget; the newest is always kept. */
@@ -97,17 +100,41 @@ export function historyTurns(
   return picked;
 }
 
-/** The Gemini request for a prompt, bounded by the tier's reply budget (docs/adr/0007). */
+/**
+ * The Gemini request for a prompt: the chatroom's settings over the deployment's defaults,
+ * bounded by the tier's reply budget (docs/adr/0007). Settings are checked again here, against
+ * the tier the user has now: a model or feature of a plan since left falls back to the default.
+ */
 export function promptRequest(
   config: ChatConfig,
   tier: "basic" | "pro",
   newestFirst: { role: "user" | "model"; content: string }[],
-): GenerateContentBody {
-  return buildGenerateContentBody(
-    historyTurns(newestFirst, config.historyMaxChars),
-    config.systemPrompt,
-    generationConfigFor(config.geminiModel, config.replyBudgets[tier]),
+  settings: ChatSettings | null = null,
+): GeminiRequest {
+  const chosen = settings?.model ? catalogueModel(settings.model) : undefined;
+  const model = chosen?.tiers.includes(tier) ? chosen.id : config.geminiModel;
+  const budget = config.replyBudgets[tier];
+  const maxOutputTokens = Math.min(
+    settings?.max_output_tokens ?? budget.maxOutputTokens,
+    budget.maxOutputTokens,
+    chosen?.tiers.includes(tier) ? chosen.output_token_limit : Number.POSITIVE_INFINITY,
   );
+  const generationConfig = generationConfigFor(model, {
+    ...budget,
+    maxOutputTokens,
+    // Thinking counts against maxOutputTokens: a small chosen bound leaves room for the answer.
+    thinkingBudget: Math.min(budget.thinkingBudget, Math.floor(maxOutputTokens / 2)),
+  });
+  if (settings?.temperature !== undefined) generationConfig.temperature = settings.temperature;
+  const body = buildGenerateContentBody(
+    historyTurns(newestFirst, config.historyMaxChars),
+    settings?.system_instruction ?? config.systemPrompt,
+    generationConfig,
+  );
+  if (settings?.google_search === true && SEARCH_TIERS.includes(tier)) {
+    body.tools = [{ googleSearch: {} }];
+  }
+  return { model, body };
 }
 
 async function sha256Hex(text: string): Promise<string> {
@@ -335,10 +362,12 @@ async function sendClaimedMessage(
     completedAt: null,
   };
   const body: PromptResponse = { message: messageView(promptRow), reply: messageView(replyRow) };
-  const request = promptRequest(config, user.tier, [
-    { role: "user", content: input.content },
-    ...history,
-  ]);
+  const request = promptRequest(
+    config,
+    user.tier,
+    [{ role: "user", content: input.content }, ...history],
+    room.settings,
+  );
   const key = input.idempotencyKey;
 
   // Round 2.
@@ -407,7 +436,7 @@ async function sendClaimedMessage(
 async function publishReply(
   deps: ChatDeps,
   replyId: string,
-  request: GenerateContentBody,
+  request: GeminiRequest,
 ): Promise<void> {
   const { messageId } = await deps.queue.publish(replyJob(deps.config, replyId, request));
   await setReplyJob(deps.db, replyId, messageId);
@@ -426,7 +455,7 @@ export type StreamSink = (event: "delta" | "done" | "error", data: unknown) => v
  */
 export async function streamReply(
   deps: ChatDeps,
-  job: { replyId: string; userId: string; chatroomId: string; request: GenerateContentBody },
+  job: { replyId: string; userId: string; chatroomId: string; request: GeminiRequest },
   emit: StreamSink,
   clientGone?: AbortSignal,
 ): Promise<void> {
@@ -438,7 +467,11 @@ export async function streamReply(
   let delivered = "";
   try {
     let final: ReplyOutcome | null = null;
-    for await (const event of deps.gemini.stream(job.request, upstream.signal)) {
+    for await (const event of deps.gemini.stream(
+      job.request.body,
+      upstream.signal,
+      job.request.model,
+    )) {
       if (event.type === "delta") {
         if (event.text) {
           delivered += event.text;
@@ -493,7 +526,7 @@ export async function streamReply(
  */
 async function handOffToQueue(
   deps: ChatDeps,
-  job: { replyId: string; request: GenerateContentBody },
+  job: { replyId: string; request: GeminiRequest },
 ): Promise<boolean> {
   try {
     const { messageId } = await deps.queue.publish(replyJob(deps.config, job.replyId, job.request));

@@ -12,8 +12,8 @@ import {
   GEMINI_API_KEY_HEADER,
   type GeminiAnswer,
   GeminiCallError,
+  type GeminiRequest,
   type GeminiUsage,
-  type GenerateContentBody,
   generateContentUrl,
   producedOutput,
   readGenerateContentResponse,
@@ -65,13 +65,13 @@ export const REPLY_FAILURE_CALLBACK_PATH = "/webhook/qstash/reply-failed";
 export function replyJob(
   config: ChatConfig,
   replyId: string,
-  body: GenerateContentBody,
+  request: GeminiRequest,
 ): QueuedRequest {
   const base = config.appUrl.replace(/\/+$/, "");
   const query = `?reply_id=${encodeURIComponent(replyId)}`;
   return {
-    url: generateContentUrl(config.geminiBaseUrl, config.geminiModel),
-    body,
+    url: generateContentUrl(config.geminiBaseUrl, request.model),
+    body: request.body,
     forwardHeaders: { [GEMINI_API_KEY_HEADER]: config.geminiApiKey },
     redactHeaders: [GEMINI_API_KEY_HEADER],
     deduplicationId: replyId,

@@ -1,5 +1,6 @@
 import type { ChatroomRow } from "../../db/schema/chatrooms";
 import type { MessageRole, MessageRow, MessageStatus } from "../../db/schema/messages";
+import type { ChatSettings } from "../../lib/gemini-models";
 
 /** The closed set of reply failure codes a client can see in `Message.error`. */
 export const REPLY_ERRORS = [
@@ -14,6 +15,9 @@ export type ReplyError = (typeof REPLY_ERRORS)[number];
 export interface ChatroomView {
   id: string;
   title: string;
+  title_source: "auto" | "user";
+  description: string | null;
+  settings: ChatSettings;
   created_at: string;
   updated_at: string;
   last_message_at: string | null;
@@ -45,6 +49,9 @@ export function chatroomView(r: ChatroomRow): ChatroomView {
   return {
     id: r.id,
     title: r.title,
+    title_source: r.titleSource,
+    description: r.description,
+    settings: r.settings ?? {},
     created_at: r.createdAt.toISOString(),
     updated_at: r.updatedAt.toISOString(),
     last_message_at: r.lastMessageAt ? r.lastMessageAt.toISOString() : null,

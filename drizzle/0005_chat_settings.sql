@@ -1,0 +1,3 @@
+ALTER TABLE "chatrooms" ADD COLUMN "title_source" text DEFAULT 'user' NOT NULL;--> statement-breakpoint
+ALTER TABLE "chatrooms" ADD COLUMN "description" text;--> statement-breakpoint
+ALTER TABLE "chatrooms" ADD COLUMN "settings" jsonb;
