@@ -13,6 +13,7 @@ import {
   listMessages,
   updateChatroom,
 } from "../services/chat/chatrooms";
+import { cancelReply } from "../services/chat/control";
 import { buildChatDeps, type ChatDeps } from "../services/chat/deps";
 import { sendMessage, streamReply } from "../services/chat/messages";
 import { REPLY_ERRORS } from "../services/chat/replies";
@@ -110,7 +111,10 @@ export const MessageSchema = z
     chatroom_id: Id,
     role: z.enum(["user", "model"]),
     content: z.string().openapi({ example: "Suggest three names for a cat." }),
-    status: z.enum(["pending", "complete", "failed"]),
+    status: z.enum(["pending", "complete", "failed", "cancelled"]).openapi({
+      description:
+        "`cancelled`: stopped with POST …/cancel; text streamed before the stop is kept in `content`.",
+    }),
     error: z.enum(REPLY_ERRORS).nullable().openapi({
       description:
         "Why a reply failed. The prompt was given back to the daily quota unless Gemini had produced output for it (then `content` keeps the text already streamed).",
@@ -434,6 +438,23 @@ const getMessageRoute = createRoute({
   },
 });
 
+const cancelReplyRoute = createRoute({
+  method: "post",
+  path: "/chatroom/{id}/messages/{message_id}/cancel",
+  operationId: "cancelReply",
+  tags: ["Chat"],
+  summary: "Stop a pending reply (queued or streaming)",
+  description:
+    "A queued reply's QStash job is cancelled and its prompt refunded; a streaming reply stops within a second, keeps the text already streamed (the stream ends with a `cancelled` event) and is refunded only if no text was sent. A callback arriving later changes nothing. Cancelling again answers the same 200; a finished reply is 409 reply_finished.",
+  security: bearerSecurity,
+  middleware: [requireAuthDeferred] as const,
+  request: { params: MessageParams },
+  responses: {
+    200: jsonContent(MessageResponse, "The cancelled reply"),
+    ...errorResponses(401, 404, [409, "reply_finished"], 503),
+  },
+});
+
 const sendMessageRoute = createRoute({
   method: "post",
   path: "/chatroom/{id}/message",
@@ -592,6 +613,16 @@ export const chatroomRoutes = createRouter()
       userId: c.get("userId"),
       chatroomId: id,
       messageId: message_id,
+    });
+    return c.json({ message }, 200);
+  })
+  .openapi(cancelReplyRoute, async (c) => {
+    const { id, message_id } = c.req.valid("param");
+    const message = await cancelReply(chatDeps(c), {
+      userId: c.get("userId"),
+      chatroomId: id,
+      messageId: message_id,
+      sessionLive: liveSession(c),
     });
     return c.json({ message }, 200);
   })

@@ -21,7 +21,9 @@ import { createSession, type TestSession, uniqueClientIp } from "../support/sess
 import { envelope, nowSeconds, paidUser, stripe } from "./billing-support.ts";
 import {
   callbackBody,
+  createProSession,
   geminiAnswer,
+  geminiFault,
   marker,
   redis,
   settledReply,
@@ -447,6 +449,32 @@ describe("every documented operation against the Worker", () => {
 
   let chatUser: TestSession;
   let queuedReply: { chatroomId: string; replyId: string };
+
+  it("Chat: reply control answers as documented", async () => {
+    const { token } = await createProSession();
+    const room = await expectStatus(201, "POST", "/chatroom", { token, body: {} });
+    const id = room.body.chatroom.id as string;
+    const content = marker("cancel");
+    await geminiFault({ match: content, kind: "slow", times: 1, ms: 2_000 });
+    const sent = await expectStatus(202, "POST", `/chatroom/${id}/message`, {
+      token,
+      body: { content },
+    });
+    const replyPath = `/chatroom/${id}/messages/${sent.body.reply.id}`;
+    await expectStatus(200, "POST", `${replyPath}/cancel`, { token });
+    await expectStatus(404, "POST", `/chatroom/${id}/messages/${v7()}/cancel`, { token });
+    await expectStatus(401, "POST", `${replyPath}/cancel`, {});
+    const done = await expectStatus(202, "POST", `/chatroom/${id}/message`, {
+      token,
+      body: { content: marker("done") },
+    });
+    const donePath = `/chatroom/${id}/messages/${done.body.reply.id}`;
+    await waitFor(async () => {
+      const res = await expectStatus(200, "GET", donePath, { token });
+      return res.body.message.status !== "pending";
+    });
+    await expectStatus(409, "POST", `${donePath}/cancel`, { token });
+  });
 
   it("Chat: chatrooms and messages answer as documented", async () => {
     chatUser = await createSession();

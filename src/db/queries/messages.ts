@@ -288,3 +288,35 @@ export function selectUnqueuedReplies(db: Database, from: Date, to: Date, limit:
     .orderBy(asc(messages.createdAt))
     .limit(limit);
 }
+
+/** Cancels a pending model reply of `userId` in `chatroomId` (none when it is not pending). */
+export function cancelPendingReply(
+  db: Database,
+  input: { id: string; chatroomId: string; userId: string; now: Date },
+) {
+  return db
+    .update(messages)
+    .set({ status: "cancelled", completedAt: input.now })
+    .where(
+      and(
+        pendingReply(input.id),
+        eq(messages.chatroomId, input.chatroomId),
+        eq(messages.userId, input.userId),
+      ),
+    )
+    .returning();
+}
+
+/** The status of a reply (the streaming loop's cancel flag). */
+export function selectReplyStatus(db: Database, id: string) {
+  return db.select({ status: messages.status }).from(messages).where(eq(messages.id, id)).limit(1);
+}
+
+/** Keeps the text streamed before a cancel on the cancelled reply (once). */
+export function keepCancelledText(db: Database, id: string, content: string) {
+  return db
+    .update(messages)
+    .set({ content })
+    .where(and(eq(messages.id, id), eq(messages.status, "cancelled"), eq(messages.content, "")))
+    .returning();
+}

@@ -4,7 +4,8 @@ import { chatrooms } from "./chatrooms";
 import { users } from "./users";
 
 export const MESSAGE_ROLES = ["user", "model"] as const;
-export const MESSAGE_STATUSES = ["pending", "complete", "failed"] as const;
+/** `cancelled`: stopped by the user (POST …/cancel); text streamed before the stop is kept. */
+export const MESSAGE_STATUSES = ["pending", "complete", "failed", "cancelled"] as const;
 export type MessageRole = (typeof MESSAGE_ROLES)[number];
 export type MessageStatus = (typeof MESSAGE_STATUSES)[number];
 

@@ -13,6 +13,7 @@ import {
   selectHistoryWindow,
   selectMessage,
   selectPendingReplyIds,
+  selectReplyStatus,
   setReplyJob,
 } from "../../db/queries/messages";
 import { users } from "../../db/schema/users";
@@ -42,6 +43,7 @@ import {
   quotaHeaders,
 } from "../quota";
 import { assertId, invalidateList } from "./chatrooms";
+import { finishCancelledStream, STREAM_CANCEL_POLL_MS } from "./control";
 import { background, type ChatConfig, type ChatDeps } from "./deps";
 import {
   outcomeOfAnswer,
@@ -443,7 +445,7 @@ async function publishReply(
 }
 
 /** Where the SSE path writes; a write to a client that went away must not throw. */
-export type StreamSink = (event: "delta" | "done" | "error", data: unknown) => void;
+export type StreamSink = (event: "delta" | "done" | "error" | "cancelled", data: unknown) => void;
 
 /**
  * Produces a reply by streaming Gemini directly, then saves it exactly like a queued reply
@@ -462,6 +464,25 @@ export async function streamReply(
   const upstream = new AbortController();
   const stop = () => upstream.abort();
   clientGone?.addEventListener("abort", stop);
+  // The cancel flag: POST …/cancel marks the reply cancelled; this loop stops Gemini when it
+  // sees that (checked every STREAM_CANCEL_POLL_MS, so within half a second).
+  let cancelled = false;
+  let checking = false;
+  const poll = setInterval(() => {
+    if (checking || cancelled) return;
+    checking = true;
+    selectReplyStatus(deps.db, job.replyId)
+      .then(([row]) => {
+        if (row?.status === "cancelled") {
+          cancelled = true;
+          upstream.abort();
+        }
+      })
+      .catch(() => {})
+      .finally(() => {
+        checking = false;
+      });
+  }, STREAM_CANCEL_POLL_MS);
   let outcome: ReplyOutcome;
   // What the client has been sent: kept (and counted) even if the stream then fails.
   let delivered = "";
@@ -472,6 +493,7 @@ export async function streamReply(
       upstream.signal,
       job.request.model,
     )) {
+      if (cancelled) break;
       if (event.type === "delta") {
         if (event.text) {
           delivered += event.text;
@@ -482,7 +504,7 @@ export async function streamReply(
       }
       if (clientGone?.aborted && !final) break;
     }
-    if (clientGone?.aborted && !final) {
+    if (clientGone?.aborted && !final && !cancelled) {
       if (await handOffToQueue(deps, job)) return;
     }
     outcome = final ?? outcomeOfAnswer(null);
@@ -491,14 +513,18 @@ export async function streamReply(
       outcome = { ...outcome, charged: true, partialText: storableText(delivered) };
     }
   } catch (err) {
-    if (clientGone?.aborted && (await handOffToQueue(deps, job))) return;
-    console.warn(
-      JSON.stringify({ level: "warn", msg: "gemini_stream_failed", error: describeError(err) }),
-    );
+    if (clientGone?.aborted && !cancelled && (await handOffToQueue(deps, job))) return;
+    if (!cancelled) {
+      console.warn(
+        JSON.stringify({ level: "warn", msg: "gemini_stream_failed", error: describeError(err) }),
+      );
+    }
     outcome = outcomeOfStreamError(err, storableText(delivered));
   } finally {
+    clearInterval(poll);
     clientGone?.removeEventListener("abort", stop);
   }
+  // A cancel that landed first makes this a no-op (the UPDATE is conditional on `pending`).
   const settled = await settleReply(deps, job.replyId, outcome);
   let reply: MessageRow | undefined =
     settled.status === "complete" || settled.status === "failed" ? settled.reply : undefined;
@@ -507,6 +533,11 @@ export async function streamReply(
   }
   if (!reply) {
     emit("error", { error: { code: "not_found", message: "The chatroom was deleted." } });
+    return;
+  }
+  if (reply.status === "cancelled") {
+    reply = await finishCancelledStream(deps, reply, delivered);
+    emit("cancelled", { reply: messageView(reply) });
     return;
   }
   const view = messageView(reply);

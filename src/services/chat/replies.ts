@@ -213,7 +213,7 @@ export async function settleReply(
 }
 
 /** A settled reply no longer counts against MAX_PENDING_REPLIES (best effort; entries expire). */
-function leavePending(
+export function leavePending(
   deps: Pick<ChatDeps, "pendingGate" | "waitUntil">,
   userId: string,
   replyId: string,
