@@ -72,7 +72,7 @@ async function openStream(session: TestSession, roomId: string, content: string)
     ended: () => ended,
     done: pump,
     next: (name: string, timeoutMs = 10_000) =>
-      waitFor(() => events.find((e) => e.event === name), timeoutMs, 10),
+      waitFor<SseEvent>(async () => events.find((e) => e.event === name), timeoutMs, 10),
   };
 }
 

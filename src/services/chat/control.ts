@@ -50,7 +50,7 @@ export async function cancelReply(
     }
     return messageView(now);
   }
-  if (!row || row.role !== "model") throw new NotFoundError("No such reply.");
+  if (row?.role !== "model") throw new NotFoundError("No such reply.");
   if (row.status === "cancelled") return messageView(row);
   throw new ConflictError(`The reply is already ${row.status}.`, "reply_finished");
 }
