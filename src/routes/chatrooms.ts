@@ -143,6 +143,10 @@ export const MessageSchema = z
         }),
       })
       .nullable(),
+    superseded_by: Id.nullable().openapi({
+      description:
+        "Set on a reply that was regenerated: the newest reply to the same prompt. GET /chatroom/:id shows only the newest; the messages list shows all.",
+    }),
     created_at: Timestamp,
     completed_at: Timestamp.nullable(),
   })
@@ -438,6 +442,44 @@ const getMessageRoute = createRoute({
   },
 });
 
+const IdempotencyHeader = z.object({
+  "idempotency-key": z
+    .string()
+    .min(1)
+    .max(255)
+    .regex(/^[\x21-\x7e]+$/, "Use printable ASCII without spaces.")
+    .optional(),
+});
+
+const RegenerateAccepted = z.object({ reply: MessageSchema }).openapi("RegenerateAccepted");
+
+const regenerateReplyRoute = createRoute({
+  method: "post",
+  path: "/chatroom/{id}/messages/{message_id}/regenerate",
+  operationId: "regenerateReply",
+  tags: ["Chat"],
+  summary: "Ask again: a new pending reply to the same prompt",
+  description:
+    "Takes a model reply that is complete, failed or cancelled and queues a new reply to its prompt, with the history before that prompt. Counts against the daily quota and MAX_PENDING_REPLIES like a prompt (409 reply_in_progress, 429 daily_limit_reached) and honours `Idempotency-Key` the same way. Earlier replies to the prompt get `superseded_by` (the new reply); GET /chatroom/:id shows only the newest.",
+  security: bearerSecurity,
+  middleware: [requireAuthDeferred] as const,
+  request: { params: MessageParams, headers: IdempotencyHeader },
+  responses: {
+    202: {
+      ...jsonContent(RegenerateAccepted, "The new pending reply"),
+      headers: replyHeaders,
+    },
+    ...errorResponses(
+      400,
+      401,
+      404,
+      [409, "idempotency_key_reused", "idempotency_in_progress", "reply_in_progress"],
+      [429, "daily_limit_reached"],
+      503,
+    ),
+  },
+});
+
 const cancelReplyRoute = createRoute({
   method: "post",
   path: "/chatroom/{id}/messages/{message_id}/cancel",
@@ -615,6 +657,24 @@ export const chatroomRoutes = createRouter()
       messageId: message_id,
     });
     return c.json({ message }, 200);
+  })
+  .openapi(regenerateReplyRoute, async (c) => {
+    const { id, message_id } = c.req.valid("param");
+    const result = await sendMessage(chatDeps(c), {
+      userId: c.get("userId"),
+      chatroomId: id,
+      content: "",
+      regenerate: { replyId: message_id },
+      idempotencyKey: c.req.valid("header")["idempotency-key"],
+      mode: "queued",
+      sessionLive: liveSession(c),
+    });
+    c.set("rateLimitOutcome", "allowed");
+    const headers: Record<string, string> = {
+      ...result.headers,
+      Location: `/chatroom/${id}/messages/${result.body.reply.id}`,
+    };
+    return c.json({ reply: result.body.reply }, 202, headers as z.infer<typeof rateLimitHeaders>);
   })
   .openapi(cancelReplyRoute, async (c) => {
     const { id, message_id } = c.req.valid("param");

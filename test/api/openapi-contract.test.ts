@@ -474,6 +474,15 @@ describe("every documented operation against the Worker", () => {
       return res.body.message.status !== "pending";
     });
     await expectStatus(409, "POST", `${donePath}/cancel`, { token });
+    const key = { "idempotency-key": marker("regen") };
+    await expectStatus(202, "POST", `${donePath}/regenerate`, { token, headers: key });
+    await expectStatus(409, "POST", `${replyPath}/regenerate`, { token, headers: key });
+    await expectStatus(400, "POST", `${donePath}/regenerate`, {
+      token,
+      headers: { "idempotency-key": "has space" },
+    });
+    await expectStatus(404, "POST", `/chatroom/${id}/messages/${v7()}/regenerate`, { token });
+    await expectStatus(401, "POST", `${donePath}/regenerate`, {});
   });
 
   it("Chat: chatrooms and messages answer as documented", async () => {
@@ -533,6 +542,7 @@ describe("every documented operation against the Worker", () => {
     );
 
     await settledReply(chatUser, id, replyId);
+    await expectStatus(429, "POST", `/chatroom/${id}/messages/${replyId}/regenerate`, { token });
     await expectStatus(200, "GET", "/usage", { token });
     await expectStatus(200, "GET", "/usage?from=2026-01-01&to=2026-01-31", { token });
     await expectStatus(400, "GET", "/usage?from=2026-01-01&to=2026-12-31", { token });

@@ -5,8 +5,14 @@ import { usageDaily } from "../schema/usage";
 
 export type { MessageRow };
 
-/** Messages that count as conversation history: prompts and replies that completed. */
-const inHistory = or(eq(messages.role, "user"), eq(messages.status, "complete"));
+/**
+ * Messages that count as conversation history: prompts, and replies that completed and were not
+ * regenerated since (a superseded reply is still readable, but Gemini sees only the newest).
+ */
+const inHistory = or(
+  eq(messages.role, "user"),
+  and(eq(messages.status, "complete"), isNull(messages.supersededBy)),
+);
 
 /** The newest `limit` messages of a chatroom the user owns, newest first. */
 export function selectLatestMessages(
@@ -14,11 +20,19 @@ export function selectLatestMessages(
   chatroomId: string,
   userId: string,
   limit: number,
+  /** Leave out replies a regeneration superseded (the chatroom view shows the newest only). */
+  currentOnly = false,
 ) {
   return db
     .select()
     .from(messages)
-    .where(and(eq(messages.chatroomId, chatroomId), eq(messages.userId, userId)))
+    .where(
+      and(
+        eq(messages.chatroomId, chatroomId),
+        eq(messages.userId, userId),
+        currentOnly ? isNull(messages.supersededBy) : undefined,
+      ),
+    )
     .orderBy(desc(messages.createdAt), desc(messages.id))
     .limit(limit);
 }
@@ -319,4 +333,44 @@ export function keepCancelledText(db: Database, id: string, content: string) {
     .set({ content })
     .where(and(eq(messages.id, id), eq(messages.status, "cancelled"), eq(messages.content, "")))
     .returning();
+}
+
+/**
+ * The history a regeneration of `replyId` answers: its prompt and what came before it, newest
+ * first (empty when `replyId` is not a reply of `userId` in `chatroomId`).
+ */
+export function selectHistoryBeforeReply(
+  db: Database,
+  chatroomId: string,
+  userId: string,
+  replyId: string,
+  limit: number,
+) {
+  return db
+    .select({ role: messages.role, content: messages.content })
+    .from(messages)
+    .where(
+      and(
+        eq(messages.chatroomId, chatroomId),
+        eq(messages.userId, userId),
+        inHistory,
+        sql`(${messages.createdAt}, ${messages.id}) <= (select p.created_at, p.id from messages p where p.id = (select r.reply_to_id from messages r where r.id = ${replyId} and r.chatroom_id = ${chatroomId} and r.user_id = ${userId}))`,
+      ),
+    )
+    .orderBy(desc(messages.createdAt), desc(messages.id))
+    .limit(limit);
+}
+
+/** Points every other reply to `promptId` at its newest successor `replyId`. */
+export function supersedeReplies(db: Database, promptId: string, replyId: string) {
+  return db
+    .update(messages)
+    .set({ supersededBy: replyId })
+    .where(
+      and(
+        eq(messages.replyToId, promptId),
+        eq(messages.role, "model"),
+        sql`${messages.id} <> ${replyId}`,
+      ),
+    );
 }

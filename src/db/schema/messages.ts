@@ -36,6 +36,8 @@ export const messages = pgTable(
     model: text("model"),
     /** For a model reply: the user message it answers. */
     replyToId: text("reply_to_id"),
+    /** A regenerated reply's successor: the newest reply to the same prompt (null: current). */
+    supersededBy: text("superseded_by"),
     /** QStash message id of the job producing this reply; null while not (yet) published. */
     jobId: text("job_id"),
     /** The quota day (UTC, YYYY-MM-DD) the prompt was counted in, so a refund hits the right day. */

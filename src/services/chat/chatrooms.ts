@@ -320,7 +320,13 @@ export async function getChatroom(
   assertId(input.chatroomId);
   const [rooms, latest] = await deps.db.batch([
     selectOwnedChatroom(deps.db, input.chatroomId, input.userId),
-    selectLatestMessages(deps.db, input.chatroomId, input.userId, CHATROOM_MESSAGES_WINDOW + 1),
+    selectLatestMessages(
+      deps.db,
+      input.chatroomId,
+      input.userId,
+      CHATROOM_MESSAGES_WINDOW + 1,
+      true,
+    ),
   ]);
   const room = rooms[0];
   if (!room) throw new NotFoundError("No such chatroom.");

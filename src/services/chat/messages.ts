@@ -10,11 +10,13 @@ import {
   handOffStreamedReply,
   insertMessages,
   type MessageRow,
+  selectHistoryBeforeReply,
   selectHistoryWindow,
   selectMessage,
   selectPendingReplyIds,
   selectReplyStatus,
   setReplyJob,
+  supersedeReplies,
 } from "../../db/queries/messages";
 import { users } from "../../db/schema/users";
 import {
@@ -63,10 +65,20 @@ export interface PromptResponse {
   reply: MessageView;
 }
 
+/** The body of a 202 from POST …/messages/:message_id/regenerate. */
+export interface RegenerateResponse {
+  reply: MessageView;
+}
+
 export interface SendMessageInput {
   userId: string;
   chatroomId: string;
   content: string;
+  /**
+   * Regenerate this model reply instead of sending `content`: a new pending reply to the same
+   * prompt, with the history before it; no prompt row is written.
+   */
+  regenerate?: { replyId: string };
   idempotencyKey: string | undefined;
   /** `stream`: the caller produces the reply itself (SSE) instead of queueing it. */
   mode: "queued" | "stream";
@@ -75,10 +87,15 @@ export interface SendMessageInput {
 }
 
 export type SendMessageResult =
-  | { kind: "replay"; status: number; body: PromptResponse; headers: Record<string, string> }
+  | {
+      kind: "replay";
+      status: number;
+      body: PromptResponse & RegenerateResponse;
+      headers: Record<string, string>;
+    }
   | {
       kind: "accepted";
-      body: PromptResponse;
+      body: PromptResponse & RegenerateResponse;
       headers: Record<string, string>;
       /** What the streaming path needs to produce the reply. */
       job: { replyId: string; userId: string; request: GeminiRequest };
@@ -158,7 +175,7 @@ function replayOf(
   return {
     kind: "replay",
     status: row.statusCode,
-    body: row.responseBody as PromptResponse,
+    body: row.responseBody as PromptResponse & RegenerateResponse,
     headers: { ...headers, "Idempotent-Replayed": "true" },
   };
 }
@@ -222,8 +239,12 @@ async function sendClaimedMessage(
   const { db, config } = deps;
   const now = deps.clock.now();
   const nowMs = now.getTime();
+  const regen = input.regenerate;
+  if (regen) assertId(regen.replyId, "message");
   const requestHash = await sha256Hex(
-    `POST /chatroom/${input.chatroomId}/message\n${JSON.stringify({ content: input.content })}`,
+    regen
+      ? `POST /chatroom/${input.chatroomId}/messages/${regen.replyId}/regenerate\n`
+      : `POST /chatroom/${input.chatroomId}/message\n${JSON.stringify({ content: input.content })}`,
   );
 
   // Made before round 1 and in this order: messages sort by (created_at, id), prompt first.
@@ -239,9 +260,18 @@ async function sendClaimedMessage(
       db.batch([
         db.select({ tier: users.tier }).from(users).where(eq(users.id, input.userId)).limit(1),
         selectOwnedChatroom(db, input.chatroomId, input.userId),
-        selectHistoryWindow(db, input.chatroomId, input.userId, config.historyMaxMessages),
+        regen
+          ? selectHistoryBeforeReply(
+              db,
+              input.chatroomId,
+              input.userId,
+              regen.replyId,
+              config.historyMaxMessages,
+            )
+          : selectHistoryWindow(db, input.chatroomId, input.userId, config.historyMaxMessages),
         selectIdempotencyRecord(db, input.userId, input.idempotencyKey ?? null, now),
         selectPendingReplyIds(db, input.userId, maxPending + 1),
+        selectMessage(db, input.chatroomId, input.userId, regen?.replyId ?? promptId),
       ]),
       input.sessionLive,
     ]).then(([rows]) => rows),
@@ -275,7 +305,7 @@ async function sendClaimedMessage(
     await refund();
     throw context.reason;
   }
-  const [[user], [room], history, [record], pendingReplies] = context.value;
+  const [[user], [room], history, [record], pendingReplies, [target]] = context.value;
   if (record) {
     await refund(true);
     const tier = user?.tier ?? "basic";
@@ -295,6 +325,17 @@ async function sendClaimedMessage(
   if (!room) {
     await refund();
     throw new NotFoundError("No such chatroom.");
+  }
+  if (regen && (target?.role !== "model" || !target.replyToId)) {
+    await refund();
+    throw new NotFoundError("No such reply.");
+  }
+  if (regen && target?.status === "pending") {
+    await refund();
+    throw new ConflictError(
+      "This reply is still being written; cancel it or wait for it first.",
+      "reply_in_progress",
+    );
   }
   const decision: QuotaDecision = decideQuota(ticket, user.tier, deps.quota.limits);
   if (!decision.accepted) {
@@ -350,6 +391,7 @@ async function sendClaimedMessage(
     replyToId: null,
     jobId: null,
     quotaDay: ticket.day,
+    supersededBy: null,
     createdAt: now,
     completedAt: now,
   };
@@ -359,15 +401,19 @@ async function sendClaimedMessage(
     role: "model",
     content: "",
     status: "pending",
-    replyToId: promptRow.id,
+    replyToId: regen && target?.replyToId ? target.replyToId : promptRow.id,
     jobId: input.mode === "stream" ? STREAM_JOB_ID : null,
     completedAt: null,
   };
-  const body: PromptResponse = { message: messageView(promptRow), reply: messageView(replyRow) };
+  const body = (
+    regen
+      ? { reply: messageView(replyRow) }
+      : { message: messageView(promptRow), reply: messageView(replyRow) }
+  ) as PromptResponse & RegenerateResponse;
   const request = promptRequest(
     config,
     user.tier,
-    [{ role: "user", content: input.content }, ...history],
+    regen ? history : [{ role: "user", content: input.content }, ...history],
     room.settings,
   );
   const key = input.idempotencyKey;
@@ -375,8 +421,14 @@ async function sendClaimedMessage(
   // Round 2.
   const [written, invalidated] = await Promise.allSettled([
     db.batch([
-      insertMessages(db, [promptRow, replyRow]),
-      recordExchange(db, { id: input.chatroomId, userId: input.userId, added: 2, now }),
+      insertMessages(db, regen ? [replyRow] : [promptRow, replyRow]),
+      ...(regen ? [supersedeReplies(db, replyRow.replyToId as string, replyRow.id)] : []),
+      recordExchange(db, {
+        id: input.chatroomId,
+        userId: input.userId,
+        added: regen ? 1 : 2,
+        now,
+      }),
       // A live record with the same key fails the insert and rolls the whole batch back.
       ...(key
         ? [

@@ -41,6 +41,8 @@ export interface MessageView {
     total_tokens: number;
     model: string | null;
   } | null;
+  /** A regenerated reply: the id of the newest reply to the same prompt. */
+  superseded_by: string | null;
   created_at: string;
   completed_at: string | null;
 }
@@ -75,6 +77,7 @@ export function messageView(
     | "cachedTokens"
     | "totalTokens"
     | "model"
+    | "supersededBy"
     | "createdAt"
     | "completedAt"
   >,
@@ -103,6 +106,7 @@ export function messageView(
             model: r.model,
           }
         : null,
+    superseded_by: r.supersededBy,
     created_at: r.createdAt.toISOString(),
     completed_at: r.completedAt ? r.completedAt.toISOString() : null,
   };
