@@ -681,7 +681,14 @@ const cases: Case[] = [
         last = r.body.reply.id;
         const latency = currentLatency;
         await setLatency(0);
-        await settle(content);
+        // Published after the response: wait for the reply itself, not only QStash's queue
+        // (a pending reply cannot be regenerated).
+        for (let i = 0; i < 300; i++) {
+          const m = await call("GET", `/chatroom/${room}/messages/${last}`, { token: s.token });
+          if (m.body.message?.status !== "pending") break;
+          await settle(content);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
         await setLatency(latency);
         return r;
       });
