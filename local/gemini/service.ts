@@ -480,6 +480,25 @@ export async function createGeminiService(config: LocalCloudConfig): Promise<Loc
       const streamFault = inStream && fault && STREAM_FAULTS.has(fault.kind) ? fault.kind : null;
       // A stream fault delivers the first half of the text, then goes wrong.
       if (streamFault) pieces = pieces.slice(0, Math.max(1, Math.floor(pieces.length / 2)));
+      // Google Search grounding (tools: [{googleSearch: {}}]): one query, the prompt's first
+      // words, and one made-up source, in the last candidate as Gemini sends it.
+      const searched = (tools ?? []).some(
+        (t) => typeof t === "object" && t !== null && "googleSearch" in t,
+      );
+      const query = lastUserTextOf(request).split(/\s+/).slice(0, 6).join(" ");
+      const groundingMetadata = {
+        webSearchQueries: [query],
+        groundingChunks: [
+          {
+            web: {
+              uri: `https://vertexaisearch.cloud.google.com/grounding-api-redirect/${newId(12)}`,
+              title: "example.com",
+            },
+          },
+        ],
+        groundingSupports: [],
+        searchEntryPoint: { renderedContent: "<div>local search chip</div>" },
+      };
       chunks = pieces.map((piece, i) => {
         const last = i === pieces.length - 1 && !streamFault;
         return {
@@ -487,6 +506,7 @@ export async function createGeminiService(config: LocalCloudConfig): Promise<Loc
             {
               content: { parts: [{ text: piece }], role: "model" },
               ...(last ? { finishReason } : {}),
+              ...(last && searched ? { groundingMetadata } : {}),
               index: 0,
             },
           ],

@@ -94,6 +94,12 @@ export function thinkingLevelsOf(model: string): readonly ThinkingLevel[] {
   return MODEL_THINKING_LEVELS[model] ?? THINKING_LEVELS;
 }
 
+/** Google Search grounding of one answer: the queries Gemini ran and the pages it used. */
+export interface Grounding {
+  queries: string[];
+  sources: { uri: string; title: string | null }[];
+}
+
 /** Subscription tiers, as the catalogue names them (users.tier). */
 export type Tier = "basic" | "pro";
 

@@ -143,6 +143,21 @@ export const MessageSchema = z
         }),
       })
       .nullable(),
+    grounding: z
+      .object({
+        queries: z.array(z.string().openapi({ example: "cat names" })),
+        sources: z.array(
+          z.object({
+            uri: z.string().openapi({ example: "https://example.com/cat-names" }),
+            title: z.string().nullable().openapi({ example: "example.com" }),
+          }),
+        ),
+      })
+      .nullable()
+      .openapi({
+        description:
+          "Google Search grounding of a reply (chatrooms with `settings.google_search`): the queries Gemini ran and the pages it used.",
+      }),
     superseded_by: Id.nullable().openapi({
       description:
         "Set on a reply that was regenerated: the newest reply to the same prompt. GET /chatroom/:id shows only the newest; the messages list shows all.",

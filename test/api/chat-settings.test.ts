@@ -172,6 +172,14 @@ describe("chatroom title, description and settings", () => {
     const queued = await sendPrompt(pro, roomId, marker("queued"));
     expect(queued.status).toBe(202);
     expect((await settledReply(pro, roomId, queued.body.reply.id)).status).toBe("complete");
+    // Search was on: the sources Gemini used are saved on the reply.
+    const queuedReply = await call("GET", `/chatroom/${roomId}/messages/${queued.body.reply.id}`, {
+      token: pro.token,
+    });
+    expect(queuedReply.body.message.grounding).toEqual({
+      queries: [expect.stringContaining("mk-queued")],
+      sources: [{ uri: expect.stringMatching(/^https:\/\//), title: "example.com" }],
+    });
 
     const streamed = await fetch(`${workerUrl}/chatroom/${roomId}/message`, {
       method: "POST",
@@ -183,7 +191,14 @@ describe("chatroom title, description and settings", () => {
       body: JSON.stringify({ content: marker("streamed") }),
     });
     expect(streamed.status).toBe(200);
-    expect(await streamed.text()).toContain("event: done");
+    const sse = await streamed.text();
+    expect(sse).toContain("event: done");
+    const done = sse.split("\n\n").find((b) => b.includes("event: done")) ?? "";
+    const doneReply = JSON.parse(done.slice(done.indexOf("data: ") + 6)).reply;
+    expect(doneReply.grounding).toEqual({
+      queries: [expect.stringContaining("mk-streamed")],
+      sources: [{ uri: expect.stringMatching(/^https:\/\//), title: "example.com" }],
+    });
 
     const calls = await recordedCalls(sys);
     expect(calls.map((c) => c.method).sort()).toEqual(["generateContent", "streamGenerateContent"]);
@@ -209,6 +224,10 @@ describe("chatroom title, description and settings", () => {
     expect(queued.status).toBe(202);
     await settledReply(pro, roomId, queued.body.reply.id);
     const [c] = await recordedCalls(sys);
+    const saved = await call("GET", `/chatroom/${roomId}/messages/${queued.body.reply.id}`, {
+      token: pro.token,
+    });
+    expect(saved.body.message.grounding).toBeNull();
     expect(c?.model).not.toBe("gemini-3.1-pro-preview");
     expect(c?.tools).toBeNull();
     expect(c?.systemInstruction).toBe(sys);

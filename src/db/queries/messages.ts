@@ -1,4 +1,5 @@
 import { and, asc, desc, eq, inArray, isNull, lt, or, sql } from "drizzle-orm";
+import type { Grounding } from "../../lib/gemini-models";
 import type { Database } from "../client";
 import { type MessageRow, messages } from "../schema/messages";
 import { usageDaily } from "../schema/usage";
@@ -129,6 +130,7 @@ export function completeReply(
     content: string;
     finishReason: string | null;
     usage: ReplyUsage;
+    grounding?: Grounding | null;
     now: Date;
   },
 ) {
@@ -138,6 +140,7 @@ export function completeReply(
       status: "complete",
       content: input.content,
       finishReason: input.finishReason,
+      grounding: input.grounding ?? null,
       ...input.usage,
       completedAt: input.now,
       error: null,

@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
-import { index, integer, pgTable, text, timestamp } from "drizzle-orm/pg-core";
+import { index, integer, jsonb, pgTable, text, timestamp } from "drizzle-orm/pg-core";
+import type { Grounding } from "../../lib/gemini-models";
 import { chatrooms } from "./chatrooms";
 import { users } from "./users";
 
@@ -36,6 +37,8 @@ export const messages = pgTable(
     model: text("model"),
     /** For a model reply: the user message it answers. */
     replyToId: text("reply_to_id"),
+    /** Google Search grounding of a reply (chatrooms with `settings.google_search`). */
+    grounding: jsonb("grounding").$type<Grounding>(),
     /** A regenerated reply's successor: the newest reply to the same prompt (null: current). */
     supersededBy: text("superseded_by"),
     /** QStash message id of the job producing this reply; null while not (yet) published. */

@@ -392,6 +392,7 @@ async function sendClaimedMessage(
     jobId: null,
     quotaDay: ticket.day,
     supersededBy: null,
+    grounding: null,
     createdAt: now,
     completedAt: now,
   };

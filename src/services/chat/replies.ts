@@ -14,6 +14,7 @@ import {
   GeminiCallError,
   type GeminiRequest,
   type GeminiUsage,
+  type Grounding,
   generateContentUrl,
   producedOutput,
   readGenerateContentResponse,
@@ -27,7 +28,13 @@ export { REPLY_ERRORS, type ReplyError } from "./views";
 
 /** What one piece of news about a reply means for it. */
 export type ReplyOutcome =
-  | { kind: "complete"; text: string; finishReason: string | null; usage: ReplyUsage }
+  | {
+      kind: "complete";
+      text: string;
+      finishReason: string | null;
+      usage: ReplyUsage;
+      grounding?: Grounding | null;
+    }
   | {
       kind: "failed";
       error: ReplyError;
@@ -99,6 +106,7 @@ export function outcomeOfAnswer(answer: GeminiAnswer | null): ReplyOutcome {
     text: answer.text,
     finishReason: answer.finishReason,
     usage: replyUsage(answer.usage),
+    grounding: answer.grounding ?? null,
   };
 }
 
@@ -254,6 +262,7 @@ function completeReplyBatch(
       content: outcome.text,
       finishReason: outcome.finishReason,
       usage: outcome.usage,
+      grounding: outcome.grounding ?? null,
       now,
     }),
     touchChatroomForReply(deps.db, replyId, now),

@@ -1,6 +1,6 @@
 import type { ChatroomRow } from "../../db/schema/chatrooms";
 import type { MessageRole, MessageRow, MessageStatus } from "../../db/schema/messages";
-import type { ChatSettings } from "../../lib/gemini-models";
+import type { ChatSettings, Grounding } from "../../lib/gemini-models";
 
 /** The closed set of reply failure codes a client can see in `Message.error`. */
 export const REPLY_ERRORS = [
@@ -41,6 +41,8 @@ export interface MessageView {
     total_tokens: number;
     model: string | null;
   } | null;
+  /** Google Search grounding of a reply (null: none). */
+  grounding: Grounding | null;
   /** A regenerated reply: the id of the newest reply to the same prompt. */
   superseded_by: string | null;
   created_at: string;
@@ -78,6 +80,7 @@ export function messageView(
     | "totalTokens"
     | "model"
     | "supersededBy"
+    | "grounding"
     | "createdAt"
     | "completedAt"
   >,
@@ -106,6 +109,7 @@ export function messageView(
             model: r.model,
           }
         : null,
+    grounding: r.role === "model" ? (r.grounding ?? null) : null,
     superseded_by: r.supersededBy,
     created_at: r.createdAt.toISOString(),
     completed_at: r.completedAt ? r.completedAt.toISOString() : null,
