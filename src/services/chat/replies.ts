@@ -106,7 +106,7 @@ export function outcomeOfAnswer(answer: GeminiAnswer | null): ReplyOutcome {
     text: answer.text,
     finishReason: answer.finishReason,
     usage: replyUsage(answer.usage),
-    grounding: answer.grounding ?? null,
+    ...(answer.grounding ? { grounding: answer.grounding } : {}),
   };
 }
 
