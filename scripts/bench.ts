@@ -514,7 +514,16 @@ const cases: Case[] = [
     },
   },
   {
+    label: "GET /models",
+    target: 1,
+    async prepare(n) {
+      const s = await session();
+      return same(n, () => expect(200, "models")(call("GET", "/models", { token: s.token })));
+    },
+  },
+  {
     label: "POST /chatroom",
+    target: 2,
     async prepare(n) {
       const s = await session();
       return repeat(
@@ -574,6 +583,7 @@ const cases: Case[] = [
   },
   {
     label: "PATCH /chatroom/:id",
+    target: 2,
     async prepare(n) {
       const s = await session();
       const room = await chatroom(s);
@@ -591,6 +601,7 @@ const cases: Case[] = [
   },
   {
     label: "DELETE /chatroom/:id",
+    target: 2,
     async prepare(n) {
       const s = await session();
       const rooms: string[] = [];
@@ -647,6 +658,78 @@ const cases: Case[] = [
         await setLatency(latency);
         return r;
       });
+    },
+  },
+  {
+    label: "POST /chatroom/:id/messages/:message_id/regenerate",
+    target: 2,
+    note: "queued (202); each new reply is settled, untimed, before the next",
+    async prepare(n) {
+      const s = await session({ pro: true });
+      const room = await chatroom(s);
+      const content = `bench ${randomUUID()}`;
+      must(
+        await call("POST", `/chatroom/${room}/message`, { token: s.token, body: { content } }),
+        202,
+        "prompt",
+      );
+      await settle(content);
+      let last = (await call("GET", `/chatroom/${room}`, { token: s.token })).body.messages.at(-1)
+        .id as string;
+      return repeat(n, () => async () => {
+        const r = await expect(
+          202,
+          "regenerate",
+        )(call("POST", `/chatroom/${room}/messages/${last}/regenerate`, { token: s.token }));
+        last = r.body.reply.id;
+        const latency = currentLatency;
+        await setLatency(0);
+        // Published after the response: wait for the reply itself, not only QStash's queue
+        // (a pending reply cannot be regenerated).
+        for (let i = 0; i < 300; i++) {
+          const m = await call("GET", `/chatroom/${room}/messages/${last}`, { token: s.token });
+          if (m.body.message?.status !== "pending") break;
+          await settle(content);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        await setLatency(latency);
+        return r;
+      });
+    },
+  },
+  {
+    label: "POST /chatroom/:id/messages/:message_id/cancel",
+    target: 3,
+    note: "a pending queued reply: session check, one batch, then the quota refund",
+    async prepare(n) {
+      const s = await session({ pro: true });
+      const room = await chatroom(s);
+      const marker = `bench-nopublish-${randomUUID()}`;
+      // Publishing fails for these prompts, so their replies stay pending until cancelled.
+      await control("qstash/publish-fault", { match: marker, mode: "error" });
+      const replies: string[] = [];
+      try {
+        for (let i = 0; i < n; i++) {
+          const r = must(
+            await call("POST", `/chatroom/${room}/message`, {
+              token: s.token,
+              body: { content: `${marker} ${i}` },
+            }),
+            202,
+            "prompt",
+          );
+          replies.push(r.body.reply.id);
+        }
+      } finally {
+        await control("qstash/publish-fault", { match: marker, mode: "none" });
+      }
+      return replies.map(
+        (id) => () =>
+          expect(
+            200,
+            "cancel",
+          )(call("POST", `/chatroom/${room}/messages/${id}/cancel`, { token: s.token })),
+      );
     },
   },
   {

@@ -188,6 +188,28 @@ const STEPS: [string, Step][] = [
       ],
     },
   ],
+  // The reply is complete: it can no longer be stopped, but it can be asked again.
+  [
+    "POST /chatroom/{id}/messages/{message_id}/cancel",
+    {
+      expect: 409,
+      test: [
+        'pm.test("is reply_finished", () => pm.expect(pm.response.json().error.code).to.eql("reply_finished"));',
+      ],
+    },
+  ],
+  [
+    "POST /chatroom/{id}/messages/{message_id}/regenerate",
+    {
+      expect: 202,
+      headers: { "Idempotency-Key": "{{$guid}}" },
+      test: [
+        "const reply = pm.response.json().reply;",
+        'pm.test("is a new pending reply", () => pm.expect(reply.id).to.not.eql(pm.environment.get("reply_id")));',
+        'pm.test("points Location at it", () => pm.expect(pm.response.headers.get("Location")).to.include(reply.id));',
+      ],
+    },
+  ],
   ["GET /chatroom/{id}/messages", {}],
   ["DELETE /chatroom/{id}", {}],
   [

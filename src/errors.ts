@@ -21,6 +21,8 @@ export const ERROR_CODES = [
   "idempotency_key_reused",
   "idempotency_in_progress",
   "reply_in_progress",
+  "reply_finished",
+  "model_not_allowed",
   "payload_too_large",
   "unsupported_media_type",
   "rate_limited",
@@ -82,6 +84,13 @@ export class UnauthorizedError extends AppError {
 export class ForbiddenError extends AppError {
   constructor(message = "You are not allowed to do this.", code: ErrorCode = "forbidden") {
     super(403, code, message);
+  }
+}
+
+/** Well-formed but not allowed as asked (a model the caller's plan does not include). */
+export class UnprocessableError extends AppError {
+  constructor(message: string, code: ErrorCode, details?: unknown) {
+    super(422, code, message, details);
   }
 }
 
@@ -169,6 +178,7 @@ export const DEFAULT_ERROR_CODES = {
   409: "conflict",
   413: "payload_too_large",
   415: "unsupported_media_type",
+  422: "invalid_request",
   429: "rate_limited",
   500: "internal_error",
   503: "dependency_unavailable",

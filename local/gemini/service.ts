@@ -53,6 +53,10 @@ export interface GeminiCall {
   prompt: string;
   /** The request's generationConfig as sent (null when absent), so tests can assert bounds. */
   generationConfig: Record<string, unknown> | null;
+  /** The systemInstruction's text (null when absent), so tests can assert per-chat settings. */
+  systemInstruction: string | null;
+  /** The request's tools as sent (null when absent), e.g. `[{"googleSearch":{}}]`. */
+  tools: unknown[] | null;
   status: number;
   fault: GeminiFaultKind | null;
   at: string;
@@ -179,6 +183,13 @@ function generationConfigProblem(
   }
   if (typeof max === "number" && max > MAX_OUTPUT_TOKENS_LIMIT) {
     return `Unable to submit request because it has a maxOutputTokens value of ${max} but the supported range is from 1 (inclusive) to ${MAX_OUTPUT_TOKENS_LIMIT + 1} (exclusive).`;
+  }
+  const temperature = config.temperature;
+  if (
+    temperature !== undefined &&
+    !(typeof temperature === "number" && temperature >= 0 && temperature <= 2)
+  ) {
+    return "* GenerateContentRequest.generation_config.temperature: must be in the range [0.0, 2.0]\n";
   }
   const thinking = config.thinkingConfig as Record<string, unknown> | undefined;
   if (!thinking) return null;
@@ -323,8 +334,12 @@ export async function createGeminiService(config: LocalCloudConfig): Promise<Loc
       request && typeof request.generationConfig === "object" && request.generationConfig !== null
         ? (request.generationConfig as Record<string, unknown>)
         : null;
+    const systemInstruction = request?.systemInstruction
+      ? (request.systemInstruction.parts ?? []).map((p) => p.text ?? "").join("")
+      : null;
+    const tools = request && Array.isArray(request.tools) ? (request.tools as unknown[]) : null;
     const answer = (status: number, fault: GeminiFaultKind | null = null) =>
-      record({ model, method, prompt, generationConfig, status, fault });
+      record({ model, method, prompt, generationConfig, systemInstruction, tools, status, fault });
 
     const key = c.req.header("x-goog-api-key") ?? c.req.query("key");
     if (!key) {
@@ -465,6 +480,25 @@ export async function createGeminiService(config: LocalCloudConfig): Promise<Loc
       const streamFault = inStream && fault && STREAM_FAULTS.has(fault.kind) ? fault.kind : null;
       // A stream fault delivers the first half of the text, then goes wrong.
       if (streamFault) pieces = pieces.slice(0, Math.max(1, Math.floor(pieces.length / 2)));
+      // Google Search grounding (tools: [{googleSearch: {}}]): one query, the prompt's first
+      // words, and one made-up source, in the last candidate as Gemini sends it.
+      const searched = (tools ?? []).some(
+        (t) => typeof t === "object" && t !== null && "googleSearch" in t,
+      );
+      const query = lastUserTextOf(request).split(/\s+/).slice(0, 6).join(" ");
+      const groundingMetadata = {
+        webSearchQueries: [query],
+        groundingChunks: [
+          {
+            web: {
+              uri: `https://vertexaisearch.cloud.google.com/grounding-api-redirect/${newId(12)}`,
+              title: "example.com",
+            },
+          },
+        ],
+        groundingSupports: [],
+        searchEntryPoint: { renderedContent: "<div>local search chip</div>" },
+      };
       chunks = pieces.map((piece, i) => {
         const last = i === pieces.length - 1 && !streamFault;
         return {
@@ -472,6 +506,7 @@ export async function createGeminiService(config: LocalCloudConfig): Promise<Loc
             {
               content: { parts: [{ text: piece }], role: "model" },
               ...(last ? { finishReason } : {}),
+              ...(last && searched ? { groundingMetadata } : {}),
               index: 0,
             },
           ],

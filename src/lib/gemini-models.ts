@@ -13,6 +13,8 @@ export type ThinkingLevel = (typeof THINKING_LEVELS)[number];
  */
 export interface GenerationConfig {
   maxOutputTokens: number;
+  /** A chatroom's `settings.temperature` (absent: the model's default). */
+  temperature?: number;
   thinkingConfig?: { thinkingBudget: number } | { thinkingLevel: ThinkingLevel };
 }
 
@@ -90,4 +92,125 @@ export const MODEL_THINKING_LEVELS: Readonly<Record<string, readonly ThinkingLev
 
 export function thinkingLevelsOf(model: string): readonly ThinkingLevel[] {
   return MODEL_THINKING_LEVELS[model] ?? THINKING_LEVELS;
+}
+
+/** Google Search grounding of one answer: the queries Gemini ran and the pages it used. */
+export interface Grounding {
+  queries: string[];
+  sources: { uri: string; title: string | null }[];
+}
+
+/** Subscription tiers, as the catalogue names them (users.tier). */
+export type Tier = "basic" | "pro";
+
+/** One model users may pick for a chatroom (GET /models and `settings.model`). */
+export interface CatalogueModel {
+  id: string;
+  display_name: string;
+  /** Tiers that may choose it. */
+  tiers: readonly Tier[];
+  input_token_limit: number;
+  /** The model's own bound; a tier's GEMINI_MAX_OUTPUT_TOKENS_* may be lower. */
+  output_token_limit: number;
+  supports: { thinking: boolean; search: boolean };
+}
+
+/**
+ * The one catalogue of models a chatroom may use: GET /models serves it and per-chat settings
+ * are checked against it. Limits are Google's model pages' "Input/Output token limit" (see
+ * docs/adr/0007). GEMINI_MODEL (the deployment default) need not be listed: a chatroom without
+ * `settings.model` uses it.
+ */
+export const MODEL_CATALOGUE: readonly CatalogueModel[] = [
+  {
+    id: "gemini-3.8-flash",
+    display_name: "Gemini 3.8 Flash",
+    tiers: ["basic", "pro"],
+    input_token_limit: 1_048_576,
+    output_token_limit: 65_536,
+    supports: { thinking: true, search: true },
+  },
+  {
+    id: "gemini-3.5-flash-lite",
+    display_name: "Gemini 3.5 Flash-Lite",
+    tiers: ["basic", "pro"],
+    input_token_limit: 1_048_576,
+    output_token_limit: 65_536,
+    supports: { thinking: true, search: true },
+  },
+  {
+    id: "gemini-3.5-flash",
+    display_name: "Gemini 3.5 Flash",
+    tiers: ["pro"],
+    input_token_limit: 1_048_576,
+    output_token_limit: 65_536,
+    supports: { thinking: true, search: true },
+  },
+  {
+    id: "gemini-3.1-pro-preview",
+    display_name: "Gemini 3.1 Pro (preview)",
+    tiers: ["pro"],
+    input_token_limit: 1_048_576,
+    output_token_limit: 65_536,
+    supports: { thinking: true, search: true },
+  },
+];
+
+export function catalogueModel(id: string): CatalogueModel | undefined {
+  return MODEL_CATALOGUE.find((m) => m.id === id);
+}
+
+/** Tiers that may turn on Google Search grounding. */
+export const SEARCH_TIERS: readonly Tier[] = ["pro"];
+
+/** Longest `settings.system_instruction`, in UTF-8 bytes (8 KiB). */
+export const SYSTEM_INSTRUCTION_MAX_BYTES = 8192;
+
+/** A chatroom's own Gemini settings (every field optional: absent means the deployment's). */
+export interface ChatSettings {
+  model?: string;
+  system_instruction?: string;
+  temperature?: number;
+  max_output_tokens?: number;
+  google_search?: boolean;
+}
+
+/**
+ * Why `settings` is not allowed for `tier` (a code and a message), or null. The output cap is the
+ * tier's reply budget, bounded again by the chosen model's own limit.
+ */
+export function settingsRefusal(
+  settings: ChatSettings,
+  tier: Tier,
+  tierOutputCap: number,
+): { code: "model_not_allowed" | "invalid_request"; path: string; message: string } | null {
+  let outputCap = tierOutputCap;
+  if (settings.model !== undefined) {
+    const model = catalogueModel(settings.model);
+    if (!model?.tiers.includes(tier)) {
+      return {
+        code: "model_not_allowed",
+        path: "settings.model",
+        message: model
+          ? `${settings.model} is not available on the ${tier} plan; see GET /models.`
+          : `${settings.model} is not a model you can choose; see GET /models.`,
+      };
+    }
+    outputCap = Math.min(outputCap, model.output_token_limit);
+  }
+  if (settings.max_output_tokens !== undefined && settings.max_output_tokens > outputCap) {
+    return {
+      code: "invalid_request",
+      path: "settings.max_output_tokens",
+      message: `max_output_tokens must be at most ${outputCap} on the ${tier} plan.`,
+    };
+  }
+  if (settings.google_search === true && !SEARCH_TIERS.includes(tier)) {
+    return {
+      code: "invalid_request",
+      path: "settings.google_search",
+      message: "Google Search grounding is a Pro feature.",
+    };
+  }
+  return null;
 }

@@ -1,5 +1,5 @@
 import { ApiError, GoogleGenAI } from "@google/genai";
-import type { GenerationConfig } from "./gemini-models";
+import type { GenerationConfig, Grounding } from "./gemini-models";
 
 export * from "./gemini-models";
 
@@ -14,6 +14,14 @@ export interface GenerateContentBody {
   contents: { role: "user" | "model"; parts: { text: string }[] }[];
   systemInstruction?: { parts: { text: string }[] };
   generationConfig?: GenerationConfig;
+  /** `[{ googleSearch: {} }]` when the chatroom grounds its answers with Google Search. */
+  tools?: { googleSearch: Record<string, never> }[];
+}
+
+/** A request for one reply: the model to call and the body to send it. */
+export interface GeminiRequest {
+  model: string;
+  body: GenerateContentBody;
 }
 
 /** Token usage of one answer, as Gemini reports it (null: not reported). */
@@ -37,7 +45,14 @@ export function producedOutput(usage: GeminiUsage): boolean {
 
 /** What a Gemini answer boils down to for us. */
 export type GeminiAnswer =
-  | { kind: "text"; text: string; finishReason: string | null; usage: GeminiUsage }
+  | {
+      kind: "text";
+      text: string;
+      finishReason: string | null;
+      usage: GeminiUsage;
+      /** candidates[0].groundingMetadata, when Google Search grounded the answer. */
+      grounding?: Grounding | null;
+    }
   | { kind: "blocked"; finishReason: string | null; usage: GeminiUsage }
   | { kind: "empty"; finishReason: string | null; usage: GeminiUsage };
 
@@ -124,7 +139,31 @@ export function readGenerateContentResponse(json: unknown): GeminiAnswer | null 
       : "",
   );
   if (text.length === 0) return { kind: "empty", finishReason, usage };
-  return { kind: "text", text, finishReason, usage };
+  return { kind: "text", text, finishReason, usage, grounding: groundingOf(candidate) };
+}
+
+/**
+ * A candidate's groundingMetadata as we keep it: `webSearchQueries` and the web `groundingChunks`
+ * (https://ai.google.dev/gemini-api/docs/google-search). Null when there is none.
+ */
+export function groundingOf(candidate: Record<string, unknown>): Grounding | null {
+  const meta = asRecord(candidate.groundingMetadata);
+  if (!meta) return null;
+  const queries = Array.isArray(meta.webSearchQueries)
+    ? meta.webSearchQueries.filter((q): q is string => typeof q === "string").map(storableText)
+    : [];
+  const sources: Grounding["sources"] = [];
+  if (Array.isArray(meta.groundingChunks)) {
+    for (const chunk of meta.groundingChunks) {
+      const web = asRecord(asRecord(chunk)?.web);
+      if (typeof web?.uri !== "string") continue;
+      sources.push({
+        uri: storableText(web.uri),
+        title: typeof web.title === "string" ? storableText(web.title) : null,
+      });
+    }
+  }
+  return queries.length === 0 && sources.length === 0 ? null : { queries, sources };
 }
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
@@ -182,7 +221,11 @@ export type GeminiStreamEvent =
 /** Calls streamGenerateContent directly (the SSE path only; queued replies go through QStash). */
 export interface GeminiStreamer {
   /** `signal` aborts the upstream call (the generation is handed elsewhere). */
-  stream(body: GenerateContentBody, signal?: AbortSignal): AsyncGenerator<GeminiStreamEvent>;
+  stream(
+    body: GenerateContentBody,
+    signal?: AbortSignal,
+    model?: string,
+  ): AsyncGenerator<GeminiStreamEvent>;
 }
 
 export function createGeminiStreamer(o: {
@@ -194,7 +237,7 @@ export function createGeminiStreamer(o: {
   // Built on first use: most requests never stream, and the SDK client is not free to set up.
   let client: GoogleGenAI | undefined;
   return {
-    async *stream(body, signal) {
+    async *stream(body, signal, model) {
       client ??= new GoogleGenAI({
         apiKey: o.apiKey,
         httpOptions: { baseUrl: o.baseUrl, timeout: o.timeoutMs },
@@ -203,10 +246,11 @@ export function createGeminiStreamer(o: {
       let chunks: Awaited<ReturnType<typeof ai.models.generateContentStream>>;
       try {
         chunks = await ai.models.generateContentStream({
-          model: o.model,
+          model: model ?? o.model,
           contents: body.contents,
           config: {
             ...(body.systemInstruction ? { systemInstruction: body.systemInstruction } : {}),
+            ...(body.tools ? { tools: body.tools } : {}),
             ...(body.generationConfig ? sdkGenerationConfig(body.generationConfig) : {}),
             ...(signal ? { abortSignal: signal } : {}),
           },
@@ -219,6 +263,7 @@ export function createGeminiStreamer(o: {
       let usage: unknown;
       let promptFeedback: unknown;
       let modelVersion: string | undefined;
+      let groundingMetadata: unknown;
       try {
         for await (const chunk of chunks) {
           const answer = readGenerateContentResponse({
@@ -228,6 +273,8 @@ export function createGeminiStreamer(o: {
           if (chunk.usageMetadata) usage = chunk.usageMetadata;
           if (chunk.modelVersion) modelVersion = chunk.modelVersion;
           if (chunk.promptFeedback) promptFeedback = chunk.promptFeedback;
+          const grounded = chunk.candidates?.[0]?.groundingMetadata;
+          if (grounded) groundingMetadata = grounded;
           if (answer?.finishReason) finishReason = answer.finishReason;
           if (answer?.kind === "text") {
             text += answer.text;
@@ -238,7 +285,13 @@ export function createGeminiStreamer(o: {
         throw toCallError(err);
       }
       const merged = readGenerateContentResponse({
-        candidates: [{ content: { parts: [{ text }] }, finishReason }],
+        candidates: [
+          {
+            content: { parts: [{ text }] },
+            finishReason,
+            ...(groundingMetadata ? { groundingMetadata } : {}),
+          },
+        ],
         usageMetadata: usage,
         promptFeedback,
         modelVersion,
@@ -257,6 +310,7 @@ export function createGeminiStreamer(o: {
 function sdkGenerationConfig(g: GenerationConfig) {
   return {
     maxOutputTokens: g.maxOutputTokens,
+    ...(g.temperature !== undefined ? { temperature: g.temperature } : {}),
     ...(g.thinkingConfig
       ? { thinkingConfig: g.thinkingConfig as import("@google/genai").ThinkingConfig }
       : {}),

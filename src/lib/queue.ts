@@ -1,4 +1,4 @@
-import { Client, Receiver } from "@upstash/qstash";
+import { Client, QstashError, Receiver } from "@upstash/qstash";
 
 /** One HTTP request QStash should make on our behalf, with callbacks for its outcome. */
 export interface QueuedRequest {
@@ -20,6 +20,12 @@ export interface QueuedRequest {
 /** Publishes jobs to QStash. */
 export interface JobQueue {
   publish(request: QueuedRequest): Promise<{ messageId: string }>;
+  /**
+   * Cancels a published job (`DELETE /v2/messages/{id}`, the SDK's `messages.cancel`). False when
+   * QStash no longer holds it (delivered, failed or unknown: 404). A delivery already in flight
+   * may still report back, so callers keep their own conditional writes.
+   */
+  cancel(messageId: string): Promise<boolean>;
 }
 
 /** Verifies that a request really comes from QStash and was meant for `url`. */
@@ -52,6 +58,15 @@ export function createJobQueue(baseUrl: string, token: string): JobQueue {
         failureCallback: r.failureCallback,
       });
       return { messageId: res.messageId };
+    },
+    async cancel(messageId) {
+      try {
+        const res = await client.messages.cancel(messageId);
+        return res.cancelled > 0;
+      } catch (err) {
+        if (err instanceof QstashError && err.status === 404) return false;
+        throw err;
+      }
     },
   };
 }

@@ -2,6 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { AppEnv } from "../context";
 import { describeError } from "../errors";
+import { MODEL_CATALOGUE, SYSTEM_INSTRUCTION_MAX_BYTES } from "../lib/gemini-models";
 import { bearerSecurity, liveSession, requireAuth, requireAuthDeferred } from "../middleware/auth";
 import {
   createChatroom,
@@ -10,8 +11,9 @@ import {
   getMessage,
   listChatroomsCached,
   listMessages,
-  renameChatroom,
+  updateChatroom,
 } from "../services/chat/chatrooms";
+import { cancelReply } from "../services/chat/control";
 import { buildChatDeps, type ChatDeps } from "../services/chat/deps";
 import { sendMessage, streamReply } from "../services/chat/messages";
 import { REPLY_ERRORS } from "../services/chat/replies";
@@ -26,10 +28,76 @@ export function chatDeps(c: Context<AppEnv>): ChatDeps {
 const Timestamp = z.string().openapi({ format: "date-time", example: "2025-01-15T09:30:00.000Z" });
 const Id = z.string().openapi({ example: "01936f4e-1c2d-7b3a-9f00-123456789abc" });
 
+const settingsFields = {
+  model: z.string().openapi({
+    example: "gemini-3.8-flash",
+    description: "A model from GET /models that the caller's plan includes (else 422).",
+  }),
+  system_instruction: z
+    .string()
+    .refine(
+      (s) => new TextEncoder().encode(s).length <= SYSTEM_INSTRUCTION_MAX_BYTES,
+      `At most ${SYSTEM_INSTRUCTION_MAX_BYTES} bytes.`,
+    )
+    .openapi({ example: "Answer like a travel agent." }),
+  temperature: z.number().min(0).max(2).openapi({ example: 0.7 }),
+  max_output_tokens: z
+    .number()
+    .int()
+    .min(1)
+    .openapi({ example: 1024, description: "At most the plan's reply bound (and the model's)." }),
+  google_search: z
+    .boolean()
+    .openapi({ example: false, description: "Ground answers with Google Search (Pro only)." }),
+};
+
+const SettingsView = z
+  .object({
+    model: settingsFields.model.optional(),
+    system_instruction: z.string().optional().openapi({ example: "Answer like a travel agent." }),
+    temperature: z.number().optional().openapi({ example: 0.7 }),
+    max_output_tokens: z.number().int().optional().openapi({ example: 1024 }),
+    google_search: z.boolean().optional().openapi({ example: false }),
+  })
+  .openapi("ChatSettings", {
+    description:
+      "The chatroom's own Gemini settings, applied to every reply in it; an absent field is the deployment's default.",
+  });
+
+const SettingsInput = z
+  .object({
+    model: settingsFields.model.optional(),
+    system_instruction: settingsFields.system_instruction.optional(),
+    temperature: settingsFields.temperature.optional(),
+    max_output_tokens: settingsFields.max_output_tokens.optional(),
+    google_search: settingsFields.google_search.optional(),
+  })
+  .strict()
+  .openapi("ChatSettingsInput");
+
+const SettingsPatch = z
+  .object({
+    model: settingsFields.model.nullable().optional(),
+    system_instruction: settingsFields.system_instruction.nullable().optional(),
+    temperature: settingsFields.temperature.nullable().optional(),
+    max_output_tokens: settingsFields.max_output_tokens.nullable().optional(),
+    google_search: settingsFields.google_search.nullable().optional(),
+  })
+  .strict()
+  .openapi("ChatSettingsPatch", {
+    description: "Merged into the chatroom's settings; null puts a field back to the default.",
+  });
+
 export const ChatroomSchema = z
   .object({
     id: Id,
     title: z.string().openapi({ example: "Trip ideas" }),
+    title_source: z.enum(["auto", "user"]).openapi({
+      description:
+        '"user": set by the user; "auto": "New chat" or a title Gemini suggested from the first exchange.',
+    }),
+    description: z.string().nullable().openapi({ example: "Planning the June trip" }),
+    settings: SettingsView,
     created_at: Timestamp,
     updated_at: Timestamp,
     last_message_at: Timestamp.nullable(),
@@ -43,7 +111,10 @@ export const MessageSchema = z
     chatroom_id: Id,
     role: z.enum(["user", "model"]),
     content: z.string().openapi({ example: "Suggest three names for a cat." }),
-    status: z.enum(["pending", "complete", "failed"]),
+    status: z.enum(["pending", "complete", "failed", "cancelled"]).openapi({
+      description:
+        "`cancelled`: stopped with POST …/cancel; text streamed before the stop is kept in `content`.",
+    }),
     error: z.enum(REPLY_ERRORS).nullable().openapi({
       description:
         "Why a reply failed. The prompt was given back to the daily quota unless Gemini had produced output for it (then `content` keeps the text already streamed).",
@@ -72,6 +143,25 @@ export const MessageSchema = z
         }),
       })
       .nullable(),
+    grounding: z
+      .object({
+        queries: z.array(z.string().openapi({ example: "cat names" })),
+        sources: z.array(
+          z.object({
+            uri: z.string().openapi({ example: "https://example.com/cat-names" }),
+            title: z.string().nullable().openapi({ example: "example.com" }),
+          }),
+        ),
+      })
+      .nullable()
+      .openapi({
+        description:
+          "Google Search grounding of a reply (chatrooms with `settings.google_search`): the queries Gemini ran and the pages it used.",
+      }),
+    superseded_by: Id.nullable().openapi({
+      description:
+        "Set on a reply that was regenerated: the newest reply to the same prompt. GET /chatroom/:id shows only the newest; the messages list shows all.",
+    }),
     created_at: Timestamp,
     completed_at: Timestamp.nullable(),
   })
@@ -90,7 +180,50 @@ const TitleSchema = z
   .refine(wellFormed, "The title contains invalid characters.")
   .openapi({ example: "Trip ideas" });
 
-const TitleBody = z.object({ title: TitleSchema }).strict().openapi("ChatroomTitleRequest");
+const DescriptionSchema = z
+  .string()
+  .max(500)
+  .refine(wellFormed, "The description contains invalid characters.")
+  .openapi({ example: "Planning the June trip" });
+
+const CreateChatroomBody = z
+  .object({
+    title: TitleSchema.optional().openapi({
+      description: 'Default "New chat", later replaced by a title Gemini suggests.',
+    }),
+    description: DescriptionSchema.optional(),
+    settings: SettingsInput.optional(),
+  })
+  .strict()
+  .openapi("CreateChatroomRequest");
+
+const UpdateChatroomBody = z
+  .object({
+    title: TitleSchema.optional(),
+    description: DescriptionSchema.nullable().optional(),
+    settings: SettingsPatch.optional(),
+  })
+  .strict()
+  .refine(
+    (b) => b.title !== undefined || b.description !== undefined || b.settings !== undefined,
+    "Send at least one of title, description, settings.",
+  )
+  .openapi("UpdateChatroomRequest");
+
+const ModelsResponse = z
+  .object({
+    models: z.array(
+      z.object({
+        id: z.string().openapi({ example: "gemini-3.8-flash" }),
+        display_name: z.string().openapi({ example: "Gemini 3.8 Flash" }),
+        tiers: z.array(z.enum(["basic", "pro"])),
+        input_token_limit: z.number().int().openapi({ example: 1048576 }),
+        output_token_limit: z.number().int().openapi({ example: 65536 }),
+        supports: z.object({ thinking: z.boolean(), search: z.boolean() }),
+      }),
+    ),
+  })
+  .openapi("Models");
 
 const PromptBody = z
   .object({
@@ -174,11 +307,16 @@ const createChatroomRoute = createRoute({
   tags: ["Chat"],
   summary: "Create a chatroom",
   security: bearerSecurity,
-  middleware: [requireAuth] as const,
-  request: { body: { content: { "application/json": { schema: TitleBody } }, required: true } },
+  description:
+    "`title` is optional (\"New chat\" until Gemini suggests one from the first exchange). `settings` apply to every reply in the chatroom: a model not in the caller's plan is 422 model_not_allowed; `max_output_tokens` above the plan's bound and `google_search` on Basic are 400.",
+  // The session check is awaited in the handler's first round (issue 15).
+  middleware: [requireAuthDeferred] as const,
+  request: {
+    body: { content: { "application/json": { schema: CreateChatroomBody } }, required: true },
+  },
   responses: {
     201: jsonContent(ChatroomResponse, "The new chatroom"),
-    ...errorResponses(400, 401, 413, 415, 503),
+    ...errorResponses(400, 401, 413, 415, [422, "model_not_allowed"], 503),
   },
 });
 
@@ -231,16 +369,18 @@ const renameChatroomRoute = createRoute({
   path: "/chatroom/{id}",
   operationId: "renameChatroom",
   tags: ["Chat"],
-  summary: "Rename a chatroom",
+  summary: "Rename a chatroom, or change its description or settings",
+  description:
+    'Fields left out are unchanged; `settings` are merged (a null field goes back to the default). Setting a title makes `title_source` "user": Gemini never retitles it.',
   security: bearerSecurity,
-  middleware: [requireAuth] as const,
+  middleware: [requireAuthDeferred] as const,
   request: {
     params: ChatroomParams,
-    body: { content: { "application/json": { schema: TitleBody } }, required: true },
+    body: { content: { "application/json": { schema: UpdateChatroomBody } }, required: true },
   },
   responses: {
-    200: jsonContent(ChatroomResponse, "The renamed chatroom"),
-    ...errorResponses(400, 401, 404, 413, 415, 503),
+    200: jsonContent(ChatroomResponse, "The updated chatroom"),
+    ...errorResponses(400, 401, 404, 413, 415, [422, "model_not_allowed"], 503),
   },
 });
 
@@ -251,11 +391,31 @@ const deleteChatroomRoute = createRoute({
   tags: ["Chat"],
   summary: "Delete a chatroom and its messages",
   security: bearerSecurity,
-  middleware: [requireAuth] as const,
+  middleware: [requireAuthDeferred] as const,
   request: { params: ChatroomParams },
   responses: {
     204: { description: "Deleted" },
     ...errorResponses(401, 404, 503),
+  },
+});
+
+const modelsRoute = createRoute({
+  method: "get",
+  path: "/models",
+  operationId: "listModels",
+  tags: ["Chat"],
+  summary:
+    "The Gemini models a chatroom can use, with their limits and the plans that include them",
+  security: bearerSecurity,
+  middleware: [requireAuth] as const,
+  responses: {
+    200: {
+      ...jsonContent(ModelsResponse, "The model catalogue (the same for everyone)"),
+      headers: z.object({
+        "Cache-Control": z.string().openapi({ example: "public, max-age=3600" }),
+      }),
+    },
+    ...errorResponses(401, 503),
   },
 });
 
@@ -297,6 +457,61 @@ const getMessageRoute = createRoute({
   },
 });
 
+const IdempotencyHeader = z.object({
+  "idempotency-key": z
+    .string()
+    .min(1)
+    .max(255)
+    .regex(/^[\x21-\x7e]+$/, "Use printable ASCII without spaces.")
+    .optional(),
+});
+
+const RegenerateAccepted = z.object({ reply: MessageSchema }).openapi("RegenerateAccepted");
+
+const regenerateReplyRoute = createRoute({
+  method: "post",
+  path: "/chatroom/{id}/messages/{message_id}/regenerate",
+  operationId: "regenerateReply",
+  tags: ["Chat"],
+  summary: "Ask again: a new pending reply to the same prompt",
+  description:
+    "Takes a model reply that is complete, failed or cancelled and queues a new reply to its prompt, with the history before that prompt. Counts against the daily quota and MAX_PENDING_REPLIES like a prompt (409 reply_in_progress, 429 daily_limit_reached) and honours `Idempotency-Key` the same way. Earlier replies to the prompt get `superseded_by` (the new reply); GET /chatroom/:id shows only the newest.",
+  security: bearerSecurity,
+  middleware: [requireAuthDeferred] as const,
+  request: { params: MessageParams, headers: IdempotencyHeader },
+  responses: {
+    202: {
+      ...jsonContent(RegenerateAccepted, "The new pending reply"),
+      headers: replyHeaders,
+    },
+    ...errorResponses(
+      400,
+      401,
+      404,
+      [409, "idempotency_key_reused", "idempotency_in_progress", "reply_in_progress"],
+      [429, "daily_limit_reached"],
+      503,
+    ),
+  },
+});
+
+const cancelReplyRoute = createRoute({
+  method: "post",
+  path: "/chatroom/{id}/messages/{message_id}/cancel",
+  operationId: "cancelReply",
+  tags: ["Chat"],
+  summary: "Stop a pending reply (queued or streaming)",
+  description:
+    "A queued reply's QStash job is cancelled and its prompt refunded; a streaming reply stops within a second, keeps the text already streamed (the stream ends with a `cancelled` event) and is refunded only if no text was sent. A callback arriving later changes nothing. Cancelling again answers the same 200; a finished reply is 409 reply_finished.",
+  security: bearerSecurity,
+  middleware: [requireAuthDeferred] as const,
+  request: { params: MessageParams },
+  responses: {
+    200: jsonContent(MessageResponse, "The cancelled reply"),
+    ...errorResponses(401, 404, [409, "reply_finished"], 503),
+  },
+});
+
 const sendMessageRoute = createRoute({
   method: "post",
   path: "/chatroom/{id}/message",
@@ -304,7 +519,7 @@ const sendMessageRoute = createRoute({
   tags: ["Chat"],
   summary: "Send a prompt; Gemini's reply arrives asynchronously (or streams with SSE)",
   description:
-    "Counts against the daily quota (Basic 5, Pro 1000 per UTC day). Answers 202 with the saved prompt and a pending reply to poll at Location. With `Accept: text/event-stream` answers 200 with Server-Sent Events: `message` (the saved prompt), `delta` ({text}), then `done` ({reply}) or `error` ({error, reply}). An `Idempotency-Key` replays the first response for 24 hours without creating anything or using quota; the same key with another body is 409 idempotency_key_reused. A repeat that arrives while the first is still being written, and finds the daily limit reached by it, waits for the first and replays it (409 idempotency_in_progress if it does not finish within a few seconds). At most MAX_PENDING_REPLIES replies (Basic 1, Pro 3) may be pending per user: one more is 409 reply_in_progress and uses no quota.",
+    "Counts against the daily quota (Basic 5, Pro 1000 per UTC day). Answers 202 with the saved prompt and a pending reply to poll at Location. With `Accept: text/event-stream` answers 200 with Server-Sent Events: `message` (the saved prompt), `delta` ({text}), then `done` ({reply}), `error` ({error, reply}) or, after POST …/cancel, `cancelled` ({reply}, the text sent so far). An `Idempotency-Key` replays the first response for 24 hours without creating anything or using quota; the same key with another body is 409 idempotency_key_reused. A repeat that arrives while the first is still being written, and finds the daily limit reached by it, waits for the first and replays it (409 idempotency_in_progress if it does not finish within a few seconds). At most MAX_PENDING_REPLIES replies (Basic 1, Pro 3) may be pending per user: one more is 409 reply_in_progress and uses no quota.",
   security: bearerSecurity,
   // sendMessage awaits the session check in its first round (issue 12).
   middleware: [requireAuthDeferred] as const,
@@ -388,10 +603,18 @@ export const chatroomRoutes = createRouter()
     const report = await getUsage(chatDeps(c), { userId: c.get("userId"), from, to });
     return c.json(report, 200);
   })
+  .openapi(modelsRoute, (c) => {
+    const models = MODEL_CATALOGUE.map((m) => ({ ...m, tiers: [...m.tiers] }));
+    return c.json({ models }, 200, { "Cache-Control": "public, max-age=3600" });
+  })
   .openapi(createChatroomRoute, async (c) => {
+    const body = c.req.valid("json");
     const chatroom = await createChatroom(chatDeps(c), {
       userId: c.get("userId"),
-      title: c.req.valid("json").title,
+      title: body.title,
+      description: body.description,
+      settings: body.settings,
+      sessionLive: liveSession(c),
     });
     return c.json({ chatroom }, 201);
   })
@@ -412,10 +635,14 @@ export const chatroomRoutes = createRouter()
     return c.json(detail, 200);
   })
   .openapi(renameChatroomRoute, async (c) => {
-    const chatroom = await renameChatroom(chatDeps(c), {
+    const body = c.req.valid("json");
+    const chatroom = await updateChatroom(chatDeps(c), {
       userId: c.get("userId"),
       chatroomId: c.req.valid("param").id,
-      title: c.req.valid("json").title,
+      title: body.title,
+      description: body.description,
+      settings: body.settings,
+      sessionLive: liveSession(c),
     });
     return c.json({ chatroom }, 200);
   })
@@ -423,6 +650,7 @@ export const chatroomRoutes = createRouter()
     await deleteChatroom(chatDeps(c), {
       userId: c.get("userId"),
       chatroomId: c.req.valid("param").id,
+      sessionLive: liveSession(c),
     });
     return c.body(null, 204);
   })
@@ -442,6 +670,34 @@ export const chatroomRoutes = createRouter()
       userId: c.get("userId"),
       chatroomId: id,
       messageId: message_id,
+    });
+    return c.json({ message }, 200);
+  })
+  .openapi(regenerateReplyRoute, async (c) => {
+    const { id, message_id } = c.req.valid("param");
+    const result = await sendMessage(chatDeps(c), {
+      userId: c.get("userId"),
+      chatroomId: id,
+      content: "",
+      regenerate: { replyId: message_id },
+      idempotencyKey: c.req.valid("header")["idempotency-key"],
+      mode: "queued",
+      sessionLive: liveSession(c),
+    });
+    c.set("rateLimitOutcome", "allowed");
+    const headers: Record<string, string> = {
+      ...result.headers,
+      Location: `/chatroom/${id}/messages/${result.body.reply.id}`,
+    };
+    return c.json({ reply: result.body.reply }, 202, headers as z.infer<typeof rateLimitHeaders>);
+  })
+  .openapi(cancelReplyRoute, async (c) => {
+    const { id, message_id } = c.req.valid("param");
+    const message = await cancelReply(chatDeps(c), {
+      userId: c.get("userId"),
+      chatroomId: id,
+      messageId: message_id,
+      sessionLive: liveSession(c),
     });
     return c.json({ message }, 200);
   })

@@ -120,6 +120,7 @@ const STATUS_TEXT = {
   409: "Conflict",
   413: "Body larger than the route's limit",
   415: "Content-Type is not application/json",
+  422: "Not allowed as asked",
   429: "Too many requests",
   500: "Unexpected error",
   503: "A dependency is unavailable",
@@ -146,6 +147,8 @@ const EXAMPLE_MESSAGE: Record<ErrorCode, string> = {
   idempotency_in_progress: "A request with this Idempotency-Key is still being processed.",
   reply_in_progress:
     "You already have the maximum number of replies pending; wait for one to finish.",
+  reply_finished: "The reply is already finished; it cannot be cancelled.",
+  model_not_allowed: "gemini-3.1-pro-preview is not available on the basic plan; see GET /models.",
   payload_too_large: "The body exceeds 65536 bytes.",
   unsupported_media_type: "Send the body as application/json.",
   rate_limited: "Too many requests; try again later.",

@@ -27,6 +27,9 @@ describe("POST /chatroom", () => {
     expect(res.body.chatroom).toEqual({
       id: expect.stringMatching(/^[0-9a-f-]{36}$/),
       title: "Trip",
+      title_source: "user",
+      description: null,
+      settings: {},
       created_at: expect.any(String),
       updated_at: res.body.chatroom.created_at,
       last_message_at: null,
@@ -35,7 +38,7 @@ describe("POST /chatroom", () => {
   });
 
   it.each([
-    ["a missing title", {}],
+    ["a null title", { title: null }],
     ["an empty title", { title: "" }],
     ["a blank title", { title: "   " }],
     ["a 101-character title", { title: "x".repeat(101) }],

@@ -575,12 +575,17 @@ describe("field values from the catalogue", () => {
       { title: "ok", id: f.otherRoomId },
       { title: "ok", tier: "pro" },
       { title: "ok", created_at: "2000-01-01T00:00:00Z" },
-      {},
+      { title: "ok", settings: { model: "gemini-3.8-flash", tier: "pro" } },
+      { description: "x".repeat(501) },
     ];
-    const cases = bodies.flatMap((body) => [
-      { method: "POST", path: "/chatroom", body },
-      { method: "PATCH", path: `/chatroom/${f.roomId}`, body },
-    ]);
+    const cases = [
+      ...bodies.flatMap((body) => [
+        { method: "POST", path: "/chatroom", body },
+        { method: "PATCH", path: `/chatroom/${f.roomId}`, body },
+      ]),
+      // A title is optional on create (issue 15), but a PATCH must change something.
+      { method: "PATCH", path: `/chatroom/${f.roomId}`, body: {} },
+    ];
     await each(cases, async ({ method, path, body }) => {
       const res = await post(path, body, f.me.token, method);
       expectClientError(res, `${method} ${path} ${JSON.stringify(body).slice(0, 60)}`, [400]);

@@ -323,7 +323,7 @@ describe("paths, queries and credentials of every shape", () => {
     "answers 404 for any chatroom or message id that is not the caller's",
     async () => {
       const withIds = operations.filter((op) => op.pathParams.length > 0);
-      expect(withIds.length).toBe(6);
+      expect(withIds.length).toBe(8);
       await fc.assert(
         fc.asyncProperty(
           fc.constantFrom(...withIds),

@@ -21,7 +21,9 @@ import { createSession, type TestSession, uniqueClientIp } from "../support/sess
 import { envelope, nowSeconds, paidUser, stripe } from "./billing-support.ts";
 import {
   callbackBody,
+  createProSession,
   geminiAnswer,
+  geminiFault,
   marker,
   redis,
   settledReply,
@@ -448,6 +450,41 @@ describe("every documented operation against the Worker", () => {
   let chatUser: TestSession;
   let queuedReply: { chatroomId: string; replyId: string };
 
+  it("Chat: reply control answers as documented", async () => {
+    const { token } = await createProSession();
+    const room = await expectStatus(201, "POST", "/chatroom", { token, body: {} });
+    const id = room.body.chatroom.id as string;
+    const content = marker("cancel");
+    await geminiFault({ match: content, kind: "slow", times: 1, ms: 2_000 });
+    const sent = await expectStatus(202, "POST", `/chatroom/${id}/message`, {
+      token,
+      body: { content },
+    });
+    const replyPath = `/chatroom/${id}/messages/${sent.body.reply.id}`;
+    await expectStatus(200, "POST", `${replyPath}/cancel`, { token });
+    await expectStatus(404, "POST", `/chatroom/${id}/messages/${v7()}/cancel`, { token });
+    await expectStatus(401, "POST", `${replyPath}/cancel`, {});
+    const done = await expectStatus(202, "POST", `/chatroom/${id}/message`, {
+      token,
+      body: { content: marker("done") },
+    });
+    const donePath = `/chatroom/${id}/messages/${done.body.reply.id}`;
+    await waitFor(async () => {
+      const res = await expectStatus(200, "GET", donePath, { token });
+      return res.body.message.status !== "pending";
+    });
+    await expectStatus(409, "POST", `${donePath}/cancel`, { token });
+    const key = { "idempotency-key": marker("regen") };
+    await expectStatus(202, "POST", `${donePath}/regenerate`, { token, headers: key });
+    await expectStatus(409, "POST", `${replyPath}/regenerate`, { token, headers: key });
+    await expectStatus(400, "POST", `${donePath}/regenerate`, {
+      token,
+      headers: { "idempotency-key": "has space" },
+    });
+    await expectStatus(404, "POST", `/chatroom/${id}/messages/${v7()}/regenerate`, { token });
+    await expectStatus(401, "POST", `${donePath}/regenerate`, {});
+  });
+
   it("Chat: chatrooms and messages answer as documented", async () => {
     chatUser = await createSession();
     const token = chatUser.token;
@@ -471,6 +508,10 @@ describe("every documented operation against the Worker", () => {
       body: { title: "x" },
     });
     await bodyErrors("PATCH", `/chatroom/${id}`, token, { title: "" });
+    await expectStatus(200, "GET", "/models", { token });
+    const notInPlan = { settings: { model: "gemini-3.1-pro-preview" } };
+    await expectStatus(422, "POST", "/chatroom", { token, body: notInPlan });
+    await expectStatus(422, "PATCH", `/chatroom/${id}`, { token, body: notInPlan });
 
     const key = { "idempotency-key": marker("key") };
     const accepted = await expectStatus(202, "POST", `/chatroom/${id}/message`, {
@@ -501,6 +542,7 @@ describe("every documented operation against the Worker", () => {
     );
 
     await settledReply(chatUser, id, replyId);
+    await expectStatus(429, "POST", `/chatroom/${id}/messages/${replyId}/regenerate`, { token });
     await expectStatus(200, "GET", "/usage", { token });
     await expectStatus(200, "GET", "/usage?from=2026-01-01&to=2026-01-31", { token });
     await expectStatus(400, "GET", "/usage?from=2026-01-01&to=2026-12-31", { token });

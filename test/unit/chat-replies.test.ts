@@ -248,7 +248,7 @@ describe("replyJob", () => {
 
   it("sends Gemini's generateContent with a forwarded, redacted API key and our callbacks", () => {
     const replyId = "01936f4e-1c2d-7b3a-9f00-123456789abc";
-    const job = replyJob(config, replyId, { contents: [] });
+    const job = replyJob(config, replyId, { model: "gemini-3.8-flash", body: { contents: [] } });
     expect(job).toEqual({
       url: "https://generativelanguage.googleapis.com/v1beta/models/gemini-3.8-flash:generateContent",
       body: { contents: [] },

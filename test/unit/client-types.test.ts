@@ -21,7 +21,9 @@ describe("typed client (hono/client over AppType)", () => {
 
   it("types JSON responses per status", () => {
     type Accepted = InferResponseType<SendPrompt, 202>;
-    expectTypeOf<Accepted["reply"]["status"]>().toEqualTypeOf<"pending" | "complete" | "failed">();
+    expectTypeOf<Accepted["reply"]["status"]>().toEqualTypeOf<
+      "pending" | "complete" | "failed" | "cancelled"
+    >();
     expectTypeOf<Accepted["message"]["chatroom_id"]>().toEqualTypeOf<string>();
     expectTypeOf<InferResponseType<Me, 200>["user"]["tier"]>().toEqualTypeOf<"basic" | "pro">();
     expectTypeOf<InferResponseType<Signup, 201>["user"]["id"]>().toEqualTypeOf<string>();

@@ -45,13 +45,32 @@ export function listChatrooms(
     .limit(limit + 1);
 }
 
-export function renameChatroom(
+/** The fields PATCH /chatroom/:id may change (absent: unchanged). */
+export interface ChatroomPatch {
+  title?: string;
+  /** null clears it. */
+  description?: string | null;
+  /** Merged into the stored settings; a null field removes that setting. */
+  settings?: Record<string, unknown>;
+}
+
+export function updateChatroom(
   db: Database,
-  input: { id: string; userId: string; title: string; now: Date },
+  input: { id: string; userId: string; patch: ChatroomPatch; now: Date },
 ) {
+  const { title, description, settings } = input.patch;
   return db
     .update(chatrooms)
-    .set({ title: input.title, updatedAt: input.now })
+    .set({
+      ...(title !== undefined ? { title, titleSource: "user" as const } : {}),
+      ...(description !== undefined ? { description } : {}),
+      ...(settings !== undefined
+        ? {
+            settings: sql`jsonb_strip_nulls(coalesce(${chatrooms.settings}, '{}'::jsonb) || ${JSON.stringify(settings)}::jsonb)`,
+          }
+        : {}),
+      updatedAt: input.now,
+    })
     .where(and(eq(chatrooms.id, input.id), eq(chatrooms.userId, input.userId)))
     .returning();
 }

@@ -1,12 +1,19 @@
 import { and, asc, desc, eq, inArray, isNull, lt, or, sql } from "drizzle-orm";
+import type { Grounding } from "../../lib/gemini-models";
 import type { Database } from "../client";
 import { type MessageRow, messages } from "../schema/messages";
 import { usageDaily } from "../schema/usage";
 
 export type { MessageRow };
 
-/** Messages that count as conversation history: prompts and replies that completed. */
-const inHistory = or(eq(messages.role, "user"), eq(messages.status, "complete"));
+/**
+ * Messages that count as conversation history: prompts, and replies that completed and were not
+ * regenerated since (a superseded reply is still readable, but Gemini sees only the newest).
+ */
+const inHistory = or(
+  eq(messages.role, "user"),
+  and(eq(messages.status, "complete"), isNull(messages.supersededBy)),
+);
 
 /** The newest `limit` messages of a chatroom the user owns, newest first. */
 export function selectLatestMessages(
@@ -14,11 +21,19 @@ export function selectLatestMessages(
   chatroomId: string,
   userId: string,
   limit: number,
+  /** Leave out replies a regeneration superseded (the chatroom view shows the newest only). */
+  currentOnly = false,
 ) {
   return db
     .select()
     .from(messages)
-    .where(and(eq(messages.chatroomId, chatroomId), eq(messages.userId, userId)))
+    .where(
+      and(
+        eq(messages.chatroomId, chatroomId),
+        eq(messages.userId, userId),
+        currentOnly ? isNull(messages.supersededBy) : undefined,
+      ),
+    )
     .orderBy(desc(messages.createdAt), desc(messages.id))
     .limit(limit);
 }
@@ -115,6 +130,7 @@ export function completeReply(
     content: string;
     finishReason: string | null;
     usage: ReplyUsage;
+    grounding?: Grounding | null;
     now: Date;
   },
 ) {
@@ -124,6 +140,7 @@ export function completeReply(
       status: "complete",
       content: input.content,
       finishReason: input.finishReason,
+      grounding: input.grounding ?? null,
       ...input.usage,
       completedAt: input.now,
       error: null,
@@ -299,4 +316,76 @@ export function selectUnqueuedReplies(db: Database, from: Date, to: Date, limit:
     )
     .orderBy(asc(messages.createdAt))
     .limit(limit);
+}
+
+/** Cancels a pending model reply of `userId` in `chatroomId` (none when it is not pending). */
+export function cancelPendingReply(
+  db: Database,
+  input: { id: string; chatroomId: string; userId: string; now: Date },
+) {
+  return db
+    .update(messages)
+    .set({ status: "cancelled", completedAt: input.now })
+    .where(
+      and(
+        pendingReply(input.id),
+        eq(messages.chatroomId, input.chatroomId),
+        eq(messages.userId, input.userId),
+      ),
+    )
+    .returning();
+}
+
+/** The status of a reply (the streaming loop's cancel flag). */
+export function selectReplyStatus(db: Database, id: string) {
+  return db.select({ status: messages.status }).from(messages).where(eq(messages.id, id)).limit(1);
+}
+
+/** Keeps the text streamed before a cancel on the cancelled reply (once). */
+export function keepCancelledText(db: Database, id: string, content: string) {
+  return db
+    .update(messages)
+    .set({ content })
+    .where(and(eq(messages.id, id), eq(messages.status, "cancelled"), eq(messages.content, "")))
+    .returning();
+}
+
+/**
+ * The history a regeneration of `replyId` answers: its prompt and what came before it, newest
+ * first (empty when `replyId` is not a reply of `userId` in `chatroomId`).
+ */
+export function selectHistoryBeforeReply(
+  db: Database,
+  chatroomId: string,
+  userId: string,
+  replyId: string,
+  limit: number,
+) {
+  return db
+    .select({ role: messages.role, content: messages.content })
+    .from(messages)
+    .where(
+      and(
+        eq(messages.chatroomId, chatroomId),
+        eq(messages.userId, userId),
+        inHistory,
+        sql`(${messages.createdAt}, ${messages.id}) <= (select p.created_at, p.id from messages p where p.id = (select r.reply_to_id from messages r where r.id = ${replyId} and r.chatroom_id = ${chatroomId} and r.user_id = ${userId}))`,
+      ),
+    )
+    .orderBy(desc(messages.createdAt), desc(messages.id))
+    .limit(limit);
+}
+
+/** Points every other reply to `promptId` at its newest successor `replyId`. */
+export function supersedeReplies(db: Database, promptId: string, replyId: string) {
+  return db
+    .update(messages)
+    .set({ supersededBy: replyId })
+    .where(
+      and(
+        eq(messages.replyToId, promptId),
+        eq(messages.role, "model"),
+        sql`${messages.id} <> ${replyId}`,
+      ),
+    );
 }

@@ -1,4 +1,5 @@
-import { index, integer, pgTable, text, timestamp } from "drizzle-orm/pg-core";
+import { index, integer, jsonb, pgTable, text, timestamp } from "drizzle-orm/pg-core";
+import type { ChatSettings } from "../../lib/gemini-models";
 import { users } from "./users";
 
 export const chatrooms = pgTable(
@@ -9,6 +10,13 @@ export const chatrooms = pgTable(
       .notNull()
       .references(() => users.id, { onDelete: "cascade" }),
     title: text("title").notNull(),
+    /** "user": set by the user (never replaced); "auto": the default or one Gemini suggested. */
+    titleSource: text("title_source", { enum: ["auto", "user"] })
+      .notNull()
+      .default("user"),
+    description: text("description"),
+    /** The chatroom's own Gemini settings (ChatSettings); null: the deployment's defaults. */
+    settings: jsonb("settings").$type<ChatSettings>(),
     messageCount: integer("message_count").notNull().default(0),
     lastMessageAt: timestamp("last_message_at", { withTimezone: true, mode: "date" }),
     createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),

@@ -1,10 +1,12 @@
 import { sql } from "drizzle-orm";
-import { index, integer, pgTable, text, timestamp } from "drizzle-orm/pg-core";
+import { index, integer, jsonb, pgTable, text, timestamp } from "drizzle-orm/pg-core";
+import type { Grounding } from "../../lib/gemini-models";
 import { chatrooms } from "./chatrooms";
 import { users } from "./users";
 
 export const MESSAGE_ROLES = ["user", "model"] as const;
-export const MESSAGE_STATUSES = ["pending", "complete", "failed"] as const;
+/** `cancelled`: stopped by the user (POST …/cancel); text streamed before the stop is kept. */
+export const MESSAGE_STATUSES = ["pending", "complete", "failed", "cancelled"] as const;
 export type MessageRole = (typeof MESSAGE_ROLES)[number];
 export type MessageStatus = (typeof MESSAGE_STATUSES)[number];
 
@@ -35,6 +37,10 @@ export const messages = pgTable(
     model: text("model"),
     /** For a model reply: the user message it answers. */
     replyToId: text("reply_to_id"),
+    /** Google Search grounding of a reply (chatrooms with `settings.google_search`). */
+    grounding: jsonb("grounding").$type<Grounding>(),
+    /** A regenerated reply's successor: the newest reply to the same prompt (null: current). */
+    supersededBy: text("superseded_by"),
     /** QStash message id of the job producing this reply; null while not (yet) published. */
     jobId: text("job_id"),
     /** The quota day (UTC, YYYY-MM-DD) the prompt was counted in, so a refund hits the right day. */

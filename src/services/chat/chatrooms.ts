@@ -1,17 +1,26 @@
+import { eq } from "drizzle-orm";
 import {
   type ChatroomCursor,
   deleteChatroom as deleteChatroomRow,
   insertChatroom,
   listChatrooms as listChatroomRows,
-  renameChatroom as renameChatroomRow,
   selectOwnedChatroom,
+  updateChatroom as updateChatroomRow,
 } from "../../db/queries/chatrooms";
 import {
   selectLatestMessages,
   selectMessage,
   selectMessagesBefore,
 } from "../../db/queries/messages";
-import { describeError, NotFoundError, ValidationError } from "../../errors";
+import { users } from "../../db/schema/users";
+import {
+  describeError,
+  NotFoundError,
+  UnauthorizedError,
+  UnprocessableError,
+  ValidationError,
+} from "../../errors";
+import { type ChatSettings, settingsRefusal } from "../../lib/gemini-models";
 import { ID_PATTERN, newId } from "../../lib/ids";
 import { background, type ChatDeps } from "./deps";
 import { type ChatroomView, chatroomView, type MessageView, messageView } from "./views";
@@ -27,50 +36,143 @@ export function assertId(id: string, what = "chatroom"): void {
   if (!ID_PATTERN.test(id)) throw new NotFoundError(`No such ${what}.`);
 }
 
-type ChatDb = Pick<ChatDeps, "db" | "clock" | "listCache" | "waitUntil">;
+type ChatDb = Pick<ChatDeps, "db" | "clock" | "listCache" | "waitUntil" | "config">;
 
+/** The title of a chatroom created without one, until Gemini suggests a better one. */
+export const DEFAULT_CHATROOM_TITLE = "New chat";
+
+/**
+ * Round 1 of a chatroom write: the caller's session check, and the tier when `settings` need
+ * checking against it (one round: they run side by side). Throws before anything is written.
+ */
+async function firstRound(
+  deps: ChatDb,
+  input: { userId: string; settings?: ChatSettings; sessionLive?: Promise<void> },
+): Promise<void> {
+  const settings = input.settings;
+  const needsTier = settings !== undefined && Object.keys(settings).length > 0;
+  const [rows] = await Promise.all([
+    needsTier
+      ? deps.db.select({ tier: users.tier }).from(users).where(eq(users.id, input.userId)).limit(1)
+      : Promise.resolve(null),
+    input.sessionLive,
+  ]);
+  if (!rows || !settings) return;
+  const tier = rows[0]?.tier;
+  if (!tier) throw new UnauthorizedError("The account no longer exists.");
+  const refusal = settingsRefusal(settings, tier, deps.config.replyBudgets[tier].maxOutputTokens);
+  if (!refusal) return;
+  const details = [{ path: refusal.path, message: refusal.message, location: "json" }];
+  if (refusal.code === "model_not_allowed") {
+    throw new UnprocessableError(refusal.message, "model_not_allowed", details);
+  }
+  throw new ValidationError(refusal.message, details);
+}
+
+/** Round 2 of a chatroom write: the write beside the list-cache bump, then a bump after it. */
+async function writeAndInvalidate<T>(deps: ChatDb, userId: string, write: Promise<T>): Promise<T> {
+  const [written, invalidated] = await Promise.allSettled([
+    write,
+    deps.listCache.invalidate(userId),
+  ]);
+  if (written.status === "rejected") throw written.reason;
+  // Bumped again after the commit: a list read racing the write may have cached the old list.
+  background(
+    deps,
+    "cache_invalidate",
+    invalidated.status === "fulfilled"
+      ? deps.listCache.invalidate(userId)
+      : invalidateList(deps, userId),
+  );
+  return written.value;
+}
+
+/**
+ * POST /chatroom in two sequential rounds: [session check ‖ tier] then [insert ‖ cache bump].
+ * Without a title the chatroom is "New chat" with `title_source` "auto" (Gemini may retitle it).
+ */
 export async function createChatroom(
   deps: ChatDb,
-  input: { userId: string; title: string },
+  input: {
+    userId: string;
+    title?: string;
+    description?: string | null;
+    settings?: ChatSettings;
+    sessionLive?: Promise<void>;
+  },
 ): Promise<ChatroomView> {
+  await firstRound(deps, input);
   const now = deps.clock.now();
-  const [row] = await insertChatroom(deps.db, {
-    id: newId(),
-    userId: input.userId,
-    title: input.title,
-    createdAt: now,
-    updatedAt: now,
-  });
+  const settings = input.settings && Object.keys(input.settings).length > 0 ? input.settings : null;
+  const [row] = await writeAndInvalidate(
+    deps,
+    input.userId,
+    insertChatroom(deps.db, {
+      id: newId(),
+      userId: input.userId,
+      title: input.title ?? DEFAULT_CHATROOM_TITLE,
+      titleSource: input.title === undefined ? "auto" : "user",
+      description: input.description ?? null,
+      settings,
+      createdAt: now,
+      updatedAt: now,
+    }),
+  );
   if (!row) throw new Error("insert returned no row");
-  // Awaited, not backgrounded: the creator's next GET /chatroom must see the new room.
-  await invalidateList(deps, input.userId);
   return chatroomView(row);
 }
 
-export async function renameChatroom(
+/** PATCH /chatroom/:id: [session check ‖ tier] then [update ‖ cache bump]. */
+export async function updateChatroom(
   deps: ChatDb,
-  input: { userId: string; chatroomId: string; title: string },
+  input: {
+    userId: string;
+    chatroomId: string;
+    title?: string;
+    description?: string | null;
+    /** Merged into the stored settings; a null field goes back to the deployment's default. */
+    settings?: { [K in keyof ChatSettings]?: ChatSettings[K] | null };
+    sessionLive?: Promise<void>;
+  },
 ): Promise<ChatroomView> {
   assertId(input.chatroomId);
-  const [row] = await renameChatroomRow(deps.db, {
-    id: input.chatroomId,
-    userId: input.userId,
-    title: input.title,
-    now: deps.clock.now(),
-  });
+  const given = input.settings
+    ? (Object.fromEntries(
+        Object.entries(input.settings).filter(([, v]) => v !== null && v !== undefined),
+      ) as ChatSettings)
+    : undefined;
+  await firstRound(deps, { ...input, settings: given });
+  const [row] = await writeAndInvalidate(
+    deps,
+    input.userId,
+    updateChatroomRow(deps.db, {
+      id: input.chatroomId,
+      userId: input.userId,
+      patch: {
+        title: input.title,
+        description: input.description,
+        settings: input.settings,
+      },
+      now: deps.clock.now(),
+    }),
+  );
   if (!row) throw new NotFoundError("No such chatroom.");
-  await invalidateList(deps, input.userId);
   return chatroomView(row);
 }
 
+/** DELETE /chatroom/:id: [session check] then [delete ‖ cache bump]. */
 export async function deleteChatroom(
   deps: ChatDb,
-  input: { userId: string; chatroomId: string },
+  input: { userId: string; chatroomId: string; sessionLive?: Promise<void> },
 ): Promise<void> {
   assertId(input.chatroomId);
-  const rows = await deleteChatroomRow(deps.db, input.chatroomId, input.userId);
+  await input.sessionLive;
+  const rows = await writeAndInvalidate(
+    deps,
+    input.userId,
+    deleteChatroomRow(deps.db, input.chatroomId, input.userId),
+  );
   if (rows.length === 0) throw new NotFoundError("No such chatroom.");
-  await invalidateList(deps, input.userId);
 }
 
 /** Background retries of a failed invalidation (ms), well inside waitUntil's 30 s. */
@@ -218,7 +320,13 @@ export async function getChatroom(
   assertId(input.chatroomId);
   const [rooms, latest] = await deps.db.batch([
     selectOwnedChatroom(deps.db, input.chatroomId, input.userId),
-    selectLatestMessages(deps.db, input.chatroomId, input.userId, CHATROOM_MESSAGES_WINDOW + 1),
+    selectLatestMessages(
+      deps.db,
+      input.chatroomId,
+      input.userId,
+      CHATROOM_MESSAGES_WINDOW + 1,
+      true,
+    ),
   ]);
   const room = rooms[0];
   if (!room) throw new NotFoundError("No such chatroom.");

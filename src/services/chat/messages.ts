@@ -10,10 +10,13 @@ import {
   handOffStreamedReply,
   insertMessages,
   type MessageRow,
+  selectHistoryBeforeReply,
   selectHistoryWindow,
   selectMessage,
   selectPendingReplyIds,
+  selectReplyStatus,
   setReplyJob,
+  supersedeReplies,
 } from "../../db/queries/messages";
 import { users } from "../../db/schema/users";
 import {
@@ -25,9 +28,12 @@ import {
 } from "../../errors";
 import {
   buildGenerateContentBody,
+  type ChatSettings,
+  catalogueModel,
+  type GeminiRequest,
   type GeminiTurn,
-  type GenerateContentBody,
   generationConfigFor,
+  SEARCH_TIERS,
   storableText,
 } from "../../lib/gemini";
 import { newId } from "../../lib/ids";
@@ -39,6 +45,7 @@ import {
   quotaHeaders,
 } from "../quota";
 import { assertId, invalidateList } from "./chatrooms";
+import { finishCancelledStream, STREAM_CANCEL_POLL_MS } from "./control";
 import { background, type ChatConfig, type ChatDeps } from "./deps";
 import {
   outcomeOfAnswer,
@@ -58,10 +65,20 @@ export interface PromptResponse {
   reply: MessageView;
 }
 
+/** The body of a 202 from POST …/messages/:message_id/regenerate. */
+export interface RegenerateResponse {
+  reply: MessageView;
+}
+
 export interface SendMessageInput {
   userId: string;
   chatroomId: string;
   content: string;
+  /**
+   * Regenerate this model reply instead of sending `content`: a new pending reply to the same
+   * prompt, with the history before it; no prompt row is written.
+   */
+  regenerate?: { replyId: string };
   idempotencyKey: string | undefined;
   /** `stream`: the caller produces the reply itself (SSE) instead of queueing it. */
   mode: "queued" | "stream";
@@ -70,13 +87,18 @@ export interface SendMessageInput {
 }
 
 export type SendMessageResult =
-  | { kind: "replay"; status: number; body: PromptResponse; headers: Record<string, string> }
+  | {
+      kind: "replay";
+      status: number;
+      body: PromptResponse & RegenerateResponse;
+      headers: Record<string, string>;
+    }
   | {
       kind: "accepted";
-      body: PromptResponse;
+      body: PromptResponse & RegenerateResponse;
       headers: Record<string, string>;
       /** What the streaming path needs to produce the reply. */
-      job: { replyId: string; userId: string; request: GenerateContentBody };
+      job: { replyId: string; userId: string; request: GeminiRequest };
     };
 
 /** Newest-first messages → Gemini turns within the character budget; the newest is always kept. */
@@ -97,17 +119,41 @@ export function historyTurns(
   return picked;
 }
 
-/** The Gemini request for a prompt, bounded by the tier's reply budget (docs/adr/0007). */
+/**
+ * The Gemini request for a prompt: the chatroom's settings over the deployment's defaults,
+ * bounded by the tier's reply budget (docs/adr/0007). Settings are checked again here, against
+ * the tier the user has now: a model or feature of a plan since left falls back to the default.
+ */
 export function promptRequest(
   config: ChatConfig,
   tier: "basic" | "pro",
   newestFirst: { role: "user" | "model"; content: string }[],
-): GenerateContentBody {
-  return buildGenerateContentBody(
-    historyTurns(newestFirst, config.historyMaxChars),
-    config.systemPrompt,
-    generationConfigFor(config.geminiModel, config.replyBudgets[tier]),
+  settings: ChatSettings | null = null,
+): GeminiRequest {
+  const chosen = settings?.model ? catalogueModel(settings.model) : undefined;
+  const model = chosen?.tiers.includes(tier) ? chosen.id : config.geminiModel;
+  const budget = config.replyBudgets[tier];
+  const maxOutputTokens = Math.min(
+    settings?.max_output_tokens ?? budget.maxOutputTokens,
+    budget.maxOutputTokens,
+    chosen?.tiers.includes(tier) ? chosen.output_token_limit : Number.POSITIVE_INFINITY,
   );
+  const generationConfig = generationConfigFor(model, {
+    ...budget,
+    maxOutputTokens,
+    // Thinking counts against maxOutputTokens: a small chosen bound leaves room for the answer.
+    thinkingBudget: Math.min(budget.thinkingBudget, Math.floor(maxOutputTokens / 2)),
+  });
+  if (settings?.temperature !== undefined) generationConfig.temperature = settings.temperature;
+  const body = buildGenerateContentBody(
+    historyTurns(newestFirst, config.historyMaxChars),
+    settings?.system_instruction ?? config.systemPrompt,
+    generationConfig,
+  );
+  if (settings?.google_search === true && SEARCH_TIERS.includes(tier)) {
+    body.tools = [{ googleSearch: {} }];
+  }
+  return { model, body };
 }
 
 async function sha256Hex(text: string): Promise<string> {
@@ -129,7 +175,7 @@ function replayOf(
   return {
     kind: "replay",
     status: row.statusCode,
-    body: row.responseBody as PromptResponse,
+    body: row.responseBody as PromptResponse & RegenerateResponse,
     headers: { ...headers, "Idempotent-Replayed": "true" },
   };
 }
@@ -193,8 +239,12 @@ async function sendClaimedMessage(
   const { db, config } = deps;
   const now = deps.clock.now();
   const nowMs = now.getTime();
+  const regen = input.regenerate;
+  if (regen) assertId(regen.replyId, "message");
   const requestHash = await sha256Hex(
-    `POST /chatroom/${input.chatroomId}/message\n${JSON.stringify({ content: input.content })}`,
+    regen
+      ? `POST /chatroom/${input.chatroomId}/messages/${regen.replyId}/regenerate\n`
+      : `POST /chatroom/${input.chatroomId}/message\n${JSON.stringify({ content: input.content })}`,
   );
 
   // Made before round 1 and in this order: messages sort by (created_at, id), prompt first.
@@ -210,9 +260,18 @@ async function sendClaimedMessage(
       db.batch([
         db.select({ tier: users.tier }).from(users).where(eq(users.id, input.userId)).limit(1),
         selectOwnedChatroom(db, input.chatroomId, input.userId),
-        selectHistoryWindow(db, input.chatroomId, input.userId, config.historyMaxMessages),
+        regen
+          ? selectHistoryBeforeReply(
+              db,
+              input.chatroomId,
+              input.userId,
+              regen.replyId,
+              config.historyMaxMessages,
+            )
+          : selectHistoryWindow(db, input.chatroomId, input.userId, config.historyMaxMessages),
         selectIdempotencyRecord(db, input.userId, input.idempotencyKey ?? null, now),
         selectPendingReplyIds(db, input.userId, maxPending + 1),
+        selectMessage(db, input.chatroomId, input.userId, regen?.replyId ?? promptId),
       ]),
       input.sessionLive,
     ]).then(([rows]) => rows),
@@ -246,7 +305,7 @@ async function sendClaimedMessage(
     await refund();
     throw context.reason;
   }
-  const [[user], [room], history, [record], pendingReplies] = context.value;
+  const [[user], [room], history, [record], pendingReplies, [target]] = context.value;
   if (record) {
     await refund(true);
     const tier = user?.tier ?? "basic";
@@ -266,6 +325,17 @@ async function sendClaimedMessage(
   if (!room) {
     await refund();
     throw new NotFoundError("No such chatroom.");
+  }
+  if (regen && (target?.role !== "model" || !target.replyToId)) {
+    await refund();
+    throw new NotFoundError("No such reply.");
+  }
+  if (regen && target?.status === "pending") {
+    await refund();
+    throw new ConflictError(
+      "This reply is still being written; cancel it or wait for it first.",
+      "reply_in_progress",
+    );
   }
   const decision: QuotaDecision = decideQuota(ticket, user.tier, deps.quota.limits);
   if (!decision.accepted) {
@@ -321,6 +391,8 @@ async function sendClaimedMessage(
     replyToId: null,
     jobId: null,
     quotaDay: ticket.day,
+    supersededBy: null,
+    grounding: null,
     createdAt: now,
     completedAt: now,
   };
@@ -330,22 +402,34 @@ async function sendClaimedMessage(
     role: "model",
     content: "",
     status: "pending",
-    replyToId: promptRow.id,
+    replyToId: regen && target?.replyToId ? target.replyToId : promptRow.id,
     jobId: input.mode === "stream" ? STREAM_JOB_ID : null,
     completedAt: null,
   };
-  const body: PromptResponse = { message: messageView(promptRow), reply: messageView(replyRow) };
-  const request = promptRequest(config, user.tier, [
-    { role: "user", content: input.content },
-    ...history,
-  ]);
+  const body = (
+    regen
+      ? { reply: messageView(replyRow) }
+      : { message: messageView(promptRow), reply: messageView(replyRow) }
+  ) as PromptResponse & RegenerateResponse;
+  const request = promptRequest(
+    config,
+    user.tier,
+    regen ? history : [{ role: "user", content: input.content }, ...history],
+    room.settings,
+  );
   const key = input.idempotencyKey;
 
   // Round 2.
   const [written, invalidated] = await Promise.allSettled([
     db.batch([
-      insertMessages(db, [promptRow, replyRow]),
-      recordExchange(db, { id: input.chatroomId, userId: input.userId, added: 2, now }),
+      insertMessages(db, regen ? [replyRow] : [promptRow, replyRow]),
+      ...(regen ? [supersedeReplies(db, replyRow.replyToId as string, replyRow.id)] : []),
+      recordExchange(db, {
+        id: input.chatroomId,
+        userId: input.userId,
+        added: regen ? 1 : 2,
+        now,
+      }),
       // A live record with the same key fails the insert and rolls the whole batch back.
       ...(key
         ? [
@@ -407,14 +491,14 @@ async function sendClaimedMessage(
 async function publishReply(
   deps: ChatDeps,
   replyId: string,
-  request: GenerateContentBody,
+  request: GeminiRequest,
 ): Promise<void> {
   const { messageId } = await deps.queue.publish(replyJob(deps.config, replyId, request));
   await setReplyJob(deps.db, replyId, messageId);
 }
 
 /** Where the SSE path writes; a write to a client that went away must not throw. */
-export type StreamSink = (event: "delta" | "done" | "error", data: unknown) => void;
+export type StreamSink = (event: "delta" | "done" | "error" | "cancelled", data: unknown) => void;
 
 /**
  * Produces a reply by streaming Gemini directly, then saves it exactly like a queued reply
@@ -426,19 +510,43 @@ export type StreamSink = (event: "delta" | "done" | "error", data: unknown) => v
  */
 export async function streamReply(
   deps: ChatDeps,
-  job: { replyId: string; userId: string; chatroomId: string; request: GenerateContentBody },
+  job: { replyId: string; userId: string; chatroomId: string; request: GeminiRequest },
   emit: StreamSink,
   clientGone?: AbortSignal,
 ): Promise<void> {
   const upstream = new AbortController();
   const stop = () => upstream.abort();
   clientGone?.addEventListener("abort", stop);
+  // The cancel flag: POST …/cancel marks the reply cancelled; this loop stops Gemini when it
+  // sees that (checked every STREAM_CANCEL_POLL_MS, so within half a second).
+  let cancelled = false;
+  let checking = false;
+  const poll = setInterval(() => {
+    if (checking || cancelled) return;
+    checking = true;
+    selectReplyStatus(deps.db, job.replyId)
+      .then(([row]) => {
+        if (row?.status === "cancelled") {
+          cancelled = true;
+          upstream.abort();
+        }
+      })
+      .catch(() => {})
+      .finally(() => {
+        checking = false;
+      });
+  }, STREAM_CANCEL_POLL_MS);
   let outcome: ReplyOutcome;
   // What the client has been sent: kept (and counted) even if the stream then fails.
   let delivered = "";
   try {
     let final: ReplyOutcome | null = null;
-    for await (const event of deps.gemini.stream(job.request, upstream.signal)) {
+    for await (const event of deps.gemini.stream(
+      job.request.body,
+      upstream.signal,
+      job.request.model,
+    )) {
+      if (cancelled) break;
       if (event.type === "delta") {
         if (event.text) {
           delivered += event.text;
@@ -449,7 +557,7 @@ export async function streamReply(
       }
       if (clientGone?.aborted && !final) break;
     }
-    if (clientGone?.aborted && !final) {
+    if (clientGone?.aborted && !final && !cancelled) {
       if (await handOffToQueue(deps, job)) return;
     }
     outcome = final ?? outcomeOfAnswer(null);
@@ -458,14 +566,18 @@ export async function streamReply(
       outcome = { ...outcome, charged: true, partialText: storableText(delivered) };
     }
   } catch (err) {
-    if (clientGone?.aborted && (await handOffToQueue(deps, job))) return;
-    console.warn(
-      JSON.stringify({ level: "warn", msg: "gemini_stream_failed", error: describeError(err) }),
-    );
+    if (clientGone?.aborted && !cancelled && (await handOffToQueue(deps, job))) return;
+    if (!cancelled) {
+      console.warn(
+        JSON.stringify({ level: "warn", msg: "gemini_stream_failed", error: describeError(err) }),
+      );
+    }
     outcome = outcomeOfStreamError(err, storableText(delivered));
   } finally {
+    clearInterval(poll);
     clientGone?.removeEventListener("abort", stop);
   }
+  // A cancel that landed first makes this a no-op (the UPDATE is conditional on `pending`).
   const settled = await settleReply(deps, job.replyId, outcome);
   let reply: MessageRow | undefined =
     settled.status === "complete" || settled.status === "failed" ? settled.reply : undefined;
@@ -474,6 +586,11 @@ export async function streamReply(
   }
   if (!reply) {
     emit("error", { error: { code: "not_found", message: "The chatroom was deleted." } });
+    return;
+  }
+  if (reply.status === "cancelled") {
+    reply = await finishCancelledStream(deps, reply, delivered);
+    emit("cancelled", { reply: messageView(reply) });
     return;
   }
   const view = messageView(reply);
@@ -493,7 +610,7 @@ export async function streamReply(
  */
 async function handOffToQueue(
   deps: ChatDeps,
-  job: { replyId: string; request: GenerateContentBody },
+  job: { replyId: string; request: GeminiRequest },
 ): Promise<boolean> {
   try {
     const { messageId } = await deps.queue.publish(replyJob(deps.config, job.replyId, job.request));

@@ -12,8 +12,9 @@ import {
   GEMINI_API_KEY_HEADER,
   type GeminiAnswer,
   GeminiCallError,
+  type GeminiRequest,
   type GeminiUsage,
-  type GenerateContentBody,
+  type Grounding,
   generateContentUrl,
   producedOutput,
   readGenerateContentResponse,
@@ -27,7 +28,13 @@ export { REPLY_ERRORS, type ReplyError } from "./views";
 
 /** What one piece of news about a reply means for it. */
 export type ReplyOutcome =
-  | { kind: "complete"; text: string; finishReason: string | null; usage: ReplyUsage }
+  | {
+      kind: "complete";
+      text: string;
+      finishReason: string | null;
+      usage: ReplyUsage;
+      grounding?: Grounding | null;
+    }
   | {
       kind: "failed";
       error: ReplyError;
@@ -65,13 +72,13 @@ export const REPLY_FAILURE_CALLBACK_PATH = "/webhook/qstash/reply-failed";
 export function replyJob(
   config: ChatConfig,
   replyId: string,
-  body: GenerateContentBody,
+  request: GeminiRequest,
 ): QueuedRequest {
   const base = config.appUrl.replace(/\/+$/, "");
   const query = `?reply_id=${encodeURIComponent(replyId)}`;
   return {
-    url: generateContentUrl(config.geminiBaseUrl, config.geminiModel),
-    body,
+    url: generateContentUrl(config.geminiBaseUrl, request.model),
+    body: request.body,
     forwardHeaders: { [GEMINI_API_KEY_HEADER]: config.geminiApiKey },
     redactHeaders: [GEMINI_API_KEY_HEADER],
     deduplicationId: replyId,
@@ -99,6 +106,7 @@ export function outcomeOfAnswer(answer: GeminiAnswer | null): ReplyOutcome {
     text: answer.text,
     finishReason: answer.finishReason,
     usage: replyUsage(answer.usage),
+    ...(answer.grounding ? { grounding: answer.grounding } : {}),
   };
 }
 
@@ -213,7 +221,7 @@ export async function settleReply(
 }
 
 /** A settled reply no longer counts against MAX_PENDING_REPLIES (best effort; entries expire). */
-function leavePending(
+export function leavePending(
   deps: Pick<ChatDeps, "pendingGate" | "waitUntil">,
   userId: string,
   replyId: string,
@@ -255,6 +263,7 @@ function completeReplyBatch(
       content: outcome.text,
       finishReason: outcome.finishReason,
       usage: outcome.usage,
+      grounding: outcome.grounding ?? null,
       now,
     }),
     touchChatroomForReply(deps.db, replyId, now),

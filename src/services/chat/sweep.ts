@@ -7,6 +7,7 @@ import {
   setReplyJob,
 } from "../../db/queries/messages";
 import { purgeProcessedWebhookEvents } from "../../db/queries/webhook-events";
+import { chatrooms } from "../../db/schema/chatrooms";
 import { users } from "../../db/schema/users";
 import { describeError } from "../../errors";
 import type { ChatDeps } from "./deps";
@@ -74,11 +75,21 @@ export async function sweepReplies(deps: ChatDeps, now: Date): Promise<SweepRepo
 
   const republished = await Promise.allSettled(
     unqueued.map(async (reply) => {
-      const [history, [owner]] = await deps.db.batch([
+      const [history, [owner], [room]] = await deps.db.batch([
         selectHistoryForReply(deps.db, reply, deps.config.historyMaxMessages + 1),
         deps.db.select({ tier: users.tier }).from(users).where(eq(users.id, reply.userId)).limit(1),
+        deps.db
+          .select({ settings: chatrooms.settings })
+          .from(chatrooms)
+          .where(eq(chatrooms.id, reply.chatroomId))
+          .limit(1),
       ]);
-      const request = promptRequest(deps.config, owner?.tier ?? "basic", history);
+      const request = promptRequest(
+        deps.config,
+        owner?.tier ?? "basic",
+        history,
+        room?.settings ?? null,
+      );
       const { messageId } = await deps.queue.publish(replyJob(deps.config, reply.id, request));
       await setReplyJob(deps.db, reply.id, messageId);
     }),

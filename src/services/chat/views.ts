@@ -1,5 +1,6 @@
 import type { ChatroomRow } from "../../db/schema/chatrooms";
 import type { MessageRole, MessageRow, MessageStatus } from "../../db/schema/messages";
+import type { ChatSettings, Grounding } from "../../lib/gemini-models";
 
 /** The closed set of reply failure codes a client can see in `Message.error`. */
 export const REPLY_ERRORS = [
@@ -14,6 +15,9 @@ export type ReplyError = (typeof REPLY_ERRORS)[number];
 export interface ChatroomView {
   id: string;
   title: string;
+  title_source: "auto" | "user";
+  description: string | null;
+  settings: ChatSettings;
   created_at: string;
   updated_at: string;
   last_message_at: string | null;
@@ -37,6 +41,10 @@ export interface MessageView {
     total_tokens: number;
     model: string | null;
   } | null;
+  /** Google Search grounding of a reply (null: none). */
+  grounding: Grounding | null;
+  /** A regenerated reply: the id of the newest reply to the same prompt. */
+  superseded_by: string | null;
   created_at: string;
   completed_at: string | null;
 }
@@ -45,6 +53,9 @@ export function chatroomView(r: ChatroomRow): ChatroomView {
   return {
     id: r.id,
     title: r.title,
+    title_source: r.titleSource,
+    description: r.description,
+    settings: r.settings ?? {},
     created_at: r.createdAt.toISOString(),
     updated_at: r.updatedAt.toISOString(),
     last_message_at: r.lastMessageAt ? r.lastMessageAt.toISOString() : null,
@@ -68,6 +79,8 @@ export function messageView(
     | "cachedTokens"
     | "totalTokens"
     | "model"
+    | "supersededBy"
+    | "grounding"
     | "createdAt"
     | "completedAt"
   >,
@@ -96,6 +109,8 @@ export function messageView(
             model: r.model,
           }
         : null,
+    grounding: r.role === "model" ? (r.grounding ?? null) : null,
+    superseded_by: r.supersededBy,
     created_at: r.createdAt.toISOString(),
     completed_at: r.completedAt ? r.completedAt.toISOString() : null,
   };

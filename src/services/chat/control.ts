@@ -1,0 +1,87 @@
+import {
+  cancelPendingReply,
+  keepCancelledText,
+  type MessageRow,
+  selectMessage,
+} from "../../db/queries/messages";
+import { ConflictError, describeError, NotFoundError } from "../../errors";
+import { storableText } from "../../lib/gemini";
+import { assertId } from "./chatrooms";
+import type { ChatDeps } from "./deps";
+import { leavePending, refundPrompt, STREAM_JOB_ID } from "./replies";
+import { type MessageView, messageView } from "./views";
+
+/**
+ * POST /chatroom/:id/messages/:message_id/cancel. Rounds: [session check], then one db.batch
+ * [conditional UPDATE … WHERE status = 'pending' ‖ the message], then for a queued reply
+ * [QStash cancel ‖ quota refund]. The conditional UPDATE decides every race: a callback or a
+ * stream that settles first makes this a 409 `reply_finished`; a cancel that lands first makes
+ * their writes no-ops (they too update only pending replies). Cancelling again answers the same
+ * 200 with the cancelled reply.
+ *
+ * A queued reply has no text before its callback, so its prompt is refunded. A streamed reply's
+ * loop notices the cancel within STREAM_CANCEL_POLL_MS, stops Gemini, keeps the text already
+ * sent, and refunds only if there was none (`finishCancelledStream`).
+ */
+export async function cancelReply(
+  deps: ChatDeps,
+  input: { userId: string; chatroomId: string; messageId: string; sessionLive?: Promise<void> },
+): Promise<MessageView> {
+  assertId(input.chatroomId);
+  assertId(input.messageId, "message");
+  await input.sessionLive;
+  const [cancelled, [row]] = await deps.db.batch([
+    cancelPendingReply(deps.db, {
+      id: input.messageId,
+      chatroomId: input.chatroomId,
+      userId: input.userId,
+      now: deps.clock.now(),
+    }),
+    selectMessage(deps.db, input.chatroomId, input.userId, input.messageId),
+  ]);
+  const now = cancelled[0];
+  if (now) {
+    leavePending(deps, now.userId, now.id);
+    if (now.jobId !== STREAM_JOB_ID) {
+      await Promise.all([
+        now.jobId ? cancelJob(deps, now.jobId) : Promise.resolve(),
+        refundPrompt(deps, now.userId, now.quotaDay),
+      ]);
+    }
+    return messageView(now);
+  }
+  if (row?.role !== "model") throw new NotFoundError("No such reply.");
+  if (row.status === "cancelled") return messageView(row);
+  throw new ConflictError(`The reply is already ${row.status}.`, "reply_finished");
+}
+
+/** Best effort: a job QStash still delivers reports to a callback that changes nothing. */
+async function cancelJob(deps: Pick<ChatDeps, "queue">, jobId: string): Promise<void> {
+  try {
+    await deps.queue.cancel(jobId);
+  } catch (err) {
+    console.warn(
+      JSON.stringify({ level: "warn", msg: "qstash_cancel_failed", error: describeError(err) }),
+    );
+  }
+}
+
+/** How often a streaming loop checks whether its reply was cancelled. */
+export const STREAM_CANCEL_POLL_MS = 400;
+
+/**
+ * After a streamed reply was cancelled: keeps the text the client was sent (the prompt counts),
+ * or refunds the prompt when nothing was sent. Returns the reply as saved.
+ */
+export async function finishCancelledStream(
+  deps: Pick<ChatDeps, "db" | "quota">,
+  reply: MessageRow,
+  delivered: string,
+): Promise<MessageRow> {
+  if (!delivered) {
+    await refundPrompt(deps, reply.userId, reply.quotaDay);
+    return reply;
+  }
+  const [kept] = await keepCancelledText(deps.db, reply.id, storableText(delivered));
+  return kept ?? reply;
+}
