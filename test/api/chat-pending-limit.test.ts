@@ -62,7 +62,7 @@ async function session(tier: "basic" | "pro" = "basic") {
     );
   }
   const room = await api("POST", "/chatroom", { token, body: { title: "pending" } });
-  return { token, roomId: room.body.chatroom.id as string };
+  return { token, roomId: room.body.chatroom.id as string, mobile };
 }
 
 /** Keeps Gemini busy for prompts containing `match`, so their replies stay pending. */
@@ -151,6 +151,28 @@ describe("MAX_PENDING_REPLIES (Basic 1, Pro 3)", () => {
     );
     expect(results.map((r) => r.status)).toEqual([202, 202, 202, 202, 202]);
     expect(new Set(results.map((r) => r.body.reply.id)).size).toBe(1);
+    expect(await usedToday(me.token)).toBe(1);
+  });
+
+  it("a signed-out token's keyed prompts never hold the owner's one pending slot", async () => {
+    const me = await session();
+    // A second session of the same account, then signed out: its access token still verifies.
+    const sent = (await api("POST", "/auth/send-otp", { body: { mobile_number: me.mobile } })).body;
+    const other = await api("POST", "/auth/verify-otp", {
+      body: { mobile_number: me.mobile, otp: sent.otp, challenge_id: sent.challenge_id },
+    });
+    expect(other.status).toBe(200);
+    const out = await api("POST", "/auth/logout", {
+      body: { refresh_token: other.body.refresh_token },
+    });
+    expect(out.status).toBe(204);
+    const revoked = { token: other.body.token as string, roomId: me.roomId };
+    for (let i = 0; i < 3; i++) {
+      expect((await prompt(revoked, "held slot?", randomUUID())).status).toBe(401);
+    }
+    // Before the fix each refused keyed prompt left its entry for 15 s: the owner got 409.
+    const mine = await prompt(me, "my prompt");
+    expect(mine.status, JSON.stringify(mine.body)).toBe(202);
     expect(await usedToday(me.token)).toBe(1);
   });
 });

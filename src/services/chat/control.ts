@@ -45,7 +45,7 @@ export async function cancelReply(
     if (now.jobId !== STREAM_JOB_ID) {
       await Promise.all([
         now.jobId ? cancelJob(deps, now.jobId) : Promise.resolve(),
-        refundPrompt(deps, now.userId, now.quotaDay),
+        refundPrompt(deps, now.userId, now.quotaDay, now.id),
       ]);
     }
     return messageView(now);
@@ -79,7 +79,7 @@ export async function finishCancelledStream(
   delivered: string,
 ): Promise<MessageRow> {
   if (!delivered) {
-    await refundPrompt(deps, reply.userId, reply.quotaDay);
+    await refundPrompt(deps, reply.userId, reply.quotaDay, reply.id);
     return reply;
   }
   const [kept] = await keepCancelledText(deps.db, reply.id, storableText(delivered));

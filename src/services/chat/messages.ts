@@ -281,28 +281,35 @@ async function sendClaimedMessage(
   ]);
   const ticket: QuotaTicket | null = taken.status === "fulfilled" ? taken.value : null;
   /**
-   * A keyed entry is shared with parallel repeats of the key, so it is left to expire, unless the
-   * key's prompt is committed (`committed`): the database counts that reply from then on.
+   * A keyed entry is shared with parallel repeats of the key, so it is left to expire, unless
+   * `release` says it must go: the key's prompt is committed (the database counts that reply
+   * from then on), or the caller's session is revoked (a signed-out token must not be able to
+   * hold the owner's pending slot for the entry's 15 s, again and again).
    */
-  const leaveGate = (committed = false) => {
-    if (gate.status === "fulfilled" && (committed || !input.idempotencyKey)) {
-      background(deps, "pending_gate_release", deps.pendingGate.release(input.userId, gateMember));
+  const leaveGate = async (release = false) => {
+    if (gate.status === "fulfilled" && (release || !input.idempotencyKey)) {
+      const released = deps.pendingGate.release(input.userId, gateMember);
+      background(deps, "pending_gate_release", released);
+      await released.catch(() => {});
     }
   };
-  const refund = async (committed = false) => {
-    leaveGate(committed);
-    if (!ticket) return;
-    try {
-      await deps.quota.refund(input.userId, ticket.day, replyId);
-    } catch (err) {
-      console.error(
-        JSON.stringify({ level: "error", msg: "quota_refund_failed", error: describeError(err) }),
-      );
+  /** Gives the quota token and the pending slot back together (one round, both best effort). */
+  const refund = async (release = false) => {
+    const leaving = leaveGate(release);
+    if (ticket) {
+      try {
+        await deps.quota.refund(input.userId, ticket.day, replyId);
+      } catch (err) {
+        console.error(
+          JSON.stringify({ level: "error", msg: "quota_refund_failed", error: describeError(err) }),
+        );
+      }
     }
+    await leaving;
   };
 
   if (context.status === "rejected") {
-    await refund();
+    await refund(context.reason instanceof UnauthorizedError);
     throw context.reason;
   }
   const [[user], [room], history, [record], pendingReplies, [target]] = context.value;
