@@ -1,10 +1,12 @@
 import { z } from "zod";
+// With its extension: `npm run dev` (local/dev.ts) loads this module in plain Node, which resolves
+// no extensionless relative import.
 import {
   shutDownModelMessage,
   THINKING_LEVELS,
   thinkingFamily,
   thinkingLevelsOf,
-} from "./lib/gemini-models";
+} from "./lib/gemini-models.ts";
 
 const secret = (name: string, minBytes = 32) =>
   z

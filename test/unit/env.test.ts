@@ -1,3 +1,5 @@
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { ConfigError, parseEnv, qstashRetryChainSeconds } from "../../src/env.ts";
 
@@ -143,5 +145,23 @@ describe("parseEnv", () => {
       parseEnv({ ...valid, REPLY_DEADLINE_SECONDS: "1800", QSTASH_RETRIES: "2" })
         .REPLY_DEADLINE_SECONDS,
     ).toBe(1800);
+  });
+});
+
+describe("loaded outside the bundler", () => {
+  it("imports in plain Node, as npm run dev's runner (local/dev.ts) loads it", () => {
+    // Node resolves no extensionless relative import: one in src/env.ts's graph broke npm run dev
+    // while every bundled test passed.
+    const root = fileURLToPath(new URL("../..", import.meta.url));
+    const out = execFileSync(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        "const { parseEnv } = await import('./src/env.ts'); console.log(typeof parseEnv);",
+      ],
+      { cwd: root, encoding: "utf8" },
+    );
+    expect(out.trim()).toBe("function");
   });
 });
