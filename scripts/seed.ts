@@ -58,7 +58,9 @@ async function main() {
     process.exit(1);
   }
 
-  // A password login has no per-number code cooldown, so the seed can run again right away.
+  // The first run proves the number with a code, presenting the signup_token so the signup's
+  // password is kept (docs/adr/0008-credentials.md); later runs log in with that password, which
+  // has no code cool-down, so the seed can run again right away.
   const signup = await api("POST", "/auth/signup", {
     mobile_number: mobile,
     name: "Demo User",
@@ -67,14 +69,19 @@ async function main() {
   expectStatus(signup, [201, 409], "signup");
   let session = await api("POST", "/auth/login", { mobile_number: mobile, password: PASSWORD });
   if (session.status === 401) {
-    // The number was signed up some other way: log in by code instead.
+    // A new number (its password works once a code proved it), or one signed up some other way.
     const sent = await api("POST", "/auth/send-otp", { mobile_number: mobile });
     expectStatus(sent, [200], "send-otp");
     if (!sent.body.otp) {
       console.error("The API does not echo login codes: set OTP_DELIVERY=response in .dev.vars.");
       process.exit(1);
     }
-    session = await api("POST", "/auth/verify-otp", { mobile_number: mobile, otp: sent.body.otp });
+    session = await api("POST", "/auth/verify-otp", {
+      mobile_number: mobile,
+      otp: sent.body.otp,
+      challenge_id: sent.body.challenge_id,
+      ...(signup.status === 201 ? { signup_token: signup.body.signup_token } : {}),
+    });
   }
   expectStatus(session, [200], "login");
   const token: string = session.body.token;
