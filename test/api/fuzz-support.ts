@@ -205,7 +205,7 @@ export async function loadOperations(): Promise<{
         path,
         operationId: `${method.toUpperCase()} ${path}`,
         secured: Array.isArray(op.security) && op.security.length > 0,
-        body: json ? resolve(json) : null,
+        body: json ? withResolvedProperties(resolve(json), resolve) : null,
         bodyRequired: op.requestBody?.required === true,
         query: params
           .filter((p) => p.in === "query")
@@ -215,6 +215,21 @@ export async function loadOperations(): Promise<{
     }
   }
   return { operations, resolve };
+}
+
+/**
+ * The body schema with each property's `$ref` resolved, so a generator sees the property's real
+ * type (a `settings` object named by reference is an object, and `{}` is not a wrong type for it).
+ */
+function withResolvedProperties(
+  body: JsonSchema,
+  resolve: (s: JsonSchema) => JsonSchema,
+): JsonSchema {
+  if (!body?.properties) return body;
+  const properties = Object.fromEntries(
+    Object.entries(body.properties as Record<string, JsonSchema>).map(([k, v]) => [k, resolve(v)]),
+  );
+  return { ...body, properties };
 }
 
 // ---- fixtures and state ------------------------------------------------------------------
