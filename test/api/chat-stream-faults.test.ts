@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { call, control, workerUrl } from "../support/api.ts";
+import { call, control } from "../support/api.ts";
 import { createSession, type TestSession } from "../support/session.ts";
 import {
   geminiCalls,
@@ -7,43 +7,12 @@ import {
   getMessage,
   marker,
   newChatroom,
+  parseSse,
   qstashMessages,
+  type SseEvent,
   settledReply,
+  streamPrompt,
 } from "./chat-support.ts";
-
-interface SseEvent {
-  event: string;
-  // biome-ignore lint/suspicious/noExplicitAny: event payloads are asserted field by field.
-  data: any;
-}
-
-function parseSse(text: string): SseEvent[] {
-  return text
-    .split("\n\n")
-    .filter((block) => block.trim() !== "")
-    .map((block) => {
-      const lines = block.split("\n");
-      const event = lines.find((l) => l.startsWith("event: "))?.slice(7) ?? "message";
-      const data = lines
-        .filter((l) => l.startsWith("data: "))
-        .map((l) => l.slice(6))
-        .join("\n");
-      return { event, data: JSON.parse(data) };
-    });
-}
-
-function streamPrompt(session: TestSession, roomId: string, content: string, signal?: AbortSignal) {
-  return fetch(`${workerUrl}/chatroom/${roomId}/message`, {
-    method: "POST",
-    headers: {
-      authorization: `Bearer ${session.token}`,
-      "content-type": "application/json",
-      accept: "text/event-stream",
-    },
-    body: JSON.stringify({ content }),
-    signal,
-  });
-}
 
 async function usedToday(session: TestSession): Promise<number> {
   const res = await call("GET", "/subscription/status", { token: session.token });

@@ -235,3 +235,44 @@ export async function runSweep(timeMs = Date.now()) {
   if (!res.ok) throw new Error(`scheduled handler answered ${res.status}: ${text}`);
   return text;
 }
+
+export interface SseEvent {
+  event: string;
+  // biome-ignore lint/suspicious/noExplicitAny: event payloads are asserted field by field.
+  data: any;
+}
+
+/** Splits an SSE body into its events (each `data:` payload parsed as JSON). */
+export function parseSse(text: string): SseEvent[] {
+  return text
+    .split("\n\n")
+    .filter((block) => block.trim() !== "")
+    .map((block) => {
+      const lines = block.split("\n");
+      const event = lines.find((l) => l.startsWith("event: "))?.slice(7) ?? "message";
+      const data = lines
+        .filter((l) => l.startsWith("data: "))
+        .map((l) => l.slice(6))
+        .join("\n");
+      return { event, data: JSON.parse(data) };
+    });
+}
+
+/** A prompt sent with `Accept: text/event-stream`; the raw response, to read as a stream. */
+export function streamPrompt(
+  session: TestSession,
+  roomId: string,
+  content: string,
+  signal?: AbortSignal,
+) {
+  return fetch(`${workerUrl}/chatroom/${roomId}/message`, {
+    method: "POST",
+    headers: {
+      authorization: `Bearer ${session.token}`,
+      "content-type": "application/json",
+      accept: "text/event-stream",
+    },
+    body: JSON.stringify({ content }),
+    signal,
+  });
+}
