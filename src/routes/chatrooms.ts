@@ -525,14 +525,7 @@ const sendMessageRoute = createRoute({
   middleware: [requireAuthDeferred] as const,
   request: {
     params: ChatroomParams,
-    headers: z.object({
-      "idempotency-key": z
-        .string()
-        .min(1)
-        .max(255)
-        .regex(/^[\x21-\x7e]+$/, "Use printable ASCII without spaces.")
-        .optional(),
-    }),
+    headers: IdempotencyHeader,
     body: { content: { "application/json": { schema: PromptBody } }, required: true },
   },
   responses: {
