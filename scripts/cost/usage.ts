@@ -155,11 +155,16 @@ export async function settle(
     if (!res.ok) throw new Error(`${vendor} work still pending after ${timeoutMs} ms: ${text}`);
   };
   await Promise.all([flush("qstash"), flush("stripe")]);
+  // Only the counters: any other field the endpoint may add (a timestamp) must not keep it waiting.
+  const key = (s: Snapshot) => {
+    const { neon, redis, qstash, gemini, stripe } = s.usage;
+    return JSON.stringify([neon, redis, qstash, gemini, stripe, s.stripeEvents]);
+  };
   let last = await snapshot(cloudUrl);
   for (;;) {
     await sleep(quietMs);
     const next = await snapshot(cloudUrl);
-    if (JSON.stringify(next) === JSON.stringify(last)) return next;
+    if (key(next) === key(last)) return next;
     if (Date.now() > deadline)
       throw new Error(`vendor counters still moving after ${timeoutMs} ms`);
     last = next;
