@@ -87,7 +87,8 @@ function measurementBlock(inputs: CapacityInputs, run: CostRun): string {
   if (inputs.measurement.placeholder) {
     return `> **Placeholder counts.** ${inputs.measurement.note}\n> Source run: ${when}.`;
   }
-  return `Measured with ${when} (\`${inputs.measurement.file}\`).`;
+  const note = inputs.measurement.note ? ` ${inputs.measurement.note}` : "";
+  return `Measured with ${when} (\`${inputs.measurement.file}\`).${note}`;
 }
 
 function operationsBlock(run: CostRun): string {
