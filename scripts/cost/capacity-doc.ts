@@ -254,6 +254,14 @@ function costBlock(inputs: CapacityInputs, run: CostRun): string {
   );
 }
 
+function costShareBlock(inputs: CapacityInputs, run: CostRun): string {
+  const shares = inputs.scales.map((n) => {
+    const c = monthlyCost(inputs, run, n);
+    return `${percent(c.gemini / c.total)} at ${num(n)} DAU`;
+  });
+  return `Gemini's share of the bill: ${shares.join(", ")}.`;
+}
+
 function costPer1000Block(inputs: CapacityInputs, run: CostRun): string {
   const costs = inputs.scales.map((n) => ({
     c: monthlyCost(inputs, run, n),
@@ -349,6 +357,7 @@ export function renderBlocks(inputs: CapacityInputs, run: CostRun): Record<strin
     moves: movesBlock(inputs),
     cost: costBlock(inputs, run),
     "cost-per-1000": costPer1000Block(inputs, run),
+    "cost-share": costShareBlock(inputs, run),
   };
 }
 
