@@ -320,7 +320,10 @@ try {
   const queued = measured.get("queued prompt (202, polls until complete)") as Measured;
   const json = {
     generated_at: new Date().toISOString(),
-    command: `npm run cost -- ${process.argv.slice(2).join(" ")}`.trim(),
+    command: [
+      "npm run cost",
+      ...(process.argv.length > 2 ? ["--", ...process.argv.slice(2)] : []),
+    ].join(" "),
     mix: {
       users: USERS,
       queued_prompts_per_user: QUEUED,
