@@ -15,6 +15,7 @@ import {
   splitIntoChunks,
   truncateToTokens,
 } from "./reply.ts";
+import { GeminiUsage } from "./usage.ts";
 
 export const FAULT_KINDS = [
   "rate_limit",
@@ -274,6 +275,7 @@ function parseFault(input: unknown): GeminiFault | string {
 export async function createGeminiService(config: LocalCloudConfig): Promise<LocalService> {
   let faults: GeminiFault[] = [];
   let calls: GeminiCall[] = [];
+  const usage = new GeminiUsage();
   const sleepers = new Set<() => void>();
   let closed = false;
 
@@ -292,6 +294,7 @@ export async function createGeminiService(config: LocalCloudConfig): Promise<Loc
   }
 
   function record(call: Omit<GeminiCall, "at">): void {
+    usage.call(call.method, call.status);
     calls.push({ ...call, at: new Date().toISOString() });
     if (calls.length > MAX_CALLS_KEPT) calls = calls.slice(-MAX_CALLS_KEPT);
   }
@@ -407,6 +410,7 @@ export async function createGeminiService(config: LocalCloudConfig): Promise<Loc
 
     const responseId = newId(16);
     const promptTokenCount = countTokens(prompt);
+    usage.tokens(promptTokenCount, 0);
     const base = { modelVersion: model, responseId };
 
     if (fault?.kind === "malformed") {
@@ -480,6 +484,8 @@ export async function createGeminiService(config: LocalCloudConfig): Promise<Loc
       const streamFault = inStream && fault && STREAM_FAULTS.has(fault.kind) ? fault.kind : null;
       // A stream fault delivers the first half of the text, then goes wrong.
       if (streamFault) pieces = pieces.slice(0, Math.max(1, Math.floor(pieces.length / 2)));
+      const sentTokens = streamFault ? countTokens(pieces.join("")) : candidatesTokenCount;
+      usage.tokens(0, sentTokens + thoughtsTokenCount);
       // Google Search grounding (tools: [{googleSearch: {}}]): one query, the prompt's first
       // words, and one made-up source, in the last candidate as Gemini sends it.
       const searched = (tools ?? []).some(
@@ -596,6 +602,7 @@ export async function createGeminiService(config: LocalCloudConfig): Promise<Loc
     prefix: "/gemini",
     app,
     control,
+    usage,
     close: async () => {
       closed = true;
       for (const wake of [...sleepers]) wake();

@@ -10,6 +10,7 @@ import {
   type QStashMessage,
 } from "./engine.ts";
 import { evalRetryDelayMs, parseDurationSeconds } from "./timing.ts";
+import { QStashUsage } from "./usage.ts";
 
 const DEFAULT_RETRIES = 3;
 const DEDUP_WINDOW_MS = 10 * 60 * 1000;
@@ -134,7 +135,9 @@ export async function createQStashService(config: LocalCloudConfig): Promise<Loc
     new TextDecoder().decode(message.body).includes(match);
 
   const chaos = createChaos();
+  const usage = new QStashUsage();
   const engine = createEngine({
+    onAttempt: (message, retried) => usage.attempted(message.kind, retried),
     timeScale: config.qstashTimeScale,
     signingKey: () =>
       signWith === "current" ? config.qstashCurrentSigningKey : config.qstashNextSigningKey,
@@ -230,7 +233,10 @@ export async function createQStashService(config: LocalCloudConfig): Promise<Loc
       const now = Date.now();
       for (const [key, entry] of dedup) if (now - entry.at > DEDUP_WINDOW_MS) dedup.delete(key);
       const seen = dedupKey === null ? undefined : dedup.get(dedupKey);
-      if (seen) return c.json({ messageId: seen.messageId, url, deduplicated: true }, 202);
+      if (seen) {
+        usage.deduplicated++;
+        return c.json({ messageId: seen.messageId, url, deduplicated: true }, 202);
+      }
 
       const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
       const message = engine.add({
@@ -251,6 +257,7 @@ export async function createQStashService(config: LocalCloudConfig): Promise<Loc
         deduplicationId,
         redact: h.get("upstash-redact-fields"),
       });
+      usage.publishes++;
       if (dedupKey !== null) dedup.set(dedupKey, { messageId: message.id, at: now });
       return c.json({ messageId: message.id, url }, 201);
     } catch (err) {
@@ -284,7 +291,9 @@ export async function createQStashService(config: LocalCloudConfig): Promise<Loc
     if (!authorized(c)) return c.json({ error: "Unauthorized" }, 401);
     const id = c.req.param("id");
     if (!engine.messages.has(id)) return c.json({ error: "message not found" }, 404);
-    return c.json({ cancelled: engine.cancel(id) ? 1 : 0 });
+    const cancelled = engine.cancel(id);
+    if (cancelled) usage.cancels++;
+    return c.json({ cancelled: cancelled ? 1 : 0 });
   });
   app.get("/v2/dlq", (c) => {
     if (!authorized(c)) return c.json({ error: "Unauthorized" }, 401);
@@ -393,6 +402,7 @@ export async function createQStashService(config: LocalCloudConfig): Promise<Loc
     prefix: "/qstash",
     app,
     control,
+    usage,
     onListen(url) {
       baseUrl = url;
     },

@@ -13,6 +13,7 @@ import {
 } from "./form.ts";
 import { newId } from "./ids.ts";
 import { API_VERSION, type ListObject } from "./objects.ts";
+import type { StripeUsage } from "./usage.ts";
 
 /**
  * A switched-on failure of Stripe's side. It strikes once the endpoint began executing, so an
@@ -37,6 +38,8 @@ interface ApiContext {
 
 interface Route {
   method: "GET" | "POST" | "DELETE";
+  /** `METHOD /v1/path/:id`, the operation's name in the usage counters. */
+  operation: string;
   pattern: RegExp;
   names: string[];
   /** Top-level parameters the real endpoint accepts; others are `parameter_unknown`. */
@@ -250,8 +253,16 @@ export class StripeApi {
   private readonly idempotency = new Map<string, IdempotentResult>();
   private readonly fault: ApiFault;
 
-  constructor(billing: Billing, secretKey: string, fault: ApiFault = { mode: "none" }) {
+  private readonly usage: StripeUsage | undefined;
+
+  constructor(
+    billing: Billing,
+    secretKey: string,
+    fault: ApiFault = { mode: "none" },
+    usage?: StripeUsage,
+  ) {
     this.billing = billing;
+    this.usage = usage;
     this.secretKey = secretKey;
     this.fault = fault;
     this.defineRoutes();
@@ -292,7 +303,14 @@ export class StripeApi {
       names.push(name);
       return "([^/]+)";
     });
-    this.routes.push({ method, pattern: new RegExp(`^${source}$`), names, known, handle });
+    this.routes.push({
+      method,
+      operation: `${method} ${path}`,
+      pattern: new RegExp(`^${source}$`),
+      names,
+      known,
+      handle,
+    });
   }
 
   private defineRoutes(): void {
@@ -713,6 +731,7 @@ export class StripeApi {
           404,
         );
       }
+      this.usage?.call(match.route.operation);
       const path: Record<string, string> = {};
       match.route.names.forEach((name, i) => {
         path[name] = decodeURIComponent(match.groups[i] ?? "");

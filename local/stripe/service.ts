@@ -4,6 +4,7 @@ import { type ApiFault, StripeApi } from "./api.ts";
 import { Billing } from "./billing.ts";
 import { createStripeControl } from "./control.ts";
 import { mountPages } from "./pages.ts";
+import { StripeUsage } from "./usage.ts";
 import { WebhookDispatcher } from "./webhooks.ts";
 
 /**
@@ -18,7 +19,8 @@ export async function createStripeService(config: LocalCloudConfig): Promise<Loc
   });
   const billing = new Billing(config, webhooks);
   const apiFault: ApiFault = { mode: "none" };
-  const api = new StripeApi(billing, config.stripeSecretKey, apiFault);
+  const usage = new StripeUsage();
+  const api = new StripeApi(billing, config.stripeSecretKey, apiFault, usage);
 
   const app = new Hono();
   app.all("/v1/*", (c) => api.handle(c.req.raw));
@@ -29,6 +31,7 @@ export async function createStripeService(config: LocalCloudConfig): Promise<Loc
     prefix: "/",
     app,
     control: createStripeControl(billing, webhooks, apiFault),
+    usage,
     onListen(baseUrl) {
       billing.baseUrl = baseUrl;
     },

@@ -1,0 +1,34 @@
+import { Tally, type UsageMeter } from "../usage.ts";
+
+/**
+ * Upstash bills Redis by COMMAND, not by HTTP request: a pipeline or a MULTI/EXEC transaction of
+ * N commands is N billable commands in one request, and EVAL/EVALSHA is one command however many
+ * `redis.call`s the script makes. See "Pricing & Billing", https://upstash.com/docs/redis/overall/billing
+ * and https://upstash.com/pricing/redis ($0.20 per 100K commands on Pay-As-You-Go).
+ * Only authorised requests past the fault switches are counted (what Upstash would have run).
+ */
+export class RedisUsage implements UsageMeter {
+  requests = 0;
+  commands = 0;
+  readonly byCommand = new Tally();
+
+  count(commands: readonly string[][]): void {
+    this.requests++;
+    this.commands += commands.length;
+    for (const [name = ""] of commands) this.byCommand.add(name.toUpperCase());
+  }
+
+  snapshot() {
+    return {
+      requests: this.requests,
+      commands: this.commands,
+      by_command: this.byCommand.toJSON(),
+    };
+  }
+
+  reset(): void {
+    this.requests = 0;
+    this.commands = 0;
+    this.byCommand.clear();
+  }
+}
