@@ -1,13 +1,13 @@
 import type { UsageMeter } from "../usage.ts";
 import type { SqlStatement } from "./backend.ts";
 
-const KINDS = ["select", "insert", "update", "delete"] as const;
-type Kind = (typeof KINDS)[number] | "other";
+type Kind = "select" | "insert" | "update" | "delete" | "other";
+const FIRST_KEYWORD = /^[\s(]*(select|insert|update|delete)\b/i;
 
 /** The statement's kind from its first keyword (a CTE or DDL counts as "other"). */
 export function statementKind(query: string): Kind {
-  const word = /^[\s(]*([a-zA-Z]+)/.exec(query)?.[1]?.toLowerCase();
-  return (KINDS as readonly string[]).includes(word ?? "") ? (word as Kind) : "other";
+  const word = FIRST_KEYWORD.exec(query)?.[1];
+  return word === undefined ? "other" : (word.toLowerCase() as Kind);
 }
 
 /**

@@ -4,7 +4,7 @@ import { GoogleGenAI } from "@google/genai";
 import { serve } from "@hono/node-server";
 import { Client } from "@upstash/qstash";
 import { Redis } from "@upstash/redis/cloudflare";
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { Hono } from "hono";
 import Stripe from "stripe";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -162,10 +162,12 @@ describe("GET /_control/usage", () => {
 
     await db.update(users).set({ name: "x" }).where(eq(users.id, id));
     await db.delete(users).where(eq(users.id, id));
+    // A CTE is "other": its kind is not its first keyword's.
+    await db.execute(sql`with t as (select 1 as n) select n from t`);
     expect((await usage()).neon).toEqual({
-      requests: 3,
-      statements: 4,
-      by_kind: { select: 1, insert: 1, update: 1, delete: 1, other: 0 },
+      requests: 4,
+      statements: 5,
+      by_kind: { select: 1, insert: 1, update: 1, delete: 1, other: 1 },
     });
   });
 
