@@ -17,6 +17,7 @@ type ServiceFactory = (config: LocalCloudConfig) => Promise<LocalService>;
  *   /qstash/v2/...   QStash                    /gemini/v1beta/...             Gemini
  *   /v1/...          Stripe API                /stripe/checkout/...           Stripe Checkout pages
  *   /_control/<name>/...  fault switches and inspection for tests
+ *   /_control/usage       what each vendor would bill (POST /_control/usage/reset zeroes it)
  */
 export async function startLocalCloud(
   config: LocalCloudConfig,
@@ -31,6 +32,16 @@ export async function startLocalCloud(
     const body = (await c.req.json()) as { ms?: number };
     latencyMs = Math.max(0, Number(body.ms ?? 0));
     return c.json({ latency_ms: latencyMs });
+  });
+  // What each vendor would bill, since start or the last reset (docs/local-cloud.md).
+  root.get("/_control/usage", (c) => {
+    const usage: Record<string, unknown> = {};
+    for (const s of services) if (s.usage) usage[s.name] = s.usage.snapshot();
+    return c.json(usage);
+  });
+  root.post("/_control/usage/reset", (c) => {
+    for (const s of services) s.usage?.reset();
+    return c.body(null, 204);
   });
   for (const s of services) {
     if (s.control) root.route(`/_control/${s.name}`, s.control);

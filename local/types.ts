@@ -1,4 +1,5 @@
 import type { Hono } from "hono";
+import type { UsageMeter } from "./usage.ts";
 
 /** Keys and addresses the local cloud shares with the Worker under test or in development. */
 export interface LocalCloudConfig {
@@ -37,6 +38,8 @@ export interface LocalService {
   prefix: string;
   app: Hono;
   control?: Hono;
+  /** What the vendor would bill for, read at `GET /_control/usage` under `name`. */
+  usage?: UsageMeter;
   /** Called once the server listens, with its base URL (e.g. for QStash to call itself). */
   onListen?(baseUrl: string): void;
   close(): Promise<void>;

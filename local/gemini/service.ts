@@ -7,6 +7,13 @@ import {
 } from "../../src/lib/gemini-models.ts";
 import type { LocalCloudConfig, LocalService } from "../types.ts";
 import {
+  createControlApp,
+  type GeminiCall,
+  type GeminiFault,
+  type GeminiFaultKind,
+  type GeminiState,
+} from "./control.ts";
+import {
   countTokens,
   type GenerateContentRequest,
   lastUserTextOf,
@@ -15,52 +22,7 @@ import {
   splitIntoChunks,
   truncateToTokens,
 } from "./reply.ts";
-
-export const FAULT_KINDS = [
-  "rate_limit",
-  "server_error",
-  "unavailable",
-  "slow",
-  "safety",
-  "malformed",
-  "empty",
-  /** promptFeedback.blockReason and no candidates: the prompt itself was refused. */
-  "blocked_prompt",
-  /** Streams: some text, then an `{"error":…}` object inside the 200 stream. */
-  "stream_error",
-  /** Streams: some text, then the stream ends without a finishReason (a cut connection). */
-  "stream_cut",
-  /** Streams: some text, then a late finishReason SAFETY (the text so far is already out). */
-  "late_safety",
-  /** Streams: every chunk `ms` apart (a long answer); generateContent answers normally. */
-  "slow_stream",
-] as const;
-export type GeminiFaultKind = (typeof FAULT_KINDS)[number];
-
-/** A fault applied to requests whose prompt text contains `match`, `times` times (null = always). */
-export interface GeminiFault {
-  id: string;
-  match: string;
-  kind: GeminiFaultKind;
-  times: number | null;
-  ms: number;
-  retry_after: number;
-}
-
-export interface GeminiCall {
-  model: string;
-  method: "generateContent" | "streamGenerateContent";
-  prompt: string;
-  /** The request's generationConfig as sent (null when absent), so tests can assert bounds. */
-  generationConfig: Record<string, unknown> | null;
-  /** The systemInstruction's text (null when absent), so tests can assert per-chat settings. */
-  systemInstruction: string | null;
-  /** The request's tools as sent (null when absent), e.g. `[{"googleSearch":{}}]`. */
-  tools: unknown[] | null;
-  status: number;
-  fault: GeminiFaultKind | null;
-  at: string;
-}
+import { GeminiUsage } from "./usage.ts";
 
 const STREAM_FAULTS: ReadonlySet<GeminiFaultKind> = new Set([
   "stream_error",
@@ -240,40 +202,13 @@ function newId(bytes: number): string {
   return randomBytes(bytes).toString("base64url");
 }
 
-function parseFault(input: unknown): GeminiFault | string {
-  if (typeof input !== "object" || input === null) return "body must be a JSON object";
-  const b = input as Record<string, unknown>;
-  if (typeof b.match !== "string") return "match must be a string";
-  if (!FAULT_KINDS.includes(b.kind as GeminiFaultKind)) {
-    return `kind must be one of ${FAULT_KINDS.join(", ")}`;
-  }
-  const times = b.times ?? null;
-  if (times !== null && !(Number.isInteger(times) && (times as number) > 0)) {
-    return "times must be a positive integer";
-  }
-  const ms = b.ms ?? 1000;
-  if (typeof ms !== "number" || ms < 0) return "ms must be a non-negative number";
-  const retryAfter = b.retry_after ?? 45.837906927;
-  if (typeof retryAfter !== "number" || retryAfter < 0) {
-    return "retry_after must be a non-negative number";
-  }
-  return {
-    id: `flt_${newId(9)}`,
-    match: b.match,
-    kind: b.kind as GeminiFaultKind,
-    times: times as number | null,
-    ms,
-    retry_after: retryAfter,
-  };
-}
-
 /**
  * Local Gemini (generativelanguage v1 and v1beta): generateContent and streamGenerateContent as
  * @google/genai calls them, with deterministic echo replies and prompt-scoped faults.
  */
 export async function createGeminiService(config: LocalCloudConfig): Promise<LocalService> {
-  let faults: GeminiFault[] = [];
-  let calls: GeminiCall[] = [];
+  const state: GeminiState = { faults: [], calls: [] };
+  const usage = new GeminiUsage();
   const sleepers = new Set<() => void>();
   let closed = false;
 
@@ -292,17 +227,18 @@ export async function createGeminiService(config: LocalCloudConfig): Promise<Loc
   }
 
   function record(call: Omit<GeminiCall, "at">): void {
-    calls.push({ ...call, at: new Date().toISOString() });
-    if (calls.length > MAX_CALLS_KEPT) calls = calls.slice(-MAX_CALLS_KEPT);
+    usage.call(call.method, call.status);
+    state.calls.push({ ...call, at: new Date().toISOString() });
+    if (state.calls.length > MAX_CALLS_KEPT) state.calls = state.calls.slice(-MAX_CALLS_KEPT);
   }
 
   /** Takes one use of the first fault matching the prompt. */
   function takeFault(prompt: string): GeminiFault | null {
-    const fault = faults.find((f) => prompt.includes(f.match));
+    const fault = state.faults.find((f) => prompt.includes(f.match));
     if (!fault) return null;
     if (fault.times !== null) {
       fault.times -= 1;
-      if (fault.times <= 0) faults = faults.filter((f) => f !== fault);
+      if (fault.times <= 0) state.faults = state.faults.filter((f) => f !== fault);
     }
     return { ...fault };
   }
@@ -407,6 +343,7 @@ export async function createGeminiService(config: LocalCloudConfig): Promise<Loc
 
     const responseId = newId(16);
     const promptTokenCount = countTokens(prompt);
+    usage.tokens(promptTokenCount, 0);
     const base = { modelVersion: model, responseId };
 
     if (fault?.kind === "malformed") {
@@ -480,6 +417,8 @@ export async function createGeminiService(config: LocalCloudConfig): Promise<Loc
       const streamFault = inStream && fault && STREAM_FAULTS.has(fault.kind) ? fault.kind : null;
       // A stream fault delivers the first half of the text, then goes wrong.
       if (streamFault) pieces = pieces.slice(0, Math.max(1, Math.floor(pieces.length / 2)));
+      const sentTokens = streamFault ? countTokens(pieces.join("")) : candidatesTokenCount;
+      usage.tokens(0, sentTokens + thoughtsTokenCount);
       // Google Search grounding (tools: [{googleSearch: {}}]): one query, the prompt's first
       // words, and one made-up source, in the last candidate as Gemini sends it.
       const searched = (tools ?? []).some(
@@ -559,43 +498,14 @@ export async function createGeminiService(config: LocalCloudConfig): Promise<Loc
   app.post("/v1/models/*", handle);
   app.post("/v1beta/models/*", handle);
 
-  const control = new Hono();
-  control.post("/faults", async (c) => {
-    const fault = parseFault(await c.req.json().catch(() => null));
-    if (typeof fault === "string") return c.json({ error: fault }, 400);
-    faults.push(fault);
-    return c.json({ fault }, 201);
-  });
-  control.get("/faults", (c) => c.json({ faults }));
-  control.delete("/faults", (c) => {
-    const match = c.req.query("match");
-    const before = faults.length;
-    faults = match === undefined ? [] : faults.filter((f) => f.match !== match);
-    return c.json({ deleted: before - faults.length });
-  });
-  control.delete("/faults/:id", (c) => {
-    const before = faults.length;
-    faults = faults.filter((f) => f.id !== c.req.param("id"));
-    return c.json({ deleted: before - faults.length });
-  });
-  control.get("/calls", (c) => {
-    const match = c.req.query("match");
-    return c.json({
-      calls: match === undefined ? calls : calls.filter((x) => x.prompt.includes(match)),
-    });
-  });
-  control.delete("/calls", (c) => {
-    const match = c.req.query("match");
-    const before = calls.length;
-    calls = match === undefined ? [] : calls.filter((x) => !x.prompt.includes(match));
-    return c.json({ deleted: before - calls.length });
-  });
+  const control = createControlApp(state);
 
   return {
     name: "gemini",
     prefix: "/gemini",
     app,
     control,
+    usage,
     close: async () => {
       closed = true;
       for (const wake of [...sleepers]) wake();

@@ -6,6 +6,7 @@ import type { SqlBackend } from "./backend.ts";
 import { createControlApp, Fault, Stats } from "./control.ts";
 import { PgliteBackend } from "./pglite-backend.ts";
 import { PostgresBackend } from "./postgres-backend.ts";
+import { NeonUsage } from "./usage.ts";
 import {
   arrayMode,
   batchOptions,
@@ -29,6 +30,7 @@ export async function createNeonService(config: LocalCloudConfig): Promise<Local
   const startMs = Math.round(performance.now() - started);
   const fault = new Fault();
   const stats = new Stats();
+  const usage = new NeonUsage();
   const app = new Hono();
 
   app.post("/sql", async (c) => {
@@ -44,6 +46,7 @@ export async function createNeonService(config: LocalCloudConfig): Promise<Local
       requireConnectionString(c.req.header("neon-connection-string"));
       const request = parseSqlRequest(await c.req.text());
       const asArrays = arrayMode(c.req.header("neon-array-mode"));
+      usage.count(request.kind === "query" ? [request.statement] : request.statements);
       if (request.kind === "query") {
         stats.queries++;
         stats.statements++;
@@ -66,6 +69,7 @@ export async function createNeonService(config: LocalCloudConfig): Promise<Local
     prefix: "/neon",
     app,
     control: createControlApp(backend, fault, stats, startMs),
+    usage,
     close: () => backend.close(),
   };
 }

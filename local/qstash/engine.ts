@@ -80,6 +80,8 @@ export interface EngineOptions {
    * back before its first delivery, so later messages overtake it (the chaos switch; 0 = none).
    */
   holdBackMs?: (message: QStashMessage) => number;
+  /** Called as each delivery attempt starts (first tries, retries and duplicates alike). */
+  onAttempt?: (message: QStashMessage, retried: number) => void;
 }
 
 const TERMINAL: MessageState[] = ["DELIVERED", "FAILED", "CANCELLED"];
@@ -198,6 +200,7 @@ export function createEngine(options: EngineOptions) {
 
   async function attempt(message: QStashMessage, retried: number, duplicate: boolean) {
     const started = Date.now();
+    options.onAttempt?.(message, retried);
     const result = await deliver(message, retried);
     const record: Attempt = {
       retried,

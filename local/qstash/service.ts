@@ -2,14 +2,11 @@ import { createHash } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { type Context, Hono } from "hono";
 import type { LocalCloudConfig, LocalService } from "../types.ts";
-import {
-  type CallbackTarget,
-  createEngine,
-  headerMap,
-  isSettled,
-  type QStashMessage,
-} from "./engine.ts";
+import { createChaos, createControlApp, type QStashSwitches } from "./control.ts";
+import { type CallbackTarget, createEngine } from "./engine.ts";
 import { evalRetryDelayMs, parseDurationSeconds } from "./timing.ts";
+import { QStashUsage } from "./usage.ts";
+import { view } from "./view.ts";
 
 const DEFAULT_RETRIES = 3;
 const DEDUP_WINDOW_MS = 10 * 60 * 1000;
@@ -71,50 +68,6 @@ function retryDelayHeader(h: Headers, name: string): string | null {
   return expr;
 }
 
-function redactValue(value: string): string {
-  return `REDACTED:${createHash("sha256").update(value).digest("hex")}`;
-}
-
-/** A message as tests see it: snake_case, with Upstash-Redact-Fields applied like the console. */
-function view(message: QStashMessage, all: Map<string, QStashMessage>) {
-  const fields = (message.redact ?? "").split(",").map((f) => f.trim().toLowerCase());
-  const header = headerMap(message.headers);
-  for (const name of Object.keys(header)) {
-    if (
-      fields.includes("header") ||
-      fields.includes("headers") ||
-      fields.includes(`header[${name.toLowerCase()}]`)
-    ) {
-      header[name] = (header[name] ?? []).map(redactValue);
-    }
-  }
-  const body = new TextDecoder().decode(message.body);
-  return {
-    message_id: message.id,
-    kind: message.kind,
-    parent_id: message.parentId,
-    url: message.url,
-    method: message.method,
-    state: message.state,
-    retried: message.retried,
-    max_retries: message.maxRetries,
-    /** Upstash-Timeout of each delivery (what the publish asked for, or the plan's default). */
-    timeout_ms: message.timeoutMs,
-    created_at: message.createdAt,
-    not_before: message.notBefore,
-    deduplication_id: message.deduplicationId,
-    dlq_id: message.dlqId,
-    header,
-    body: fields.includes("body") ? redactValue(body) : body,
-    deliveries: message.attempts.length,
-    attempts: message.attempts,
-    callbacks: message.callbackIds.map((id) => {
-      const child = all.get(id);
-      return { message_id: id, kind: child?.kind, url: child?.url, state: child?.state };
-    }),
-  };
-}
-
 /**
  * Local QStash: publish (as @upstash/qstash's Client sends it), signed deliveries with retries
  * and backoff, callbacks and failure callbacks, deduplication, messages and DLQ reads; plus
@@ -122,11 +75,13 @@ function view(message: QStashMessage, all: Map<string, QStashMessage>) {
  * seeded random duplication and holding back of messages and callbacks (`/chaos`).
  */
 export async function createQStashService(config: LocalCloudConfig): Promise<LocalService> {
-  let signWith: "current" | "next" = "current";
-  let duplicateSwitches: { match: string | null }[] = [];
-  let publishFaults: { match: string | null }[] = [];
+  const switches: QStashSwitches = {
+    signWith: "current",
+    duplicates: [],
+    publishFaults: [],
+    baseUrl: null,
+  };
   const dedup = new Map<string, { messageId: string; at: number }>();
-  let baseUrl: string | null = null;
 
   const matches = (match: string | null, message: { url: string; body: Uint8Array }) =>
     match === null ||
@@ -134,16 +89,20 @@ export async function createQStashService(config: LocalCloudConfig): Promise<Loc
     new TextDecoder().decode(message.body).includes(match);
 
   const chaos = createChaos();
+  const usage = new QStashUsage();
   const engine = createEngine({
+    onAttempt: (message, retried) => usage.attempted(message.kind, retried),
     timeScale: config.qstashTimeScale,
     signingKey: () =>
-      signWith === "current" ? config.qstashCurrentSigningKey : config.qstashNextSigningKey,
+      switches.signWith === "current"
+        ? config.qstashCurrentSigningKey
+        : config.qstashNextSigningKey,
     holdBackMs: (message) => chaos.holdBackMs(message),
     takeDuplicate: (message) => {
       if (chaos.duplicate(message)) return true;
-      const hit = duplicateSwitches.find((s) => matches(s.match, message));
+      const hit = switches.duplicates.find((s) => matches(s.match, message));
       if (!hit) return false;
-      duplicateSwitches = duplicateSwitches.filter((s) => s !== hit);
+      switches.duplicates = switches.duplicates.filter((s) => s !== hit);
       return true;
     },
   });
@@ -182,7 +141,7 @@ export async function createQStashService(config: LocalCloudConfig): Promise<Loc
     if (!authorized(c)) return c.json({ error: "Unauthorized" }, 401);
     const url = destinationOf(c.req.url);
     const body = new Uint8Array(await c.req.arrayBuffer());
-    if (publishFaults.some((f) => matches(f.match, { url, body }))) {
+    if (switches.publishFaults.some((f) => matches(f.match, { url, body }))) {
       return c.json({ error: "local qstash: publish fault switched on" }, 500);
     }
     if (!isHttpUrl(url)) {
@@ -230,7 +189,10 @@ export async function createQStashService(config: LocalCloudConfig): Promise<Loc
       const now = Date.now();
       for (const [key, entry] of dedup) if (now - entry.at > DEDUP_WINDOW_MS) dedup.delete(key);
       const seen = dedupKey === null ? undefined : dedup.get(dedupKey);
-      if (seen) return c.json({ messageId: seen.messageId, url, deduplicated: true }, 202);
+      if (seen) {
+        usage.deduplicated++;
+        return c.json({ messageId: seen.messageId, url, deduplicated: true }, 202);
+      }
 
       const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
       const message = engine.add({
@@ -251,6 +213,7 @@ export async function createQStashService(config: LocalCloudConfig): Promise<Loc
         deduplicationId,
         redact: h.get("upstash-redact-fields"),
       });
+      usage.publishes++;
       if (dedupKey !== null) dedup.set(dedupKey, { messageId: message.id, at: now });
       return c.json({ messageId: message.id, url }, 201);
     } catch (err) {
@@ -284,7 +247,9 @@ export async function createQStashService(config: LocalCloudConfig): Promise<Loc
     if (!authorized(c)) return c.json({ error: "Unauthorized" }, 401);
     const id = c.req.param("id");
     if (!engine.messages.has(id)) return c.json({ error: "message not found" }, 404);
-    return c.json({ cancelled: engine.cancel(id) ? 1 : 0 });
+    const cancelled = engine.cancel(id);
+    if (cancelled) usage.cancels++;
+    return c.json({ cancelled: cancelled ? 1 : 0 });
   });
   app.get("/v2/dlq", (c) => {
     if (!authorized(c)) return c.json({ error: "Unauthorized" }, 401);
@@ -315,151 +280,17 @@ export async function createQStashService(config: LocalCloudConfig): Promise<Loc
     return c.body(null, 200);
   });
 
-  const control = new Hono();
-  const readJson = async (c: Context) =>
-    ((await c.req.json().catch(() => ({}))) ?? {}) as Record<string, unknown>;
-  const optionalMatch = (v: unknown): string | null | undefined =>
-    v === undefined || v === null ? null : typeof v === "string" ? v : undefined;
-
-  control.post("/duplicate", async (c) => {
-    const match = optionalMatch((await readJson(c)).match);
-    if (match === undefined) return c.json({ error: "match must be a string" }, 400);
-    duplicateSwitches.push({ match });
-    return c.json({ pending: duplicateSwitches.length });
-  });
-  control.post("/publish-fault", async (c) => {
-    const body = await readJson(c);
-    const match = optionalMatch(body.match);
-    if (match === undefined) return c.json({ error: "match must be a string" }, 400);
-    if (body.mode === "error") publishFaults.push({ match });
-    else if (body.mode === "none") {
-      publishFaults =
-        body.match === undefined ? [] : publishFaults.filter((f) => f.match !== match);
-    } else return c.json({ error: 'mode must be "error" or "none"' }, 400);
-    return c.json({ faults: publishFaults });
-  });
-  control.post("/chaos", async (c) => {
-    const problem = chaos.configure(await readJson(c));
-    if (problem) return c.json({ error: problem }, 400);
-    return c.json(chaos.view());
-  });
-  control.get("/chaos", (c) => c.json(chaos.view()));
-  control.post("/signing-key", async (c) => {
-    const use = (await readJson(c)).use;
-    if (use !== "current" && use !== "next") {
-      return c.json({ error: 'use must be "current" or "next"' }, 400);
-    }
-    signWith = use;
-    return c.json({ use });
-  });
-  control.post("/reset", (c) => {
-    signWith = "current";
-    duplicateSwitches = [];
-    publishFaults = [];
-    chaos.configure({});
-    return c.json({ ok: true });
-  });
-  control.get("/messages", (c) => {
-    const match = c.req.query("match");
-    const kind = c.req.query("kind");
-    const selected = [...engine.messages.values()].filter(
-      (m) =>
-        (match === undefined || engine.lineage(m, (x) => matches(match, x))) &&
-        (kind === undefined || m.kind === kind),
-    );
-    return c.json({ messages: selected.map((m) => view(m, engine.messages)) });
-  });
-  control.get("/messages/:id", (c) => {
-    const m = engine.messages.get(c.req.param("id"));
-    if (!m) return c.json({ error: "message not found" }, 404);
-    return c.json(view(m, engine.messages));
-  });
-  control.post("/flush", async (c) => {
-    const body = await readJson(c);
-    const match = optionalMatch(body.match);
-    if (match === undefined) return c.json({ error: "match must be a string" }, 400);
-    const timeoutMs = typeof body.timeout_ms === "number" ? body.timeout_ms : 10_000;
-    const selected = (m: QStashMessage) => engine.lineage(m, (x) => matches(match, x));
-    const settled = await engine.flush(selected, timeoutMs);
-    const pending = [...engine.messages.values()]
-      .filter((m) => selected(m) && !isSettled(m))
-      .map((m) => m.id);
-    return c.json({ settled, pending }, settled ? 200 : 504);
-  });
-  control.get("/info", (c) => c.json({ base_url: baseUrl, signing_key: signWith }));
+  const control = createControlApp({ switches, chaos, engine, matches });
 
   return {
     name: "qstash",
     prefix: "/qstash",
     app,
     control,
+    usage,
     onListen(url) {
-      baseUrl = url;
+      switches.baseUrl = url;
     },
     close: () => engine.close(),
-  };
-}
-
-type ChaosKind = QStashMessage["kind"];
-const CHAOS_KINDS: readonly ChaosKind[] = ["publish", "callback", "failure_callback"];
-
-/**
- * Random at-least-once behaviour for soak runs (`POST /_control/qstash/chaos`): each new message
- * of the chosen kinds is, with probability `duplicate`, delivered twice (as real QStash may), and
- * with probability `hold`, held back up to `hold_ms` so messages published later overtake it
- * (reordered deliveries and callbacks). Seeded, so a run can be replayed. `{}` switches it off.
- */
-function createChaos() {
-  let settings = { duplicate: 0, hold: 0, holdMs: 0, kinds: [...CHAOS_KINDS], match: "" };
-  let state = 1;
-  const counts = { duplicated: 0, held: 0 };
-  // mulberry32: a tiny seeded generator; Math.random would make a soak run unrepeatable.
-  const random = () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-  const applies = (m: QStashMessage) =>
-    settings.kinds.includes(m.kind) &&
-    (settings.match === "" ||
-      m.url.includes(settings.match) ||
-      new TextDecoder().decode(m.body).includes(settings.match));
-  const probability = (v: unknown) =>
-    v === undefined ? 0 : typeof v === "number" && v >= 0 && v <= 1 ? v : null;
-
-  return {
-    configure(body: Record<string, unknown>): string | null {
-      const duplicate = probability(body.duplicate);
-      const hold = probability(body.hold);
-      const holdMs = body.hold_ms ?? 0;
-      const kinds = body.kinds ?? CHAOS_KINDS;
-      const seed = body.seed ?? 1;
-      const match = body.match ?? "";
-      if (duplicate === null || hold === null) return "duplicate and hold are probabilities 0..1";
-      if (typeof holdMs !== "number" || holdMs < 0) return "hold_ms must be >= 0";
-      if (!Number.isInteger(seed)) return "seed must be an integer";
-      if (typeof match !== "string") return "match must be a string";
-      if (!Array.isArray(kinds) || kinds.some((k) => !CHAOS_KINDS.includes(k as ChaosKind))) {
-        return `kinds must list ${CHAOS_KINDS.join(", ")}`;
-      }
-      settings = { duplicate, hold, holdMs, kinds: kinds as ChaosKind[], match };
-      state = seed as number;
-      return null;
-    },
-    duplicate(m: QStashMessage): boolean {
-      if (settings.duplicate === 0 || !applies(m) || random() >= settings.duplicate) return false;
-      counts.duplicated++;
-      return true;
-    },
-    holdBackMs(m: QStashMessage): number {
-      if (settings.hold === 0 || !applies(m) || random() >= settings.hold) return 0;
-      counts.held++;
-      return Math.round(random() * settings.holdMs);
-    },
-    view() {
-      const { holdMs, ...rest } = settings;
-      return { ...rest, hold_ms: holdMs, ...counts };
-    },
   };
 }

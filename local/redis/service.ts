@@ -8,6 +8,7 @@ import { EmbeddedRedis } from "./embedded.ts";
 import { RealRedis } from "./real-redis.ts";
 import { RedisError, type RestResult } from "./reply.ts";
 import { BadRequest, encodeResult, parseCommand, parseCommands } from "./rest.ts";
+import { RedisUsage } from "./usage.ts";
 
 const PREFIX = "/redis";
 
@@ -24,6 +25,7 @@ export async function createRedisService(config: LocalCloudConfig): Promise<Loca
     : await EmbeddedRedis.create();
   const faults = new Faults();
   const stats = new Stats();
+  const usage = new RedisUsage();
   const app = new Hono();
 
   const authorized = (c: Context): boolean =>
@@ -71,6 +73,7 @@ export async function createRedisService(config: LocalCloudConfig): Promise<Loca
 
   const single = (c: Context, command: string[]) => {
     stats.count([command]);
+    usage.count([command]);
     return backend.run(command).then((r) => {
       if ("error" in r) {
         stats.errors++;
@@ -98,6 +101,7 @@ export async function createRedisService(config: LocalCloudConfig): Promise<Loca
       answer(c, "pipeline", async () => {
         const commands = parseCommands(text);
         stats.count(commands);
+        usage.count(commands);
         return many(c, await backend.pipeline(commands));
       })
     );
@@ -110,6 +114,7 @@ export async function createRedisService(config: LocalCloudConfig): Promise<Loca
       answer(c, "multi_exec", async () => {
         const commands = parseCommands(text);
         stats.count(commands);
+        usage.count(commands);
         return many(c, await backend.multiExec(commands));
       })
     );
@@ -133,6 +138,7 @@ export async function createRedisService(config: LocalCloudConfig): Promise<Loca
     prefix: PREFIX,
     app,
     control: createControlApp(backend.kind, faults, stats),
+    usage,
     close: () => backend.close(),
   };
 }

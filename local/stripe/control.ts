@@ -1,7 +1,9 @@
 import { Hono } from "hono";
 import type { ApiFault } from "./api.ts";
-import { type AdvanceOutcome, type Billing, SimulationConflict } from "./billing.ts";
 import { StripeApiError } from "./errors.ts";
+import { addPlan } from "./prices.ts";
+import type { StripeStore } from "./store.ts";
+import { type AdvanceOutcome, advance, SimulationConflict } from "./subscriptions.ts";
 import type { DeliveryMode, WebhookDispatcher } from "./webhooks.ts";
 
 const OUTCOMES: readonly AdvanceOutcome[] = [
@@ -40,7 +42,7 @@ async function readJson(req: Request): Promise<Record<string, unknown>> {
  *                                            API version their objects are rendered in
  */
 export function createStripeControl(
-  billing: Billing,
+  store: StripeStore,
   webhooks: WebhookDispatcher,
   apiFault: ApiFault,
 ): Hono {
@@ -78,15 +80,15 @@ export function createStripeControl(
     if (typeof body.nickname !== "string" || !Number.isInteger(body.unit_amount)) {
       return c.json({ error: "expected {nickname: string, unit_amount: int}" }, 400);
     }
-    return c.json(billing.addPlan(body.nickname, body.unit_amount as number));
+    return c.json(addPlan(store, body.nickname, body.unit_amount as number));
   });
 
-  const portalSettings = () => ({ saved: billing.portalConfiguration !== null });
+  const portalSettings = () => ({ saved: store.portalConfiguration !== null });
   control.get("/portal-configuration", (c) => c.json(portalSettings()));
   control.post("/portal-configuration", async (c) => {
     const body = await readJson(c.req.raw);
     if (typeof body.saved !== "boolean") return c.json({ error: "expected {saved: boolean}" }, 400);
-    billing.savePortalSettings(body.saved);
+    store.savePortalSettings(body.saved);
     return c.json(portalSettings());
   });
 
@@ -98,7 +100,7 @@ export function createStripeControl(
       return c.json({ error: `expected {subscription, outcome: ${OUTCOMES.join("|")}}` }, 400);
     }
     try {
-      const result = billing.advance(subscription, outcome);
+      const result = advance(store, subscription, outcome);
       return c.json({
         subscription: result.subscription,
         events: result.events.map((e) => ({ id: e.id, type: e.type })),
@@ -138,7 +140,7 @@ export function createStripeControl(
     if (typeof body.type !== "string" || typeof object !== "object" || object === null) {
       return c.json({ error: "expected {type, object}" }, 400);
     }
-    return c.json(billing.sendCustomEvent(body.type, object as Record<string, unknown>));
+    return c.json(store.sendCustomEvent(body.type, object as Record<string, unknown>));
   });
 
   control.post("/resend", async (c) => {

@@ -1,7 +1,9 @@
 import type { Hono } from "hono";
-import { AUTOMATIC, type Billing } from "./billing.ts";
+import { payCheckoutSession } from "./checkout.ts";
 import { StripeApiError } from "./errors.ts";
 import { formatAmount, type Subscription } from "./objects.ts";
+import { AUTOMATIC, type StripeStore } from "./store.ts";
+import { updateSubscription } from "./subscriptions.ts";
 
 function escapeHtml(value: string): string {
   return value
@@ -58,9 +60,9 @@ function describeSubscription(sub: Subscription): string {
 }
 
 /** Hosted pages: Checkout (with a Pay button), the customer portal and invoices. */
-export function mountPages(app: Hono, billing: Billing): void {
+export function mountPages(app: Hono, store: StripeStore): void {
   app.get("/stripe/checkout/:id", (c) => {
-    const session = billing.find("checkout.session", c.req.param("id"));
+    const session = store.find("checkout.session", c.req.param("id"));
     if (!session) return c.html(message("Not found", "No such Checkout Session."), 404);
     if (session.status === "expired") {
       return c.html(message("Session expired", "This Checkout Session has expired."), 410);
@@ -68,14 +70,14 @@ export function mountPages(app: Hono, billing: Billing): void {
     if (session.status === "complete") {
       return c.html(message("Already paid", "This Checkout Session is already complete."));
     }
-    const lines = billing
+    const lines = store
       .checkoutLineItems(session.id)
       .map(
         (l) =>
           `<p>${escapeHtml(l.description)} × ${l.quantity} · ${formatAmount(l.price.unit_amount, l.currency)} per month</p>`,
       )
       .join("");
-    const customer = session.customer ? billing.find("customer", session.customer) : undefined;
+    const customer = session.customer ? store.find("customer", session.customer) : undefined;
     const email = customer?.email ?? session.customer_email;
     const cancel = session.cancel_url
       ? `<p><a href="${escapeHtml(session.cancel_url)}">← Back</a></p>`
@@ -94,10 +96,10 @@ ${email ? `<p>Email: ${escapeHtml(email)}</p>` : ""}
 
   app.post("/stripe/checkout/:id", (c) => {
     const id = c.req.param("id");
-    const session = billing.find("checkout.session", id);
+    const session = store.find("checkout.session", id);
     if (!session) return c.html(message("Not found", "No such Checkout Session."), 404);
     try {
-      billing.payCheckoutSession(id);
+      payCheckoutSession(store, id);
     } catch (err) {
       if (err instanceof StripeApiError) return c.html(message("Cannot pay", err.message), 410);
       throw err;
@@ -109,10 +111,10 @@ ${email ? `<p>Email: ${escapeHtml(email)}</p>` : ""}
   });
 
   app.get("/stripe/portal/:id", (c) => {
-    const portal = billing.find("billing_portal.session", c.req.param("id"));
+    const portal = store.find("billing_portal.session", c.req.param("id"));
     if (!portal) return c.html(message("Not found", "No such portal session."), 404);
-    const customer = billing.find("customer", portal.customer);
-    const subscriptions = billing.all("subscription").filter((s) => s.customer === portal.customer);
+    const customer = store.find("customer", portal.customer);
+    const subscriptions = store.all("subscription").filter((s) => s.customer === portal.customer);
     const items = subscriptions
       .map((s) => {
         const action =
@@ -136,19 +138,19 @@ ${items ? `<ul>${items}</ul>` : "<p>No subscriptions.</p>"}`;
   });
 
   app.post("/stripe/portal/:id/subscriptions/:sub/:action{cancel|renew}", (c) => {
-    const portal = billing.find("billing_portal.session", c.req.param("id"));
-    const sub = billing.find("subscription", c.req.param("sub"));
+    const portal = store.find("billing_portal.session", c.req.param("id"));
+    const sub = store.find("subscription", c.req.param("sub"));
     if (!portal || !sub || sub.customer !== portal.customer) {
       return c.html(message("Not found", "No such subscription."), 404);
     }
     // The portal's default cancellation is at the end of the period.
     const cancel = c.req.param("action") === "cancel" ? "true" : "false";
-    billing.updateSubscription(sub.id, { cancel_at_period_end: cancel }, AUTOMATIC);
+    updateSubscription(store, sub.id, { cancel_at_period_end: cancel }, AUTOMATIC);
     return c.redirect(`/stripe/portal/${portal.id}`, 303);
   });
 
   app.get("/stripe/invoice/:id", (c) => {
-    const invoice = billing.find("invoice", c.req.param("id"));
+    const invoice = store.find("invoice", c.req.param("id"));
     if (!invoice) return c.html(message("Not found", "No such invoice."), 404);
     const lines = invoice.lines.data
       .map(

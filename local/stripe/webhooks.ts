@@ -1,6 +1,6 @@
 import { createHmac } from "node:crypto";
-import type { EventSink } from "./billing.ts";
 import type { StripeEvent } from "./objects.ts";
+import type { EventSink } from "./store.ts";
 
 export type DeliveryMode = "normal" | "duplicate" | "reverse";
 

@@ -276,6 +276,26 @@ describe("local Stripe API", () => {
     expect(missingCustomer).toMatchObject({ statusCode: 404, code: "resource_missing" });
   });
 
+  it("answers a path or method no endpoint serves with 404 once the key is checked", async () => {
+    const call = async (method: string, path: string, key?: string) => {
+      const res = await fetch(`${cloud.url}${path}`, {
+        method,
+        headers: key ? { authorization: `Bearer ${key}` } : {},
+      });
+      return { status: res.status, body: (await res.json()) as { error: { message: string } } };
+    };
+    for (const [method, path] of [
+      ["GET", "/v1/coupons"],
+      ["PUT", "/v1/customers"],
+      ["GET", "/v1/customers/"],
+    ] as const) {
+      const answer = await call(method, path, TEST_KEYS.stripeSecretKey);
+      expect(answer.status).toBe(404);
+      expect(answer.body.error.message).toContain(`Unrecognized request URL (${method}: ${path})`);
+    }
+    expect((await call("GET", "/v1/coupons")).status).toBe(401);
+  });
+
   it("rejects unknown parameters, missing ones and a price that does not exist", async () => {
     const customer = await newCustomer();
     const unknown = await rejection(
