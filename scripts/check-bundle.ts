@@ -1,4 +1,5 @@
-// The Worker bundle as Cloudflare would receive it (`wrangler deploy --dry-run --minify`): its
+// The Worker bundle as Cloudflare would receive it (`wrangler deploy --dry-run`, which minifies
+// because wrangler.jsonc says `"minify": true`, the setting `npm run deploy` uses too): its
 // gzip size against the 400 KiB budget, the heaviest packages in it (esbuild's metafile), and
 // the startup CPU time that `wrangler check startup` profiles for that same bundle.
 //
@@ -68,7 +69,6 @@ export async function measureBundle(): Promise<BundleReport> {
       [
         "deploy",
         "--dry-run",
-        "--minify",
         "--outdir",
         join(dir, "out"),
         "--metafile",
@@ -108,7 +108,7 @@ export async function measureStartup(runs = 3): Promise<StartupReport> {
   const dir = mkdtempSync(join(tmpdir(), "startup-"));
   try {
     const bundle = join(dir, "worker.bundle");
-    await run(wrangler, ["deploy", "--dry-run", "--minify", "--outfile", bundle], {
+    await run(wrangler, ["deploy", "--dry-run", "--outfile", bundle], {
       cwd: root,
       env: quietEnv,
       maxBuffer: 16 * 1024 * 1024,
