@@ -1,6 +1,13 @@
-class Unused {
-  constructor(_stripe?: unknown) {}
-}
+// Bundled in place of the stripe-node modules the app never calls (see `alias` in wrangler.jsonc
+// and docs/adr/0006-bundle-budget.md). The Stripe constructor builds an instance of every one of
+// its ~200 resource classes, so esbuild keeps them all (160 KiB minified) although the app uses
+// five: customers, checkout.sessions, subscriptions, billingPortal.sessions and webhooks, which
+// stay the real modules. Every other resource becomes this empty class: `stripe.prices.list()`
+// would throw "not a function" (test/unit/bundle-aliases.test.ts fails first, naming it).
+
+/** A resource this Worker does not use. */
+class Unused {}
+
 export {
   Unused as AccountLinkResource,
   Unused as AccountResource,
