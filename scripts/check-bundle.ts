@@ -10,12 +10,12 @@
 //
 //   node scripts/check-bundle.ts        (or: npm run bundle:check; exits 1 over budget)
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
-import { unstable_readConfig } from "wrangler";
+import { experimental_readRawConfig, unstable_readConfig } from "wrangler";
 
 const run = promisify(execFile);
 const root = resolve(import.meta.dirname, "..");
@@ -192,6 +192,35 @@ export interface StartupReport {
 }
 
 /**
+ * wrangler.jsonc as a config for profiling: the same build settings, with the required secrets
+ * given as plain vars (the development values of .dev.vars.example). `wrangler check startup`
+ * cannot reproduce declared secrets, and without them the Worker's startup config check stops
+ * the module. Paths become absolute, since the copy lives in a temporary folder.
+ */
+function startupConfig(): Record<string, unknown> {
+  const { rawConfig } = experimental_readRawConfig({ config: join(root, "wrangler.jsonc") });
+  const { secrets: _secrets, ...config } = rawConfig as Record<string, unknown> & {
+    vars?: Record<string, string>;
+    alias?: Record<string, string>;
+    assets?: { directory: string };
+  };
+  const devVars: Record<string, string> = {};
+  for (const line of readFileSync(join(root, ".dev.vars.example"), "utf8").split("\n")) {
+    const m = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(line);
+    if (m) devVars[m[1] as string] = (m[2] as string).replaceAll("<random>", "x".repeat(48));
+  }
+  return {
+    ...config,
+    main: resolve(root, String(config.main)),
+    ...(config.assets ? { assets: { directory: resolve(root, config.assets.directory) } } : {}),
+    alias: Object.fromEntries(
+      Object.entries(config.alias ?? {}).map(([from, to]) => [from, resolve(root, to)]),
+    ),
+    vars: { ...devVars, ...config.vars },
+  };
+}
+
+/**
  * Profiles the global scope of the minified bundle in a local workerd (`wrangler check
  * startup`). Local CPU, not Cloudflare's: a relative figure, not the deploy-time number.
  */
@@ -199,7 +228,9 @@ export async function measureStartup(runs = 3): Promise<StartupReport> {
   const dir = mkdtempSync(join(tmpdir(), "startup-"));
   try {
     const bundle = join(dir, "worker.bundle");
-    await run(wrangler, ["deploy", "--dry-run", "--outfile", bundle], {
+    const config = join(dir, "wrangler.json");
+    writeFileSync(config, JSON.stringify(startupConfig()));
+    await run(wrangler, ["deploy", "--dry-run", "-c", config, "--outfile", bundle], {
       cwd: root,
       env: quietEnv,
       maxBuffer: 16 * 1024 * 1024,
@@ -208,7 +239,16 @@ export async function measureStartup(runs = 3): Promise<StartupReport> {
     for (let i = 0; i < runs; i++) {
       const { stdout } = await run(
         wrangler,
-        ["check", "startup", "--worker", bundle, "--outfile", join(dir, `startup-${i}.cpuprofile`)],
+        [
+          "check",
+          "startup",
+          "-c",
+          config,
+          "--worker",
+          bundle,
+          "--outfile",
+          join(dir, `startup-${i}.cpuprofile`),
+        ],
         { cwd: root, env: quietEnv, maxBuffer: 16 * 1024 * 1024 },
       );
       const active = /Active: ([\d.]+) ms/.exec(stdout);
