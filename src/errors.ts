@@ -38,6 +38,8 @@ export type ErrorCode = (typeof ERROR_CODES)[number];
  * appear only here and in the error handler.
  */
 export class AppError extends Error {
+  // Spelled out in each class: the deployed bundle does not keep class names (ADR 6).
+  override name = "AppError";
   readonly status: ContentfulStatusCode;
   readonly code: ErrorCode;
   readonly details: unknown;
@@ -51,7 +53,6 @@ export class AppError extends Error {
     headers: Record<string, string> = {},
   ) {
     super(message);
-    this.name = new.target.name;
     this.status = status;
     this.code = code;
     this.details = details;
@@ -60,12 +61,14 @@ export class AppError extends Error {
 }
 
 export class ValidationError extends AppError {
+  override name = "ValidationError";
   constructor(message: string, details?: unknown) {
     super(400, "invalid_request", message, details);
   }
 }
 
 export class UnauthorizedError extends AppError {
+  override name = "UnauthorizedError";
   constructor(
     message = "Authentication is required.",
     code: ErrorCode = "unauthorized",
@@ -82,6 +85,7 @@ export class UnauthorizedError extends AppError {
 }
 
 export class ForbiddenError extends AppError {
+  override name = "ForbiddenError";
   constructor(message = "You are not allowed to do this.", code: ErrorCode = "forbidden") {
     super(403, code, message);
   }
@@ -89,24 +93,28 @@ export class ForbiddenError extends AppError {
 
 /** Well-formed but not allowed as asked (a model the caller's plan does not include). */
 export class UnprocessableError extends AppError {
+  override name = "UnprocessableError";
   constructor(message: string, code: ErrorCode, details?: unknown) {
     super(422, code, message, details);
   }
 }
 
 export class NotFoundError extends AppError {
+  override name = "NotFoundError";
   constructor(message = "Not found.", code: ErrorCode = "not_found") {
     super(404, code, message);
   }
 }
 
 export class ConflictError extends AppError {
+  override name = "ConflictError";
   constructor(message: string, code: ErrorCode = "conflict", details?: unknown) {
     super(409, code, message, details);
   }
 }
 
 export class LimitExceededError extends AppError {
+  override name = "LimitExceededError";
   constructor(
     message: string,
     retryAfterSeconds: number,
@@ -126,6 +134,7 @@ export class LimitExceededError extends AppError {
  * operator's task, so the message says what to do; Retry-After because a 503 carries one.
  */
 export class BillingPortalUnavailableError extends AppError {
+  override name = "BillingPortalUnavailableError";
   constructor() {
     super(
       503,
@@ -138,6 +147,7 @@ export class BillingPortalUnavailableError extends AppError {
 }
 
 export class DependencyUnavailableError extends AppError {
+  override name = "DependencyUnavailableError";
   constructor(dependency: string, cause?: unknown) {
     super(
       503,
