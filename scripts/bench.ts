@@ -83,7 +83,8 @@ try {
     console.log(progressLine(r, LATENCY));
   }
 
-  if (!args["skip-latency"] && !args.only) {
+  // `--only latency` runs this section alone.
+  if (!args["skip-latency"] && (!args.only || "latency".includes(args.only))) {
     latencies = await measureLatencies(h, { samples: SAMPLES, warmup: WARMUP });
   }
   if (!args["skip-bundle"]) {

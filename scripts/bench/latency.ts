@@ -61,6 +61,8 @@ async function streamedPrompt(h: Harness, token: string, room: string) {
   return { firstDelta: firstDelta - sentAt, promptToDelta: firstDelta - started };
 }
 
+const POLL_EVERY_MS = 5;
+
 async function callbackToVisible(h: Harness, token: string, room: string, replyId: string) {
   const { path, opts } = await h.qstashCallback(replyId);
   const started = performance.now();
@@ -70,9 +72,11 @@ async function callbackToVisible(h: Harness, token: string, room: string, replyI
     if (r.status !== 200) throw new Error(`callback answered ${r.status}: ${r.text}`);
     return performance.now() - started;
   });
-  // Polls back to back while the callback runs, and after it until the reply shows.
+  // Polls every POLL_EVERY_MS while the callback runs, and after it until the reply shows (back
+  // to back, the polls would slow the callback they wait for on this 2-core box).
   let visible: number | undefined;
   for (let i = 0; visible === undefined; i++) {
+    await new Promise((r) => setTimeout(r, POLL_EVERY_MS));
     const poll = await h.call("GET", `/chatroom/${room}/messages/${replyId}`, { token });
     if (poll.body.message?.status === "complete") visible = performance.now() - started;
     else if (done && i > 1000) throw new Error(`reply ${replyId} never became visible`);
@@ -124,7 +128,10 @@ export function printLatencies(r: LatencyReport): void {
         row("Gemini's first chunk → client's first SSE delta", r.first_delta_ms),
         row("prompt sent → client's first SSE delta", r.prompt_to_first_delta_ms),
         row("QStash callback sent → its 200", r.callback_ms),
-        row("QStash callback sent → reply visible to a poll", r.callback_to_visible_ms),
+        row(
+          `QStash callback sent → reply visible to a poll (every ${POLL_EVERY_MS} ms)`,
+          r.callback_to_visible_ms,
+        ),
       ],
     )}`,
   );

@@ -54,7 +54,7 @@ function rows(report: Report): { header: string[]; rows: (string | number)[][] }
 
 export function printReport(report: Report): void {
   const t = rows(report);
-  console.log(`\n${table(t.header, t.rows)}`);
+  if (t.rows.length > 0) console.log(`\n${table(t.header, t.rows)}`);
   const { bundle, startup } = report;
   if (bundle) {
     console.log(
