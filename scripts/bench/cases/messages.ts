@@ -5,7 +5,7 @@ import { type Case, expect, repeat, same } from "./case.ts";
 
 export function messagesCases({
   call,
-  control,
+  pendingReplies,
   setLatency,
   currentLatency,
   session,
@@ -106,25 +106,8 @@ export function messagesCases({
       async prepare(n) {
         const s = await session({ pro: true });
         const room = await chatroom(s);
-        const marker = `bench-nopublish-${randomUUID()}`;
         // Publishing fails for these prompts, so their replies stay pending until cancelled.
-        await control("qstash/publish-fault", { match: marker, mode: "error" });
-        const replies: string[] = [];
-        try {
-          for (let i = 0; i < n; i++) {
-            const r = must(
-              await call("POST", `/chatroom/${room}/message`, {
-                token: s.token,
-                body: { content: `${marker} ${i}` },
-              }),
-              202,
-              "prompt",
-            );
-            replies.push(r.body.reply.id);
-          }
-        } finally {
-          await control("qstash/publish-fault", { match: marker, mode: "none" });
-        }
+        const replies = await pendingReplies(s, room, n);
         return replies.map(
           (id) => () =>
             expect(
