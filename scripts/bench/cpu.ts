@@ -186,12 +186,14 @@ async function drive(
 
 /** Neon HTTP requests + Upstash REST requests served so far (the local cloud's counters). */
 async function vendorRequests(cloudUrl: string): Promise<number> {
-  let total = 0;
-  for (const vendor of ["neon", "redis"]) {
-    const res = await fetch(`${cloudUrl}/_control/${vendor}/stats`);
-    total += Number(((await res.json()) as { requests?: number }).requests ?? 0);
-  }
-  return total;
+  const stats = async (vendor: string) =>
+    (await (await fetch(`${cloudUrl}/_control/${vendor}/stats`)).json()) as {
+      requests: number | Record<string, number>;
+    };
+  const count = (r: number | Record<string, number>) =>
+    typeof r === "number" ? r : Object.values(r).reduce((a, b) => a + b, 0);
+  // Neon counts HTTP requests; Upstash counts them per endpoint (single, pipeline, multi-exec).
+  return count((await stats("neon")).requests) + count((await stats("redis")).requests);
 }
 
 interface CpuRow {
