@@ -41,8 +41,8 @@ const ENDPOINTS: Endpoint[] = [
     request: () => get("/no-such-route"),
   },
   {
-    // The session check (ADR 8) still starts beside the handler: the vendor-call column shows it.
-    label: "authenticated, no awaited I/O (GET /chatroom/{malformed id}, 404)",
+    // The id is refused before the session check is awaited; the vendor-call column shows 0.
+    label: "authenticated, no vendor call (GET /chatroom/{malformed id}, 404)",
     server: "api",
     status: 404,
     request: () => ({ ...get("/chatroom/not-an-id"), token: true }),
