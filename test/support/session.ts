@@ -11,6 +11,12 @@ export { uniqueClientIp };
 
 const target = { baseUrl: workerUrl };
 
+/** Signs a user up (no login) with a random unique number; answers the number. */
+export async function signUp(opts: { password?: string } = {}): Promise<string> {
+  return (await fixtures.signUp(target, { mobile_number: uniqueMobileNumber(), ...opts }))
+    .mobile_number;
+}
+
 /**
  * Asks for a login code for `mobileNumber` and returns it (the test Worker echoes codes). The
  * code is bound to `clientIp`'s network: verify from there, or send `requestLoginChallenge`'s id.
