@@ -7,6 +7,7 @@ import Stripe from "stripe";
 import { signDelivery } from "../../local/qstash/signature.ts";
 import {
   createChatroom,
+  type Session as FixtureSession,
   logIn,
   requestLoginChallenge,
   signUp as signUpFlow,
@@ -16,13 +17,8 @@ import {
 import { type Reply, type RequestOptions, randomClientIp, timedRequest } from "../support/http.ts";
 import { type SelfHosted, selfHost } from "../support/self-host.ts";
 
-export interface Session {
-  userId: string;
-  mobile: string;
-  token: string;
-  refresh: string;
-  password?: string;
-}
+/** A logged-in bench user: the fixtures' session. */
+export type Session = FixtureSession;
 
 export type Harness = Awaited<ReturnType<typeof startHarness>>;
 
@@ -100,15 +96,8 @@ export async function startHarness(opts: { host?: SelfHosted } = {}) {
 
   async function session(opts: { password?: string; pro?: boolean } = {}): Promise<Session> {
     const mobile = await signUp(opts.password);
-    const loginFlow = await logIn(target, mobile);
-    const s: Session = {
-      userId: loginFlow.user.id,
-      mobile,
-      token: loginFlow.token,
-      refresh: loginFlow.refresh_token,
-      ...(opts.password ? { password: opts.password } : {}),
-    };
-    if (opts.pro) await sql.query("update users set tier = 'pro' where id = $1", [s.userId]);
+    const s = await logIn(target, mobile);
+    if (opts.pro) await sql.query("update users set tier = 'pro' where id = $1", [s.user.id]);
     return s;
   }
 

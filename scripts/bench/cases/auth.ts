@@ -87,7 +87,7 @@ export function authCases({ call, signUp, loginCode, session }: Harness): Case[]
       label: "POST /auth/refresh",
       async prepare(n) {
         const s = await session();
-        let refresh = s.refresh;
+        let refresh = s.refresh_token;
         return repeat(n, () => async () => {
           const r = await expect(
             200,
@@ -119,7 +119,12 @@ export function authCases({ call, signUp, loginCode, session }: Harness): Case[]
             expect(
               204,
               "logout",
-            )(call("POST", "/auth/logout", { token: s.token, body: { refresh_token: s.refresh } })),
+            )(
+              call("POST", "/auth/logout", {
+                token: s.token,
+                body: { refresh_token: s.refresh },
+              }),
+            ),
         );
       },
     },
