@@ -15,7 +15,7 @@ import {
   type Target,
 } from "../support/fixtures.ts";
 import { type Reply, type RequestOptions, randomClientIp, timedRequest } from "../support/http.ts";
-import { type SelfHosted, selfHost } from "../support/self-host.ts";
+import { selfHost } from "../support/self-host.ts";
 
 /** A logged-in bench user: the fixtures' session. */
 export type Session = FixtureSession;
@@ -33,16 +33,14 @@ export function must(res: Reply, status: number, step: string): Reply {
 }
 
 /** Starts the stack and returns the helpers the cases use; `close()` stops it. */
-export async function startHarness(opts: { host?: SelfHosted } = {}) {
+export async function startHarness() {
   // The bench switches faults on purpose (a failing QStash publish); the Worker's logs of them
   // would only bury the table.
   // Prompts are timed back to back: MAX_PENDING_REPLIES would answer most of them 409.
-  const host =
-    opts.host ??
-    (await selfHost({
-      logLevel: "none",
-      vars: { MAX_PENDING_REPLIES_BASIC: "1000", MAX_PENDING_REPLIES_PRO: "1000" },
-    }));
+  const host = await selfHost({
+    logLevel: "none",
+    vars: { MAX_PENDING_REPLIES_BASIC: "1000", MAX_PENDING_REPLIES_PRO: "1000" },
+  });
   const W = host.workerUrl;
   const target: Target = { baseUrl: W };
   const vars = host.vars;
