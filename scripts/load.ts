@@ -8,6 +8,7 @@
 //   npm run load -- --self-host --users 8         # starts its own local cloud + Worker (CI)
 //   npm run load -- --users 50 --prompts 6 --chatrooms 2 --base-url http://127.0.0.1:8787
 import { parseArgs } from "node:util";
+import { createSession, FlowError } from "./support/fixtures.ts";
 import {
   assertLoopback,
   ms1,
@@ -74,6 +75,20 @@ async function api(
   return res;
 }
 
+/**
+ * The fixtures' fetch: counts and times each login-flow request under "METHOD /path", like `api`
+ * (until the whole body has arrived).
+ */
+const timedFetch: typeof fetch = async (input, init) => {
+  const request = new Request(input, init);
+  const started = performance.now();
+  const res = await fetch(request);
+  const body = await res.arrayBuffer();
+  requests++;
+  samples.add(`${request.method} ${new URL(request.url).pathname}`, performance.now() - started);
+  return new Response([204, 205, 304].includes(res.status) ? null : body, res);
+};
+
 function expectStatus(res: Reply, status: number, step: string): boolean {
   if (res.status === status) return true;
   violation(`${step}: ${res.status} (expected ${status}) ${res.text.slice(0, 200)}`);
@@ -121,26 +136,17 @@ async function simulateUser(index: number): Promise<UserResult> {
   const ip = randomClientIp();
   const none = { accepted: 0, limited: 0 };
 
-  const signup = await api("POST /auth/signup", "POST", "/auth/signup", {
-    body: { mobile_number: mobile, name: `load ${RUN_ID} ${index}` },
-    headers: { "cf-connecting-ip": ip },
-  });
-  if (!expectStatus(signup, 201, `${who} signup`)) return none;
-  const sent = await api("POST /auth/send-otp", "POST", "/auth/send-otp", {
-    body: { mobile_number: mobile },
-    headers: { "cf-connecting-ip": ip },
-  });
-  if (!expectStatus(sent, 200, `${who} send-otp`)) return none;
-  if (typeof sent.body.otp !== "string") {
-    violation(`${who} send-otp: no otp in the response (is OTP_DELIVERY=response?)`);
+  let token: string;
+  try {
+    ({ token } = await createSession(
+      { baseUrl, fetch: timedFetch },
+      { mobile_number: mobile, name: `load ${RUN_ID} ${index}` },
+      ip,
+    ));
+  } catch (err) {
+    violation(`${who} ${err instanceof FlowError ? err.message : String(err)}`);
     return none;
   }
-  const verified = await api("POST /auth/verify-otp", "POST", "/auth/verify-otp", {
-    body: { mobile_number: mobile, otp: sent.body.otp },
-    headers: { "cf-connecting-ip": ip },
-  });
-  if (!expectStatus(verified, 200, `${who} verify-otp`)) return none;
-  const token = verified.body.token as string;
 
   const before = await api("GET /subscription/status", "GET", "/subscription/status", { token });
   if (!expectStatus(before, 200, `${who} status`)) return none;

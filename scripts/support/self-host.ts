@@ -4,17 +4,21 @@ import { type Stack, startStack } from "../../local/stack.ts";
 
 export type SelfHosted = Stack;
 
+/** The variables a self-hosted Worker runs with beyond the stack's own (the bench's CPU mode too). */
+export function selfHostVars(): Record<string, string> {
+  return {
+    ENVIRONMENT: "development",
+    JWT_SECRET: "bench-jwt-secret-0123456789abcdef0123456789abcdef",
+    OTP_SECRET: "bench-otp-secret-0123456789abcdef0123456789abcdef",
+  };
+}
+
 /** `logLevel` is wrangler's for the Worker's own output (WORKER_LOG_LEVEL overrides it). */
 export function selfHost(
   opts: { vars?: Record<string, string>; logLevel?: string } = {},
 ): Promise<SelfHosted> {
   return startStack({
-    vars: {
-      ENVIRONMENT: "development",
-      JWT_SECRET: "bench-jwt-secret-0123456789abcdef0123456789abcdef",
-      OTP_SECRET: "bench-otp-secret-0123456789abcdef0123456789abcdef",
-      ...opts.vars,
-    },
+    vars: { ...selfHostVars(), ...opts.vars },
     dev: { logLevel: (process.env.WORKER_LOG_LEVEL ?? opts.logLevel ?? "error") as "error" },
   });
 }

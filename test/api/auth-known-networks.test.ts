@@ -4,7 +4,7 @@
 // blocking or locking the owner; and the sessions of an unproved account are dead.
 import { describe, expect, it } from "vitest";
 import { call, uniqueMobileNumber } from "../support/api.ts";
-import { createSession } from "../support/session.ts";
+import { createSession, signUp } from "../support/session.ts";
 import { redis, sql } from "./chat-support.ts";
 
 /** A fresh IPv6 /64 each call: free for an attacker, so every test uses many. */
@@ -16,12 +16,8 @@ const from = (ip: string) => ({ "cf-connecting-ip": ip });
 const wrong = (code: string) => String((Number(code) + 1) % 1_000_000).padStart(6, "0");
 const PASSWORD = "correct horse battery";
 
-async function registered(): Promise<string> {
-  const mobile_number = uniqueMobileNumber();
-  const res = await call("POST", "/auth/signup", { body: { mobile_number } });
-  expect(res.status).toBe(201);
-  return mobile_number;
-}
+/** A signed-up number, not yet proved. */
+const registered = () => signUp();
 const send = (mobile_number: string, ip: string, path = "/auth/send-otp") =>
   call("POST", path, { body: { mobile_number }, headers: from(ip) });
 

@@ -2,17 +2,13 @@
 // for codes from one client address, the stranger works from others.
 import { describe, expect, it } from "vitest";
 import { call, uniqueMobileNumber, withinOneWindow } from "../support/api.ts";
-import { uniqueClientIp } from "../support/session.ts";
+import { signUp, uniqueClientIp } from "../support/session.ts";
 import { redis } from "./chat-support.ts";
 
 const from = (ip: string) => ({ "cf-connecting-ip": ip });
 
-async function registered(): Promise<string> {
-  const mobile_number = uniqueMobileNumber();
-  const res = await call("POST", "/auth/signup", { body: { mobile_number } });
-  expect(res.status).toBe(201);
-  return mobile_number;
-}
+/** A signed-up number, not yet proved. */
+const registered = () => signUp();
 
 const send = (mobile_number: string, ip: string, path = "/auth/send-otp") =>
   call("POST", path, { body: { mobile_number }, headers: from(ip) });

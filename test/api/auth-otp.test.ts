@@ -1,15 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { call, uniqueMobileNumber, withinOneWindow } from "../support/api.ts";
-import { requestLoginChallenge, uniqueClientIp } from "../support/session.ts";
+import { requestLoginChallenge, signUp as signUpUser, uniqueClientIp } from "../support/session.ts";
 
-async function signUp(password?: string): Promise<string> {
-  const mobile_number = uniqueMobileNumber();
-  const res = await call("POST", "/auth/signup", {
-    body: { mobile_number, ...(password ? { password } : {}) },
-  });
-  expect(res.status).toBe(201);
-  return mobile_number;
-}
+const signUp = (password?: string) => signUpUser(password ? { password } : {});
 
 /** The challenge id of the latest code sent per number: verify presents it, as a client should. */
 const challenges = new Map<string, string>();

@@ -1,28 +1,20 @@
-import { type ApiResponse, call, uniqueClientIp, uniqueMobileNumber } from "./api.ts";
+import type {
+  Session as TestSession,
+  SessionUser as TestUser,
+} from "../../scripts/support/fixtures.ts";
+import * as fixtures from "../../scripts/support/fixtures.ts";
+import { call, uniqueClientIp, uniqueMobileNumber, workerUrl } from "./api.ts";
 
+/** The flows are the scripts' fixtures (one login flow for tests, bench and load). */
+export type { TestSession, TestUser };
 export { uniqueClientIp };
 
-export interface TestUser {
-  id: string;
-  mobile_number: string;
-  name: string | null;
-  email: string | null;
-  tier: "basic" | "pro";
-  has_password: boolean;
-  created_at: string;
-}
+const target = { baseUrl: workerUrl };
 
-export interface TestSession {
-  user: TestUser;
-  token: string;
-  refresh_token: string;
-  mobile_number: string;
-}
-
-function expectStatus(res: ApiResponse, status: number, step: string): void {
-  if (res.status !== status) {
-    throw new Error(`${step} answered ${res.status} (expected ${status}): ${res.text}`);
-  }
+/** Signs a user up (no login) with a random unique number; answers the number. */
+export async function signUp(opts: { password?: string } = {}): Promise<string> {
+  return (await fixtures.signUp(target, { mobile_number: uniqueMobileNumber(), ...opts }))
+    .mobile_number;
 }
 
 /**
@@ -34,49 +26,23 @@ export async function requestLoginCode(mobileNumber: string, clientIp = uniqueCl
 }
 
 /** Asks for a login code; answers it with its challenge id (verify-otp from any network). */
-export async function requestLoginChallenge(mobileNumber: string, clientIp = uniqueClientIp()) {
-  const res = await call("POST", "/auth/send-otp", {
-    body: { mobile_number: mobileNumber },
-    headers: { "cf-connecting-ip": clientIp },
-  });
-  expectStatus(res, 200, "send-otp");
-  return { otp: res.body.otp as string, challenge_id: res.body.challenge_id as string };
+export function requestLoginChallenge(mobileNumber: string, clientIp = uniqueClientIp()) {
+  return fixtures.requestLoginChallenge(target, mobileNumber, clientIp);
 }
 
 /**
  * Signs a new user up and logs them in through the API (signup → send-otp → verify-otp), with a
  * random unique E.164 number. Chat and billing tests use this to own their users.
  */
-export async function createSession(
+export function createSession(
   opts: { name?: string; email?: string; password?: string; mobileNumber?: string } = {},
 ): Promise<TestSession> {
-  const mobileNumber = opts.mobileNumber ?? uniqueMobileNumber();
-  const signup = await call("POST", "/auth/signup", {
-    body: {
-      mobile_number: mobileNumber,
-      ...(opts.name !== undefined ? { name: opts.name } : {}),
-      ...(opts.email !== undefined ? { email: opts.email } : {}),
-      ...(opts.password !== undefined ? { password: opts.password } : {}),
-    },
+  return fixtures.createSession(target, {
+    mobile_number: opts.mobileNumber ?? uniqueMobileNumber(),
+    ...(opts.name !== undefined ? { name: opts.name } : {}),
+    ...(opts.email !== undefined ? { email: opts.email } : {}),
+    ...(opts.password !== undefined ? { password: opts.password } : {}),
   });
-  expectStatus(signup, 201, "signup");
-  const { otp, challenge_id } = await requestLoginChallenge(mobileNumber);
-  const verified = await call("POST", "/auth/verify-otp", {
-    body: {
-      mobile_number: mobileNumber,
-      otp,
-      challenge_id,
-      // Keeps the signup password (pending until the number's first verification).
-      ...(signup.body.signup_token ? { signup_token: signup.body.signup_token } : {}),
-    },
-  });
-  expectStatus(verified, 200, "verify-otp");
-  return {
-    user: verified.body.user as TestUser,
-    token: verified.body.token as string,
-    refresh_token: verified.body.refresh_token as string,
-    mobile_number: signup.body.user.mobile_number as string,
-  };
 }
 
 /**
