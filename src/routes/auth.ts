@@ -25,7 +25,7 @@ import {
 import type { SentCode } from "../services/auth/otp";
 import { endSession, refreshSession, type TokenPair } from "../services/auth/sessions";
 import { createRouter, errorResponses, jsonContent } from "./router";
-import { authDeps, EmailSchema, NameSchema, toUserJson, UserSchema } from "./users";
+import { EmailSchema, NameSchema, toUserJson, UserSchema } from "./users";
 
 // ---- request fields -------------------------------------------------------------------------
 
@@ -406,7 +406,7 @@ const NO_STORE = { "Cache-Control": "no-store" } as const;
 export const authRoutes = createRouter()
   .openapi(signup, async (c) => {
     const body = c.req.valid("json");
-    const { user, signupToken } = await signUp(authDeps(c), {
+    const { user, signupToken } = await signUp(c.get("ctx"), {
       mobileNumber: body.mobile_number,
       name: body.name ?? null,
       email: body.email ?? null,
@@ -421,7 +421,7 @@ export const authRoutes = createRouter()
   })
   .openapi(sendOtp, async (c) => {
     const { mobile_number } = c.req.valid("json");
-    const sent = await sendLoginCode(authDeps(c), {
+    const sent = await sendLoginCode(c.get("ctx"), {
       mobileNumber: mobile_number,
       clientIp: clientIp(c),
     });
@@ -429,7 +429,7 @@ export const authRoutes = createRouter()
   })
   .openapi(verifyOtp, async (c) => {
     const body = c.req.valid("json");
-    const session = await verifyLoginCode(authDeps(c), {
+    const session = await verifyLoginCode(c.get("ctx"), {
       mobileNumber: body.mobile_number,
       code: body.otp,
       clientIp: clientIp(c),
@@ -440,7 +440,7 @@ export const authRoutes = createRouter()
   })
   .openapi(login, async (c) => {
     const body = c.req.valid("json");
-    const session = await logInWithPassword(authDeps(c), {
+    const session = await logInWithPassword(c.get("ctx"), {
       mobileNumber: body.mobile_number,
       password: body.password,
       clientIp: clientIp(c),
@@ -448,7 +448,7 @@ export const authRoutes = createRouter()
     return c.json(sessionJson(session), 200, NO_STORE);
   })
   .openapi(refresh, async (c) => {
-    const pair = await refreshSession(authDeps(c), c.req.valid("json").refresh_token);
+    const pair = await refreshSession(c.get("ctx"), c.req.valid("json").refresh_token);
     return c.json(tokenPairJson(pair), 200, NO_STORE);
   })
   .openapi(logout, async (c) => {
@@ -467,7 +467,7 @@ export const authRoutes = createRouter()
         },
       ]);
     }
-    await endSession(authDeps(c), {
+    await endSession(c.get("ctx"), {
       ...(caller ? { caller } : {}),
       ...(body.refresh_token !== undefined ? { refreshToken: body.refresh_token } : {}),
     });
@@ -475,7 +475,7 @@ export const authRoutes = createRouter()
   })
   .openapi(forgotPassword, async (c) => {
     const { mobile_number } = c.req.valid("json");
-    const sent = await sendResetCode(authDeps(c), {
+    const sent = await sendResetCode(c.get("ctx"), {
       mobileNumber: mobile_number,
       clientIp: clientIp(c),
     });
@@ -487,7 +487,7 @@ export const authRoutes = createRouter()
   })
   .openapi(resetPasswordRoute, async (c) => {
     const body = c.req.valid("json");
-    await resetPassword(authDeps(c), {
+    await resetPassword(c.get("ctx"), {
       mobileNumber: body.mobile_number,
       code: body.otp,
       newPassword: body.new_password,
@@ -498,7 +498,7 @@ export const authRoutes = createRouter()
   })
   .openapi(changePasswordRoute, async (c) => {
     const body = c.req.valid("json");
-    const session = await changePassword(authDeps(c), {
+    const session = await changePassword(c.get("ctx"), {
       userId: c.get("userId"),
       tokenIssuedAt: c.get("tokenIssuedAt"),
       ...(body.current_password !== undefined ? { currentPassword: body.current_password } : {}),

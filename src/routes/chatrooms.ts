@@ -1,7 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import type { Context } from "hono";
-import type { AppEnv } from "../context";
-import { describeError } from "../errors";
+import { rateLimitHeaders as rateLimitFields } from "../errors/http";
 import { MODEL_CATALOGUE, SYSTEM_INSTRUCTION_MAX_BYTES } from "../lib/gemini-models";
 import { bearerSecurity, liveSession, requireAuth, requireAuthDeferred } from "../middleware/auth";
 import {
@@ -14,16 +12,11 @@ import {
   updateChatroom,
 } from "../services/chat/chatrooms";
 import { cancelReply } from "../services/chat/control";
-import { buildChatDeps, type ChatDeps } from "../services/chat/deps";
-import { sendMessage, streamReply } from "../services/chat/messages";
+import { type SendMessageResult, sendMessage, streamReply } from "../services/chat/messages";
 import { REPLY_ERRORS } from "../services/chat/replies";
 import { getUsage, USAGE_MAX_DAYS } from "../services/chat/usage";
 import { createRouter, errorResponses, jsonContent } from "./router";
-
-/** Chat services wired to this request's adapters; background work goes to waitUntil. */
-export function chatDeps(c: Context<AppEnv>): ChatDeps {
-  return buildChatDeps(c.get("services"), c.get("env"), (p) => c.executionCtx.waitUntil(p));
-}
+import { eventStreamResponse } from "./shared/sse";
 
 const Timestamp = z.string().openapi({ format: "date-time", example: "2025-01-15T09:30:00.000Z" });
 const Id = z.string().openapi({ example: "01936f4e-1c2d-7b3a-9f00-123456789abc" });
@@ -547,8 +540,13 @@ const sendMessageRoute = createRoute({
   },
 });
 
-function sseFrame(event: string, data: unknown): Uint8Array {
-  return new TextEncoder().encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+/** A prompt's answer headers: today's quota, where the reply lives, and whether it is a replay. */
+function promptHeaders(result: SendMessageResult, location: string): Record<string, string> {
+  return {
+    ...(result.quota ? rateLimitFields(result.quota) : {}),
+    ...(result.kind === "replay" ? { "Idempotent-Replayed": "true" } : {}),
+    Location: location,
+  };
 }
 
 const DayString = z
@@ -593,7 +591,7 @@ const usageRoute = createRoute({
 export const chatroomRoutes = createRouter()
   .openapi(usageRoute, async (c) => {
     const { from, to } = c.req.valid("query");
-    const report = await getUsage(chatDeps(c), { userId: c.get("userId"), from, to });
+    const report = await getUsage(c.get("ctx"), { userId: c.get("userId"), from, to });
     return c.json(report, 200);
   })
   .openapi(modelsRoute, (c) => {
@@ -602,7 +600,7 @@ export const chatroomRoutes = createRouter()
   })
   .openapi(createChatroomRoute, async (c) => {
     const body = c.req.valid("json");
-    const chatroom = await createChatroom(chatDeps(c), {
+    const chatroom = await createChatroom(c.get("ctx"), {
       userId: c.get("userId"),
       title: body.title,
       description: body.description,
@@ -613,7 +611,7 @@ export const chatroomRoutes = createRouter()
   })
   .openapi(listChatroomsRoute, async (c) => {
     const { limit, cursor } = c.req.valid("query");
-    const { page, cache } = await listChatroomsCached(chatDeps(c), {
+    const { page, cache } = await listChatroomsCached(c.get("ctx"), {
       userId: c.get("userId"),
       limit,
       cursor,
@@ -621,7 +619,7 @@ export const chatroomRoutes = createRouter()
     return c.json(page, 200, { "X-Cache": cache, "Cache-Control": "private, no-store" });
   })
   .openapi(getChatroomRoute, async (c) => {
-    const detail = await getChatroom(chatDeps(c), {
+    const detail = await getChatroom(c.get("ctx"), {
       userId: c.get("userId"),
       chatroomId: c.req.valid("param").id,
     });
@@ -629,7 +627,7 @@ export const chatroomRoutes = createRouter()
   })
   .openapi(renameChatroomRoute, async (c) => {
     const body = c.req.valid("json");
-    const chatroom = await updateChatroom(chatDeps(c), {
+    const chatroom = await updateChatroom(c.get("ctx"), {
       userId: c.get("userId"),
       chatroomId: c.req.valid("param").id,
       title: body.title,
@@ -640,7 +638,7 @@ export const chatroomRoutes = createRouter()
     return c.json({ chatroom }, 200);
   })
   .openapi(deleteChatroomRoute, async (c) => {
-    await deleteChatroom(chatDeps(c), {
+    await deleteChatroom(c.get("ctx"), {
       userId: c.get("userId"),
       chatroomId: c.req.valid("param").id,
       sessionLive: liveSession(c),
@@ -649,7 +647,7 @@ export const chatroomRoutes = createRouter()
   })
   .openapi(listMessagesRoute, async (c) => {
     const { limit, before } = c.req.valid("query");
-    const page = await listMessages(chatDeps(c), {
+    const page = await listMessages(c.get("ctx"), {
       userId: c.get("userId"),
       chatroomId: c.req.valid("param").id,
       limit,
@@ -659,7 +657,7 @@ export const chatroomRoutes = createRouter()
   })
   .openapi(getMessageRoute, async (c) => {
     const { id, message_id } = c.req.valid("param");
-    const message = await getMessage(chatDeps(c), {
+    const message = await getMessage(c.get("ctx"), {
       userId: c.get("userId"),
       chatroomId: id,
       messageId: message_id,
@@ -668,7 +666,7 @@ export const chatroomRoutes = createRouter()
   })
   .openapi(regenerateReplyRoute, async (c) => {
     const { id, message_id } = c.req.valid("param");
-    const result = await sendMessage(chatDeps(c), {
+    const result = await sendMessage(c.get("ctx"), {
       userId: c.get("userId"),
       chatroomId: id,
       content: "",
@@ -678,15 +676,12 @@ export const chatroomRoutes = createRouter()
       sessionLive: liveSession(c),
     });
     c.set("rateLimitOutcome", "allowed");
-    const headers: Record<string, string> = {
-      ...result.headers,
-      Location: `/chatroom/${id}/messages/${result.body.reply.id}`,
-    };
+    const headers = promptHeaders(result, `/chatroom/${id}/messages/${result.body.reply.id}`);
     return c.json({ reply: result.body.reply }, 202, headers as z.infer<typeof rateLimitHeaders>);
   })
   .openapi(cancelReplyRoute, async (c) => {
     const { id, message_id } = c.req.valid("param");
-    const message = await cancelReply(chatDeps(c), {
+    const message = await cancelReply(c.get("ctx"), {
       userId: c.get("userId"),
       chatroomId: id,
       messageId: message_id,
@@ -695,10 +690,10 @@ export const chatroomRoutes = createRouter()
     return c.json({ message }, 200);
   })
   .openapi(sendMessageRoute, async (c) => {
-    const deps = chatDeps(c);
+    const ctx = c.get("ctx");
     const chatroomId = c.req.valid("param").id;
     const streaming = (c.req.header("accept") ?? "").includes("text/event-stream");
-    const result = await sendMessage(deps, {
+    const result = await sendMessage(ctx, {
       userId: c.get("userId"),
       chatroomId,
       content: c.req.valid("json").content,
@@ -708,48 +703,26 @@ export const chatroomRoutes = createRouter()
     });
     // For the request log; a refusal (429) is logged as "limited" by the log middleware.
     c.set("rateLimitOutcome", "allowed");
-    const location = `/chatroom/${chatroomId}/messages/${result.body.reply.id}`;
+    const headers = promptHeaders(
+      result,
+      `/chatroom/${chatroomId}/messages/${result.body.reply.id}`,
+    );
     if (result.kind === "replay" || !streaming) {
       // A replay repeats the stored status, which is always the 202 of the first response.
-      const headers: Record<string, string> = { ...result.headers, Location: location };
       return c.json(result.body, 202, headers as z.infer<typeof rateLimitHeaders>);
     }
-
     // SSE: the reply is produced under waitUntil; a client that disconnects hands the unfinished
     // generation to the queued path (ADR 5), so the reply is saved whether or not it stays.
-    const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
-    const writer = writable.getWriter();
-    let open = true;
-    const gone = new AbortController();
-    c.req.raw.signal?.addEventListener("abort", () => gone.abort());
-    const emit = (event: string, data: unknown) => {
-      if (!open) return;
-      writer.write(sseFrame(event, data)).catch(() => {
-        open = false;
-        gone.abort();
-      });
-    };
-    emit("message", { message: result.body.message });
-    const job = result.job;
-    const work = streamReply(deps, { ...job, chatroomId }, emit, gone.signal)
-      .catch((err: unknown) => {
-        console.error(
-          JSON.stringify({ level: "error", msg: "stream_reply_failed", error: describeError(err) }),
-        );
-        emit("error", { error: { code: "internal_error", message: "Something went wrong." } });
-      })
-      .finally(() => {
-        if (open) writer.close().catch(() => {});
-      });
-    c.executionCtx.waitUntil(work);
-    return new Response(readable, {
-      status: 200,
-      headers: {
-        ...result.headers,
-        "Content-Type": "text/event-stream; charset=utf-8",
-        "Cache-Control": "no-cache, no-transform",
-        "X-Accel-Buffering": "no",
-        Location: location,
+    const { job } = result;
+    return eventStreamResponse({
+      requestSignal: c.req.raw.signal,
+      headers,
+      log: ctx.log,
+      failure: "stream_reply_failed",
+      waitUntil: (p) => c.executionCtx.waitUntil(p),
+      produce: (emit, gone) => {
+        emit("message", { message: result.body.message });
+        return streamReply(ctx, { ...job, chatroomId }, emit, gone);
       },
     });
   });

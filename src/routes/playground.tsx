@@ -11,6 +11,6 @@ export const playgroundPage: Handler<AppEnv> = (c) => {
   c.header("X-Content-Type-Options", "nosniff");
   c.header("Referrer-Policy", "no-referrer");
   return c.html(
-    <PlaygroundPage nonce={nonce} codesInResponse={c.get("env")?.OTP_DELIVERY === "response"} />,
+    <PlaygroundPage nonce={nonce} codesInResponse={c.get("ctx").config.otpCodesInResponse} />,
   );
 };

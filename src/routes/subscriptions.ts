@@ -2,13 +2,8 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { AppEnv } from "../context";
 import { bearerSecurity, liveSession, requireAuth, requireAuthDeferred } from "../middleware/auth";
-import {
-  BILLING_LIMITS,
-  type BillingAction,
-  createBillingLimiters,
-} from "../services/billing/admission";
+import { BILLING_LIMITS } from "../services/billing/admission";
 import { startProCheckout } from "../services/billing/checkout";
-import { allowedRedirectOrigins, checkRedirectUrl } from "../services/billing/policy";
 import {
   cancelSubscription,
   getSubscriptionSummary,
@@ -179,13 +174,15 @@ const subscriptionPortal = createRoute({
   },
 });
 
-/** What a billing request must pass in its first round: the session check and its limit. */
-const admission = (c: Context<AppEnv>, action: BillingAction) => {
-  const sessionLive = liveSession(c);
-  // A request refused before its first round (a bad URL) never awaits it; the backstop in
-  // requireAuthDeferred still does, so a revoked session is 401 all the same.
-  sessionLive.catch(() => {});
-  return { sessionLive, limiter: createBillingLimiters(c.get("services").redis)[action] };
+/**
+ * The session check a billing request awaits in its first round, with its limit. A request
+ * refused before its first round (a bad URL) never awaits it; the backstop in
+ * requireAuthDeferred still does, so a revoked session is 401 all the same.
+ */
+const sessionLive = (c: Context<AppEnv>) => {
+  const live = liveSession(c);
+  live.catch(() => {});
+  return live;
 };
 
 function subscriptionJson(s: SubscriptionSummary) {
@@ -200,38 +197,21 @@ function subscriptionJson(s: SubscriptionSummary) {
 
 export const subscriptionRoutes = createRouter()
   .openapi(subscribePro, async (c) => {
-    const env = c.get("env");
-    const { db, billing, clock } = c.get("services");
     const body = c.req.valid("json") ?? {};
-    const result = await startProCheckout(
-      { db, billing, clock, proPriceId: env.STRIPE_PRO_PRICE_ID },
-      {
-        appUrl: env.APP_URL,
-        allowedRedirectOrigins: env.ALLOWED_REDIRECT_ORIGINS,
-        proPriceId: env.STRIPE_PRO_PRICE_ID,
-      },
-      {
-        userId: c.get("userId"),
-        successUrl: body.success_url,
-        cancelUrl: body.cancel_url,
-        admission: admission(c, "checkout"),
-      },
-    );
+    const result = await startProCheckout(c.get("ctx"), {
+      userId: c.get("userId"),
+      successUrl: body.success_url,
+      cancelUrl: body.cancel_url,
+      sessionLive: sessionLive(c),
+    });
     return c.json({ checkout_url: result.checkoutUrl, session_id: result.sessionId }, 200);
   })
   .openapi(subscriptionStatus, async (c) => {
-    const services = c.get("services");
+    const ctx = c.get("ctx");
     const userId = c.get("userId");
     // The tier decides the daily limit, so the usage read waits for it (no stale cached tier).
-    const summary = await getSubscriptionSummary(
-      { db: services.db, proPriceId: c.get("env").STRIPE_PRO_PRICE_ID },
-      userId,
-    );
-    const usage = await readDailyUsage(
-      { redis: services.redis, clock: services.clock, env: c.get("env") },
-      userId,
-      summary.tier,
-    );
+    const summary = await getSubscriptionSummary(ctx, userId);
+    const usage = await readDailyUsage(ctx, userId, summary.tier);
     return c.json(
       {
         ...subscriptionJson(summary),
@@ -245,28 +225,18 @@ export const subscriptionRoutes = createRouter()
     );
   })
   .openapi(subscriptionCancel, async (c) => {
-    const { db, billing, clock } = c.get("services");
-    const proPriceId = c.get("env").STRIPE_PRO_PRICE_ID;
-    const summary = await cancelSubscription(
-      { db, billing, clock, proPriceId },
-      { userId: c.get("userId"), admission: admission(c, "cancel") },
-    );
+    const summary = await cancelSubscription(c.get("ctx"), {
+      userId: c.get("userId"),
+      sessionLive: sessionLive(c),
+    });
     return c.json(subscriptionJson(summary), 200);
   })
   .openapi(subscriptionPortal, async (c) => {
-    const env = c.get("env");
-    const { db, billing, clock } = c.get("services");
     const body = c.req.valid("json") ?? {};
-    const returnUrl = body.return_url
-      ? checkRedirectUrl(
-          "return_url",
-          body.return_url,
-          allowedRedirectOrigins(env.APP_URL, env.ALLOWED_REDIRECT_ORIGINS),
-        )
-      : env.APP_URL;
-    const portal = await openBillingPortal(
-      { db, billing, clock, proPriceId: env.STRIPE_PRO_PRICE_ID },
-      { userId: c.get("userId"), returnUrl, admission: admission(c, "portal") },
-    );
+    const portal = await openBillingPortal(c.get("ctx"), {
+      userId: c.get("userId"),
+      returnUrl: body.return_url,
+      sessionLive: sessionLive(c),
+    });
     return c.json({ url: portal.url }, 200);
   });

@@ -31,7 +31,7 @@ const health = createRoute({
 });
 
 export const systemRoutes = createRouter().openapi(health, async (c) => {
-  const { db, redis } = c.get("services");
+  const { db, redis } = c.get("ctx");
   const report = await checkHealth({
     database: () => db.execute(sql`select 1`),
     redis: () => redis.ping(),

@@ -1,10 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import type { Context } from "hono";
-import type { AppEnv } from "../context";
 import type { UserRow } from "../db/queries/users";
 import { bearerSecurity, requireAuth, requireAuthDeferred } from "../middleware/auth";
 import { getCurrentUser, updateCurrentUser } from "../services/auth/accounts";
-import { buildAuthDeps } from "../services/auth/deps";
 import { createRouter, errorResponses, jsonContent } from "./router";
 
 export const UserSchema = z
@@ -52,9 +49,6 @@ export const EmailSchema = z.email().max(254).openapi({ example: "ada@example.co
 
 const UserResponseSchema = z.object({ user: UserSchema }).openapi("UserResponse");
 
-/** Auth services wired to this request's adapters. */
-export const authDeps = (c: Context<AppEnv>) => buildAuthDeps(c.get("services"), c.get("env"));
-
 const getMe = createRoute({
   method: "get",
   path: "/user/me",
@@ -97,7 +91,7 @@ const patchMe = createRoute({
 
 export const userRoutes = createRouter()
   .openapi(getMe, async (c) => {
-    const user = await getCurrentUser(authDeps(c), {
+    const user = await getCurrentUser(c.get("ctx"), {
       userId: c.get("userId"),
       tokenIssuedAt: c.get("tokenIssuedAt"),
     });
@@ -105,7 +99,7 @@ export const userRoutes = createRouter()
   })
   .openapi(patchMe, async (c) => {
     const body = c.req.valid("json");
-    const user = await updateCurrentUser(authDeps(c), {
+    const user = await updateCurrentUser(c.get("ctx"), {
       userId: c.get("userId"),
       tokenIssuedAt: c.get("tokenIssuedAt"),
       sessionId: c.get("sessionId") as string,

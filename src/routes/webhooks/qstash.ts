@@ -10,7 +10,6 @@ import {
   REPLY_FAILURE_CALLBACK_PATH,
   settleReply,
 } from "../../services/chat/replies";
-import { chatDeps } from "../chatrooms";
 import { createRouter, errorResponses, jsonContent } from "../router";
 
 const CallbackQuery = z.object({
@@ -48,14 +47,15 @@ const callbackRoute = <P extends string>(path: P, operationId: string, summary: 
   });
 
 async function handleCallback(c: Context<AppEnv>, failureCallback: boolean) {
+  const ctx = c.get("ctx");
   const raw = await c.req.text();
   const signature = c.req.header("upstash-signature");
   // Verify against our public URL (APP_URL), not request.url, which a proxy may have rewritten.
   const requested = new URL(c.req.url);
-  const publicUrl = `${c.get("env").APP_URL.replace(/\/+$/, "")}${requested.pathname}${requested.search}`;
+  const publicUrl = `${ctx.config.appUrl.replace(/\/+$/, "")}${requested.pathname}${requested.search}`;
   const valid =
     signature !== undefined &&
-    (await c.get("services").queueVerifier.verify({ signature, body: raw, url: publicUrl }));
+    (await ctx.queueVerifier.verify({ signature, body: raw, url: publicUrl }));
   if (!valid) {
     throw new UnauthorizedError("The QStash signature is invalid.", "invalid_signature");
   }
@@ -65,29 +65,24 @@ async function handleCallback(c: Context<AppEnv>, failureCallback: boolean) {
   const callback = parseQueueCallback(raw);
   if (!callback) throw new ValidationError("The body is not a QStash callback.");
 
-  const deps = chatDeps(c);
   const outcome = interpretCallback(callback, {
     failureCallback,
-    defaultMaxRetries: deps.config.qstashRetries,
+    defaultMaxRetries: ctx.config.qstashRetries,
   });
-  const result = await settleReply(deps, replyId, outcome);
-  console.log(
-    JSON.stringify({
-      level: "info",
-      msg: "qstash_callback",
-      reply_id: replyId,
-      failure_callback: failureCallback,
-      upstream_status: callback.status,
-      retried: callback.retried,
-      dlq_id: callback.dlqId,
-      outcome: outcome.kind,
-      result: result.status,
-    }),
-  );
+  const result = await settleReply(ctx, replyId, outcome);
+  ctx.log.info("qstash_callback", {
+    reply_id: replyId,
+    failure_callback: failureCallback,
+    upstream_status: callback.status,
+    retried: callback.retried,
+    dlq_id: callback.dlqId,
+    outcome: outcome.kind,
+    result: result.status,
+  });
   if (result.status === "unknown") {
     // The id says when its request made it: past every query deadline, the row will never
     // appear (its chatroom was deleted, or its write failed), so retrying only fills the DLQ.
-    if (deps.clock.now().getTime() - idTimeMs(replyId) > REPLY_ROW_GRACE_MS) {
+    if (ctx.clock.now().getTime() - idTimeMs(replyId) > REPLY_ROW_GRACE_MS) {
       return c.json({ status: "gone" as const }, 200);
     }
     // Not 200: the reply's batch may still be committing; QStash retries a non-2xx later.

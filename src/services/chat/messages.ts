@@ -21,8 +21,8 @@ import {
 import { users } from "../../db/schema/users";
 import {
   ConflictError,
-  describeError,
   NotFoundError,
+  type QuotaState,
   sqlStateOf,
   UnauthorizedError,
 } from "../../errors";
@@ -37,12 +37,13 @@ import {
   storableText,
 } from "../../lib/gemini";
 import { newId } from "../../lib/ids";
+import { describeError } from "../../log";
 import {
   dailyLimitError,
   decideQuota,
   type QuotaDecision,
   type QuotaTicket,
-  quotaHeaders,
+  quotaState,
 } from "../quota";
 import { assertId, invalidateList } from "./chatrooms";
 import { finishCancelledStream, STREAM_CANCEL_POLL_MS } from "./control";
@@ -88,15 +89,18 @@ export interface SendMessageInput {
 
 export type SendMessageResult =
   | {
+      /** The stored answer of an earlier request with the same Idempotency-Key. */
       kind: "replay";
       status: number;
       body: PromptResponse & RegenerateResponse;
-      headers: Record<string, string>;
+      /** Today's quota as it stands (no token was taken for the replay). */
+      quota: QuotaState | undefined;
     }
   | {
       kind: "accepted";
       body: PromptResponse & RegenerateResponse;
-      headers: Record<string, string>;
+      /** Today's quota after this prompt. */
+      quota: QuotaState;
       /** What the streaming path needs to produce the reply. */
       job: { replyId: string; userId: string; request: GeminiRequest };
     };
@@ -164,7 +168,7 @@ async function sha256Hex(text: string): Promise<string> {
 function replayOf(
   row: IdempotencyRow,
   requestHash: string,
-  headers: Record<string, string>,
+  quota: QuotaState | undefined,
 ): SendMessageResult {
   if (row.requestHash !== requestHash) {
     throw new ConflictError(
@@ -176,7 +180,7 @@ function replayOf(
     kind: "replay",
     status: row.statusCode,
     body: row.responseBody as PromptResponse & RegenerateResponse,
-    headers: { ...headers, "Idempotent-Replayed": "true" },
+    quota,
   };
 }
 
@@ -300,9 +304,7 @@ async function sendClaimedMessage(
       try {
         await deps.quota.refund(input.userId, ticket.day, replyId);
       } catch (err) {
-        console.error(
-          JSON.stringify({ level: "error", msg: "quota_refund_failed", error: describeError(err) }),
-        );
+        deps.log.error("quota_refund_failed", { error: describeError(err) });
       }
     }
     await leaving;
@@ -316,13 +318,13 @@ async function sendClaimedMessage(
   if (record) {
     await refund(true);
     const tier = user?.tier ?? "basic";
-    const headers = ticket
-      ? quotaHeaders(
+    const quota = ticket
+      ? quotaState(
           decideQuota({ ...ticket, count: ticket.count - 1 }, tier, deps.quota.limits),
           nowMs,
         )
-      : {};
-    return replayOf(record, requestHash, headers);
+      : undefined;
+    return replayOf(record, requestHash, quota);
   }
   if (!ticket) throw (taken as PromiseRejectedResult).reason;
   if (!user) {
@@ -353,7 +355,7 @@ async function sendClaimedMessage(
       // (a client timeout) while the first, which took the day's last prompt, is being written.
       // Its response is the answer, not a 429.
       const first = await awaitInFlightRecord(deps, input.userId, key);
-      if (first) return replayOf(first, requestHash, quotaHeaders(decision, nowMs));
+      if (first) return replayOf(first, requestHash, quotaState(decision, nowMs));
       throw new ConflictError(
         "A request with this Idempotency-Key is still being processed; retry shortly.",
         "idempotency_in_progress",
@@ -372,7 +374,7 @@ async function sendClaimedMessage(
     if (key && ownsClaim.status === "fulfilled" && ownsClaim.value === false) {
       // A parallel repeat of a prompt in flight: its answer is the first one's.
       const first = await awaitInFlightRecord(deps, input.userId, key);
-      if (first) return replayOf(first, requestHash, quotaHeaders(decision, nowMs));
+      if (first) return replayOf(first, requestHash, quotaState(decision, nowMs));
     }
     throw new ConflictError(
       `You already have ${config.maxPendingReplies[user.tier]} ${config.maxPendingReplies[user.tier] === 1 ? "reply" : "replies"} pending; wait for one to finish.`,
@@ -463,7 +465,7 @@ async function sendClaimedMessage(
     if (state === "23505" && key) {
       // A parallel request with the same key won the insert; answer as its replay.
       const [winner] = await selectIdempotencyRecord(db, input.userId, key, now);
-      if (winner) return replayOf(winner, requestHash, quotaHeaders(decision, nowMs));
+      if (winner) return replayOf(winner, requestHash, quotaState(decision, nowMs));
     }
     if (state === "23503") throw new NotFoundError("No such chatroom.");
     throw written.reason;
@@ -490,7 +492,7 @@ async function sendClaimedMessage(
   return {
     kind: "accepted",
     body,
-    headers: quotaHeaders(decision, nowMs),
+    quota: quotaState(decision, nowMs),
     job: { replyId: replyRow.id, userId: input.userId, request },
   };
 }
@@ -575,9 +577,7 @@ export async function streamReply(
   } catch (err) {
     if (clientGone?.aborted && !cancelled && (await handOffToQueue(deps, job))) return;
     if (!cancelled) {
-      console.warn(
-        JSON.stringify({ level: "warn", msg: "gemini_stream_failed", error: describeError(err) }),
-      );
+      deps.log.warn("gemini_stream_failed", { error: describeError(err) });
     }
     outcome = outcomeOfStreamError(err, storableText(delivered));
   } finally {
@@ -622,14 +622,10 @@ async function handOffToQueue(
   try {
     const { messageId } = await deps.queue.publish(replyJob(deps.config, job.replyId, job.request));
     await handOffStreamedReply(deps.db, job.replyId, STREAM_JOB_ID, messageId);
-    console.info(
-      JSON.stringify({ level: "info", msg: "stream_handed_off", reply_id: job.replyId }),
-    );
+    deps.log.info("stream_handed_off", { reply_id: job.replyId });
     return true;
   } catch (err) {
-    console.warn(
-      JSON.stringify({ level: "warn", msg: "stream_hand_off_failed", error: describeError(err) }),
-    );
+    deps.log.warn("stream_hand_off_failed", { error: describeError(err) });
     return false;
   }
 }
