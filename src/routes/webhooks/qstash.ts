@@ -4,6 +4,7 @@ import type { AppEnv } from "../../context";
 import { NotFoundError, UnauthorizedError, ValidationError } from "../../errors";
 import { ID_PATTERN, idTimeMs } from "../../lib/ids";
 import { parseQueueCallback } from "../../lib/queue";
+import { BODY_LIMITS, limitBody } from "../../middleware/body";
 import {
   interpretCallback,
   REPLY_CALLBACK_PATH,
@@ -91,7 +92,8 @@ async function handleCallback(c: Context<AppEnv>, failureCallback: boolean) {
   return c.json({ status: result.status }, 200);
 }
 
-export const qstashWebhookRoutes = createRouter()
+/** QStash signs the raw body: no JSON checks, a 4 MiB limit (Gemini responses ride in it). */
+export const qstashWebhookRoutes = createRouter({ body: [limitBody(BODY_LIMITS.qstashCallback)] })
   .openapi(
     callbackRoute(
       REPLY_CALLBACK_PATH,

@@ -1,6 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { DependencyUnavailableError, DomainError, ValidationError } from "../../errors";
 import { type BillingEvent, WebhookSignatureError } from "../../lib/billing";
+import { BODY_LIMITS, limitBody } from "../../middleware/body";
 import { handleStripeEvent, type WebhookOutcome } from "../../services/billing/webhooks";
 import { createRouter, errorResponses, jsonContent } from "../router";
 
@@ -23,7 +24,10 @@ const stripeWebhook = createRoute({
   },
 });
 
-export const stripeWebhookRoutes = createRouter().openapi(stripeWebhook, async (c) => {
+/** Stripe verifies the raw body itself: no JSON checks, a 1 MiB limit. */
+export const stripeWebhookRoutes = createRouter({
+  body: [limitBody(BODY_LIMITS.stripeWebhook)],
+}).openapi(stripeWebhook, async (c) => {
   const ctx = c.get("ctx");
   const raw = await c.req.text();
   let event: BillingEvent;

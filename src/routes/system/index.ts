@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { sql } from "drizzle-orm";
-import { checkHealth } from "../services/health";
-import { createRouter, errorResponses, jsonContent } from "./router";
+import { checkHealth } from "../../services/health";
+import { createRouter, errorResponses, jsonContent } from "../router";
 
 const CheckSchema = z.object({
   status: z.enum(["ok", "error"]),

@@ -1,7 +1,7 @@
 import type { Handler } from "hono";
-import type { AppEnv } from "../context";
-import { PlaygroundPage } from "./playground/page";
-import { contentSecurityPolicy, newNonce } from "./shared/csp";
+import type { AppEnv } from "../../context";
+import { contentSecurityPolicy, newNonce } from "../shared/csp";
+import { PlaygroundPage } from "./page";
 
 /** GET /: the playground, a server-rendered page that drives the JSON API from the browser. */
 export const playgroundPage: Handler<AppEnv> = (c) => {
