@@ -11,7 +11,8 @@ import {
   updateChatroom,
 } from "../../services/chat/chatrooms";
 import { cancelReply } from "../../services/chat/control";
-import { sendMessage, streamReply } from "../../services/chat/messages";
+import { sendMessage } from "../../services/chat/send";
+import { streamReply } from "../../services/chat/stream";
 import { getUsage, USAGE_MAX_DAYS } from "../../services/chat/usage";
 import { createRouter, errorResponses, jsonContent } from "../router";
 import { eventStreamResponse } from "../shared/sse";

@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { rateLimitHeaders as rateLimitFields } from "../../errors/http";
 import { requireAuthDeferred } from "../../middleware/auth";
-import type { SendMessageResult } from "../../services/chat/messages";
+import type { SendMessageResult } from "../../services/chat/send";
 import { errorResponses, jsonContent } from "../router";
 
 import {

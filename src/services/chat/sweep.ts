@@ -11,7 +11,7 @@ import { chatrooms } from "../../db/schema/chatrooms";
 import { users } from "../../db/schema/users";
 import { describeError } from "../../log";
 import type { ChatDeps } from "./deps";
-import { promptRequest } from "./messages";
+import { promptRequest } from "./history";
 import { refundPrompt, replyJob, STREAM_JOB_ID } from "./replies";
 
 /** A reply younger than this may still be mid-publish by its own request; leave it alone. */
