@@ -1,3 +1,4 @@
+import { sqlStateOf } from "../../db/client";
 import { touchChatroomForReply } from "../../db/queries/chatrooms";
 import {
   addReplyToLedger,
@@ -7,7 +8,7 @@ import {
   type ReplyUsage,
   selectReplyId,
 } from "../../db/queries/messages";
-import { sqlStateOf } from "../../errors";
+
 import {
   GEMINI_API_KEY_HEADER,
   type GeminiAnswer,

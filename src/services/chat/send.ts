@@ -1,4 +1,5 @@
 import { eq } from "drizzle-orm";
+import { sqlStateOf } from "../../db/client";
 import { recordExchange, selectOwnedChatroom } from "../../db/queries/chatrooms";
 import {
   deleteExpiredIdempotencyRecord,
@@ -16,13 +17,7 @@ import {
   supersedeReplies,
 } from "../../db/queries/messages";
 import { users } from "../../db/schema/users";
-import {
-  ConflictError,
-  NotFoundError,
-  type QuotaState,
-  sqlStateOf,
-  UnauthorizedError,
-} from "../../errors";
+import { ConflictError, NotFoundError, type QuotaState, UnauthorizedError } from "../../errors";
 import type { GeminiRequest } from "../../lib/gemini";
 import { newId } from "../../lib/ids";
 import { describeError } from "../../log";
