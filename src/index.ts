@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { createApp } from "./app";
-import { buildServices, envFromBindings } from "./middleware/services";
-import { buildChatDeps } from "./services/chat/deps";
+import { rootLogger } from "./log";
+import { envFromBindings, serviceContextFromBindings } from "./middleware/context";
 import { sweepReplies } from "./services/chat/sweep";
 
 // Validate configuration when the isolate starts, so a missing or weak secret stops the Worker
@@ -14,11 +14,8 @@ export default {
   fetch: app.fetch,
   /** Cron trigger: fails overdue replies and republishes replies whose publish failed. */
   async scheduled(controller, bindings, ctx) {
-    const config = envFromBindings(bindings);
-    const deps = buildChatDeps(buildServices(config), config, (p) => ctx.waitUntil(p));
-    const report = await sweepReplies(deps, new Date(controller.scheduledTime));
-    console.log(
-      JSON.stringify({ level: "info", msg: "reply_sweep", cron: controller.cron, ...report }),
-    );
+    const services = serviceContextFromBindings(bindings, rootLogger, (p) => ctx.waitUntil(p));
+    const report = await sweepReplies(services, new Date(controller.scheduledTime));
+    rootLogger.info("reply_sweep", { cron: controller.cron, ...report });
   },
 } satisfies ExportedHandler<Record<string, unknown>>;

@@ -1,4 +1,4 @@
-import { describeError } from "../errors";
+import { describeError, type Logger } from "../log";
 import type { RedisClient } from "./redis";
 
 /** What a cache read found: the scope's current version and the entry stored under it, if any. */
@@ -27,6 +27,7 @@ export interface VersionedCacheOptions {
   ttlSeconds: number;
   /** Longest a read may take before the caller goes to the database instead. */
   readTimeoutMs: number;
+  log: Logger;
 }
 
 const SEPARATOR = "\n";
@@ -54,9 +55,7 @@ export function createVersionedCache(o: VersionedCacheOptions): VersionedCache {
           return { version: current, value: stored.slice(at + 1) };
         })
         .catch((err: unknown) => {
-          console.warn(
-            JSON.stringify({ level: "warn", msg: "cache_read_failed", error: describeError(err) }),
-          );
+          o.log.warn("cache_read_failed", { error: describeError(err) });
           return null;
         });
       try {

@@ -1,3 +1,4 @@
+import type { Logger } from "../log";
 import { maskMobileNumber } from "./phone";
 
 export interface OtpMessage {
@@ -29,22 +30,20 @@ export const responseDelivery: OtpDelivery = {
  * `OTP_DELIVERY=log`: the response carries no code; one log line records that a code was sent,
  * without the code itself (logs are not a place for secrets). Stand-in until a gateway is wired.
  */
-export const logDelivery: OtpDelivery = {
-  echoesCode: false,
-  async deliver(m) {
-    console.log(
-      JSON.stringify({
-        level: "info",
-        msg: "otp_issued",
+export function logDelivery(log: Logger): OtpDelivery {
+  return {
+    echoesCode: false,
+    async deliver(m) {
+      log.info("otp_issued", {
         mobile_number: maskMobileNumber(m.mobileNumber),
         purpose: m.purpose,
         expires_in: m.expiresInSeconds,
-      }),
-    );
-    return {};
-  },
-};
+      });
+      return {};
+    },
+  };
+}
 
-export function createOtpDelivery(mode: "response" | "log"): OtpDelivery {
-  return mode === "response" ? responseDelivery : logDelivery;
+export function createOtpDelivery(mode: "response" | "log", log: Logger): OtpDelivery {
+  return mode === "response" ? responseDelivery : logDelivery(log);
 }

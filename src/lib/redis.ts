@@ -21,3 +21,8 @@ export function createRedis(url: string, token: string): RedisClient {
     enableTelemetry: false,
   });
 }
+
+/** This adapter's failures: the SDK raises UpstashError for anything Upstash answered as failed. */
+export function isRedisUnavailable(err: Error): boolean {
+  return err.name === "UpstashError";
+}

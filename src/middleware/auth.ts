@@ -66,7 +66,7 @@ async function startSessionCheck(c: Context<AppEnv>): Promise<void> {
   const header = c.req.header("authorization");
   const match = header ? BEARER.exec(header) : null;
   if (!match?.[1]) throw new UnauthorizedError("A valid bearer token is required.");
-  const { tokens, clock, db } = c.get("services");
+  const { tokens, clock, db } = c.get("ctx");
   let claims: AccessClaims;
   try {
     claims = await tokens.verify(match[1], clock.now());
@@ -99,7 +99,7 @@ export async function optionalCaller(
   const header = c.req.header("authorization");
   const match = header ? BEARER.exec(header) : null;
   if (!match?.[1]) return null;
-  const { tokens, clock } = c.get("services");
+  const { tokens, clock } = c.get("ctx");
   try {
     const claims = await tokens.verify(match[1], clock.now());
     c.set("userId", claims.userId);

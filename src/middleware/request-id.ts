@@ -1,14 +1,25 @@
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../context";
 import { newId } from "../lib/ids";
+import { rootLogger } from "../log";
 
 const SAFE_ID = /^[A-Za-z0-9._-]{8,128}$/;
 
-/** Gives every request an id (a caller's well-formed X-Request-Id is kept) and echoes it. */
+/**
+ * Gives every request an id (a caller's well-formed X-Request-Id is kept) and echoes it, and
+ * the request's logger, which stamps that id and the user id once the auth middleware sets it.
+ */
 export const requestId = createMiddleware<AppEnv>(async (c, next) => {
   const incoming = c.req.header("x-request-id");
   const id = incoming && SAFE_ID.test(incoming) ? incoming : newId();
   c.set("requestId", id);
+  c.set(
+    "log",
+    rootLogger.with(() => {
+      const userId = c.get("userId");
+      return userId ? { request_id: id, user_id: userId } : { request_id: id };
+    }),
+  );
   c.header("X-Request-Id", id);
   await next();
   c.res.headers.set("X-Request-Id", id);

@@ -8,18 +8,13 @@ import type { AppEnv } from "../context";
 export const requestLog = createMiddleware<AppEnv>(async (c, next) => {
   const started = performance.now();
   await next();
-  console.log(
-    JSON.stringify({
-      level: "info",
-      msg: "request",
-      request_id: c.get("requestId"),
-      method: c.req.method,
-      route: c.req.routePath,
-      status: c.res.status,
-      latency_ms: Math.round((performance.now() - started) * 10) / 10,
-      user_id: c.get("userId") ?? null,
-      // Only rate limiters answer 429, so a 429 is a limited request whoever refused it.
-      rate_limit: c.get("rateLimitOutcome") ?? (c.res.status === 429 ? "limited" : null),
-    }),
-  );
+  c.get("log").info("request", {
+    method: c.req.method,
+    route: c.req.routePath,
+    status: c.res.status,
+    latency_ms: Math.round((performance.now() - started) * 10) / 10,
+    user_id: c.get("userId") ?? null,
+    // Only rate limiters answer 429, so a 429 is a limited request whoever refused it.
+    rate_limit: c.get("rateLimitOutcome") ?? (c.res.status === 429 ? "limited" : null),
+  });
 });

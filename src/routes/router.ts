@@ -1,6 +1,10 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../context";
-import { DEFAULT_ERROR_CODES, ERROR_CODES, type ErrorCode } from "../errors";
+import { ERROR_CODES, type ErrorCode } from "../errors";
+import { DEFAULT_ERROR_CODES } from "../errors/http";
+import { bearerSecurity, requireAuth, requireAuthDeferred } from "../middleware/auth";
+import { jsonBody } from "../middleware/body";
 import { FIELD_ALIASES, fieldsOf, normaliseJsonBody, validationHook } from "./shared/fields";
 
 type Route = Parameters<OpenAPIHono<AppEnv>["openapi"]>[0];
@@ -18,11 +22,22 @@ const ALIAS_NOTE = "Field names other clients of this spec use are accepted too:
 /**
  * The edge every route passes (src/routes/shared/fields.ts): a JSON object body has its field
  * aliases renamed and unknown fields refused before the route's validator runs, and the route's
- * description lists the aliases it accepts. Runs after the route's own middleware (auth).
+ * description lists the aliases it accepts. Runs after the group's body checks and auth and the
+ * route's own middleware.
  */
-function atTheEdge(route: Route): Route {
+function atTheEdge(route: Route, group: RouterOptions): Route {
+  const own = route.middleware ? [route.middleware].flat() : [];
+  const auth =
+    group.auth && !own.includes(requireAuthDeferred) && !own.includes(requireAuth)
+      ? [requireAuth]
+      : [];
+  const grouped = {
+    ...route,
+    ...(group.auth ? { security: bearerSecurity } : {}),
+    middleware: [...group.body, ...auth, ...own],
+  } as Route;
   const fields = fieldsOf(jsonBodySchema(route));
-  if (!fields) return route;
+  if (!fields) return grouped;
   const aliases = Object.entries(FIELD_ALIASES).filter(
     ([alias, field]) => fields.includes(field) && !fields.includes(alias),
   );
@@ -30,11 +45,10 @@ function atTheEdge(route: Route): Route {
     aliases.length > 0
       ? `${ALIAS_NOTE}${aliases.map(([a, f]) => `\`${a}\` for \`${f}\``).join(", ")}. A field sent together with its alias, or any unknown field, is 400 invalid_request (the message names the field and the one you may have meant).`
       : "Any unknown field is 400 invalid_request (the message names the field and the one you may have meant).";
-  const own = route.middleware ? [route.middleware].flat() : [];
   return {
-    ...route,
+    ...grouped,
     description: route.description ? `${route.description}\n\n${note}` : note,
-    middleware: [...own, normaliseJsonBody(fields)],
+    middleware: [...(grouped.middleware as MiddlewareHandler[]), normaliseJsonBody(fields)],
   } as Route;
 }
 
@@ -44,11 +58,27 @@ const schemaOf = (route: Route | undefined, target: string): z.ZodType | undefin
   return (route.request as Record<string, z.ZodType | undefined> | undefined)?.[target];
 };
 
+/** What a route group applies to every route it declares. */
+export interface RouterOptions {
+  /**
+   * The body checks of the group, first in every route's chain: JSON API groups take
+   * `jsonBody` (64 KiB of UTF-8 JSON); webhook groups read raw bodies under their own limit.
+   */
+  body: readonly MiddlewareHandler<AppEnv>[];
+  /**
+   * Every route requires a bearer token: `requireAuth` (or the route's own
+   * `requireAuthDeferred`) and the bearer security requirement in the document.
+   */
+  auth: boolean;
+}
+
 /**
  * Every route group is built with this, so validation failures share one error shape and every
- * request passes the same edge (field aliases, unknown fields, readable messages).
+ * request passes the same edge (body checks, auth, field aliases, unknown fields, readable
+ * messages). `createRouter({ auth: true })` is the authenticated sub-router.
  */
-export function createRouter() {
+export function createRouter(options: Partial<RouterOptions> = {}) {
+  const group: RouterOptions = { body: jsonBody, auth: false, ...options };
   const router = new OpenAPIHono<AppEnv>({
     defaultHook: validationHook(() => undefined),
   });
@@ -56,7 +86,7 @@ export function createRouter() {
   const register = router.openapi;
   router.openapi = ((route: Route, handler: never, hook?: never) =>
     register(
-      atTheEdge(route),
+      atTheEdge(route, group),
       handler,
       hook ?? (validationHook((target) => schemaOf(route, target)) as never),
     )) as unknown as typeof router.openapi;

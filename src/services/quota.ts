@@ -1,6 +1,6 @@
+import type { ServiceConfig } from "../config";
 import type { Tier } from "../db/schema/users";
-import type { Env } from "../env";
-import { DependencyUnavailableError, LimitExceededError } from "../errors";
+import { DependencyUnavailableError, LimitExceededError, type QuotaState } from "../errors";
 import type { Clock } from "../lib/clock";
 import { createRateLimiter, type RateLimiter } from "../lib/rate-limit";
 import type { RedisClient } from "../lib/redis";
@@ -112,7 +112,7 @@ export async function readDailyUsage(
   deps: {
     redis: RedisClient;
     clock: Clock;
-    env: Pick<Env, "BASIC_DAILY_LIMIT" | "PRO_DAILY_LIMIT">;
+    config: Pick<ServiceConfig, "dailyLimits">;
   },
   userId: string,
   tier: Tier,
@@ -121,7 +121,7 @@ export async function readDailyUsage(
     redis: deps.redis,
     prefix: QUOTA_PREFIX,
     algorithm: "fixed",
-    tokens: deps.env.PRO_DAILY_LIMIT,
+    tokens: deps.config.dailyLimits.pro,
     window: "1 d",
   });
   let r: { remaining: number; reset: number };
@@ -130,8 +130,8 @@ export async function readDailyUsage(
   } catch (err) {
     throw new DependencyUnavailableError("rate limiter", err);
   }
-  const dailyLimit = tier === "pro" ? deps.env.PRO_DAILY_LIMIT : deps.env.BASIC_DAILY_LIMIT;
-  const used = Math.max(0, deps.env.PRO_DAILY_LIMIT - r.remaining);
+  const dailyLimit = tier === "pro" ? deps.config.dailyLimits.pro : deps.config.dailyLimits.basic;
+  const used = Math.max(0, deps.config.dailyLimits.pro - r.remaining);
   const nextMidnight = (Math.floor(deps.clock.now().getTime() / DAY_MS) + 1) * DAY_MS;
   return {
     used_today: Math.min(used, dailyLimit),
@@ -155,13 +155,9 @@ export function decideQuota(
   return { accepted, limit, used, remaining: Math.max(0, limit - used), resetAt: ticket.resetAt };
 }
 
-/** RateLimit-* headers (draft-ietf-httpapi-ratelimit-headers, the widely used pre-07 fields). */
-export function quotaHeaders(d: QuotaDecision, nowMs: number): Record<string, string> {
-  return {
-    "RateLimit-Limit": String(d.limit),
-    "RateLimit-Remaining": String(d.remaining),
-    "RateLimit-Reset": String(secondsUntil(d.resetAt, nowMs)),
-  };
+/** The counter's state for the edge to report (RateLimit-* fields, src/errors/http.ts). */
+export function quotaState(d: QuotaDecision, nowMs: number): QuotaState {
+  return { limit: d.limit, remaining: d.remaining, resetSeconds: secondsUntil(d.resetAt, nowMs) };
 }
 
 function secondsUntil(resetAt: number, nowMs: number): number {
@@ -174,6 +170,6 @@ export function dailyLimitError(d: QuotaDecision, nowMs: number): LimitExceededE
     secondsUntil(d.resetAt, nowMs),
     "daily_limit_reached",
     { limit: d.limit, used: d.used, resets_at: new Date(d.resetAt).toISOString() },
-    quotaHeaders(d, nowMs),
+    quotaState(d, nowMs),
   );
 }

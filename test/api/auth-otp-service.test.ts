@@ -3,12 +3,13 @@
 // the per-number lock after 100 failures, log delivery).
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { createDatabase } from "../../src/db/client.ts";
-import { LimitExceededError, UnauthorizedError } from "../../src/errors.ts";
+import { LimitExceededError, UnauthorizedError } from "../../src/errors/index.ts";
 import { fixedClock } from "../../src/lib/clock.ts";
 import { createOtpStore, type OtpStore } from "../../src/lib/otp.ts";
 import { logDelivery, responseDelivery } from "../../src/lib/otp-delivery.ts";
 import { createRedis } from "../../src/lib/redis.ts";
 import { createAccessTokens } from "../../src/lib/tokens.ts";
+import { rootLogger } from "../../src/log.ts";
 import { type AuthDeps, createAuthLimiters } from "../../src/services/auth/deps.ts";
 import { consumeCode, issueCode, takeSendAllowance } from "../../src/services/auth/otp.ts";
 import { cloudUrl, testEnv, uniqueMobileNumber, withinOneWindow } from "../support/api.ts";
@@ -35,6 +36,7 @@ function deps(overrides: Partial<AuthDeps> = {}) {
       refreshTokenTtlSeconds: 3600,
       refreshFamilyMaxAgeSeconds: 7200,
     },
+    log: rootLogger,
     ...overrides,
   };
   return { deps: d, clock };
@@ -107,7 +109,7 @@ describe("OTP issuing", () => {
   });
 
   it("with OTP_DELIVERY=log, returns no code and logs none", async () => {
-    const { deps: d } = deps({ otpDelivery: logDelivery });
+    const { deps: d } = deps({ otpDelivery: logDelivery(rootLogger) });
     const log = vi.spyOn(console, "log").mockImplementation(() => {});
     const number = uniqueMobileNumber();
     const sent = await issueCode(d, { mobileNumber: number, purpose: "login", clientIp });
@@ -141,7 +143,7 @@ describe("OTP send limits", () => {
       for (let i = 0; i < 5; i++) await takeSendAllowance(fast, stranger);
       const err = await takeSendAllowance(fast, stranger).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(LimitExceededError);
-      const retryAfter = Number((err as LimitExceededError).headers["Retry-After"]);
+      const retryAfter = (err as LimitExceededError).retryAfterSeconds;
       // The sliding window reports the end of the current fixed hour, which may be seconds away
       // when the test runs just before the hour turns.
       expect(retryAfter).toBeGreaterThanOrEqual(1);
@@ -210,7 +212,7 @@ describe("per-number lock after consecutive failures", () => {
     const sent = await issueCode(d, { mobileNumber: number, purpose: "login", clientIp: ip });
     const err = await consume(d, number, sent.otp as string, ip).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LimitExceededError);
-    expect(Number((err as LimitExceededError).headers["Retry-After"])).toBeGreaterThan(3600);
+    expect((err as LimitExceededError).retryAfterSeconds).toBeGreaterThan(3600);
     // The client that asked for the code presents its challenge id: it is never locked out.
     await expect(
       consumeCode(d, {

@@ -3,7 +3,7 @@
 // a user's state to prove rejected requests changed nothing.
 import { connect } from "node:net";
 import { afterAll, beforeAll, expect } from "vitest";
-import { ERROR_CODES } from "../../src/errors.ts";
+import { ERROR_CODES } from "../../src/errors/index.ts";
 import { type ApiResponse, call, workerUrl } from "../support/api.ts";
 import { createSession, type TestSession } from "../support/session.ts";
 import { newChatroom, sendPrompt, settledReply } from "./chat-support.ts";

@@ -7,7 +7,7 @@ import { Validator } from "@seriousme/openapi-schema-validator";
 import { v7 } from "uuid";
 import { beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { ERROR_CODES } from "../../src/errors.ts";
+import { ERROR_CODES } from "../../src/errors/index.ts";
 import {
   type ApiResponse,
   type CallOptions,

@@ -84,6 +84,24 @@ describe("the one error shape", () => {
     expect(res.body.error.code).toBe("payload_too_large");
   });
 
+  it("gives webhooks their own body limits, not the 64 KiB API limit", async () => {
+    // 100 KiB: over the API limit, under Stripe's 1 MiB and QStash's 4 MiB. Unsigned, so the
+    // webhook answers its signature error, which it can only do after reading the whole body.
+    const padding = "x".repeat(100 * 1024);
+    const stripe = await call("POST", "/webhook/stripe", {
+      rawBody: JSON.stringify({ padding }),
+      headers: { "content-type": "application/json" },
+    });
+    expect(stripe.status).toBe(400);
+    expect(stripe.body.error.code).toBe("invalid_signature");
+    const qstash = await call("POST", "/webhook/qstash/reply?reply_id=x", {
+      rawBody: JSON.stringify({ padding }),
+      headers: { "content-type": "text/plain" },
+    });
+    expect(qstash.status).toBe(401);
+    expect(qstash.body.error.code).toBe("invalid_signature");
+  });
+
   it("answers a chunked body over the limit without Content-Length with 413", async () => {
     const chunk = new TextEncoder().encode("x".repeat(16 * 1024));
     let sent = 0;

@@ -1,4 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { httpOf } from "../../src/errors/http.ts";
+import { ValidationError } from "../../src/errors/index.ts";
 import {
   allowedRedirectOrigins,
   CHECKOUT_IDEMPOTENCY_WINDOW_SECONDS,
@@ -69,9 +71,15 @@ describe("checkRedirectUrl", () => {
     "/relative",
     "https://app.example.com@evil.com/",
   ])("refuses %s with a 400", (url) => {
-    expect(() => checkRedirectUrl("cancel_url", url, allowed)).toThrowError(
-      expect.objectContaining({ status: 400, code: "invalid_request" }),
-    );
+    let thrown: unknown;
+    try {
+      checkRedirectUrl("cancel_url", url, allowed);
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(ValidationError);
+    expect((thrown as ValidationError).code).toBe("invalid_request");
+    expect(httpOf(thrown as ValidationError).status).toBe(400);
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ValidationError } from "../../src/errors.ts";
+import { ValidationError } from "../../src/errors/index.ts";
 import { decodeChatroomCursor, encodeChatroomCursor } from "../../src/services/chat/chatrooms.ts";
 
 const id = "01936f4e-1c2d-7b3a-9f00-123456789abc";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { buildGenerateContentBody } from "../../src/lib/gemini.ts";
-import { historyTurns } from "../../src/services/chat/messages.ts";
+import { historyTurns } from "../../src/services/chat/history.ts";
 
 const user = (content: string) => ({ role: "user" as const, content });
 const model = (content: string) => ({ role: "model" as const, content });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { LimitExceededError } from "../../src/errors.ts";
-import { dailyLimitError, decideQuota, quotaHeaders, utcDay } from "../../src/services/quota.ts";
+import { httpOf, rateLimitHeaders } from "../../src/errors/http.ts";
+import { LimitExceededError } from "../../src/errors/index.ts";
+import { dailyLimitError, decideQuota, quotaState, utcDay } from "../../src/services/quota.ts";
 
 const limits = { basic: 5, pro: 1000 };
 const now = Date.UTC(2026, 10, 23, 22, 0, 0);
@@ -39,7 +40,7 @@ describe("decideQuota", () => {
 
 describe("quota headers and errors", () => {
   it("emits RateLimit-Limit/Remaining/Reset with seconds until 00:00 UTC", () => {
-    expect(quotaHeaders(decideQuota(ticket(2), "basic", limits), now)).toEqual({
+    expect(rateLimitHeaders(quotaState(decideQuota(ticket(2), "basic", limits), now))).toEqual({
       "RateLimit-Limit": "5",
       "RateLimit-Remaining": "3",
       "RateLimit-Reset": "7200",
@@ -49,10 +50,13 @@ describe("quota headers and errors", () => {
   it("answers 429 daily_limit_reached with Retry-After and limit, used, resets_at", () => {
     const err = dailyLimitError(decideQuota(ticket(6), "basic", limits), now);
     expect(err).toBeInstanceOf(LimitExceededError);
-    expect(err.status).toBe(429);
+    expect(httpOf(err).status).toBe(429);
     expect(err.code).toBe("daily_limit_reached");
     expect(err.details).toEqual({ limit: 5, used: 5, resets_at: "2026-11-24T00:00:00.000Z" });
-    expect(err.headers).toMatchObject({ "Retry-After": "7200", "RateLimit-Remaining": "0" });
+    expect(httpOf(err).headers).toMatchObject({
+      "Retry-After": "7200",
+      "RateLimit-Remaining": "0",
+    });
   });
 
   it("names the UTC day of a window", () => {

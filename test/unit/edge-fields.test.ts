@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ValidationError } from "../../src/errors.ts";
+import { ValidationError } from "../../src/errors/index.ts";
 import { closestField, normaliseFields } from "../../src/routes/shared/fields.ts";
 
 const SIGNUP = ["mobile_number", "name", "email", "password"];

@@ -1,7 +1,9 @@
 import { Hono } from "hono";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { AppEnv } from "../../src/context.ts";
-import { describeError, handleError, logSafeStack, NotFoundError } from "../../src/errors.ts";
+import { handleError } from "../../src/errors/http.ts";
+import { NotFoundError } from "../../src/errors/index.ts";
+import { describeError, logSafeStack } from "../../src/log.ts";
 
 /** A NeonDbError as the neon driver builds it: name, Postgres message and SQLSTATE. */
 function neonError(message: string, code?: string): Error {

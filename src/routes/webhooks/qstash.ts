@@ -1,16 +1,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { AppEnv } from "../../context";
-import { NotFoundError, UnauthorizedError, ValidationError } from "../../errors";
-import { ID_PATTERN, idTimeMs } from "../../lib/ids";
-import { parseQueueCallback } from "../../lib/queue";
-import {
-  interpretCallback,
-  REPLY_CALLBACK_PATH,
-  REPLY_FAILURE_CALLBACK_PATH,
-  settleReply,
-} from "../../services/chat/replies";
-import { chatDeps } from "../chatrooms";
+import { BODY_LIMITS, limitBody } from "../../middleware/body";
+import { receiveReplyCallback } from "../../services/chat/callbacks";
+import { REPLY_CALLBACK_PATH, REPLY_FAILURE_CALLBACK_PATH } from "../../services/chat/replies";
 import { createRouter, errorResponses, jsonContent } from "../router";
 
 const CallbackQuery = z.object({
@@ -26,9 +19,6 @@ const CallbackHeaders = z.object({
 const CallbackResult = z
   .object({ status: z.enum(["complete", "failed", "pending", "unchanged", "gone"]) })
   .openapi("QStashCallbackResult");
-
-/** Longer than any write of a reply row can take (10 s query deadline, with room to spare). */
-const REPLY_ROW_GRACE_MS = 60_000;
 
 // Generic over the path so its literal type reaches AppType (a `string` path would erase the others).
 const callbackRoute = <P extends string>(path: P, operationId: string, summary: string) =>
@@ -48,55 +38,19 @@ const callbackRoute = <P extends string>(path: P, operationId: string, summary: 
   });
 
 async function handleCallback(c: Context<AppEnv>, failureCallback: boolean) {
-  const raw = await c.req.text();
-  const signature = c.req.header("upstash-signature");
-  // Verify against our public URL (APP_URL), not request.url, which a proxy may have rewritten.
   const requested = new URL(c.req.url);
-  const publicUrl = `${c.get("env").APP_URL.replace(/\/+$/, "")}${requested.pathname}${requested.search}`;
-  const valid =
-    signature !== undefined &&
-    (await c.get("services").queueVerifier.verify({ signature, body: raw, url: publicUrl }));
-  if (!valid) {
-    throw new UnauthorizedError("The QStash signature is invalid.", "invalid_signature");
-  }
-
-  const replyId = c.req.query("reply_id") ?? "";
-  if (!ID_PATTERN.test(replyId)) throw new ValidationError("reply_id is malformed.");
-  const callback = parseQueueCallback(raw);
-  if (!callback) throw new ValidationError("The body is not a QStash callback.");
-
-  const deps = chatDeps(c);
-  const outcome = interpretCallback(callback, {
+  const result = await receiveReplyCallback(c.get("ctx"), {
+    raw: await c.req.text(),
+    signature: c.req.header("upstash-signature"),
+    pathAndQuery: `${requested.pathname}${requested.search}`,
+    replyId: c.req.query("reply_id") ?? "",
     failureCallback,
-    defaultMaxRetries: deps.config.qstashRetries,
   });
-  const result = await settleReply(deps, replyId, outcome);
-  console.log(
-    JSON.stringify({
-      level: "info",
-      msg: "qstash_callback",
-      reply_id: replyId,
-      failure_callback: failureCallback,
-      upstream_status: callback.status,
-      retried: callback.retried,
-      dlq_id: callback.dlqId,
-      outcome: outcome.kind,
-      result: result.status,
-    }),
-  );
-  if (result.status === "unknown") {
-    // The id says when its request made it: past every query deadline, the row will never
-    // appear (its chatroom was deleted, or its write failed), so retrying only fills the DLQ.
-    if (deps.clock.now().getTime() - idTimeMs(replyId) > REPLY_ROW_GRACE_MS) {
-      return c.json({ status: "gone" as const }, 200);
-    }
-    // Not 200: the reply's batch may still be committing; QStash retries a non-2xx later.
-    throw new NotFoundError("No such reply (yet).");
-  }
   return c.json({ status: result.status }, 200);
 }
 
-export const qstashWebhookRoutes = createRouter()
+/** QStash signs the raw body: no JSON checks, a 4 MiB limit (Gemini responses ride in it). */
+export const qstashWebhookRoutes = createRouter({ body: [limitBody(BODY_LIMITS.qstashCallback)] })
   .openapi(
     callbackRoute(
       REPLY_CALLBACK_PATH,

@@ -1,6 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { AppError, DependencyUnavailableError, describeError, logSafeStack } from "../../errors";
+import { DependencyUnavailableError, DomainError, ValidationError } from "../../errors";
 import { type BillingEvent, WebhookSignatureError } from "../../lib/billing";
+import { BODY_LIMITS, limitBody } from "../../middleware/body";
 import { handleStripeEvent, type WebhookOutcome } from "../../services/billing/webhooks";
 import { createRouter, errorResponses, jsonContent } from "../router";
 
@@ -23,53 +24,42 @@ const stripeWebhook = createRoute({
   },
 });
 
-export const stripeWebhookRoutes = createRouter().openapi(stripeWebhook, async (c) => {
-  const { db, billing, clock } = c.get("services");
+/** Stripe verifies the raw body itself: no JSON checks, a 1 MiB limit. */
+export const stripeWebhookRoutes = createRouter({
+  body: [limitBody(BODY_LIMITS.stripeWebhook)],
+}).openapi(stripeWebhook, async (c) => {
+  const ctx = c.get("ctx");
   const raw = await c.req.text();
   let event: BillingEvent;
   try {
-    event = await billing.verifyWebhook(raw, c.req.header("stripe-signature"), clock.now());
+    event = await ctx.billing.verifyWebhook(raw, c.req.header("stripe-signature"), ctx.clock.now());
   } catch (err) {
     if (err instanceof WebhookSignatureError) {
-      throw new AppError(400, "invalid_signature", "The Stripe signature is missing or invalid.");
+      throw new ValidationError(
+        "The Stripe signature is missing or invalid.",
+        undefined,
+        "invalid_signature",
+      );
     }
     throw err;
   }
 
   let result: WebhookOutcome;
   try {
-    result = await handleStripeEvent(
-      { db, billing, clock, proPriceId: c.get("env").STRIPE_PRO_PRICE_ID },
-      event,
-    );
+    result = await handleStripeEvent(ctx, event);
   } catch (err) {
-    if (err instanceof AppError) throw err;
+    if (err instanceof DomainError) throw err;
     // Whatever failed (database, network), the event is not recorded: a 503 makes Stripe retry.
-    console.error(
-      JSON.stringify({
-        level: "error",
-        msg: "stripe_webhook_failed",
-        request_id: c.get("requestId"),
-        event_id: event.id,
-        event_type: event.type,
-        error: describeError(err),
-        stack: logSafeStack(err),
-      }),
-    );
+    ctx.log.failure("stripe_webhook_failed", err, { event_id: event.id, event_type: event.type });
     throw new DependencyUnavailableError("database", err);
   }
 
   const permanent = result.outcome === "unmapped" || result.outcome === "unknown_subscription";
   // A mapping error will not fix itself on retry: acknowledge it, and log it for a human.
-  (permanent ? console.error : console.log)(
-    JSON.stringify({
-      level: permanent ? "error" : "info",
-      msg: "stripe_webhook",
-      request_id: c.get("requestId"),
-      event_id: event.id,
-      event_type: event.type,
-      ...result,
-    }),
-  );
+  ctx.log[permanent ? "error" : "info"]("stripe_webhook", {
+    event_id: event.id,
+    event_type: event.type,
+    ...result,
+  });
   return c.json({ received: true as const }, 200);
 });

@@ -10,7 +10,6 @@ import {
 } from "../../db/queries/users";
 import {
   ConflictError,
-  describeError,
   ForbiddenError,
   LimitExceededError,
   NotFoundError,
@@ -21,6 +20,7 @@ import { newId } from "../../lib/ids";
 import { networkTag, type OtpPurpose, signupTokenMac } from "../../lib/otp";
 import { hashPassword, needsRehash, verifyAgainstDummy, verifyPassword } from "../../lib/passwords";
 import type { LimitResult } from "../../lib/rate-limit";
+import { describeError } from "../../log";
 import { AUTH_LIMITS, type AuthDeps } from "./deps";
 import {
   consumeCodeWithReceipt,
@@ -294,13 +294,7 @@ async function rememberNetwork(deps: AuthDeps, mobileNumber: string, network: st
       knownTtlSeconds: AUTH_LIMITS.knownNetworkTtlSeconds,
     });
   } catch (err) {
-    console.warn(
-      JSON.stringify({
-        level: "warn",
-        msg: "known_network_not_recorded",
-        error: describeError(err),
-      }),
-    );
+    deps.log.warn("known_network_not_recorded", { error: describeError(err) });
   }
 }
 
@@ -317,14 +311,7 @@ async function rehash(
     const to = await hashPassword(input.password);
     await upgradePasswordHash(deps.db, { userId: input.userId, from: input.from, to });
   } catch (err) {
-    console.warn(
-      JSON.stringify({
-        level: "warn",
-        msg: "password_rehash_failed",
-        user_id: input.userId,
-        error: describeError(err),
-      }),
-    );
+    deps.log.warn("password_rehash_failed", { user_id: input.userId, error: describeError(err) });
   }
 }
 

@@ -1,11 +1,12 @@
+import type { ServiceConfig } from "../../config";
 import type { Database } from "../../db/client";
-import type { Env } from "../../env";
 import type { Clock } from "../../lib/clock";
-import { createOtpStore, type OtpStore } from "../../lib/otp";
+import type { OtpStore } from "../../lib/otp";
 import type { OtpDelivery } from "../../lib/otp-delivery";
 import { createRateLimiter, type RateLimiter } from "../../lib/rate-limit";
 import type { RedisClient } from "../../lib/redis";
 import type { AccessTokens } from "../../lib/tokens";
+import type { Logger } from "../../log";
 
 /** Send and login limits (project choices, see docs/adr/0002-password-hashing.md). */
 export const AUTH_LIMITS = {
@@ -65,7 +66,7 @@ export interface AuthLimiters {
   loginPerIp: RateLimiter;
 }
 
-/** Everything the auth services need; tests build it directly with a fixed clock. */
+/** The slice of the service context the auth services need; tests build it with a fixed clock. */
 export interface AuthDeps {
   db: Database;
   redis: RedisClient;
@@ -74,12 +75,11 @@ export interface AuthDeps {
   otpStore: OtpStore;
   otpDelivery: OtpDelivery;
   limiters: AuthLimiters;
-  config: {
-    otpSecret: string;
-    refreshTokenTtlSeconds: number;
-    /** A family (session) older than this is refused at refresh, however often it rotated. */
-    refreshFamilyMaxAgeSeconds: number;
-  };
+  config: Pick<
+    ServiceConfig,
+    "otpSecret" | "refreshTokenTtlSeconds" | "refreshFamilyMaxAgeSeconds"
+  >;
+  log: Logger;
 }
 
 export function createAuthLimiters(redis: RedisClient): AuthLimiters {
@@ -92,27 +92,5 @@ export function createAuthLimiters(redis: RedisClient): AuthLimiters {
     otpPerIp: sliding("rl:otp:ip", AUTH_LIMITS.otpPerIpPerHour, "1 h"),
     loginPerNumber: sliding("rl:login:number", AUTH_LIMITS.loginPerNumberPer15Min, "15 m"),
     loginPerIp: sliding("rl:login:ip", AUTH_LIMITS.loginPerIpPer15Min, "15 m"),
-  };
-}
-
-export function buildAuthDeps(
-  services: {
-    db: Database;
-    redis: RedisClient;
-    clock: Clock;
-    tokens: AccessTokens;
-    otpDelivery: OtpDelivery;
-  },
-  env: Pick<Env, "OTP_SECRET" | "REFRESH_TOKEN_TTL_SECONDS" | "REFRESH_FAMILY_MAX_AGE_SECONDS">,
-): AuthDeps {
-  return {
-    ...services,
-    otpStore: createOtpStore(services.redis),
-    limiters: createAuthLimiters(services.redis),
-    config: {
-      otpSecret: env.OTP_SECRET,
-      refreshTokenTtlSeconds: env.REFRESH_TOKEN_TTL_SECONDS,
-      refreshFamilyMaxAgeSeconds: env.REFRESH_FAMILY_MAX_AGE_SECONDS,
-    },
   };
 }

@@ -1,4 +1,4 @@
-import { describeError, LimitExceededError, UnauthorizedError } from "../../errors";
+import { LimitExceededError, UnauthorizedError } from "../../errors";
 import {
   CHALLENGE_ID_PATTERN,
   type CodeSlot,
@@ -8,6 +8,7 @@ import {
   type OtpPurpose,
   otpMac,
 } from "../../lib/otp";
+import { describeError } from "../../log";
 import { AUTH_LIMITS, type AuthDeps } from "./deps";
 
 /** A code lives 5 minutes (NIST/ASVS allow at most 10). */
@@ -291,9 +292,7 @@ export async function restoreCode(deps: AuthDeps, receipt: CodeReceipt): Promise
   try {
     await deps.otpStore.restore({ ...receipt, ttlSeconds: OTP_TTL_SECONDS + 60 });
   } catch (err) {
-    console.error(
-      JSON.stringify({ level: "error", msg: "otp_restore_failed", error: describeError(err) }),
-    );
+    deps.log.error("otp_restore_failed", { error: describeError(err) });
   }
 }
 

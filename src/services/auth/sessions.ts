@@ -101,9 +101,7 @@ export async function refreshSession(deps: AuthDeps, refreshToken: string): Prom
   if (!rotated) {
     const revoked = await revokeFamilyOfRotatedToken(deps.db, tokenHash, now);
     if (revoked > 0) {
-      console.warn(
-        JSON.stringify({ level: "warn", msg: "refresh_token_reuse", revoked_tokens: revoked }),
-      );
+      deps.log.warn("refresh_token_reuse", { revoked_tokens: revoked });
     }
     throw new UnauthorizedError(INVALID_REFRESH);
   }

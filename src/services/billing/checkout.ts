@@ -1,10 +1,13 @@
+import type { ServiceConfig } from "../../config";
 import type { Database } from "../../db/client";
 import { findBillingAccount, setStripeCustomerId } from "../../db/queries/subscriptions";
-import { ConflictError, describeError, NotFoundError } from "../../errors";
+import { ConflictError, NotFoundError } from "../../errors";
 import { type Billing, StaleBillingReferenceError } from "../../lib/billing";
 import type { Clock } from "../../lib/clock";
 import { newId } from "../../lib/ids";
-import { admit, type BillingAdmission } from "./admission";
+import type { Logger } from "../../log";
+import { describeError } from "../../log";
+import { admit, type BillingLimiters } from "./admission";
 import {
   allowedRedirectOrigins,
   checkoutIdempotencyKey,
@@ -13,18 +16,16 @@ import {
   isTerminalStatus,
 } from "./policy";
 
+/** The slice of the service context (src/context.ts) the billing services touch. */
 export interface BillingDeps {
   db: Database;
   billing: Billing;
   clock: Clock;
-  /** `STRIPE_PRO_PRICE_ID`: only a subscription to this price grants Pro. */
-  proPriceId: string;
-}
-
-export interface CheckoutConfig {
-  appUrl: string;
-  allowedRedirectOrigins: string;
-  proPriceId: string;
+  log: Logger;
+  /** Per-user limits of the endpoints that call Stripe. */
+  billingLimiters: BillingLimiters;
+  /** `proPriceId`: only a subscription to this price grants Pro. */
+  config: Pick<ServiceConfig, "proPriceId" | "appUrl" | "allowedRedirectOrigins">;
 }
 
 /**
@@ -35,14 +36,15 @@ export interface CheckoutConfig {
  */
 export async function startProCheckout(
   deps: BillingDeps,
-  config: CheckoutConfig,
   input: {
     userId: string;
     successUrl?: string | undefined;
     cancelUrl?: string | undefined;
-    admission: BillingAdmission;
+    /** `liveSession(c)`: resolves while the caller's session stands. */
+    sessionLive: Promise<void>;
   },
 ): Promise<{ checkoutUrl: string; sessionId: string }> {
+  const { config } = deps;
   const allowed = allowedRedirectOrigins(config.appUrl, config.allowedRedirectOrigins);
   const base = config.appUrl.replace(/\/+$/, "");
   const urls = {
@@ -56,7 +58,7 @@ export async function startProCheckout(
 
   // Round 1: the account, the session check and the allowance (the URLs are checked above).
   const { user, subscription } = await admit(
-    input.admission,
+    { sessionLive: input.sessionLive, limiter: deps.billingLimiters.checkout },
     input.userId,
     findBillingAccount(deps.db, input.userId, config.proPriceId),
   );
@@ -109,14 +111,10 @@ export async function startProCheckout(
     session = await checkout(customerId, session.id);
   }
   if (open.status === "rejected") {
-    console.warn(
-      JSON.stringify({
-        level: "warn",
-        msg: "checkout_open_sessions_unread",
-        user_id: user.id,
-        error: describeError(open.reason),
-      }),
-    );
+    deps.log.warn("checkout_open_sessions_unread", {
+      user_id: user.id,
+      error: describeError(open.reason),
+    });
   }
   const others = open.status === "fulfilled" ? open.value.filter((id) => id !== session.id) : [];
   await Promise.all(others.map((id) => deps.billing.expireCheckoutSession(id)));
@@ -151,15 +149,11 @@ async function newCustomer(
   const stored = (await setStripeCustomerId(deps.db, userId, customerId, replacing)) ?? customerId;
   if (stored !== customerId && customerId !== found) {
     await deps.billing.deleteCustomer(customerId).catch((err: unknown) => {
-      console.warn(
-        JSON.stringify({
-          level: "warn",
-          msg: "stripe_customer_orphaned",
-          user_id: userId,
-          customer_id: customerId,
-          error: describeError(err),
-        }),
-      );
+      deps.log.warn("stripe_customer_orphaned", {
+        user_id: userId,
+        customer_id: customerId,
+        error: describeError(err),
+      });
     });
   }
   return stored;

@@ -6,9 +6,14 @@ import {
   PortalNotConfiguredError,
   StaleBillingReferenceError,
 } from "../../lib/billing";
-import { admit, type BillingAdmission } from "./admission";
+import { admit } from "./admission";
 import type { BillingDeps } from "./checkout";
-import { isTerminalStatus, storedPriceId } from "./policy";
+import {
+  allowedRedirectOrigins,
+  checkRedirectUrl,
+  isTerminalStatus,
+  storedPriceId,
+} from "./policy";
 
 export interface SubscriptionSummary {
   tier: Tier;
@@ -22,10 +27,10 @@ export interface SubscriptionSummary {
 
 /** The user's tier (the value the chat quota reads) and their current subscription. */
 export async function getSubscriptionSummary(
-  deps: Pick<BillingDeps, "db" | "proPriceId">,
+  deps: Pick<BillingDeps, "db" | "config">,
   userId: string,
 ): Promise<SubscriptionSummary> {
-  const { user, subscription } = await findBillingAccount(deps.db, userId, deps.proPriceId);
+  const { user, subscription } = await findBillingAccount(deps.db, userId, deps.config.proPriceId);
   if (!user) throw new NotFoundError("The user no longer exists.", "user_not_found");
   return {
     tier: user.tier,
@@ -42,14 +47,14 @@ export async function getSubscriptionSummary(
  */
 export async function cancelSubscription(
   deps: BillingDeps,
-  input: { userId: string; admission: BillingAdmission },
+  input: { userId: string; sessionLive: Promise<void> },
 ): Promise<SubscriptionSummary> {
   const { userId } = input;
   // Round 1: the account, the session check and the allowance.
   const { user, subscription } = await admit(
-    input.admission,
+    { sessionLive: input.sessionLive, limiter: deps.billingLimiters.cancel },
     userId,
-    findBillingAccount(deps.db, userId, deps.proPriceId),
+    findBillingAccount(deps.db, userId, deps.config.proPriceId),
   );
   if (!user) throw new NotFoundError("The user no longer exists.", "user_not_found");
   if (!subscription || isTerminalStatus(subscription.status)) {
@@ -67,7 +72,7 @@ export async function cancelSubscription(
       await applySubscriptionState(deps.db, {
         userId,
         state: stateOf(current, deps),
-        proPriceId: deps.proPriceId,
+        proPriceId: deps.config.proPriceId,
       });
     }
     throw new ConflictError("You have no subscription to cancel.", "no_subscription");
@@ -76,7 +81,7 @@ export async function cancelSubscription(
   const { tier } = await applySubscriptionState(deps.db, {
     userId,
     state,
-    proPriceId: deps.proPriceId,
+    proPriceId: deps.config.proPriceId,
   });
   return {
     tier: tier ?? user.tier,
@@ -94,11 +99,19 @@ export async function cancelSubscription(
  */
 export async function openBillingPortal(
   deps: BillingDeps,
-  input: { userId: string; returnUrl: string; admission: BillingAdmission },
+  input: { userId: string; returnUrl?: string | undefined; sessionLive: Promise<void> },
 ): Promise<{ url: string }> {
-  // Round 1: the account, the session check and the allowance (return_url was checked before).
+  // Checked before any I/O: a bad return_url costs no round and no allowance.
+  const returnUrl = input.returnUrl
+    ? checkRedirectUrl(
+        "return_url",
+        input.returnUrl,
+        allowedRedirectOrigins(deps.config.appUrl, deps.config.allowedRedirectOrigins),
+      )
+    : deps.config.appUrl;
+  // Round 1: the account, the session check and the allowance.
   const { user } = await admit(
-    input.admission,
+    { sessionLive: input.sessionLive, limiter: deps.billingLimiters.portal },
     input.userId,
     findBillingAccount(deps.db, input.userId),
   );
@@ -109,18 +122,14 @@ export async function openBillingPortal(
   try {
     return await deps.billing.createPortalSession({
       customerId: user.stripeCustomerId,
-      returnUrl: input.returnUrl,
+      returnUrl,
     });
   } catch (err) {
     if (err instanceof PortalNotConfiguredError) {
-      console.error(
-        JSON.stringify({
-          level: "error",
-          msg: "billing_portal_not_configured",
-          user_id: input.userId,
-          error: err.message,
-        }),
-      );
+      deps.log.error("billing_portal_not_configured", {
+        user_id: input.userId,
+        error: err.message,
+      });
       throw new BillingPortalUnavailableError();
     }
     if (err instanceof StaleBillingReferenceError) {
@@ -134,10 +143,10 @@ export async function openBillingPortal(
 }
 
 /** A subscription read from Stripe, as stored: its price resolved against the Pro price. */
-export function stateOf(s: BillingSubscription, deps: Pick<BillingDeps, "clock" | "proPriceId">) {
+export function stateOf(s: BillingSubscription, deps: Pick<BillingDeps, "clock" | "config">) {
   return {
     ...s,
-    priceId: storedPriceId(s, deps.proPriceId),
+    priceId: storedPriceId(s, deps.config.proPriceId),
     version: deps.clock.now().getTime(),
   };
 }

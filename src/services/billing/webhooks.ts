@@ -80,10 +80,10 @@ export async function handleStripeEvent(
     userId,
     state: {
       ...subscription,
-      priceId: storedPriceId(subscription, deps.proPriceId),
+      priceId: storedPriceId(subscription, deps.config.proPriceId),
       version: readAt,
     },
-    proPriceId: deps.proPriceId,
+    proPriceId: deps.config.proPriceId,
     event: { id: event.id, type: event.type },
   });
   return {

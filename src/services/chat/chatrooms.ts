@@ -14,7 +14,6 @@ import {
 } from "../../db/queries/messages";
 import { users } from "../../db/schema/users";
 import {
-  describeError,
   NotFoundError,
   UnauthorizedError,
   UnprocessableError,
@@ -22,6 +21,7 @@ import {
 } from "../../errors";
 import { type ChatSettings, settingsRefusal } from "../../lib/gemini-models";
 import { ID_PATTERN, newId } from "../../lib/ids";
+import { describeError } from "../../log";
 import { background, type ChatDeps } from "./deps";
 import { type ChatroomView, chatroomView, type MessageView, messageView } from "./views";
 
@@ -36,7 +36,7 @@ export function assertId(id: string, what = "chatroom"): void {
   if (!ID_PATTERN.test(id)) throw new NotFoundError(`No such ${what}.`);
 }
 
-type ChatDb = Pick<ChatDeps, "db" | "clock" | "listCache" | "waitUntil" | "config">;
+type ChatDb = Pick<ChatDeps, "db" | "clock" | "listCache" | "waitUntil" | "config" | "log">;
 
 /** The title of a chatroom created without one, until Gemini suggests a better one. */
 export const DEFAULT_CHATROOM_TITLE = "New chat";
@@ -184,25 +184,18 @@ const INVALIDATE_RETRY_DELAYS_MS = [1_000, 3_000, 9_000];
  * fresh once Redis is back; after a longer outage entries expire after CHATROOM_CACHE_TTL_SECONDS.
  */
 export async function invalidateList(
-  deps: Pick<ChatDeps, "listCache" | "waitUntil">,
+  deps: Pick<ChatDeps, "listCache" | "waitUntil" | "log">,
   userId: string,
 ) {
   try {
     await deps.listCache.invalidate(userId);
   } catch (err) {
-    console.warn(
-      JSON.stringify({
-        level: "warn",
-        msg: "cache_invalidate_failed",
-        user_id: userId,
-        error: describeError(err),
-      }),
-    );
+    deps.log.warn("cache_invalidate_failed", { user_id: userId, error: describeError(err) });
     deps.waitUntil(retryInvalidate(deps, userId));
   }
 }
 
-async function retryInvalidate(deps: Pick<ChatDeps, "listCache">, userId: string) {
+async function retryInvalidate(deps: Pick<ChatDeps, "listCache" | "log">, userId: string) {
   for (const delay of INVALIDATE_RETRY_DELAYS_MS) {
     await new Promise((r) => setTimeout(r, delay));
     try {
@@ -212,7 +205,7 @@ async function retryInvalidate(deps: Pick<ChatDeps, "listCache">, userId: string
       // Still down; the next attempt, or the entries' TTL, takes over.
     }
   }
-  console.warn(JSON.stringify({ level: "warn", msg: "cache_invalidate_gave_up", user_id: userId }));
+  deps.log.warn("cache_invalidate_gave_up", { user_id: userId });
 }
 
 export interface ChatroomPage {

@@ -4,8 +4,9 @@ import {
   type MessageRow,
   selectMessage,
 } from "../../db/queries/messages";
-import { ConflictError, describeError, NotFoundError } from "../../errors";
+import { ConflictError, NotFoundError } from "../../errors";
 import { storableText } from "../../lib/gemini";
+import { describeError } from "../../log";
 import { assertId } from "./chatrooms";
 import type { ChatDeps } from "./deps";
 import { leavePending, refundPrompt, STREAM_JOB_ID } from "./replies";
@@ -56,13 +57,11 @@ export async function cancelReply(
 }
 
 /** Best effort: a job QStash still delivers reports to a callback that changes nothing. */
-async function cancelJob(deps: Pick<ChatDeps, "queue">, jobId: string): Promise<void> {
+async function cancelJob(deps: Pick<ChatDeps, "queue" | "log">, jobId: string): Promise<void> {
   try {
     await deps.queue.cancel(jobId);
   } catch (err) {
-    console.warn(
-      JSON.stringify({ level: "warn", msg: "qstash_cancel_failed", error: describeError(err) }),
-    );
+    deps.log.warn("qstash_cancel_failed", { error: describeError(err) });
   }
 }
 
@@ -74,7 +73,7 @@ export const STREAM_CANCEL_POLL_MS = 400;
  * or refunds the prompt when nothing was sent. Returns the reply as saved.
  */
 export async function finishCancelledStream(
-  deps: Pick<ChatDeps, "db" | "quota">,
+  deps: Pick<ChatDeps, "db" | "quota" | "log">,
   reply: MessageRow,
   delivered: string,
 ): Promise<MessageRow> {

@@ -1,3 +1,4 @@
+import { sqlStateOf } from "../../db/client";
 import { touchChatroomForReply } from "../../db/queries/chatrooms";
 import {
   addReplyToLedger,
@@ -7,7 +8,7 @@ import {
   type ReplyUsage,
   selectReplyId,
 } from "../../db/queries/messages";
-import { describeError, sqlStateOf } from "../../errors";
+
 import {
   GEMINI_API_KEY_HEADER,
   type GeminiAnswer,
@@ -20,6 +21,7 @@ import {
   readGenerateContentResponse,
 } from "../../lib/gemini";
 import { decodeCallbackBody, type QueueCallback, type QueuedRequest } from "../../lib/queue";
+import { describeError } from "../../log";
 import { invalidateList } from "./chatrooms";
 import type { ChatConfig, ChatDeps } from "./deps";
 import type { ReplyError } from "./views";
@@ -163,7 +165,10 @@ export type SettleResult =
  * the quota (failure) or invalidates the list cache (completion).
  */
 export async function settleReply(
-  deps: Pick<ChatDeps, "db" | "clock" | "listCache" | "quota" | "waitUntil" | "pendingGate">,
+  deps: Pick<
+    ChatDeps,
+    "db" | "clock" | "listCache" | "quota" | "waitUntil" | "pendingGate" | "log"
+  >,
   replyId: string,
   outcome: ReplyOutcome,
 ): Promise<SettleResult> {
@@ -177,14 +182,7 @@ export async function settleReply(
       // The answer cannot be stored as it is (a data exception, SQLSTATE class 22). Retrying
       // would fail the same way until the deadline: the reply fails visibly now instead.
       if (!sqlStateOf(err)?.startsWith("22")) throw err;
-      console.warn(
-        JSON.stringify({
-          level: "warn",
-          msg: "reply_unstorable",
-          reply_id: replyId,
-          error: describeError(err),
-        }),
-      );
+      deps.log.warn("reply_unstorable", { reply_id: replyId, error: describeError(err) });
       return settleReply(deps, replyId, {
         kind: "failed",
         error: "upstream_error",
@@ -222,7 +220,7 @@ export async function settleReply(
 
 /** A settled reply no longer counts against MAX_PENDING_REPLIES (best effort; entries expire). */
 export function leavePending(
-  deps: Pick<ChatDeps, "pendingGate" | "waitUntil">,
+  deps: Pick<ChatDeps, "pendingGate" | "waitUntil" | "log">,
   userId: string,
   replyId: string,
 ) {
@@ -231,7 +229,7 @@ export function leavePending(
 
 /** Gives a failed prompt back to the user's daily quota (best effort: logged on failure). */
 export async function refundPrompt(
-  deps: Pick<ChatDeps, "quota">,
+  deps: Pick<ChatDeps, "quota" | "log">,
   userId: string,
   quotaDay: string | null,
   replyId: string,
@@ -240,14 +238,7 @@ export async function refundPrompt(
   try {
     await deps.quota.refund(userId, quotaDay, replyId);
   } catch (err) {
-    console.error(
-      JSON.stringify({
-        level: "error",
-        msg: "quota_refund_failed",
-        user_id: userId,
-        error: describeError(err),
-      }),
-    );
+    deps.log.error("quota_refund_failed", { user_id: userId, error: describeError(err) });
   }
 }
 

@@ -9,9 +9,9 @@ import {
 import { purgeProcessedWebhookEvents } from "../../db/queries/webhook-events";
 import { chatrooms } from "../../db/schema/chatrooms";
 import { users } from "../../db/schema/users";
-import { describeError } from "../../errors";
+import { describeError } from "../../log";
 import type { ChatDeps } from "./deps";
-import { promptRequest } from "./messages";
+import { promptRequest } from "./history";
 import { refundPrompt, replyJob, STREAM_JOB_ID } from "./replies";
 
 /** A reply younger than this may still be mid-publish by its own request; leave it alone. */
@@ -96,13 +96,7 @@ export async function sweepReplies(deps: ChatDeps, now: Date): Promise<SweepRepo
   );
   const errors = republished.filter((r) => r.status === "rejected");
   for (const e of errors) {
-    console.warn(
-      JSON.stringify({
-        level: "warn",
-        msg: "sweep_republish_failed",
-        error: describeError(e.reason),
-      }),
-    );
+    deps.log.warn("sweep_republish_failed", { error: describeError(e.reason) });
   }
   if (failing.status === "rejected") throw failing.reason;
   if (listing.status === "rejected") throw listing.reason;

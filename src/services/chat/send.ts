@@ -1,74 +1,47 @@
 import { eq } from "drizzle-orm";
+import { sqlStateOf } from "../../db/client";
 import { recordExchange, selectOwnedChatroom } from "../../db/queries/chatrooms";
 import {
   deleteExpiredIdempotencyRecord,
-  type IdempotencyRow,
   insertIdempotencyRecord,
   selectIdempotencyRecord,
 } from "../../db/queries/idempotency";
 import {
-  handOffStreamedReply,
   insertMessages,
   type MessageRow,
   selectHistoryBeforeReply,
   selectHistoryWindow,
   selectMessage,
   selectPendingReplyIds,
-  selectReplyStatus,
   setReplyJob,
   supersedeReplies,
 } from "../../db/queries/messages";
 import { users } from "../../db/schema/users";
-import {
-  ConflictError,
-  describeError,
-  NotFoundError,
-  sqlStateOf,
-  UnauthorizedError,
-} from "../../errors";
-import {
-  buildGenerateContentBody,
-  type ChatSettings,
-  catalogueModel,
-  type GeminiRequest,
-  type GeminiTurn,
-  generationConfigFor,
-  SEARCH_TIERS,
-  storableText,
-} from "../../lib/gemini";
+import { ConflictError, NotFoundError, type QuotaState, UnauthorizedError } from "../../errors";
+import type { GeminiRequest } from "../../lib/gemini";
 import { newId } from "../../lib/ids";
+import { describeError } from "../../log";
 import {
   dailyLimitError,
   decideQuota,
   type QuotaDecision,
   type QuotaTicket,
-  quotaHeaders,
+  quotaState,
 } from "../quota";
 import { assertId, invalidateList } from "./chatrooms";
-import { finishCancelledStream, STREAM_CANCEL_POLL_MS } from "./control";
-import { background, type ChatConfig, type ChatDeps } from "./deps";
+import { background, type ChatDeps } from "./deps";
+import { promptRequest } from "./history";
 import {
-  outcomeOfAnswer,
-  outcomeOfStreamError,
-  type ReplyOutcome,
-  replyJob,
-  STREAM_JOB_ID,
-  settleReply,
-} from "./replies";
-import { type MessageView, messageView } from "./views";
-
-const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
-
-/** The body of a 202 from POST /chatroom/:id/message (also what an Idempotency-Key replays). */
-export interface PromptResponse {
-  message: MessageView;
-  reply: MessageView;
-}
-
-/** The body of a 202 from POST …/messages/:message_id/regenerate. */
-export interface RegenerateResponse {
-  reply: MessageView;
-}
+  awaitInFlightRecord,
+  IDEMPOTENCY_TTL_MS,
+  type PromptReplay,
+  type PromptResponse,
+  type RegenerateResponse,
+  replayOf,
+  sha256Hex,
+} from "./idempotency";
+import { replyJob, STREAM_JOB_ID } from "./replies";
+import { messageView } from "./views";
 
 export interface SendMessageInput {
   userId: string;
@@ -87,118 +60,15 @@ export interface SendMessageInput {
 }
 
 export type SendMessageResult =
-  | {
-      kind: "replay";
-      status: number;
-      body: PromptResponse & RegenerateResponse;
-      headers: Record<string, string>;
-    }
+  | PromptReplay
   | {
       kind: "accepted";
       body: PromptResponse & RegenerateResponse;
-      headers: Record<string, string>;
+      /** Today's quota after this prompt. */
+      quota: QuotaState;
       /** What the streaming path needs to produce the reply. */
       job: { replyId: string; userId: string; request: GeminiRequest };
     };
-
-/** Newest-first messages → Gemini turns within the character budget; the newest is always kept. */
-export function historyTurns(
-  newestFirst: { role: "user" | "model"; content: string }[],
-  maxChars: number,
-): GeminiTurn[] {
-  const picked: GeminiTurn[] = [];
-  let budget = maxChars;
-  for (const m of newestFirst) {
-    if (picked.length > 0 && m.content.length > budget) break;
-    budget -= m.content.length;
-    picked.push({ role: m.role, text: m.content });
-  }
-  picked.reverse();
-  // A conversation sent to Gemini starts with the user.
-  while (picked.length > 0 && picked[0]?.role !== "user") picked.shift();
-  return picked;
-}
-
-/**
- * The Gemini request for a prompt: the chatroom's settings over the deployment's defaults,
- * bounded by the tier's reply budget (docs/adr/0007). Settings are checked again here, against
- * the tier the user has now: a model or feature of a plan since left falls back to the default.
- */
-export function promptRequest(
-  config: ChatConfig,
-  tier: "basic" | "pro",
-  newestFirst: { role: "user" | "model"; content: string }[],
-  settings: ChatSettings | null = null,
-): GeminiRequest {
-  const chosen = settings?.model ? catalogueModel(settings.model) : undefined;
-  const model = chosen?.tiers.includes(tier) ? chosen.id : config.geminiModel;
-  const budget = config.replyBudgets[tier];
-  const maxOutputTokens = Math.min(
-    settings?.max_output_tokens ?? budget.maxOutputTokens,
-    budget.maxOutputTokens,
-    chosen?.tiers.includes(tier) ? chosen.output_token_limit : Number.POSITIVE_INFINITY,
-  );
-  const generationConfig = generationConfigFor(model, {
-    ...budget,
-    maxOutputTokens,
-    // Thinking counts against maxOutputTokens: a small chosen bound leaves room for the answer.
-    thinkingBudget: Math.min(budget.thinkingBudget, Math.floor(maxOutputTokens / 2)),
-  });
-  if (settings?.temperature !== undefined) generationConfig.temperature = settings.temperature;
-  const body = buildGenerateContentBody(
-    historyTurns(newestFirst, config.historyMaxChars),
-    settings?.system_instruction ?? config.systemPrompt,
-    generationConfig,
-  );
-  if (settings?.google_search === true && SEARCH_TIERS.includes(tier)) {
-    body.tools = [{ googleSearch: {} }];
-  }
-  return { model, body };
-}
-
-async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function replayOf(
-  row: IdempotencyRow,
-  requestHash: string,
-  headers: Record<string, string>,
-): SendMessageResult {
-  if (row.requestHash !== requestHash) {
-    throw new ConflictError(
-      "This Idempotency-Key was already used for a different request.",
-      "idempotency_key_reused",
-    );
-  }
-  return {
-    kind: "replay",
-    status: row.statusCode,
-    body: row.responseBody as PromptResponse & RegenerateResponse,
-    headers: { ...headers, "Idempotent-Replayed": "true" },
-  };
-}
-
-/** Waits between looks for the record of a same-key prompt in flight (6.3 s in all). */
-const IN_FLIGHT_WAITS_MS = [100, 200, 400, 800, 1600, 3200];
-
-/**
- * The record of a prompt with the same Idempotency-Key that another request is still writing,
- * once it commits; null if it does not within the waits (it failed, or is very slow).
- */
-async function awaitInFlightRecord(
-  deps: Pick<ChatDeps, "db" | "clock">,
-  userId: string,
-  key: string,
-): Promise<IdempotencyRow | null> {
-  for (const ms of IN_FLIGHT_WAITS_MS) {
-    await new Promise((r) => setTimeout(r, ms));
-    const [row] = await selectIdempotencyRecord(deps.db, userId, key, deps.clock.now());
-    if (row) return row;
-  }
-  return null;
-}
 
 /**
  * POST /chatroom/:id/message up to the reply being handed off. Two sequential I/O rounds:
@@ -300,9 +170,7 @@ async function sendClaimedMessage(
       try {
         await deps.quota.refund(input.userId, ticket.day, replyId);
       } catch (err) {
-        console.error(
-          JSON.stringify({ level: "error", msg: "quota_refund_failed", error: describeError(err) }),
-        );
+        deps.log.error("quota_refund_failed", { error: describeError(err) });
       }
     }
     await leaving;
@@ -316,13 +184,13 @@ async function sendClaimedMessage(
   if (record) {
     await refund(true);
     const tier = user?.tier ?? "basic";
-    const headers = ticket
-      ? quotaHeaders(
+    const quota = ticket
+      ? quotaState(
           decideQuota({ ...ticket, count: ticket.count - 1 }, tier, deps.quota.limits),
           nowMs,
         )
-      : {};
-    return replayOf(record, requestHash, headers);
+      : undefined;
+    return replayOf(record, requestHash, quota);
   }
   if (!ticket) throw (taken as PromiseRejectedResult).reason;
   if (!user) {
@@ -353,7 +221,7 @@ async function sendClaimedMessage(
       // (a client timeout) while the first, which took the day's last prompt, is being written.
       // Its response is the answer, not a 429.
       const first = await awaitInFlightRecord(deps, input.userId, key);
-      if (first) return replayOf(first, requestHash, quotaHeaders(decision, nowMs));
+      if (first) return replayOf(first, requestHash, quotaState(decision, nowMs));
       throw new ConflictError(
         "A request with this Idempotency-Key is still being processed; retry shortly.",
         "idempotency_in_progress",
@@ -372,7 +240,7 @@ async function sendClaimedMessage(
     if (key && ownsClaim.status === "fulfilled" && ownsClaim.value === false) {
       // A parallel repeat of a prompt in flight: its answer is the first one's.
       const first = await awaitInFlightRecord(deps, input.userId, key);
-      if (first) return replayOf(first, requestHash, quotaHeaders(decision, nowMs));
+      if (first) return replayOf(first, requestHash, quotaState(decision, nowMs));
     }
     throw new ConflictError(
       `You already have ${config.maxPendingReplies[user.tier]} ${config.maxPendingReplies[user.tier] === 1 ? "reply" : "replies"} pending; wait for one to finish.`,
@@ -463,7 +331,7 @@ async function sendClaimedMessage(
     if (state === "23505" && key) {
       // A parallel request with the same key won the insert; answer as its replay.
       const [winner] = await selectIdempotencyRecord(db, input.userId, key, now);
-      if (winner) return replayOf(winner, requestHash, quotaHeaders(decision, nowMs));
+      if (winner) return replayOf(winner, requestHash, quotaState(decision, nowMs));
     }
     if (state === "23503") throw new NotFoundError("No such chatroom.");
     throw written.reason;
@@ -490,7 +358,7 @@ async function sendClaimedMessage(
   return {
     kind: "accepted",
     body,
-    headers: quotaHeaders(decision, nowMs),
+    quota: quotaState(decision, nowMs),
     job: { replyId: replyRow.id, userId: input.userId, request },
   };
 }
@@ -502,134 +370,4 @@ async function publishReply(
 ): Promise<void> {
   const { messageId } = await deps.queue.publish(replyJob(deps.config, replyId, request));
   await setReplyJob(deps.db, replyId, messageId);
-}
-
-/** Where the SSE path writes; a write to a client that went away must not throw. */
-export type StreamSink = (event: "delta" | "done" | "error" | "cancelled", data: unknown) => void;
-
-/**
- * Produces a reply by streaming Gemini directly, then saves it exactly like a queued reply
- * (same conditional UPDATE, same settlement). When the client goes away (`clientGone` aborts)
- * before the answer is complete, the unfinished generation is handed to the queued path: the
- * stream is aborted and a QStash job for the same reply is published, so the reply is finished
- * and saved by the job's callback rather than by a Worker invocation Cloudflare may cut ~30 s
- * after the disconnect (ADR 5).
- */
-export async function streamReply(
-  deps: ChatDeps,
-  job: { replyId: string; userId: string; chatroomId: string; request: GeminiRequest },
-  emit: StreamSink,
-  clientGone?: AbortSignal,
-): Promise<void> {
-  const upstream = new AbortController();
-  const stop = () => upstream.abort();
-  clientGone?.addEventListener("abort", stop);
-  // The cancel flag: POST …/cancel marks the reply cancelled; this loop stops Gemini when it
-  // sees that (checked every STREAM_CANCEL_POLL_MS, so within half a second).
-  let cancelled = false;
-  let checking = false;
-  const poll = setInterval(() => {
-    if (checking || cancelled) return;
-    checking = true;
-    selectReplyStatus(deps.db, job.replyId)
-      .then(([row]) => {
-        if (row?.status === "cancelled") {
-          cancelled = true;
-          upstream.abort();
-        }
-      })
-      .catch(() => {})
-      .finally(() => {
-        checking = false;
-      });
-  }, STREAM_CANCEL_POLL_MS);
-  let outcome: ReplyOutcome;
-  // What the client has been sent: kept (and counted) even if the stream then fails.
-  let delivered = "";
-  try {
-    let final: ReplyOutcome | null = null;
-    for await (const event of deps.gemini.stream(
-      job.request.body,
-      upstream.signal,
-      job.request.model,
-    )) {
-      if (cancelled) break;
-      if (event.type === "delta") {
-        if (event.text) {
-          delivered += event.text;
-          emit("delta", { text: event.text });
-        }
-      } else {
-        final = outcomeOfAnswer(event.answer);
-      }
-      if (clientGone?.aborted && !final) break;
-    }
-    if (clientGone?.aborted && !final && !cancelled) {
-      if (await handOffToQueue(deps, job)) return;
-    }
-    outcome = final ?? outcomeOfAnswer(null);
-    if (outcome.kind === "failed" && delivered) {
-      // A late stop (SAFETY, RECITATION…) after text: the text is out, so it stays and counts.
-      outcome = { ...outcome, charged: true, partialText: storableText(delivered) };
-    }
-  } catch (err) {
-    if (clientGone?.aborted && !cancelled && (await handOffToQueue(deps, job))) return;
-    if (!cancelled) {
-      console.warn(
-        JSON.stringify({ level: "warn", msg: "gemini_stream_failed", error: describeError(err) }),
-      );
-    }
-    outcome = outcomeOfStreamError(err, storableText(delivered));
-  } finally {
-    clearInterval(poll);
-    clientGone?.removeEventListener("abort", stop);
-  }
-  // A cancel that landed first makes this a no-op (the UPDATE is conditional on `pending`).
-  const settled = await settleReply(deps, job.replyId, outcome);
-  let reply: MessageRow | undefined =
-    settled.status === "complete" || settled.status === "failed" ? settled.reply : undefined;
-  if (!reply) {
-    [reply] = await selectMessage(deps.db, job.chatroomId, job.userId, job.replyId);
-  }
-  if (!reply) {
-    emit("error", { error: { code: "not_found", message: "The chatroom was deleted." } });
-    return;
-  }
-  if (reply.status === "cancelled") {
-    reply = await finishCancelledStream(deps, reply, delivered);
-    emit("cancelled", { reply: messageView(reply) });
-    return;
-  }
-  const view = messageView(reply);
-  if (reply.status === "complete") emit("done", { reply: view });
-  else {
-    emit("error", {
-      error: { code: reply.error ?? "upstream_error", message: "The reply failed." },
-      reply: view,
-    });
-  }
-}
-
-/**
- * Publishes the QStash job that finishes a streamed reply whose client left (deduplicated by
- * the reply id, like every reply job). False when the publish failed: the stream's own outcome
- * is then saved instead.
- */
-async function handOffToQueue(
-  deps: ChatDeps,
-  job: { replyId: string; request: GeminiRequest },
-): Promise<boolean> {
-  try {
-    const { messageId } = await deps.queue.publish(replyJob(deps.config, job.replyId, job.request));
-    await handOffStreamedReply(deps.db, job.replyId, STREAM_JOB_ID, messageId);
-    console.info(
-      JSON.stringify({ level: "info", msg: "stream_handed_off", reply_id: job.replyId }),
-    );
-    return true;
-  } catch (err) {
-    console.warn(
-      JSON.stringify({ level: "warn", msg: "stream_hand_off_failed", error: describeError(err) }),
-    );
-    return false;
-  }
 }

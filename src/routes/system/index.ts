@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { sql } from "drizzle-orm";
-import { checkHealth } from "../services/health";
-import { createRouter, errorResponses, jsonContent } from "./router";
+import { checkHealth } from "../../services/health";
+import { createRouter, errorResponses, jsonContent } from "../router";
 
 const CheckSchema = z.object({
   status: z.enum(["ok", "error"]),
@@ -31,7 +31,7 @@ const health = createRoute({
 });
 
 export const systemRoutes = createRouter().openapi(health, async (c) => {
-  const { db, redis } = c.get("services");
+  const { db, redis } = c.get("ctx");
   const report = await checkHealth({
     database: () => db.execute(sql`select 1`),
     redis: () => redis.ping(),

@@ -1,7 +1,7 @@
 import type { Handler } from "hono";
-import type { AppEnv } from "../context";
-import { PlaygroundPage } from "./playground/page";
-import { contentSecurityPolicy, newNonce } from "./shared/csp";
+import type { AppEnv } from "../../context";
+import { contentSecurityPolicy, newNonce } from "../shared/csp";
+import { PlaygroundPage } from "./page";
 
 /** GET /: the playground, a server-rendered page that drives the JSON API from the browser. */
 export const playgroundPage: Handler<AppEnv> = (c) => {
@@ -11,6 +11,6 @@ export const playgroundPage: Handler<AppEnv> = (c) => {
   c.header("X-Content-Type-Options", "nosniff");
   c.header("Referrer-Policy", "no-referrer");
   return c.html(
-    <PlaygroundPage nonce={nonce} codesInResponse={c.get("env")?.OTP_DELIVERY === "response"} />,
+    <PlaygroundPage nonce={nonce} codesInResponse={c.get("ctx").config.otpCodesInResponse} />,
   );
 };

@@ -1,0 +1,56 @@
+import type { Logger } from "../../log";
+
+/** The event-stream response headers (no buffering by proxies, no transforms). */
+const SSE_HEADERS = {
+  "Content-Type": "text/event-stream; charset=utf-8",
+  "Cache-Control": "no-cache, no-transform",
+  "X-Accel-Buffering": "no",
+} as const;
+
+/** Writes one SSE event; a write to a client that went away never throws. */
+export type EmitEvent = (event: string, data: unknown) => void;
+
+function frame(event: string, data: unknown): Uint8Array {
+  return new TextEncoder().encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+}
+
+/**
+ * A `text/event-stream` response fed by `produce`. The stream outlives the handler: `produce`
+ * runs under `waitUntil`, `gone` aborts when the client disconnects (or a write to it fails),
+ * and the stream is closed when `produce` settles. A failure of `produce` is logged and sent to
+ * the client as an `error` event with the generic 500 body.
+ */
+export function eventStreamResponse(o: {
+  /** The request's own abort signal (the client went away). */
+  requestSignal: AbortSignal | undefined;
+  headers: Record<string, string>;
+  log: Logger;
+  /** What is logged when `produce` throws. */
+  failure: string;
+  waitUntil(p: Promise<unknown>): void;
+  produce(emit: EmitEvent, gone: AbortSignal): Promise<unknown>;
+}): Response {
+  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+  const writer = writable.getWriter();
+  let open = true;
+  const gone = new AbortController();
+  o.requestSignal?.addEventListener("abort", () => gone.abort());
+  const emit: EmitEvent = (event, data) => {
+    if (!open) return;
+    writer.write(frame(event, data)).catch(() => {
+      open = false;
+      gone.abort();
+    });
+  };
+  const work = Promise.resolve()
+    .then(() => o.produce(emit, gone.signal))
+    .catch((err: unknown) => {
+      o.log.failure(o.failure, err);
+      emit("error", { error: { code: "internal_error", message: "Something went wrong." } });
+    })
+    .finally(() => {
+      if (open) writer.close().catch(() => {});
+    });
+  o.waitUntil(work);
+  return new Response(readable, { status: 200, headers: { ...o.headers, ...SSE_HEADERS } });
+}

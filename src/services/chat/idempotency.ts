@@ -1,0 +1,70 @@
+import { type IdempotencyRow, selectIdempotencyRecord } from "../../db/queries/idempotency";
+import { ConflictError, type QuotaState } from "../../errors";
+import type { ChatDeps } from "./deps";
+import type { MessageView } from "./views";
+
+export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
+
+/** The body of a 202 from POST /chatroom/:id/message (also what an Idempotency-Key replays). */
+export interface PromptResponse {
+  message: MessageView;
+  reply: MessageView;
+}
+
+/** The body of a 202 from POST …/messages/:message_id/regenerate. */
+export interface RegenerateResponse {
+  reply: MessageView;
+}
+
+export async function sha256Hex(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** The stored answer of an earlier request with the same Idempotency-Key. */
+export interface PromptReplay {
+  kind: "replay";
+  status: number;
+  body: PromptResponse & RegenerateResponse;
+  /** Today's quota as it stands (no token was taken for the replay). */
+  quota: QuotaState | undefined;
+}
+
+export function replayOf(
+  row: IdempotencyRow,
+  requestHash: string,
+  quota: QuotaState | undefined,
+): PromptReplay {
+  if (row.requestHash !== requestHash) {
+    throw new ConflictError(
+      "This Idempotency-Key was already used for a different request.",
+      "idempotency_key_reused",
+    );
+  }
+  return {
+    kind: "replay",
+    status: row.statusCode,
+    body: row.responseBody as PromptResponse & RegenerateResponse,
+    quota,
+  };
+}
+
+/** Waits between looks for the record of a same-key prompt in flight (6.3 s in all). */
+export const IN_FLIGHT_WAITS_MS = [100, 200, 400, 800, 1600, 3200];
+
+/**
+ * The record of a prompt with the same Idempotency-Key that another request is still writing,
+ * once it commits; null if it does not within the waits (it failed, or is very slow).
+ */
+export async function awaitInFlightRecord(
+  deps: Pick<ChatDeps, "db" | "clock">,
+  userId: string,
+  key: string,
+): Promise<IdempotencyRow | null> {
+  for (const ms of IN_FLIGHT_WAITS_MS) {
+    await new Promise((r) => setTimeout(r, ms));
+    const [row] = await selectIdempotencyRecord(deps.db, userId, key, deps.clock.now());
+    if (row) return row;
+  }
+  return null;
+}
