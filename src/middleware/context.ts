@@ -98,6 +98,8 @@ export function buildServiceContext(
       redis: ctx.redis,
       basicLimit: config.dailyLimits.basic,
       proLimit: config.dailyLimits.pro,
+      waitUntil,
+      log,
     }),
   );
   lazy(ctx, "promptClaims", () =>

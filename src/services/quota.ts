@@ -2,27 +2,54 @@ import type { ServiceConfig } from "../config";
 import type { Tier } from "../db/schema/users";
 import { DependencyUnavailableError, LimitExceededError, type QuotaState } from "../errors";
 import type { Clock } from "../lib/clock";
-import { createRateLimiter, type RateLimiter } from "../lib/rate-limit";
+import { createRateLimiter } from "../lib/rate-limit";
 import type { RedisClient } from "../lib/redis";
+import { type Logger, rootLogger } from "../log";
 
 const DAY_MS = 86_400_000;
 /** Key prefix of the shared daily counter (both tiers; see ADR 0003). */
 const QUOTA_PREFIX = "quota:prompts";
 
 /**
+ * One take per request id (ADR 0003's fixed window, the counter key and expiry of
+ * @upstash/ratelimit's, plus a marker per id): a take that Redis ran twice (the client retrying
+ * after a lost answer) counts once, and a take that runs after its id was refunded (its answer
+ * was lost, so the request gave it back without knowing) counts nothing. Answers the count, or
+ * -1 for a take already given back.
+ */
+const TAKE_ONCE = `
+local m = redis.call("GET", KEYS[2])
+if m == "refunded" then return -1 end
+if m then return tonumber(m) end
+local n = redis.call("INCR", KEYS[1])
+if n == 1 then redis.call("PEXPIRE", KEYS[1], ARGV[1]) end
+redis.call("SET", KEYS[2], tostring(n), "EX", ARGV[2])
+return n`;
+
+/**
  * One refund per id: the marker is set and the counter decremented in one script, so a refund
- * retried after a lost answer is a no-op. A counter that expired (the day is over) is left alone.
+ * retried after a lost answer is a no-op. ARGV[2] "1": the take surely ran (the caller holds its
+ * ticket or the reply it paid for); "0": unknown (its answer was lost), so only a take the marker
+ * shows is given back, and the marker stops a late one. A counter that expired is left alone.
  */
 const REFUND_ONCE = `
-if redis.call("SET", KEYS[2], "1", "NX", "EX", ARGV[1]) then
+local m = redis.call("GET", KEYS[2])
+if m == "refunded" then return 0 end
+redis.call("SET", KEYS[2], "refunded", "EX", ARGV[1])
+if m or ARGV[2] == "1" then
   if redis.call("EXISTS", KEYS[1]) == 1 then redis.call("DECR", KEYS[1]) end
   return 1
 end
 return 0`;
-/** A refund marker outlives the day it belongs to. */
+/** A take/refund marker outlives the day it belongs to. */
 const REFUND_MARKER_SECONDS = 2 * 86_400;
 /** Waits between refund attempts while Redis fails (a short outage should not cost a prompt). */
 const REFUND_RETRY_MS = [250, 750, 2_000];
+/**
+ * Then, after the response (waitUntil keeps work ~30 s past it), waits before each further
+ * attempt: a Redis outage of up to ~25 s no longer loses the refund and leaves the prompt counted.
+ */
+const REFUND_LATER_RETRY_MS = [2_000, 4_000, 8_000, 10_000];
 
 /** A token taken from the shared daily counter, before the tier is known. */
 export interface QuotaTicket {
@@ -49,13 +76,24 @@ export interface QuotaDecision {
  * tiers and configured with the Pro limit, so a token can be taken before the tier is read.
  */
 export interface DailyQuota {
-  /** Takes one token. Throws DependencyUnavailableError when Redis cannot be reached. */
-  take(userId: string): Promise<QuotaTicket>;
+  /**
+   * Takes one token for the request `requestId` (the reply id; a random one when omitted), once
+   * however often Redis runs it. Throws DependencyUnavailableError when Redis cannot be reached;
+   * the take may still have run, so the caller gives it back with `cancelTake`.
+   */
+  take(userId: string, requestId?: string): Promise<QuotaTicket>;
+  /**
+   * Gives back the take of `requestId` whose answer was lost: only if it ran, whether before or
+   * (delayed in Redis) after this. Retries like `refund`.
+   */
+  cancelTake(userId: string, requestId: string): Promise<void>;
   /**
    * Gives one token back, only if `day` is still today (a past day's counter no longer matters).
    * `refundId` (the reply or request the token was taken for) makes it happen at most once, so a
    * retried refund, ours or the Redis client's after a lost answer, never gives back two. Retries
-   * a failing Redis a few times over ~3 s before it throws.
+   * a failing Redis a few times over ~3 s; then, given `waitUntil`, keeps trying after the
+   * response for ~25 s more (logging `quota_refund_failed` if that fails too) and resolves;
+   * without it, throws.
    */
   refund(userId: string, day: string, refundId: string): Promise<void>;
   limits: { basic: number; pro: number };
@@ -66,45 +104,93 @@ export function createDailyQuota(o: {
   basicLimit: number;
   proLimit: number;
   now?: () => number;
+  /** Lets a refund that Redis refused for ~3 s keep trying after the response. */
+  waitUntil?: (p: Promise<unknown>) => void;
+  /** Where a refund lost even after the response is reported (`quota_refund_failed`). */
+  log?: Pick<Logger, "failure">;
 }): DailyQuota {
   const now = o.now ?? Date.now;
-  const limiter: RateLimiter = createRateLimiter({
-    redis: o.redis,
-    prefix: QUOTA_PREFIX,
-    algorithm: "fixed",
-    tokens: o.proLimit,
-    window: "1 d",
-  });
+  // EVALSHA first, the script's text only when this Redis has not seen it yet (NOSCRIPT).
+  const takeOnce = o.redis.createScript<number>(TAKE_ONCE);
+  const refundOnce = o.redis.createScript<number>(REFUND_ONCE);
   return {
     limits: { basic: o.basicLimit, pro: o.proLimit },
-    async take(userId) {
-      let r: Awaited<ReturnType<RateLimiter["limit"]>>;
+    async take(userId, requestId = crypto.randomUUID()) {
+      const bucket = Math.floor(now() / DAY_MS);
+      let count: number;
       try {
-        r = await limiter.limit(userId);
+        count = Number(
+          await takeOnce.exec(
+            [counterKey(userId, bucket), markerKey(requestId)],
+            [String(DAY_MS), String(REFUND_MARKER_SECONDS)],
+          ),
+        );
       } catch (err) {
         throw new DependencyUnavailableError("rate limiter", err);
       }
-      const count = r.success ? o.proLimit - r.remaining : o.proLimit + 1;
-      return { count, resetAt: r.reset, day: utcDay(r.reset - DAY_MS) };
+      // -1: this request's take was already given back (its answer was lost); it counts nothing.
+      if (!(count > 0)) throw new DependencyUnavailableError("rate limiter");
+      const resetAt = (bucket + 1) * DAY_MS;
+      return { count, resetAt, day: utcDay(resetAt - DAY_MS) };
+    },
+    async cancelTake(userId, requestId) {
+      await giveBack(userId, Math.floor(now() / DAY_MS), requestId, false);
     },
     async refund(userId, day, refundId) {
       if (day !== utcDay(now())) return;
-      // The limiter's own key for that day: `<prefix>:<identifier>:<floor(ms / window)>`
-      // (@upstash/ratelimit's fixed window); decremented only if it still exists.
-      const counterKey = `${QUOTA_PREFIX}:${userId}:${Date.parse(`${day}T00:00:00Z`) / DAY_MS}`;
-      const markerKey = `${QUOTA_PREFIX}:refunded:${refundId}`;
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await o.redis.eval(REFUND_ONCE, [counterKey, markerKey], [String(REFUND_MARKER_SECONDS)]);
-          return;
-        } catch (err) {
-          const wait = REFUND_RETRY_MS[attempt];
-          if (wait === undefined) throw err;
-          await new Promise((resolve) => setTimeout(resolve, wait));
-        }
-      }
+      await giveBack(userId, Date.parse(`${day}T00:00:00Z`) / DAY_MS, refundId, true);
     },
   };
+
+  async function giveBack(userId: string, bucket: number, id: string, taken: boolean) {
+    const attempt = () =>
+      refundOnce.exec(
+        [counterKey(userId, bucket), markerKey(id)],
+        [String(REFUND_MARKER_SECONDS), taken ? "1" : "0"],
+      );
+    let failure: unknown;
+    for (const wait of [0, ...REFUND_RETRY_MS]) {
+      if (wait > 0) await sleep(wait);
+      try {
+        await attempt();
+        return;
+      } catch (err) {
+        failure = err;
+      }
+    }
+    const { waitUntil } = o;
+    if (!waitUntil) throw failure;
+    // The soak's finding 4: a refund lost to a Redis outage longer than the attempts above left
+    // the prompt counted for the rest of the day. The marker makes the late attempts safe.
+    waitUntil(
+      (async () => {
+        for (const wait of REFUND_LATER_RETRY_MS) {
+          await sleep(wait);
+          try {
+            await attempt();
+            return;
+          } catch (err) {
+            failure = err;
+          }
+        }
+        (o.log ?? rootLogger).failure("quota_refund_failed", failure, { user_id: userId });
+      })(),
+    );
+  }
+}
+
+/** The limiter's own key for a day: `<prefix>:<identifier>:<floor(ms / window)>` (ADR 0003). */
+function counterKey(userId: string, bucket: number): string {
+  return `${QUOTA_PREFIX}:${userId}:${bucket}`;
+}
+
+/** What became of one request's token: its count once taken, "refunded" once given back. */
+function markerKey(requestId: string): string {
+  return `${QUOTA_PREFIX}:token:${requestId}`;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Today's usage without taking a token (GET /subscription/status). */

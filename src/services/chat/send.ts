@@ -145,11 +145,16 @@ async function sendClaimedMessage(
       ]),
       input.sessionLive,
     ]).then(([rows]) => rows),
-    deps.quota.take(input.userId),
+    deps.quota.take(input.userId, replyId),
     claimed,
     deps.pendingGate.enter(input.userId, gateMember),
   ]);
   const ticket: QuotaTicket | null = taken.status === "fulfilled" ? taken.value : null;
+  if (!ticket) {
+    // The take's answer was lost, yet it may have run (or may still run): given back if so,
+    // after the response, so a failing Redis still answers 503 at once (soak finding 4).
+    background(deps, "quota_cancel_take", deps.quota.cancelTake(input.userId, replyId));
+  }
   /**
    * A keyed entry is shared with parallel repeats of the key, so it is left to expire, unless
    * `release` says it must go: the key's prompt is committed (the database counts that reply

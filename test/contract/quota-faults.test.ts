@@ -1,0 +1,130 @@
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type LocalCloud, startLocalCloud } from "../../local/cloud.ts";
+import { createRedisService } from "../../local/redis/service.ts";
+import { TEST_KEYS, testCloudConfig } from "../../local/test-config.ts";
+import { createRedis, type RedisClient } from "../../src/lib/redis.ts";
+import { createDailyQuota, type DailyQuota } from "../../src/services/quota.ts";
+
+// The chaos soak's finding 4 (docs/reliability.md), both halves. A refund that met a Redis outage longer than
+// its ~3 s of attempts was lost, and the prompt stayed counted for the rest of the day (the
+// counter drifted above the prompts that count). With the Worker's waitUntil, the refund keeps
+// trying after the response and lands once Redis is back. And a take whose answer was lost (Redis
+// ran it after the Worker's 2 s deadline) was never given back: takes are now keyed by request.
+let cloud: LocalCloud;
+let redis: RedisClient;
+
+const config = testCloudConfig(
+  process.env.LOCAL_REDIS_URL ? { redisUrl: process.env.LOCAL_REDIS_URL } : {},
+);
+
+async function fault(body: Record<string, unknown>): Promise<void> {
+  const res = await fetch(`${cloud.url}/_control/redis/fault`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  expect(res.ok).toBe(true);
+}
+
+/** A quota whose after-the-response work is collected, as the Worker's waitUntil would keep it. */
+function quotaWithWaitUntil(): { quota: DailyQuota; later: Promise<unknown>[] } {
+  const later: Promise<unknown>[] = [];
+  const quota = createDailyQuota({
+    redis,
+    basicLimit: 5,
+    proLimit: 1000,
+    waitUntil: (p) => later.push(p),
+  });
+  return { quota, later };
+}
+
+/** Today's count for the user: what one more take would see, minus that take. */
+async function usedToday(quota: DailyQuota, userId: string): Promise<number> {
+  const ticket = await quota.take(userId);
+  await quota.refund(userId, ticket.day, randomUUID());
+  return ticket.count - 1;
+}
+
+beforeAll(async () => {
+  cloud = await startLocalCloud(config, [createRedisService]);
+  redis = createRedis(`${cloud.url}/redis`, TEST_KEYS.redisToken);
+});
+
+afterAll(async () => {
+  await cloud?.close();
+});
+
+describe("a daily quota refund during a Redis outage", () => {
+  it("keeps trying after the response and lands once Redis is back (5 s outage)", async () => {
+    const { quota, later } = quotaWithWaitUntil();
+    const user = `refund-outage-${randomUUID()}`;
+    const ticket = await quota.take(user);
+    await quota.take(user);
+    await fault({ mode: "down", match: user });
+    const started = Date.now();
+    try {
+      // Past its ~3 s of attempts the refund hands the rest to waitUntil instead of failing.
+      await quota.refund(user, ticket.day, randomUUID());
+      expect(later).toHaveLength(1);
+      await sleep(Math.max(0, 5_000 - (Date.now() - started)));
+    } finally {
+      await fault({ mode: "none", match: user });
+    }
+    await Promise.all(later);
+    expect(await usedToday(quota, user)).toBe(1);
+  }, 30_000);
+
+  it("gives back one prompt however many late attempts ran (the marker holds)", async () => {
+    const { quota, later } = quotaWithWaitUntil();
+    const user = `refund-outage-once-${randomUUID()}`;
+    const ticket = await quota.take(user);
+    await quota.take(user);
+    await quota.take(user);
+    const refundId = randomUUID();
+    await fault({ mode: "error", match: user });
+    try {
+      await Promise.all([
+        quota.refund(user, ticket.day, refundId),
+        quota.refund(user, ticket.day, refundId),
+      ]);
+      expect(later).toHaveLength(2);
+    } finally {
+      await fault({ mode: "none", match: user });
+    }
+    await Promise.all(later);
+    await quota.refund(user, ticket.day, refundId);
+    expect(await usedToday(quota, user)).toBe(2);
+  }, 30_000);
+});
+
+describe("a daily quota take keyed by its request", () => {
+  it("counts once however often Redis runs it (a client retry after a lost answer)", async () => {
+    const { quota } = quotaWithWaitUntil();
+    const user = `take-once-${randomUUID()}`;
+    const requestId = randomUUID();
+    const first = await quota.take(user, requestId);
+    const again = await Promise.all([quota.take(user, requestId), quota.take(user, requestId)]);
+    expect(again.map((t) => t.count)).toEqual([first.count, first.count]);
+    expect(await usedToday(quota, user)).toBe(1);
+  });
+
+  it("given back after its answer was lost: counts nothing, whether it ran before or after", async () => {
+    const { quota } = quotaWithWaitUntil();
+    const user = `take-cancel-${randomUUID()}`;
+    const ran = randomUUID();
+    await quota.take(user, ran);
+    await quota.cancelTake(user, ran);
+    const late = randomUUID();
+    await quota.cancelTake(user, late);
+    await expect(quota.take(user, late)).rejects.toThrow(/unavailable/);
+    const never = randomUUID();
+    await quota.cancelTake(user, never);
+    expect(await usedToday(quota, user)).toBe(0);
+    // A refund after the cancel gives nothing back twice.
+    await quota.take(user);
+    await quota.refund(user, (await quota.take(user)).day, ran);
+    expect(await usedToday(quota, user)).toBe(2);
+  });
+});
