@@ -2,9 +2,8 @@ import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { AppEnv } from "../context";
-import { isDatabaseUnavailable } from "../db/client";
-import { isRedisUnavailable } from "../lib/redis";
 import { rootLogger } from "../log";
+import { isDependencyFailure } from "./dependency";
 import {
   BillingPortalUnavailableError,
   ConflictError,
@@ -112,24 +111,6 @@ export function httpOf(err: DomainError): {
 export function errorResponse(c: Context<AppEnv>, err: DomainError): Response {
   const { status, headers } = httpOf(err);
   return c.json(errorBody(c, err.code, err.message, err.details), status, headers);
-}
-
-/**
- * Whether an error that no service wrapped means a vendor is unavailable (503) rather than a
- * bug (500). Each adapter classifies its own failures (`isDatabaseUnavailable`,
- * `isRedisUnavailable`; Stripe and QStash wrap theirs into DependencyUnavailableError); a
- * deadline (AbortSignal.timeout in src/db, src/lib/redis) or a dropped connection is
- * unavailability whichever vendor it was.
- */
-export function isDependencyFailure(err: Error): boolean {
-  return (
-    err instanceof DependencyUnavailableError ||
-    isDatabaseUnavailable(err) ||
-    isRedisUnavailable(err) ||
-    err.name === "TimeoutError" ||
-    /fetch failed|network connection lost|ECONNREFUSED/i.test(err.message ?? "") ||
-    (err.cause instanceof Error && isDependencyFailure(err.cause))
-  );
 }
 
 /** The one error handler: known errors keep their code; anything else is a logged, opaque 500. */

@@ -1,4 +1,5 @@
 import { LimitExceededError } from "../../errors";
+import { isDependencyFailure } from "../../errors/dependency";
 import { createRateLimiter, type RateLimiter } from "../../lib/rate-limit";
 import type { RedisClient } from "../../lib/redis";
 
@@ -39,6 +40,37 @@ export interface BillingAdmission {
   limiter: RateLimiter;
 }
 
+/** Admissions whose allowance `admit` kept (per request objects, so nothing outlives them). */
+const held = new WeakSet<BillingAdmission>();
+
+const giveBack = (admission: BillingAdmission, userId: string) =>
+  admission.limiter.limit(userId, { rate: -1 }).then(
+    () => {},
+    () => {},
+  );
+
+/**
+ * Runs a billing request whose first round is `admit(admission, ...)`. When it then fails on a
+ * vendor (Stripe or the database: a 503), the allowance is given back: the user did nothing
+ * wrong, and the retry a 503 asks for must not meet a 429 (the chaos soak's finding 5,
+ * docs/reliability.md).
+ */
+export async function givingBackOnVendorFailure<T>(
+  admission: BillingAdmission,
+  userId: string,
+  work: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (held.has(admission) && err instanceof Error && isDependencyFailure(err)) {
+      held.delete(admission);
+      await giveBack(admission, userId);
+    }
+    throw err;
+  }
+}
+
 /**
  * The first round of a billing request: the session check, the user's allowance and the
  * request's first read, together. Nothing after it (Stripe calls, writes) runs for a revoked
@@ -56,13 +88,8 @@ export async function admit<T>(
     firstRead,
   ]);
   const taken = allowance.status === "fulfilled" && allowance.value.success;
-  const giveBack = () =>
-    admission.limiter.limit(userId, { rate: -1 }).then(
-      () => {},
-      () => {},
-    );
   if (live.status === "rejected") {
-    if (taken) await giveBack();
+    if (taken) await giveBack(admission, userId);
     throw live.reason;
   }
   if (allowance.status === "rejected") throw allowance.reason;
@@ -73,8 +100,9 @@ export async function admit<T>(
     );
   }
   if (read.status === "rejected") {
-    await giveBack();
+    await giveBack(admission, userId);
     throw read.reason;
   }
+  held.add(admission);
   return read.value;
 }

@@ -7,7 +7,12 @@ import type { Clock } from "../../lib/clock";
 import { newId } from "../../lib/ids";
 import type { Logger } from "../../log";
 import { describeError } from "../../log";
-import { admit, type BillingLimiters } from "./admission";
+import {
+  admit,
+  type BillingAdmission,
+  type BillingLimiters,
+  givingBackOnVendorFailure,
+} from "./admission";
 import {
   allowedRedirectOrigins,
   checkoutIdempotencyKey,
@@ -56,69 +61,76 @@ export async function startProCheckout(
       : `${base}/?checkout=canceled`,
   };
 
-  // Round 1: the account, the session check and the allowance (the URLs are checked above).
-  const { user, subscription } = await admit(
-    { sessionLive: input.sessionLive, limiter: deps.billingLimiters.checkout },
-    input.userId,
-    findBillingAccount(deps.db, input.userId, config.proPriceId),
-  );
-  if (!user) throw new NotFoundError("The user no longer exists.", "user_not_found");
-  if (user.tier === "pro") {
-    throw new ConflictError("You already have an active Pro subscription.", "already_subscribed");
-  }
-  // An unpaid, incomplete or paused subscription still exists: a second one would bill twice.
-  if (subscription && !isTerminalStatus(subscription.status)) {
-    throw new ConflictError(
-      subscription.priceId !== config.proPriceId
-        ? `You already pay for another plan (${subscription.priceId ?? "unknown price"}, ${subscription.status}); switch plans in the billing portal.`
-        : `Your subscription is ${subscription.status}; settle it in the billing portal.`,
-      "already_subscribed",
-    );
-  }
-
-  const customerId = user.stripeCustomerId ?? (await newCustomer(deps, user.id, null));
-  const checkout = async (customer: string, after: string | null = null) => {
-    const request = { customerId: customer, ...urls };
-    return deps.billing.createCheckoutSession({
-      userId: user.id,
-      priceId: config.proPriceId,
-      ...request,
-      idempotencyKey: await checkoutIdempotencyKey(user.id, request, deps.clock.now(), after),
-    });
+  const admission: BillingAdmission = {
+    sessionLive: input.sessionLive,
+    limiter: deps.billingLimiters.checkout,
   };
-  const [created, open] = await Promise.allSettled([
-    checkout(customerId),
-    deps.billing.listOpenCheckoutSessions(customerId),
-  ]);
-  if (created.status === "rejected") {
-    const err = created.reason;
-    // Stripe no longer knows the stored customer: replace it once (a new customer has no other
-    // sessions), then check out again.
-    if (!(err instanceof StaleBillingReferenceError) || err.param !== "customer") throw err;
-    const session = await checkout(await newCustomer(deps, user.id, customerId));
+  // A vendor failure after round 1 gives the allowance back (the soak's finding 5).
+  return givingBackOnVendorFailure(admission, input.userId, async () => {
+    // Round 1: the account, the session check and the allowance (the URLs are checked above).
+    const { user, subscription } = await admit(
+      admission,
+      input.userId,
+      findBillingAccount(deps.db, input.userId, config.proPriceId),
+    );
+    if (!user) throw new NotFoundError("The user no longer exists.", "user_not_found");
+    if (user.tier === "pro") {
+      throw new ConflictError("You already have an active Pro subscription.", "already_subscribed");
+    }
+    // An unpaid, incomplete or paused subscription still exists: a second one would bill twice.
+    if (subscription && !isTerminalStatus(subscription.status)) {
+      throw new ConflictError(
+        subscription.priceId !== config.proPriceId
+          ? `You already pay for another plan (${subscription.priceId ?? "unknown price"}, ${subscription.status}); switch plans in the billing portal.`
+          : `Your subscription is ${subscription.status}; settle it in the billing portal.`,
+        "already_subscribed",
+      );
+    }
+
+    const customerId = user.stripeCustomerId ?? (await newCustomer(deps, user.id, null));
+    const checkout = async (customer: string, after: string | null = null) => {
+      const request = { customerId: customer, ...urls };
+      return deps.billing.createCheckoutSession({
+        userId: user.id,
+        priceId: config.proPriceId,
+        ...request,
+        idempotencyKey: await checkoutIdempotencyKey(user.id, request, deps.clock.now(), after),
+      });
+    };
+    const [created, open] = await Promise.allSettled([
+      checkout(customerId),
+      deps.billing.listOpenCheckoutSessions(customerId),
+    ]);
+    if (created.status === "rejected") {
+      const err = created.reason;
+      // Stripe no longer knows the stored customer: replace it once (a new customer has no other
+      // sessions), then check out again.
+      if (!(err instanceof StaleBillingReferenceError) || err.param !== "customer") throw err;
+      const session = await checkout(await newCustomer(deps, user.id, customerId));
+      return { checkoutUrl: session.url, sessionId: session.id };
+    }
+    let session = created.value;
+    // A retried click gets the same session back (idempotency key). Stripe replays the session as
+    // it was created, so a replayed one may have been paid or expired since (a resubscribe within
+    // the key's window): then a fresh session, under a key naming the stale one.
+    for (let i = 0; i < 3 && session.replayed; i++) {
+      const stillOpen =
+        open.status === "fulfilled" && i === 0
+          ? open.value.includes(session.id)
+          : (await deps.billing.checkoutSessionStatus(session.id)) === "open";
+      if (stillOpen) break;
+      session = await checkout(customerId, session.id);
+    }
+    if (open.status === "rejected") {
+      deps.log.warn("checkout_open_sessions_unread", {
+        user_id: user.id,
+        error: describeError(open.reason),
+      });
+    }
+    const others = open.status === "fulfilled" ? open.value.filter((id) => id !== session.id) : [];
+    await Promise.all(others.map((id) => deps.billing.expireCheckoutSession(id)));
     return { checkoutUrl: session.url, sessionId: session.id };
-  }
-  let session = created.value;
-  // A retried click gets the same session back (idempotency key). Stripe replays the session as
-  // it was created, so a replayed one may have been paid or expired since (a resubscribe within
-  // the key's window): then a fresh session, under a key naming the stale one.
-  for (let i = 0; i < 3 && session.replayed; i++) {
-    const stillOpen =
-      open.status === "fulfilled" && i === 0
-        ? open.value.includes(session.id)
-        : (await deps.billing.checkoutSessionStatus(session.id)) === "open";
-    if (stillOpen) break;
-    session = await checkout(customerId, session.id);
-  }
-  if (open.status === "rejected") {
-    deps.log.warn("checkout_open_sessions_unread", {
-      user_id: user.id,
-      error: describeError(open.reason),
-    });
-  }
-  const others = open.status === "fulfilled" ? open.value.filter((id) => id !== session.id) : [];
-  await Promise.all(others.map((id) => deps.billing.expireCheckoutSession(id)));
-  return { checkoutUrl: session.url, sessionId: session.id };
+  });
 }
 
 /**

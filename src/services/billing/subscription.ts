@@ -6,7 +6,7 @@ import {
   PortalNotConfiguredError,
   StaleBillingReferenceError,
 } from "../../lib/billing";
-import { admit } from "./admission";
+import { admit, type BillingAdmission, givingBackOnVendorFailure } from "./admission";
 import type { BillingDeps } from "./checkout";
 import {
   allowedRedirectOrigins,
@@ -50,46 +50,53 @@ export async function cancelSubscription(
   input: { userId: string; sessionLive: Promise<void> },
 ): Promise<SubscriptionSummary> {
   const { userId } = input;
-  // Round 1: the account, the session check and the allowance.
-  const { user, subscription } = await admit(
-    { sessionLive: input.sessionLive, limiter: deps.billingLimiters.cancel },
-    userId,
-    findBillingAccount(deps.db, userId, deps.config.proPriceId),
-  );
-  if (!user) throw new NotFoundError("The user no longer exists.", "user_not_found");
-  if (!subscription || isTerminalStatus(subscription.status)) {
-    throw new ConflictError("You have no subscription to cancel.", "no_subscription");
-  }
-  if (subscription.cancelAtPeriodEnd) {
-    return { tier: user.tier, ...pick(subscription) };
-  }
-  const updated = await deps.billing.cancelAtPeriodEnd(subscription.id);
-  if (!updated) {
-    // Stripe already ended it (Dashboard, portal) and its webhook has not reached us yet: store
-    // what Stripe says now instead of waiting for the event, and say there is nothing to cancel.
-    const current = await deps.billing.retrieveSubscription(subscription.id);
-    if (current) {
-      await applySubscriptionState(deps.db, {
-        userId,
-        state: stateOf(current, deps),
-        proPriceId: deps.config.proPriceId,
-      });
-    }
-    throw new ConflictError("You have no subscription to cancel.", "no_subscription");
-  }
-  const state = stateOf(updated, deps);
-  const { tier } = await applySubscriptionState(deps.db, {
-    userId,
-    state,
-    proPriceId: deps.config.proPriceId,
-  });
-  return {
-    tier: tier ?? user.tier,
-    status: updated.status,
-    priceId: state.priceId,
-    currentPeriodEnd: updated.currentPeriodEnd,
-    cancelAtPeriodEnd: updated.cancelAtPeriodEnd,
+  const admission: BillingAdmission = {
+    sessionLive: input.sessionLive,
+    limiter: deps.billingLimiters.cancel,
   };
+  // A vendor failure after round 1 gives the allowance back (the soak's finding 5).
+  return givingBackOnVendorFailure(admission, userId, async () => {
+    // Round 1: the account, the session check and the allowance.
+    const { user, subscription } = await admit(
+      admission,
+      userId,
+      findBillingAccount(deps.db, userId, deps.config.proPriceId),
+    );
+    if (!user) throw new NotFoundError("The user no longer exists.", "user_not_found");
+    if (!subscription || isTerminalStatus(subscription.status)) {
+      throw new ConflictError("You have no subscription to cancel.", "no_subscription");
+    }
+    if (subscription.cancelAtPeriodEnd) {
+      return { tier: user.tier, ...pick(subscription) };
+    }
+    const updated = await deps.billing.cancelAtPeriodEnd(subscription.id);
+    if (!updated) {
+      // Stripe already ended it (Dashboard, portal) and its webhook has not reached us yet: store
+      // what Stripe says now instead of waiting for the event, and say there is nothing to cancel.
+      const current = await deps.billing.retrieveSubscription(subscription.id);
+      if (current) {
+        await applySubscriptionState(deps.db, {
+          userId,
+          state: stateOf(current, deps),
+          proPriceId: deps.config.proPriceId,
+        });
+      }
+      throw new ConflictError("You have no subscription to cancel.", "no_subscription");
+    }
+    const state = stateOf(updated, deps);
+    const { tier } = await applySubscriptionState(deps.db, {
+      userId,
+      state,
+      proPriceId: deps.config.proPriceId,
+    });
+    return {
+      tier: tier ?? user.tier,
+      status: updated.status,
+      priceId: state.priceId,
+      currentPeriodEnd: updated.currentPeriodEnd,
+      cancelAtPeriodEnd: updated.cancelAtPeriodEnd,
+    };
+  });
 }
 
 /**
@@ -109,37 +116,47 @@ export async function openBillingPortal(
         allowedRedirectOrigins(deps.config.appUrl, deps.config.allowedRedirectOrigins),
       )
     : deps.config.appUrl;
-  // Round 1: the account, the session check and the allowance.
-  const { user } = await admit(
-    { sessionLive: input.sessionLive, limiter: deps.billingLimiters.portal },
-    input.userId,
-    findBillingAccount(deps.db, input.userId),
-  );
-  if (!user) throw new NotFoundError("The user no longer exists.", "user_not_found");
-  if (!user.stripeCustomerId) {
-    throw new ConflictError("You have no billing account yet; subscribe first.", "no_subscription");
-  }
-  try {
-    return await deps.billing.createPortalSession({
-      customerId: user.stripeCustomerId,
-      returnUrl,
-    });
-  } catch (err) {
-    if (err instanceof PortalNotConfiguredError) {
-      deps.log.error("billing_portal_not_configured", {
-        user_id: input.userId,
-        error: err.message,
-      });
-      throw new BillingPortalUnavailableError();
-    }
-    if (err instanceof StaleBillingReferenceError) {
+  const admission: BillingAdmission = {
+    sessionLive: input.sessionLive,
+    limiter: deps.billingLimiters.portal,
+  };
+  // A vendor failure after round 1 gives the allowance back (the soak's finding 5).
+  return givingBackOnVendorFailure(admission, input.userId, async () => {
+    // Round 1: the account, the session check and the allowance.
+    const { user } = await admit(
+      admission,
+      input.userId,
+      findBillingAccount(deps.db, input.userId),
+    );
+    if (!user) throw new NotFoundError("The user no longer exists.", "user_not_found");
+    if (!user.stripeCustomerId) {
       throw new ConflictError(
-        "Your billing account no longer exists at Stripe; subscribe again.",
+        "You have no billing account yet; subscribe first.",
         "no_subscription",
       );
     }
-    throw err;
-  }
+    try {
+      return await deps.billing.createPortalSession({
+        customerId: user.stripeCustomerId,
+        returnUrl,
+      });
+    } catch (err) {
+      if (err instanceof PortalNotConfiguredError) {
+        deps.log.error("billing_portal_not_configured", {
+          user_id: input.userId,
+          error: err.message,
+        });
+        throw new BillingPortalUnavailableError();
+      }
+      if (err instanceof StaleBillingReferenceError) {
+        throw new ConflictError(
+          "Your billing account no longer exists at Stripe; subscribe again.",
+          "no_subscription",
+        );
+      }
+      throw err;
+    }
+  });
 }
 
 /** A subscription read from Stripe, as stored: its price resolved against the Pro price. */
