@@ -137,10 +137,14 @@ export interface OtpStore {
    * one has left. Exact, unlike a 1-token window, which lets two sends straddle a boundary.
    */
   startCooldown(
-    input: CodeSlot & { seconds: number },
+    input: CodeSlot & { seconds: number; token?: string },
   ): Promise<{ started: true } | { started: false; retryAfterSeconds: number }>;
-  /** Ends a cool-down this request started (the send was refused for another reason). */
-  clearCooldown(input: CodeSlot): Promise<void>;
+  /**
+   * Ends a cool-down this request started (the send was refused for another reason). With the
+   * `token` it was started with, only if it is still that one: safe when the start's answer was
+   * lost and it is unknown whether it ran.
+   */
+  clearCooldown(input: CodeSlot & { token?: string }): Promise<void>;
   /** Puts a consumed code back unless a newer one was issued meanwhile. */
   restore(
     input: CodeSlot & { mac: string; challengeId: string; expiresAtMs: number; ttlSeconds: number },
@@ -298,10 +302,15 @@ return 1
 `;
 
 const COOLDOWN_SCRIPT = `
-if redis.call('SET', KEYS[1], '1', 'NX', 'PX', tonumber(ARGV[1])) then
+if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', tonumber(ARGV[1])) then
   return 0
 end
 return redis.call('PTTL', KEYS[1])
+`;
+
+const CLEAR_OWN_COOLDOWN_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
 `;
 
 const codeKey = (s: CodeSlot) => `otp:v3:${s.purpose}:${s.mobileNumber}:${s.network}`;
@@ -390,13 +399,18 @@ export function createOtpStore(redis: RedisClient): OtpStore {
     },
     async startCooldown(i) {
       const pttl = Number(
-        await redis.eval(COOLDOWN_SCRIPT, [cooldownKey(i)], [String(i.seconds * 1000)]),
+        await redis.eval(
+          COOLDOWN_SCRIPT,
+          [cooldownKey(i)],
+          [String(i.seconds * 1000), i.token ?? "1"],
+        ),
       );
       if (pttl === 0) return { started: true };
       return { started: false, retryAfterSeconds: Math.max(1, Math.ceil(pttl / 1000)) };
     },
     async clearCooldown(i) {
-      await redis.del(cooldownKey(i));
+      if (i.token === undefined) await redis.del(cooldownKey(i));
+      else await redis.eval(CLEAR_OWN_COOLDOWN_SCRIPT, [cooldownKey(i)], [i.token]);
     },
     async restore(i) {
       await redis.eval(

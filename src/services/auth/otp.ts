@@ -68,8 +68,14 @@ export async function takeSendAllowance(
   input: CodeRequest,
 ): Promise<SendAllowance> {
   const slot = await slotOf(deps, input);
+  // Names this request's cool-down, so one whose start lost its answer can be cleared if ours.
+  const cooldownToken = crypto.randomUUID();
   const settled = await Promise.allSettled([
-    deps.otpStore.startCooldown({ ...slot, seconds: AUTH_LIMITS.otpCooldownSeconds }),
+    deps.otpStore.startCooldown({
+      ...slot,
+      seconds: AUTH_LIMITS.otpCooldownSeconds,
+      token: cooldownToken,
+    }),
     deps.limiters.otpPerNumber.limit(perNumberId(slot)),
     deps.limiters.otpPerNumberAll.limit(`${slot.purpose}:${slot.mobileNumber}`),
     deps.limiters.otpPerIp.limit(input.clientIp),
@@ -98,13 +104,15 @@ export async function takeSendAllowance(
       input,
       slot,
       {
-        cooldown: cooldownR.status === "fulfilled" && cooldownR.value.started,
+        // A start whose answer was lost may have run (Redis slower than the deadline): its
+        // cool-down is cleared only if it is this request's (the soak's finding 6).
+        cooldown: cooldownR.status === "rejected" || cooldownR.value.started,
         perNumber: perNumberR.status === "fulfilled" && perNumberR.value.success,
         perNumberAll: perNumberAllR.status === "fulfilled" && perNumberAllR.value.success,
         perIp: perIpR.status === "fulfilled" && perIpR.value.success,
         stranger: strangerR.status === "fulfilled" && strangerR.value.status === "taken",
       },
-      { whileRedisFails: true },
+      { whileRedisFails: true, cooldownToken },
     );
     throw (settled.find((r) => r.status === "rejected") as PromiseRejectedResult).reason;
   }
@@ -184,8 +192,9 @@ async function giveBack(
     perIp: boolean;
     stranger: boolean;
   },
-  options: { whileRedisFails?: boolean } = {},
+  options: { whileRedisFails?: boolean; cooldownToken?: string } = {},
 ): Promise<void> {
+  const own = { ...slot, token: options.cooldownToken };
   const [, cooldown] = await Promise.allSettled([
     taken.stranger
       ? deps.otpStore.refundStranger({
@@ -193,7 +202,7 @@ async function giveBack(
           ceiling: strangerSendCeiling(slot.purpose),
         })
       : null,
-    taken.cooldown ? deps.otpStore.clearCooldown(slot) : null,
+    taken.cooldown ? deps.otpStore.clearCooldown(own) : null,
     taken.perNumber ? deps.limiters.otpPerNumber.limit(perNumberId(slot), { rate: -1 }) : null,
     taken.perNumberAll
       ? deps.limiters.otpPerNumberAll.limit(`${slot.purpose}:${slot.mobileNumber}`, { rate: -1 })
@@ -201,12 +210,13 @@ async function giveBack(
     taken.perIp ? deps.limiters.otpPerIp.limit(input.clientIp, { rate: -1 }) : null,
   ]);
   // The cool-down is what a retry meets first. Clearing it is idempotent, so when Redis is
-  // failing it is tried again for a moment (the counters' refunds are not, so they are not).
+  // failing it is tried again for ~5 s, past a fault window (the soak's finding 6); the
+  // counters' refunds are not idempotent, so they are not.
   if (options.whileRedisFails && taken.cooldown && cooldown.status === "rejected") {
-    for (const wait of [250, 750]) {
+    for (const wait of [250, 750, 1_500, 2_500]) {
       await new Promise((resolve) => setTimeout(resolve, wait));
       try {
-        await deps.otpStore.clearCooldown(slot);
+        await deps.otpStore.clearCooldown(own);
         return;
       } catch {
         // still failing: try once more, then leave it to expire

@@ -1,0 +1,113 @@
+// The chaos soak's finding 6 (docs/reliability.md): a send-otp that failed part-way on Redis
+// started its 30-second cool-down, and the give-back that clears it met the same fault window
+// (it tried for ~1 s), so the client's retries after the 503 met 429 until the cool-down ran
+// out. The clear is idempotent and now keeps trying for ~5 s, longer than a fault window. And a
+// cool-down whose start lost its answer (Redis slower than the 2 s deadline) was never cleared:
+// each start now names its cool-down, which is cleared only if it is still that one.
+import { beforeAll, describe, expect, it } from "vitest";
+import { createDatabase } from "../../src/db/client.ts";
+import { fixedClock } from "../../src/lib/clock.ts";
+import { createOtpStore } from "../../src/lib/otp.ts";
+import { responseDelivery } from "../../src/lib/otp-delivery.ts";
+import { createRedis } from "../../src/lib/redis.ts";
+import { createAccessTokens } from "../../src/lib/tokens.ts";
+import { rootLogger } from "../../src/log.ts";
+import { type AuthDeps, createAuthLimiters } from "../../src/services/auth/deps.ts";
+import { takeSendAllowance } from "../../src/services/auth/otp.ts";
+import { cloudUrl, testEnv, uniqueMobileNumber } from "../support/api.ts";
+import { uniqueClientIp } from "../support/session.ts";
+
+let redis: ReturnType<typeof createRedis>;
+beforeAll(() => {
+  redis = createRedis(`${cloudUrl}/redis`, testEnv.UPSTASH_REDIS_REST_TOKEN as string);
+});
+
+function deps(overrides: Partial<AuthDeps> = {}): AuthDeps {
+  return {
+    db: createDatabase(testEnv.DATABASE_URL as string, testEnv.NEON_FETCH_ENDPOINT),
+    redis,
+    clock: fixedClock(new Date("2030-01-01T00:00:00.000Z")),
+    tokens: createAccessTokens(testEnv.JWT_SECRET as string, 900),
+    otpStore: createOtpStore(redis),
+    otpDelivery: responseDelivery,
+    limiters: createAuthLimiters(redis),
+    config: {
+      otpSecret: testEnv.OTP_SECRET as string,
+      refreshTokenTtlSeconds: 3600,
+      refreshFamilyMaxAgeSeconds: 7200,
+    },
+    log: rootLogger,
+    ...overrides,
+  };
+}
+
+describe("send allowance when Redis fails for a while", () => {
+  it("clears the cool-down the failed send started once Redis is back (a 1.5 s fault window)", async () => {
+    const healthy = deps();
+    const unreachable = () => Promise.reject(new Error("fetch failed: Redis unreachable"));
+    const failingIp = { limit: unreachable } as unknown as AuthDeps["limiters"]["otpPerIp"];
+    // Redis refuses everything but the cool-down's start for 1.5 s (the soak's longest window).
+    const failingUntil = Date.now() + 1_500;
+    const store = createOtpStore(redis);
+    const flakyStore: AuthDeps["otpStore"] = {
+      ...store,
+      clearCooldown: (slot) =>
+        Date.now() < failingUntil ? unreachable() : store.clearCooldown(slot),
+    };
+    const broken = deps({
+      otpStore: flakyStore,
+      limiters: { ...healthy.limiters, otpPerIp: failingIp },
+    });
+    const request = {
+      mobileNumber: uniqueMobileNumber(),
+      purpose: "login" as const,
+      clientIp: uniqueClientIp(),
+    };
+    await expect(takeSendAllowance(broken, request)).rejects.toThrow(/Redis unreachable/);
+    // The retry a 503 asks for, once Redis is back: not refused by the failed send's cool-down.
+    await expect(takeSendAllowance(healthy, request)).resolves.toBeDefined();
+  });
+
+  it("clears a cool-down whose start ran but lost its answer (Redis slower than the deadline)", async () => {
+    const healthy = deps();
+    const store = createOtpStore(redis);
+    const lostAnswer: AuthDeps["otpStore"] = {
+      ...store,
+      startCooldown: async (i) => {
+        await store.startCooldown(i);
+        throw new Error("TimeoutError: the answer was lost");
+      },
+    };
+    const request = {
+      mobileNumber: uniqueMobileNumber(),
+      purpose: "login" as const,
+      clientIp: uniqueClientIp(),
+    };
+    await expect(takeSendAllowance(deps({ otpStore: lostAnswer }), request)).rejects.toThrow(
+      /answer was lost/,
+    );
+    await expect(takeSendAllowance(healthy, request)).resolves.toBeDefined();
+  });
+
+  it("keeps an earlier send's cool-down when a later start lost its answer", async () => {
+    const healthy = deps();
+    const store = createOtpStore(redis);
+    const lostAnswer: AuthDeps["otpStore"] = {
+      ...store,
+      startCooldown: async (i) => {
+        await store.startCooldown(i);
+        throw new Error("TimeoutError: the answer was lost");
+      },
+    };
+    const request = {
+      mobileNumber: uniqueMobileNumber(),
+      purpose: "login" as const,
+      clientIp: uniqueClientIp(),
+    };
+    await expect(takeSendAllowance(healthy, request)).resolves.toBeDefined();
+    await expect(takeSendAllowance(deps({ otpStore: lostAnswer }), request)).rejects.toThrow(
+      /answer was lost/,
+    );
+    await expect(takeSendAllowance(healthy, request)).rejects.toThrow(/Too many codes/);
+  });
+});
