@@ -68,7 +68,7 @@ async function query(cloudUrl: string, sql: string, params: unknown[] = []): Pro
   return body.rows;
 }
 
-/** Today's shared daily counter (ADR 0003: @upstash/ratelimit fixed window "1 d"). */
+/** Today's shared daily counter (ADR 0003: the fixed-window "1 d" key, taken once per reply id). */
 async function quotaCounter(vars: Record<string, string>, userId: string): Promise<number> {
   const key = `quota:prompts:${userId}:${Math.floor(Date.now() / 86_400_000)}`;
   const res = await fetch(vars.UPSTASH_REDIS_REST_URL as string, {

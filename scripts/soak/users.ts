@@ -1,7 +1,9 @@
 // One simulated user: signs up and logs in through the typed client, then, until the run's
 // prompt budget is spent, picks actions at random: queued and streamed prompts (with and without
 // an Idempotency-Key, repeated as a client retry would, or left mid-stream), polls, refreshes,
-// new chatrooms, checkouts and cancellations.
+// new chatrooms, checkouts and cancellations. Like a person, it mostly waits for a reply before
+// the next prompt (sometimes it fires on, which still meets the pending-replies cap), pauses a
+// moment between actions, and opens billing rarely (well under its 10 per 10 minutes).
 import type { ApiClient } from "../../src/client.ts";
 import { randomClientIp, randomMobileNumber } from "../support/http.ts";
 import { clientFor, type HttpRecord } from "./client.ts";
@@ -27,8 +29,12 @@ export interface SoakStats {
   limited: number;
   pending_limited: number;
   streams_abandoned: number;
+  /** Queued prompts whose reply the user waited for before doing anything else. */
+  replies_awaited: number;
   checkouts_paid: number;
   cancellations: number;
+  /** Billing actions drawn too soon after the user's last one of that kind, so not sent. */
+  billing_spaced_out: number;
   refreshes: number;
   unexpected: string[];
   /** Reply ids the clients were told about (202, SSE `message`/`done`, replays). */
@@ -44,8 +50,10 @@ export function newStats(): SoakStats {
     limited: 0,
     pending_limited: 0,
     streams_abandoned: 0,
+    replies_awaited: 0,
     checkouts_paid: 0,
     cancellations: 0,
+    billing_spaced_out: 0,
     refreshes: 0,
     unexpected: [],
     reply_ids: new Set(),
@@ -75,6 +83,18 @@ const ACTION_WEIGHTS = {
   history: 5,
 } as const;
 
+/** Share of accepted queued prompts whose reply the user waits for before the next action. */
+const WAIT_FOR_REPLY = 0.85;
+/** How long a waiting user polls a reply before giving up on it (it stays in `pending`). */
+const REPLY_WAIT_MS = 20_000;
+/** A pause between two actions, as a person reads and types (ms). */
+const THINK_MS = [50, 400] as const;
+/**
+ * Least time between two checkouts (or two cancellations) of one user: at most 7 in 10 minutes,
+ * under the per-user billing limit of 10 (src/services/billing/admission.ts), as people do.
+ */
+const BILLING_GAP_MS = 90_000;
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface SimUser {
@@ -87,6 +107,8 @@ interface SimUser {
   rooms: string[];
   pending: { chatroomId: string; replyId: string }[];
   prompts: number;
+  /** When the user last sent each billing action (ms). */
+  lastBilling: { checkout: number; cancel: number };
 }
 
 function unexpected(run: SoakRun, who: string, what: string, status: number, text = ""): void {
@@ -130,6 +152,7 @@ async function logIn(run: SoakRun, index: number): Promise<SimUser | null> {
     rooms: [],
     pending: [],
     prompts: 0,
+    lastBilling: { checkout: 0, cancel: 0 },
   };
 }
 
@@ -170,7 +193,6 @@ async function sendQueued(run: SoakRun, u: SimUser): Promise<void> {
         // The first send (or, when it was refused, the repeat) created the exchange.
         run.stats.accepted_queued++;
         firstReply = body.reply.id;
-        u.pending.push({ chatroomId, replyId: body.reply.id });
       } else if (body.reply.id === firstReply) run.stats.replayed++;
       else unexpected(run, `user ${u.index}`, "replay gave another reply", res.status);
     } else if (status === 429) run.stats.limited++;
@@ -181,6 +203,38 @@ async function sendQueued(run: SoakRun, u: SimUser): Promise<void> {
       unexpected(run, `user ${u.index}`, "prompt", status, JSON.stringify(body));
     }
   }
+  if (firstReply === undefined) return;
+  const p = { chatroomId, replyId: firstReply };
+  // Mostly the user reads the reply before typing again; sometimes it fires on.
+  if (u.rng.chance(WAIT_FOR_REPLY) && (await awaitReply(run, u, p, REPLY_WAIT_MS))) {
+    run.stats.replies_awaited++;
+  } else u.pending.push(p);
+}
+
+/** Polls a reply until it is no longer pending (true) or `patienceMs` passes (false). */
+async function awaitReply(
+  run: SoakRun,
+  u: SimUser,
+  p: { chatroomId: string; replyId: string },
+  patienceMs: number,
+): Promise<boolean> {
+  const until = Math.min(run.deadline, Date.now() + patienceMs);
+  for (let i = 0; Date.now() < until; i++) {
+    const res = await u.api.chatroom[":id"].messages[":message_id"].$get({
+      param: { id: p.chatroomId, message_id: p.replyId },
+    });
+    if (res.status !== 200) {
+      unexpected(run, `user ${u.index}`, "poll", res.status);
+      return true;
+    }
+    const { message } = await res.json();
+    if (message.status !== "pending") {
+      for (const act of Object.values(REPLY_ACTIONS)) await act(u, p.chatroomId, p.replyId);
+      return true;
+    }
+    await sleep(Math.min(1_000, 100 + i * 50));
+  }
+  return false;
 }
 
 /** A streamed prompt; sometimes the client leaves after the first piece of text. */
@@ -244,18 +298,8 @@ async function pollOne(run: SoakRun, u: SimUser): Promise<void> {
     await sleep(u.rng.int(20, 200));
     return;
   }
-  for (let i = 0; i < 20 && Date.now() < run.deadline; i++) {
-    const res = await u.api.chatroom[":id"].messages[":message_id"].$get({
-      param: { id: p.chatroomId, message_id: p.replyId },
-    });
-    if (res.status !== 200) return unexpected(run, `user ${u.index}`, "poll", res.status);
-    const { message } = await res.json();
-    if (message.status !== "pending") {
-      for (const act of Object.values(REPLY_ACTIONS)) await act(u, p.chatroomId, p.replyId);
-      return;
-    }
-    await sleep(100 + i * 50);
-  }
+  // A reply still pending after that is the sweep's (it runs after the drive): not polled again.
+  await awaitReply(run, u, p, REPLY_WAIT_MS);
 }
 
 async function refresh(run: SoakRun, u: SimUser): Promise<void> {
@@ -268,7 +312,18 @@ async function refresh(run: SoakRun, u: SimUser): Promise<void> {
   run.stats.refreshes++;
 }
 
+/** False (and counted) when the user did this billing action too recently to do it again. */
+function billingDue(run: SoakRun, u: SimUser, action: "checkout" | "cancel"): boolean {
+  if (Date.now() - u.lastBilling[action] < BILLING_GAP_MS) {
+    run.stats.billing_spaced_out++;
+    return false;
+  }
+  u.lastBilling[action] = Date.now();
+  return true;
+}
+
 async function checkout(run: SoakRun, u: SimUser): Promise<void> {
+  if (!billingDue(run, u, "checkout")) return;
   const res = await u.api.subscribe.pro.$post({ json: {} });
   const status: number = res.status;
   if (status === 409) return; // already Pro
@@ -284,6 +339,7 @@ async function checkout(run: SoakRun, u: SimUser): Promise<void> {
 }
 
 async function cancel(run: SoakRun, u: SimUser): Promise<void> {
+  if (!billingDue(run, u, "cancel")) return;
   const res = await u.api.subscription.cancel.$post();
   const status: number = res.status;
   if (status === 200) run.stats.cancellations++;
@@ -316,6 +372,9 @@ export async function simulateUser(run: SoakRun, index: number): Promise<void> {
     else if (action === "checkout") await checkout(run, u);
     else if (action === "cancel") await cancel(run, u);
     else if (action === "history") await history(run, u);
+    await sleep(u.rng.int(...THINK_MS));
   }
-  while (u.pending.length > 0 && Date.now() < run.deadline) await pollOne(run, u);
+  // The replies the user did not wait for, checked once more within one shared patience.
+  const until = Date.now() + REPLY_WAIT_MS;
+  for (const p of u.pending.splice(0)) await awaitReply(run, u, p, until - Date.now());
 }
