@@ -70,8 +70,9 @@ let startupError: string | undefined;
 let latencies: LatencyReport | undefined;
 let failed = false;
 try {
-  // Whole-system warm-up: the first prompt runs @upstash/ratelimit's EVALSHA → NOSCRIPT → EVAL
-  // fallback and compiles the Worker's code paths; none of that belongs in a measurement.
+  // Whole-system warm-up: the first prompt runs the quota take's EVALSHA → NOSCRIPT → EVAL
+  // fallback (src/services/quota.ts) and compiles the Worker's code paths; none of that belongs
+  // in a measurement.
   const warm = await h.session({ pro: true });
   const warmRoom = await h.chatroom(warm);
   for (let i = 0; i < 3; i++) await h.exchange(warm, warmRoom);

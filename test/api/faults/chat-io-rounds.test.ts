@@ -37,8 +37,8 @@ let roomId: string;
 beforeAll(async () => {
   me = await createSession();
   roomId = (await newChatroom(me)).id;
-  // Warm-up: @upstash/ratelimit tries EVALSHA first and, on a Redis that has never seen its
-  // script, falls back to EVAL (one extra round, once per Redis, not per request).
+  // Warm-up: the quota take (src/services/quota.ts) tries EVALSHA first and, on a Redis that has
+  // never seen its script, falls back to EVAL (one extra round, once per Redis, not per request).
   const warmUp = marker("warm-up");
   expect((await sendPrompt(me, roomId, warmUp)).status).toBe(202);
   await flushQStash(warmUp);
