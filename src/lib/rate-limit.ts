@@ -9,6 +9,11 @@ export interface LimitResult {
   remaining: number;
   /** Unix milliseconds at which the window resets. */
   reset: number;
+  /**
+   * Seconds until `reset`. Computed here because the window is on @upstash/ratelimit's own wall
+   * clock (it reads Date.now itself), not on the app's injectable clock.
+   */
+  retryAfterSeconds: number;
 }
 
 /** A named limit over @upstash/ratelimit; `rate` > 1 takes several tokens, a negative rate refunds. */
@@ -46,7 +51,13 @@ export function createRateLimiter(o: RateLimiterOptions): RateLimiter {
     async limit(identifier, options) {
       const r = await limiter.limit(identifier, options?.rate ? { rate: options.rate } : undefined);
       o.waitUntil?.(r.pending);
-      return { success: r.success, limit: r.limit, remaining: r.remaining, reset: r.reset };
+      return {
+        success: r.success,
+        limit: r.limit,
+        remaining: r.remaining,
+        reset: r.reset,
+        retryAfterSeconds: (r.reset - Date.now()) / 1000,
+      };
     },
     async remaining(identifier) {
       return limiter.getRemaining(identifier);

@@ -82,11 +82,12 @@ export async function setStripeCustomerId(
   db: Database,
   userId: string,
   customerId: string,
-  replacing: string | null = null,
+  replacing: string | null,
+  now: Date,
 ): Promise<string | null> {
   const updated = await db
     .update(users)
-    .set({ stripeCustomerId: customerId, updatedAt: new Date() })
+    .set({ stripeCustomerId: customerId, updatedAt: now })
     .where(
       and(
         eq(users.id, userId),

@@ -40,11 +40,11 @@ export async function findUserByMobileNumber(
  */
 export async function upgradePasswordHash(
   db: Database,
-  input: { userId: string; from: string; to: string },
+  input: { userId: string; from: string; to: string; now: Date },
 ): Promise<void> {
   await db
     .update(users)
-    .set({ passwordHash: input.to, updatedAt: new Date() })
+    .set({ passwordHash: input.to, updatedAt: input.now })
     .where(and(eq(users.id, input.userId), eq(users.passwordHash, input.from)));
 }
 

@@ -35,7 +35,7 @@ import { prepareSession, startPasswordSession, startSession, type TokenPair } fr
 
 /** The 429 for a limiter's refusal, with Retry-After until its window lets the caller in. */
 function limitExceeded(refusal: LimitResult, message: string): LimitExceededError {
-  return new LimitExceededError(message, (refusal.reset - Date.now()) / 1000);
+  return new LimitExceededError(message, refusal.retryAfterSeconds);
 }
 
 export interface Session extends TokenPair {
@@ -309,7 +309,12 @@ async function rehash(
 ): Promise<void> {
   try {
     const to = await hashPassword(input.password);
-    await upgradePasswordHash(deps.db, { userId: input.userId, from: input.from, to });
+    await upgradePasswordHash(deps.db, {
+      userId: input.userId,
+      from: input.from,
+      to,
+      now: deps.clock.now(),
+    });
   } catch (err) {
     deps.log.warn("password_rehash_failed", { user_id: input.userId, error: describeError(err) });
   }

@@ -140,13 +140,12 @@ export async function takeSendAllowance(
     perIp: perIp.success,
     stranger: strangerTaken,
   });
-  const now = Date.now();
   const waits: number[] = [];
   if (stranger.status === "refused") waits.push(stranger.retryAfterSeconds);
   if (!cooldown.started) waits.push(cooldown.retryAfterSeconds);
-  if (!perNumber.success) waits.push((perNumber.reset - now) / 1000);
-  if (!perNumberAll.success) waits.push((perNumberAll.reset - now) / 1000);
-  if (!perIp.success) waits.push((perIp.reset - now) / 1000);
+  if (!perNumber.success) waits.push(perNumber.retryAfterSeconds);
+  if (!perNumberAll.success) waits.push(perNumberAll.retryAfterSeconds);
+  if (!perIp.success) waits.push(perIp.retryAfterSeconds);
   throw new LimitExceededError(
     "Too many codes requested; wait before asking for another.",
     Math.max(1, ...waits),

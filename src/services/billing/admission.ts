@@ -96,7 +96,7 @@ export async function admit<T>(
   if (!allowance.value.success) {
     throw new LimitExceededError(
       `Too many billing requests; at most ${BILLING_LIMITS.perUserPer10Min} per 10 minutes. Try again later.`,
-      (allowance.value.reset - Date.now()) / 1000,
+      allowance.value.retryAfterSeconds,
     );
   }
   if (read.status === "rejected") {

@@ -158,7 +158,9 @@ async function newCustomer(
             idempotencyKey: customerIdempotencyKey(userId, newId()),
           })
         ).id;
-  const stored = (await setStripeCustomerId(deps.db, userId, customerId, replacing)) ?? customerId;
+  const stored =
+    (await setStripeCustomerId(deps.db, userId, customerId, replacing, deps.clock.now())) ??
+    customerId;
   if (stored !== customerId && customerId !== found) {
     await deps.billing.deleteCustomer(customerId).catch((err: unknown) => {
       deps.log.warn("stripe_customer_orphaned", {
