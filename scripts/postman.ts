@@ -188,6 +188,16 @@ const STEPS: [string, Step][] = [
       ],
     },
   ],
+  // Following a complete reply's stream (resume) answers its one `done` event.
+  [
+    "GET /chatroom/{id}/messages/{message_id}/stream",
+    {
+      headers: { Accept: "text/event-stream", "Last-Event-ID": "0" },
+      test: [
+        'pm.test("ends with done", () => pm.expect(pm.response.text()).to.include("event: done"));',
+      ],
+    },
+  ],
   // The reply is complete: it can no longer be stopped, but it can be asked again.
   [
     "POST /chatroom/{id}/messages/{message_id}/cancel",
@@ -241,6 +251,10 @@ const STEPS: [string, Step][] = [
   [
     "POST /webhook/qstash/reply-failed",
     { expect: 401, body: {}, query: { reply_id: "{{reply_id}}" } },
+  ],
+  [
+    "POST /webhook/qstash/title",
+    { expect: 401, body: {}, query: { chatroom_id: "{{chatroom_id}}" } },
   ],
 ];
 

@@ -26,6 +26,8 @@ export interface ServiceConfig {
   geminiTimeoutSeconds: number;
   /** MAX_PENDING_REPLIES per tier. */
   maxPendingReplies: { basic: number; pro: number };
+  /** How long a streamed generation outlives its client (resume) before the queue takes it. */
+  streamGraceMs: number;
   /** Prompts per UTC day, per tier. */
   dailyLimits: { basic: number; pro: number };
   /** Seconds a cached GET /chatroom page lives. */
@@ -65,6 +67,7 @@ export function serviceConfig(env: Env): ServiceConfig {
     },
     geminiTimeoutSeconds: env.GEMINI_TIMEOUT_SECONDS,
     maxPendingReplies: { basic: env.MAX_PENDING_REPLIES_BASIC, pro: env.MAX_PENDING_REPLIES_PRO },
+    streamGraceMs: env.STREAM_GRACE_SECONDS * 1000,
     dailyLimits: { basic: env.BASIC_DAILY_LIMIT, pro: env.PRO_DAILY_LIMIT },
     chatroomCacheTtlSeconds: env.CHATROOM_CACHE_TTL_SECONDS,
     otpSecret: env.OTP_SECRET,

@@ -10,6 +10,7 @@ import type { OtpDelivery } from "./lib/otp-delivery";
 import type { PendingGate } from "./lib/pending-gate";
 import type { JobQueue, QueueSignatureVerifier } from "./lib/queue";
 import type { RedisClient } from "./lib/redis";
+import type { ReplyLog } from "./lib/reply-log";
 import type { AccessTokens } from "./lib/tokens";
 import type { Logger } from "./log";
 import type { AuthLimiters } from "./services/auth/deps";
@@ -55,6 +56,8 @@ export interface ServiceContext extends Adapters {
   promptClaims: InFlightClaims;
   /** Prompts accepted but not yet committed, per user (MAX_PENDING_REPLIES; see sendMessage). */
   pendingGate: PendingGate;
+  /** Streamed replies' deltas, for clients that resume or attach (services/chat/resume.ts). */
+  replyLog: ReplyLog;
   /** One-time codes in Redis (login, password reset). */
   otpStore: OtpStore;
   /** Send, signup and login limits (AUTH_LIMITS). */

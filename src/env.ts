@@ -91,6 +91,12 @@ export const EnvSchema = z
     HISTORY_MAX_MESSAGES: int(20),
     HISTORY_MAX_CHARS: int(16_000),
     REPLY_DEADLINE_SECONDS: int(3600),
+    /**
+     * How long a streamed generation keeps running after its client left, so the client can
+     * resume it; then it is handed to the queue. Cloudflare allows 30 s of waitUntil after the
+     * response ends, and the hand-off needs a moment of it.
+     */
+    STREAM_GRACE_SECONDS: int(20, 0).pipe(z.number().max(25)),
     QSTASH_RETRIES: int(3, 0),
   })
   .superRefine((env, ctx) => {

@@ -13,6 +13,7 @@ import { createOtpDelivery } from "../lib/otp-delivery";
 import { createPendingGate } from "../lib/pending-gate";
 import { createJobQueue, createQueueSignatureVerifier } from "../lib/queue";
 import { createRedis } from "../lib/redis";
+import { createReplyLog, REPLY_LOG_TTL_SECONDS } from "../lib/reply-log";
 import { createAccessTokens } from "../lib/tokens";
 import type { Logger } from "../log";
 import { createAuthLimiters } from "../services/auth/deps";
@@ -107,6 +108,9 @@ export function buildServiceContext(
   );
   lazy(ctx, "pendingGate", () =>
     createPendingGate(ctx.redis, { namespace: "pending:replies", ttlMs: PROMPT_CLAIM_TTL_MS }),
+  );
+  lazy(ctx, "replyLog", () =>
+    createReplyLog(ctx.redis, { namespace: "reply:log", ttlSeconds: REPLY_LOG_TTL_SECONDS }),
   );
   lazy(ctx, "otpStore", () => createOtpStore(ctx.redis));
   lazy(ctx, "limiters", () => createAuthLimiters(ctx.redis));

@@ -245,7 +245,7 @@ describe("schema-derived bad bodies", () => {
     "the webhooks refuse any unsigned body with 400/401, whatever its bytes",
     async () => {
       const hooks = operations.filter((op) => op.path.startsWith("/webhook/"));
-      expect(hooks).toHaveLength(3);
+      expect(hooks).toHaveLength(4);
       await fc.assert(
         fc.asyncProperty(
           fc.constantFrom(...hooks),
@@ -323,7 +323,7 @@ describe("paths, queries and credentials of every shape", () => {
     "answers 404 for any chatroom or message id that is not the caller's",
     async () => {
       const withIds = operations.filter((op) => op.pathParams.length > 0);
-      expect(withIds.length).toBe(8);
+      expect(withIds.length).toBe(9);
       await fc.assert(
         fc.asyncProperty(
           fc.constantFrom(...withIds),

@@ -474,6 +474,15 @@ describe("every documented operation against the Worker", () => {
       return res.body.message.status !== "pending";
     });
     await expectStatus(409, "POST", `${donePath}/cancel`, { token });
+    // Resume: a settled reply answers its one terminal event.
+    const followed = await expectStatus(200, "GET", `${donePath}/stream`, { token });
+    expect(followed.text).toContain("event: done");
+    await expectStatus(400, "GET", `${donePath}/stream`, {
+      token,
+      headers: { "last-event-id": "not-a-number" },
+    });
+    await expectStatus(404, "GET", `/chatroom/${id}/messages/${v7()}/stream`, { token });
+    await expectStatus(401, "GET", `${donePath}/stream`, {});
     const key = { "idempotency-key": marker("regen") };
     await expectStatus(202, "POST", `${donePath}/regenerate`, { token, headers: key });
     await expectStatus(409, "POST", `${replyPath}/regenerate`, { token, headers: key });
@@ -669,6 +678,31 @@ describe("every documented operation against the Worker", () => {
       });
       await expectStatus(413, "POST", url, tooLarge("body", 4200 * 1024));
     }
+
+    // The title job's callback: a usable answer for a chatroom that is not (or no longer) auto
+    // titled changes nothing and is acknowledged.
+    const titleUrl = `/webhook/qstash/title?chatroom_id=${v7()}`;
+    const titleBody = callbackBody(geminiAnswer("Cat names"));
+    await expectStatus(200, "POST", titleUrl, {
+      rawBody: titleBody,
+      headers: {
+        "content-type": "application/json",
+        "upstash-signature": await signQStash(`${workerUrl}${titleUrl}`, titleBody),
+      },
+    });
+    await expectStatus(401, "POST", titleUrl, {
+      rawBody: titleBody,
+      headers: { "content-type": "application/json" },
+    });
+    const badTitleUrl = "/webhook/qstash/title?chatroom_id=not-an-id";
+    await expectStatus(400, "POST", badTitleUrl, {
+      rawBody: titleBody,
+      headers: {
+        "content-type": "application/json",
+        "upstash-signature": await signQStash(`${workerUrl}${badTitleUrl}`, titleBody),
+      },
+    });
+    await expectStatus(413, "POST", titleUrl, tooLarge("body", 4200 * 1024));
   });
 });
 

@@ -2,8 +2,8 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
 import { describe, expect, test } from "vitest";
-import { cloudUrl, uniqueMobileNumber, workerUrl } from "../support/api.ts";
-import { createSession } from "../support/session.ts";
+import { cloudUrl, control, uniqueMobileNumber, workerUrl } from "../support/api.ts";
+import { createSession, type TestSession } from "../support/session.ts";
 import { ARTIFACTS, openBrowser } from "./browser.ts";
 
 const SESSION_KEY = "playground.session";
@@ -16,6 +16,40 @@ async function storedSession(page: Page) {
     (key) => JSON.parse(sessionStorage.getItem(key) ?? "null"),
     SESSION_KEY,
   ) as Promise<{ token: string; refresh_token: string; expires_at: number } | null>;
+}
+
+/** Opens the playground already logged in as `session`. */
+async function loggedIn(session: TestSession) {
+  const browser = await openBrowser();
+  await browser.page.goto(`${workerUrl}/`);
+  await browser.page.locator("#auth-view").waitFor({ state: "visible" });
+  await browser.page.evaluate(
+    ([key, value]) => sessionStorage.setItem(key as string, value as string),
+    [
+      SESSION_KEY,
+      JSON.stringify({
+        token: session.token,
+        refresh_token: session.refresh_token,
+        expires_at: Date.now() + 600_000,
+        user: session.user,
+      }),
+    ],
+  );
+  await browser.page.reload();
+  await browser.page.locator("#app-view").waitFor({ state: "visible" });
+  return browser;
+}
+
+async function currentRoomId(page: Page) {
+  return page.evaluate(() =>
+    document.querySelector("#rooms button.active")?.getAttribute("data-id"),
+  );
+}
+
+/** Makes the local Gemini stream the reply to a prompt containing `match` in 4 slow chunks. */
+async function slowStream(match: string, ms: number) {
+  const res = await control("gemini/faults", { match, kind: "slow_stream", times: 1, ms });
+  expect(res.status).toBe(201);
 }
 
 describe("playground page", () => {
@@ -133,6 +167,65 @@ describe("playground page", () => {
 
     expect(calls).toContain("POST /subscribe/pro 200");
     expect(blocked).toEqual([]);
+    expect(problems).toEqual([]);
+  });
+
+  test("stops a streaming reply, regenerates it, and resumes a stream cut by a reload", async () => {
+    const session = await createSession();
+    const { page, problems, calls } = await loggedIn(session);
+    const title = `Controls ${crypto.randomUUID().slice(0, 8)}`;
+    await page.fill("#room-title", title);
+    await page.click("#create-room");
+    await expect.poll(() => text(page, "#room-name")).toBe(title);
+
+    // Stop: a slow stream, stopped after its first delta, keeps the text it had sent.
+    const first = `Tell me about stopping (${crypto.randomUUID().slice(0, 6)})`;
+    await slowStream(first, 1_000);
+    await page.fill("#prompt", first);
+    await page.keyboard.press("Enter");
+    const bubble = page.locator(".msg.model").last();
+    await expect.poll(() => bubble.locator(".text").textContent()).not.toBe("");
+    await bubble.locator("button.stop").click();
+    await expect.poll(() => bubble.getAttribute("data-status")).toBe("cancelled");
+    const kept = (await bubble.locator(".text").textContent()) ?? "";
+    expect(kept.startsWith("Echo:")).toBe(true);
+    expect(kept).not.toContain("local Gemini stand-in");
+    expect(await bubble.locator("button.stop").isHidden()).toBe(true);
+    expect(calls.some((c) => /^POST \/chatroom\/\S+\/cancel 200$/.test(c))).toBe(true);
+
+    // Regenerate: the bubble becomes the new reply and follows it to the end.
+    const stoppedId = await bubble.getAttribute("data-id");
+    await bubble.locator("button.regenerate").click();
+    await expect.poll(() => bubble.getAttribute("data-status")).toBe("complete");
+    expect(await bubble.getAttribute("data-id")).not.toBe(stoppedId);
+    expect(await bubble.locator(".text").textContent()).toContain(`Echo: ${first}`);
+    expect(calls.some((c) => /^POST \/chatroom\/\S+\/regenerate 202$/.test(c))).toBe(true);
+    expect(calls.some((c) => /^GET \/chatroom\/\S+\/stream 200$/.test(c))).toBe(true);
+
+    // Resume: a reload cuts the stream after its first delta; the generation runs on (past the
+    // test stack's 3 s grace the queue finishes it), and the reopened chatroom offers Resume on
+    // the pending reply, which follows it to its end.
+    const second = `Tell me about resuming (${crypto.randomUUID().slice(0, 6)})`;
+    await slowStream(second, 2_000);
+    await page.fill("#prompt", second);
+    await page.keyboard.press("Enter");
+    const live = page.locator(".msg.model").last();
+    await expect.poll(() => live.locator(".text").textContent()).not.toBe("");
+    const replyId = await live.getAttribute("data-id");
+    expect(replyId).toBeTruthy();
+    await page.reload();
+    await page.locator("#app-view").waitFor({ state: "visible" });
+    await expect.poll(() => text(page, "#room-name")).toBe(title);
+    const resumed = page.locator(`.msg.model[data-id="${replyId}"]`);
+    // Chunks 2 s apart: the reply is still being written when the page is back.
+    expect(await resumed.getAttribute("data-status")).toBe("pending");
+    await resumed.locator("button.resume").click();
+    await expect.poll(() => resumed.getAttribute("data-status")).toBe("complete");
+    expect(await resumed.locator(".text").textContent()).toContain(`Echo: ${second}`);
+    const roomId = await currentRoomId(page);
+    expect(calls).toContain(`GET /chatroom/${roomId}/messages/${replyId}/stream 200`);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, "playground-controls.png"), fullPage: true });
     expect(problems).toEqual([]);
   });
 

@@ -46,6 +46,9 @@ export default async function setup(project: TestProject) {
       // is tested on a stack of its own (test/api/chat-pending-limit.test.ts).
       MAX_PENDING_REPLIES_BASIC: "1000",
       MAX_PENDING_REPLIES_PRO: "1000",
+      // A client that leaves gets this long to resume before its generation is handed to the
+      // queue (production: 20 s); short, so the hand-off itself is testable in seconds.
+      STREAM_GRACE_SECONDS: "3",
     },
     dev: {
       testScheduled: true,

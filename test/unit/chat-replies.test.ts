@@ -244,6 +244,7 @@ describe("replyJob", () => {
     },
     geminiTimeoutSeconds: 300,
     maxPendingReplies: { basic: 1, pro: 3 },
+    streamGraceMs: 20_000,
   };
 
   it("sends Gemini's generateContent with a forwarded, redacted API key and our callbacks", () => {

@@ -100,10 +100,30 @@ export function recordExchange(
 
 /** A reply that completed at `now` is the chatroom's latest activity. */
 export function touchChatroomForReply(db: Database, replyId: string, completedAt: Date) {
+  return (
+    db
+      .update(chatrooms)
+      .set({ lastMessageAt: completedAt, updatedAt: completedAt })
+      .where(
+        sql`${chatrooms.id} = (select m.chatroom_id from messages m where m.id = ${replyId} and m.status = 'complete' and m.completed_at = ${completedAt.toISOString()}::timestamptz)`,
+      )
+      // What the auto title needs to know (services/chat/titles.ts), at no extra round.
+      .returning({
+        titleSource: chatrooms.titleSource,
+        title: chatrooms.title,
+        messageCount: chatrooms.messageCount,
+      })
+  );
+}
+
+/**
+ * Sets a title Gemini suggested, unless the user has set one since (`title_source` "user"):
+ * a rename during the title job wins. Not activity: `updated_at` (the list order) is unchanged.
+ */
+export function setAutoTitle(db: Database, id: string, title: string) {
   return db
     .update(chatrooms)
-    .set({ lastMessageAt: completedAt, updatedAt: completedAt })
-    .where(
-      sql`${chatrooms.id} = (select m.chatroom_id from messages m where m.id = ${replyId} and m.status = 'complete' and m.completed_at = ${completedAt.toISOString()}::timestamptz)`,
-    );
+    .set({ title })
+    .where(and(eq(chatrooms.id, id), eq(chatrooms.titleSource, "auto")))
+    .returning({ userId: chatrooms.userId });
 }

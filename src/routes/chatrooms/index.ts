@@ -11,6 +11,7 @@ import {
   updateChatroom,
 } from "../../services/chat/chatrooms";
 import { cancelReply } from "../../services/chat/control";
+import { findReplyToFollow, followReply } from "../../services/chat/resume";
 import { sendMessage } from "../../services/chat/send";
 import { streamReply } from "../../services/chat/stream";
 import { getUsage, USAGE_MAX_DAYS } from "../../services/chat/usage";
@@ -19,6 +20,7 @@ import { eventStreamResponse } from "../shared/sse";
 
 import {
   cancelReplyRoute,
+  followReplyRoute,
   getMessageRoute,
   listMessagesRoute,
   promptHeaders,
@@ -266,6 +268,25 @@ export const chatroomRoutes = createRouter({ auth: true })
     });
     return c.json({ message }, 200);
   })
+  .openapi(followReplyRoute, async (c) => {
+    const ctx = c.get("ctx");
+    const { id, message_id } = c.req.valid("param");
+    const afterSeq = Number(c.req.valid("header")["last-event-id"] ?? "0");
+    // 404 before the stream opens; the session check runs beside this read and is settled
+    // before the stream starts, so a revoked token never opens one.
+    const [reply] = await Promise.all([
+      findReplyToFollow(ctx, { userId: c.get("userId"), chatroomId: id, messageId: message_id }),
+      liveSession(c),
+    ]);
+    return eventStreamResponse({
+      requestSignal: c.req.raw.signal,
+      headers: {},
+      log: ctx.log,
+      failure: "follow_reply_failed",
+      waitUntil: (p) => c.executionCtx.waitUntil(p),
+      produce: (emit, gone) => followReply(ctx, { reply, afterSeq }, emit, gone),
+    });
+  })
   .openapi(sendMessageRoute, async (c) => {
     const ctx = c.get("ctx");
     const chatroomId = c.req.valid("param").id;
@@ -288,8 +309,8 @@ export const chatroomRoutes = createRouter({ auth: true })
       // A replay repeats the stored status, which is always the 202 of the first response.
       return c.json(result.body, 202, headers as z.infer<typeof rateLimitHeaders>);
     }
-    // SSE: the reply is produced under waitUntil; a client that disconnects hands the unfinished
-    // generation to the queued path (ADR 5), so the reply is saved whether or not it stays.
+    // SSE: the reply is produced under waitUntil; a client that disconnects can resume while the
+    // generation runs on, which is handed to the queued path after the grace (ADR 5).
     const { job } = result;
     return eventStreamResponse({
       requestSignal: c.req.raw.signal,

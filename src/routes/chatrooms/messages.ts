@@ -13,6 +13,7 @@ import {
   PromptAccepted,
   PromptBody,
   RegenerateAccepted,
+  ResumeHeaders,
   replyHeaders,
   sseResponse,
 } from "./schemas";
@@ -93,6 +94,30 @@ export const cancelReplyRoute = createRoute({
   },
 });
 
+export const followReplyRoute = createRoute({
+  method: "get",
+  path: "/chatroom/{id}/messages/{message_id}/stream",
+  operationId: "followReply",
+  tags: ["Chat"],
+  summary: "Resume or attach to a reply's stream (Server-Sent Events)",
+  description:
+    "The reply's `delta` events after `Last-Event-ID` (each with `id:` 1, 2, …), then the live ones, then `done` ({reply}: the whole message), `error` or `cancelled`. A settled reply answers its last event alone; a queued one answers `done` once written. Any device may attach; after 5 minutes reconnect with `Last-Event-ID`.",
+  request: { params: MessageParams, headers: ResumeHeaders },
+  responses: {
+    200: {
+      description: "Server-Sent Events",
+      content: {
+        "text/event-stream": {
+          schema: z.string().openapi({
+            example: 'id: 4\nevent: delta\ndata: {"text":" Mittens"}\n\n',
+          }),
+        },
+      },
+    },
+    ...errorResponses(400, 401, 404, 503),
+  },
+});
+
 export const sendMessageRoute = createRoute({
   method: "post",
   path: "/chatroom/{id}/message",
@@ -100,7 +125,7 @@ export const sendMessageRoute = createRoute({
   tags: ["Chat"],
   summary: "Send a prompt; Gemini's reply arrives asynchronously (or streams with SSE)",
   description:
-    "Counts against the daily quota (Basic 5, Pro 1000 per UTC day). Answers 202 with the saved prompt and a pending reply to poll at Location. With `Accept: text/event-stream` answers 200 with Server-Sent Events: `message` (the saved prompt), `delta` ({text}), then `done` ({reply}), `error` ({error, reply}) or, after POST …/cancel, `cancelled` ({reply}, the text sent so far). An `Idempotency-Key` replays the first response for 24 hours without creating anything or using quota; the same key with another body is 409 idempotency_key_reused. A repeat that arrives while the first is still being written, and finds the daily limit reached by it, waits for the first and replays it (409 idempotency_in_progress if it does not finish within a few seconds). At most MAX_PENDING_REPLIES replies (Basic 1, Pro 3) may be pending per user: one more is 409 reply_in_progress and uses no quota.",
+    "Counts against the daily quota (Basic 5, Pro 1000 per UTC day). Answers 202 with the saved prompt and a pending reply to poll at Location. With `Accept: text/event-stream` answers 200 with Server-Sent Events: `message` (the saved prompt; the reply id is in `Location`), `delta` ({text}, with `id:` 1, 2, …; resume at GET …/stream with `Last-Event-ID`), then `done` ({reply}), `error` ({error, reply}) or, after POST …/cancel, `cancelled` ({reply}, the text sent so far). An `Idempotency-Key` replays the first response for 24 hours without creating anything or using quota; the same key with another body is 409 idempotency_key_reused. A repeat that arrives while the first is still being written, and finds the daily limit reached by it, waits for the first and replays it (409 idempotency_in_progress if it does not finish within a few seconds). At most MAX_PENDING_REPLIES replies (Basic 1, Pro 3) may be pending per user: one more is 409 reply_in_progress and uses no quota.",
   // sendMessage awaits the session check in its first round (issue 12).
   middleware: [requireAuthDeferred] as const,
   request: {

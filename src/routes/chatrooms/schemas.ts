@@ -260,7 +260,7 @@ export const sseResponse: {
   content: {
     "text/event-stream": {
       schema: z.string().openapi({
-        example: 'event: delta\ndata: {"text":"Whiskers"}\n\n',
+        example: 'id: 1\nevent: delta\ndata: {"text":"Whiskers"}\n\n',
       }),
     },
   },
@@ -274,6 +274,17 @@ export const IdempotencyHeader = z.object({
     .max(255)
     .regex(/^[\x21-\x7e]+$/, "Use printable ASCII without spaces.")
     .optional(),
+});
+
+export const ResumeHeaders = z.object({
+  "last-event-id": z
+    .string()
+    .regex(/^\d{1,9}$/, "Use the id of the last delta received (a non-negative integer).")
+    .optional()
+    .openapi({
+      description: "The last delta's `id:`; the stream starts after it. Not an integer ≥ 0: 400.",
+      example: "3",
+    }),
 });
 
 export const RegenerateAccepted = z.object({ reply: MessageSchema }).openapi("RegenerateAccepted");

@@ -130,7 +130,7 @@ export const PLAYGROUND_SCRIPT = String.raw`
     }
     let sentToken = null;
     const attempt = () => {
-      const headers = { accept: opts.accept || "application/json" };
+      const headers = Object.assign({ accept: opts.accept || "application/json" }, opts.headers || {});
       if (opts.body !== undefined) headers["content-type"] = "application/json";
       if (auth) {
         sentToken = session.token;
@@ -352,6 +352,16 @@ export const PLAYGROUND_SCRIPT = String.raw`
     const node = el("li", "msg " + message.role);
     node.dataset.id = message.id || "";
     node.append(el("div", "who", message.role === "user" ? "You" : "Gemini"), el("div", "text"), el("div", "meta"));
+    if (message.role === "model") {
+      const actions = el("div", "actions");
+      for (const [cls, label] of [["stop", "Stop"], ["regenerate", "Regenerate"], ["resume", "Resume"]]) {
+        const button = el("button", "link " + cls, label);
+        button.type = "button";
+        button.hidden = true;
+        actions.append(button);
+      }
+      node.append(actions);
+    }
     updateMessage(node, message);
     return node;
   }
@@ -359,14 +369,100 @@ export const PLAYGROUND_SCRIPT = String.raw`
   function updateMessage(node, message) {
     node.classList.toggle("pending", message.status === "pending");
     node.classList.toggle("failed", message.status === "failed");
+    node.classList.toggle("cancelled", message.status === "cancelled");
     if (message.id) node.dataset.id = message.id;
     node.dataset.status = message.status;
+    node.streamText = message.content || "";
     node.querySelector(".text").textContent = message.status === "failed" && !message.content ? "The reply failed (" + (message.error || "error") + ")." : message.content;
     const meta = [];
     if (message.usage) meta.push(message.usage.prompt_tokens + " + " + message.usage.reply_tokens + " tokens");
     if (message.status === "failed" && message.error) meta.push("failed: " + message.error);
+    if (message.status === "cancelled") meta.push("stopped");
     node.querySelector(".meta").textContent = meta.join(" · ");
+    renderControls(node);
   }
+
+  function renderControls(node) {
+    if (!node.classList.contains("model")) return;
+    const status = node.dataset.status;
+    const live = node.dataset.live === "1";
+    node.querySelector("button.stop").hidden = status !== "pending" || !node.dataset.id;
+    node.querySelector("button.resume").hidden = status !== "pending" || live || !node.dataset.id;
+    node.querySelector("button.regenerate").hidden = status === "pending" || !node.dataset.id;
+  }
+
+  // True once the stream is over; a delta's id is kept to resume after it.
+  function applyReplyEvent(node, frame) {
+    const data = frame.data || {};
+    if (frame.event === "delta") {
+      node.streamText = (node.streamText || "") + (data.text || "");
+      if (frame.id) node.dataset.lastEventId = frame.id;
+      node.querySelector(".text").textContent = node.streamText;
+      return false;
+    }
+    if (frame.event === "done" || frame.event === "cancelled") {
+      node.dataset.live = "";
+      updateMessage(node, data.reply);
+      return true;
+    }
+    if (frame.event === "error") {
+      node.dataset.live = "";
+      if (data.reply) updateMessage(node, data.reply);
+      else updateMessage(node, { role: "model", content: node.streamText || "", status: "failed", error: data.error && data.error.code });
+      showError(new ApiError(0, data.error || { code: "upstream_error", message: "The reply failed." }));
+      return true;
+    }
+    return false;
+  }
+
+  function interrupted(node) {
+    node.dataset.live = "";
+    renderControls(node);
+    notify("The stream was cut; press Resume to pick it up.");
+  }
+
+  async function followReply(node) {
+    const path = "/chatroom/" + encodeURIComponent(currentRoom) + "/messages/" + encodeURIComponent(node.dataset.id) + "/stream";
+    node.dataset.live = "1";
+    renderControls(node);
+    let finished = false;
+    try {
+      const res = await send("GET", path, {
+        accept: "text/event-stream",
+        headers: { "last-event-id": node.dataset.lastEventId || "0" },
+      });
+      notify("");
+      await readEvents(res.body, (frame) => {
+        if (applyReplyEvent(node, frame)) finished = true;
+        scrollDown();
+      });
+    } finally {
+      if (!finished) interrupted(node);
+    }
+  }
+
+  $("messages").addEventListener("click", (event) => {
+    const button = event.target.closest("button");
+    const node = button && button.closest(".msg.model");
+    if (!node || !currentRoom) return;
+    const path = "/chatroom/" + encodeURIComponent(currentRoom) + "/messages/" + encodeURIComponent(node.dataset.id);
+    if (button.classList.contains("stop")) {
+      act(button, async () => {
+        const body = await api("POST", path + "/cancel");
+        if (node.dataset.live !== "1") updateMessage(node, body.message);
+      });
+    } else if (button.classList.contains("regenerate")) {
+      act(button, async () => {
+        const body = await api("POST", path + "/regenerate");
+        node.dataset.lastEventId = "";
+        updateMessage(node, body.reply);
+        await followReply(node);
+        await loadStatus().catch(() => {});
+      });
+    } else if (button.classList.contains("resume")) {
+      act(button, () => followReply(node));
+    }
+  });
 
   function scrollDown() {
     const list = $("messages");
@@ -394,6 +490,7 @@ export const PLAYGROUND_SCRIPT = String.raw`
 
   function parseFrame(frame) {
     let event = "message";
+    let id = "";
     const data = [];
     for (const line of frame.split("\n")) {
       if (line === "" || line.startsWith(":")) continue;
@@ -403,8 +500,9 @@ export const PLAYGROUND_SCRIPT = String.raw`
       if (value.startsWith(" ")) value = value.slice(1);
       if (field === "event") event = value;
       else if (field === "data") data.push(value);
+      else if (field === "id") id = value;
     }
-    return { event, data: data.length > 0 ? JSON.parse(data.join("\n")) : null };
+    return { event, id, data: data.length > 0 ? JSON.parse(data.join("\n")) : null };
   }
 
   /** Reads Server-Sent Events from a fetch body: frames end with a blank line. */
@@ -435,45 +533,37 @@ export const PLAYGROUND_SCRIPT = String.raw`
     const reply = messageNode({ role: "model", content: "", status: "pending" });
     list.append(mine, reply);
     scrollDown();
-    let text = "";
-    let finished = false;
+    let res;
     try {
-      const res = await send("POST", "/chatroom/" + encodeURIComponent(roomId) + "/message", {
+      res = await send("POST", "/chatroom/" + encodeURIComponent(roomId) + "/message", {
         body: { content },
         accept: "text/event-stream",
       });
-      const remaining = res.headers.get("ratelimit-remaining");
-      const limit = res.headers.get("ratelimit-limit");
-      if (remaining !== null && limit !== null) renderRemaining(Number(remaining), Number(limit));
+    } catch (err) {
+      // A refused prompt (quota, validation) leaves nothing behind: take the bubbles back.
+      mine.remove();
+      reply.remove();
+      throw err;
+    }
+    const remaining = res.headers.get("ratelimit-remaining");
+    const limit = res.headers.get("ratelimit-limit");
+    if (remaining !== null && limit !== null) renderRemaining(Number(remaining), Number(limit));
+    const location = res.headers.get("location") || "";
+    reply.dataset.id = location.slice(location.lastIndexOf("/") + 1);
+    reply.dataset.live = "1";
+    renderControls(reply);
+    let finished = false;
+    try {
       await readEvents(res.body, (frame) => {
         const data = frame.data || {};
         if (frame.event === "message" && data.message) updateMessage(mine, data.message);
-        else if (frame.event === "delta") {
-          text += data.text || "";
-          updateMessage(reply, { role: "model", content: text, status: "pending" });
-        } else if (frame.event === "done") {
-          finished = true;
-          updateMessage(reply, data.reply);
-        } else if (frame.event === "error") {
-          finished = true;
-          if (data.reply) updateMessage(reply, data.reply);
-          else updateMessage(reply, { role: "model", content: text, status: "failed", error: data.error && data.error.code });
-          showError(new ApiError(0, data.error || { code: "upstream_error", message: "The reply failed." }));
-        }
+        else if (applyReplyEvent(reply, frame)) finished = true;
         scrollDown();
       });
-      if (!finished) {
-        updateMessage(reply, { role: "model", content: text, status: "failed", error: "stream_ended" });
-        showError(new ApiError(0, { code: "stream_ended", message: "The stream ended early; reopen the chatroom to see the saved reply." }));
-      }
-    } catch (err) {
-      // A refused prompt (quota, validation) leaves nothing behind: take the bubbles back.
-      if (!text) {
-        mine.remove();
-        reply.remove();
-      }
-      throw err;
+    } catch {
+      // Dropped mid-stream: the reply goes on server-side (Resume).
     } finally {
+      if (!finished) interrupted(reply);
       const room = rooms.find((r) => r.id === roomId);
       if (room && finished) room.message_count += 2;
       renderRooms();

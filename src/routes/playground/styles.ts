@@ -53,6 +53,9 @@ meter { width: 100%; height: .75rem; }
 .msg .text { white-space: pre-wrap; overflow-wrap: anywhere; }
 .msg.pending .text::after { content: "▍"; animation: blink 1s steps(2) infinite; }
 .msg .meta { font-size: .75rem; color: var(--muted); }
+.msg.cancelled .text { color: var(--muted); }
+.msg .actions { display: flex; gap: .75rem; }
+.msg .actions button.link { padding: .1rem 0; font-size: .8rem; }
 @keyframes blink { 50% { opacity: 0; } }
 #prompt-form { display: flex; gap: .5rem; margin-top: .75rem; align-items: flex-end; }
 #prompt-form textarea { resize: vertical; }

@@ -7,11 +7,15 @@ const SSE_HEADERS = {
   "X-Accel-Buffering": "no",
 } as const;
 
-/** Writes one SSE event; a write to a client that went away never throws. */
-export type EmitEvent = (event: string, data: unknown) => void;
+/**
+ * Writes one SSE event; a write to a client that went away never throws. `id` (a delta's
+ * sequence number) is sent as `id:`, what a client resumes after (Last-Event-ID).
+ */
+export type EmitEvent = (event: string, data: unknown, id?: number) => void;
 
-function frame(event: string, data: unknown): Uint8Array {
-  return new TextEncoder().encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+function frame(event: string, data: unknown, id?: number): Uint8Array {
+  const idLine = id === undefined ? "" : `id: ${id}\n`;
+  return new TextEncoder().encode(`${idLine}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
 }
 
 /**
@@ -35,9 +39,9 @@ export function eventStreamResponse(o: {
   let open = true;
   const gone = new AbortController();
   o.requestSignal?.addEventListener("abort", () => gone.abort());
-  const emit: EmitEvent = (event, data) => {
+  const emit: EmitEvent = (event, data, id) => {
     if (!open) return;
-    writer.write(frame(event, data)).catch(() => {
+    writer.write(frame(event, data, id)).catch(() => {
       open = false;
       gone.abort();
     });

@@ -2,8 +2,9 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { AppEnv } from "../../context";
 import { BODY_LIMITS, limitBody } from "../../middleware/body";
-import { receiveReplyCallback } from "../../services/chat/callbacks";
+import { receiveReplyCallback, receiveTitleCallback } from "../../services/chat/callbacks";
 import { REPLY_CALLBACK_PATH, REPLY_FAILURE_CALLBACK_PATH } from "../../services/chat/replies";
+import { TITLE_CALLBACK_PATH } from "../../services/chat/titles";
 import { createRouter, errorResponses, jsonContent } from "../router";
 
 const CallbackQuery = z.object({
@@ -37,12 +38,43 @@ const callbackRoute = <P extends string>(path: P, operationId: string, summary: 
     },
   });
 
-async function handleCallback(c: Context<AppEnv>, failureCallback: boolean) {
+const TitleResult = z
+  .object({ status: z.enum(["titled", "unchanged", "ignored"]) })
+  .openapi("QStashTitleResult");
+
+const titleCallbackRoute = createRoute({
+  method: "post",
+  path: TITLE_CALLBACK_PATH,
+  operationId: "receiveQstashTitle",
+  tags: ["Webhooks"],
+  summary: "QStash callback: a chatroom title Gemini suggested",
+  description:
+    "QStash's callback (and failure callback) for a chatroom's title job; signature checked as for replies. `titled`, `unchanged` (the user renamed it meanwhile) or `ignored` (no usable answer: the title stays).",
+  request: {
+    query: z.object({
+      chatroom_id: z.string().openapi({ description: "The chatroom to title" }),
+    }),
+    headers: CallbackHeaders,
+  },
+  responses: {
+    200: jsonContent(TitleResult, "Processed"),
+    ...errorResponses(400, [401, "invalid_signature"], 413, 503),
+  },
+});
+
+/** What QStash signed: the raw body, its signature and the path and query it was sent to. */
+async function signedCallback(c: Context<AppEnv>) {
   const requested = new URL(c.req.url);
-  const result = await receiveReplyCallback(c.get("ctx"), {
+  return {
     raw: await c.req.text(),
     signature: c.req.header("upstash-signature"),
     pathAndQuery: `${requested.pathname}${requested.search}`,
+  };
+}
+
+async function handleCallback(c: Context<AppEnv>, failureCallback: boolean) {
+  const result = await receiveReplyCallback(c.get("ctx"), {
+    ...(await signedCallback(c)),
     replyId: c.req.query("reply_id") ?? "",
     failureCallback,
   });
@@ -66,4 +98,11 @@ export const qstashWebhookRoutes = createRouter({ body: [limitBody(BODY_LIMITS.q
       "QStash failure callback: retries exhausted",
     ),
     (c) => handleCallback(c, true),
-  );
+  )
+  .openapi(titleCallbackRoute, async (c) => {
+    const result = await receiveTitleCallback(c.get("ctx"), {
+      ...(await signedCallback(c)),
+      chatroomId: c.req.valid("query").chatroom_id,
+    });
+    return c.json({ status: result.status }, 200);
+  });

@@ -3,16 +3,36 @@ import { ID_PATTERN, idTimeMs } from "../../lib/ids";
 import { parseQueueCallback, type QueueSignatureVerifier } from "../../lib/queue";
 import type { ChatDeps } from "./deps";
 import { interpretCallback, settleReply } from "./replies";
+import { applyTitle, type TitleResult } from "./titles";
 
 /** Longer than any write of a reply row can take (10 s query deadline, with room to spare). */
 const REPLY_ROW_GRACE_MS = 60_000;
 
-export interface ReplyCallbackInput {
+/** A delivery QStash signed: its raw body, signature header and where it was delivered. */
+export interface SignedCallback {
   /** The raw body QStash signed. */
   raw: string;
   signature: string | undefined;
   /** Path and query the callback was delivered to (signed together with APP_URL's origin). */
   pathAndQuery: string;
+}
+
+/** Throws 401 invalid_signature unless QStash signed this body for this URL. */
+async function verifyCallback(
+  deps: Pick<ChatDeps, "config"> & { queueVerifier: QueueSignatureVerifier },
+  input: SignedCallback,
+): Promise<void> {
+  // Verified against our public URL (APP_URL), not the request's, which a proxy may rewrite.
+  const url = `${deps.config.appUrl.replace(/\/+$/, "")}${input.pathAndQuery}`;
+  const valid =
+    input.signature !== undefined &&
+    (await deps.queueVerifier.verify({ signature: input.signature, body: input.raw, url }));
+  if (!valid) {
+    throw new UnauthorizedError("The QStash signature is invalid.", "invalid_signature");
+  }
+}
+
+export interface ReplyCallbackInput extends SignedCallback {
   replyId: string;
   /** The failure callback (retries exhausted) rather than an attempt's callback. */
   failureCallback: boolean;
@@ -26,18 +46,19 @@ export interface ReplyCallbackInput {
 export async function receiveReplyCallback(
   deps: Pick<
     ChatDeps,
-    "db" | "clock" | "listCache" | "quota" | "waitUntil" | "pendingGate" | "log" | "config"
+    | "db"
+    | "clock"
+    | "listCache"
+    | "quota"
+    | "waitUntil"
+    | "pendingGate"
+    | "log"
+    | "config"
+    | "queue"
   > & { queueVerifier: QueueSignatureVerifier },
   input: ReplyCallbackInput,
 ): Promise<{ status: "complete" | "failed" | "pending" | "unchanged" | "gone" }> {
-  // Verified against our public URL (APP_URL), not the request's, which a proxy may rewrite.
-  const url = `${deps.config.appUrl.replace(/\/+$/, "")}${input.pathAndQuery}`;
-  const valid =
-    input.signature !== undefined &&
-    (await deps.queueVerifier.verify({ signature: input.signature, body: input.raw, url }));
-  if (!valid) {
-    throw new UnauthorizedError("The QStash signature is invalid.", "invalid_signature");
-  }
+  await verifyCallback(deps, input);
   const { replyId, failureCallback } = input;
   if (!ID_PATTERN.test(replyId)) throw new ValidationError("reply_id is malformed.");
   const callback = parseQueueCallback(input.raw);
@@ -65,4 +86,29 @@ export async function receiveReplyCallback(
   }
   // Not 200: the reply's batch may still be committing; QStash retries a non-2xx later.
   throw new NotFoundError("No such reply (yet).");
+}
+
+/**
+ * A QStash callback (or failure callback: the same endpoint) of a chatroom's title job:
+ * verified, then a usable answer becomes the title (services/chat/titles.ts). Anything but a
+ * usable answer is acknowledged and changes nothing, so QStash stops retrying.
+ */
+export async function receiveTitleCallback(
+  deps: Pick<ChatDeps, "db" | "listCache" | "waitUntil" | "log" | "config"> & {
+    queueVerifier: QueueSignatureVerifier;
+  },
+  input: SignedCallback & { chatroomId: string },
+): Promise<{ status: TitleResult }> {
+  await verifyCallback(deps, input);
+  const { chatroomId } = input;
+  if (!ID_PATTERN.test(chatroomId)) throw new ValidationError("chatroom_id is malformed.");
+  const callback = parseQueueCallback(input.raw);
+  if (!callback) throw new ValidationError("The body is not a QStash callback.");
+  const status = await applyTitle(deps, { chatroomId, callback });
+  deps.log.info("qstash_title_callback", {
+    chatroom_id: chatroomId,
+    upstream_status: callback.status,
+    result: status,
+  });
+  return { status };
 }

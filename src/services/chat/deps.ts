@@ -6,6 +6,7 @@ import type { Clock } from "../../lib/clock";
 import type { GeminiStreamer } from "../../lib/gemini";
 import type { PendingGate } from "../../lib/pending-gate";
 import type { JobQueue } from "../../lib/queue";
+import type { ReplyLog } from "../../lib/reply-log";
 import { describeError, type Logger } from "../../log";
 import type { DailyQuota } from "../quota";
 
@@ -24,6 +25,7 @@ export type ChatConfig = Pick<
   | "replyBudgets"
   | "geminiTimeoutSeconds"
   | "maxPendingReplies"
+  | "streamGraceMs"
 >;
 
 /** The slice of the service context (src/context.ts) the chat services touch. */
@@ -39,6 +41,8 @@ export interface ChatDeps {
   pendingGate: PendingGate;
   queue: JobQueue;
   gemini: GeminiStreamer;
+  /** The deltas of streamed replies, for clients that resume or attach (resume.ts). */
+  replyLog: ReplyLog;
   config: ChatConfig;
   log: Logger;
   /** Work that may finish after the response (ctx.waitUntil in the Worker). */

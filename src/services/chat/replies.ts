@@ -23,7 +23,8 @@ import {
 import { decodeCallbackBody, type QueueCallback, type QueuedRequest } from "../../lib/queue";
 import { describeError } from "../../log";
 import { invalidateList } from "./chatrooms";
-import type { ChatConfig, ChatDeps } from "./deps";
+import { background, type ChatConfig, type ChatDeps } from "./deps";
+import { queueTitle, wantsAutoTitle } from "./titles";
 import type { ReplyError } from "./views";
 
 export { REPLY_ERRORS, type ReplyError } from "./views";
@@ -167,7 +168,15 @@ export type SettleResult =
 export async function settleReply(
   deps: Pick<
     ChatDeps,
-    "db" | "clock" | "listCache" | "quota" | "waitUntil" | "pendingGate" | "log"
+    | "db"
+    | "clock"
+    | "listCache"
+    | "quota"
+    | "waitUntil"
+    | "pendingGate"
+    | "log"
+    | "queue"
+    | "config"
   >,
   replyId: string,
   outcome: ReplyOutcome,
@@ -189,10 +198,11 @@ export async function settleReply(
         finishReason: outcome.finishReason,
       });
     }
-    const [completed, , exists] = written;
+    const [completed, touched, exists] = written;
     const reply = completed[0];
     if (!reply) return { status: exists.length > 0 ? "unchanged" : "unknown" };
     leavePending(deps, reply.userId, replyId);
+    if (wantsAutoTitle(touched[0])) background(deps, "title_queue", queueTitle(deps, reply));
     await invalidateList(deps, reply.userId);
     return { status: "complete", reply };
   }

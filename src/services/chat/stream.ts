@@ -16,18 +16,19 @@ import {
   STREAM_JOB_ID,
   settleReply,
 } from "./replies";
-import { messageView } from "./views";
+import { emitSettled, type ReplyEventSink, recordReply } from "./resume";
 
-/** Where the SSE path writes; a write to a client that went away must not throw. */
-export type StreamSink = (event: "delta" | "done" | "error" | "cancelled", data: unknown) => void;
+/** Where the SSE path writes (see ReplyEventSink: `id` is a delta's sequence number). */
+export type StreamSink = ReplyEventSink;
 
 /**
  * Produces a reply by streaming Gemini directly, then saves it exactly like a queued reply
- * (same conditional UPDATE, same settlement). When the client goes away (`clientGone` aborts)
- * before the answer is complete, the unfinished generation is handed to the queued path: the
- * stream is aborted and a QStash job for the same reply is published, so the reply is finished
- * and saved by the job's callback rather than by a Worker invocation Cloudflare may cut ~30 s
- * after the disconnect (ADR 5).
+ * (same conditional UPDATE, same settlement). Every delta also goes to the reply's log, so a
+ * client can resume (GET …/stream with Last-Event-ID) or a second device attach. When the client
+ * goes away (`clientGone` aborts), the generation keeps running for `streamGraceMs` so it can
+ * resume; if it is not finished by then, it is handed to the queued path: the stream is aborted
+ * and a QStash job for the same reply is published, so the reply is finished by the job's
+ * callback rather than by a Worker invocation Cloudflare cuts ~30 s after the disconnect (ADR 5).
  */
 export async function streamReply(
   deps: ChatDeps,
@@ -36,8 +37,19 @@ export async function streamReply(
   clientGone?: AbortSignal,
 ): Promise<void> {
   const upstream = new AbortController();
-  const stop = () => upstream.abort();
-  clientGone?.addEventListener("abort", stop);
+  const recorder = recordReply(deps, job.replyId);
+  // The client left and the grace ran out: stop Gemini and hand the reply to the queue. A
+  // timer, not a check at the next delta, so a model that has gone quiet is covered too.
+  let graceOver = false;
+  let graceTimer: ReturnType<typeof setTimeout> | undefined;
+  const startGrace = () => {
+    graceTimer = setTimeout(() => {
+      graceOver = true;
+      upstream.abort();
+    }, deps.config.streamGraceMs);
+  };
+  if (clientGone?.aborted) startGrace();
+  else clientGone?.addEventListener("abort", startGrace, { once: true });
   // The cancel flag: POST …/cancel marks the reply cancelled; this loop stops Gemini when it
   // sees that (checked every STREAM_CANCEL_POLL_MS, so within half a second).
   let cancelled = false;
@@ -67,18 +79,17 @@ export async function streamReply(
       upstream.signal,
       job.request.model,
     )) {
-      if (cancelled) break;
+      if (cancelled || graceOver) break;
       if (event.type === "delta") {
         if (event.text) {
           delivered += event.text;
-          emit("delta", { text: event.text });
+          emit("delta", { text: event.text }, recorder.record(event.text));
         }
       } else {
         final = outcomeOfAnswer(event.answer);
       }
-      if (clientGone?.aborted && !final) break;
     }
-    if (clientGone?.aborted && !final && !cancelled) {
+    if (graceOver && !final && !cancelled) {
       if (await handOffToQueue(deps, job)) return;
     }
     outcome = final ?? outcomeOfAnswer(null);
@@ -87,15 +98,21 @@ export async function streamReply(
       outcome = { ...outcome, charged: true, partialText: storableText(delivered) };
     }
   } catch (err) {
-    if (clientGone?.aborted && !cancelled && (await handOffToQueue(deps, job))) return;
+    if (graceOver && !cancelled && (await handOffToQueue(deps, job))) return;
     if (!cancelled) {
       deps.log.warn("gemini_stream_failed", { error: describeError(err) });
     }
     outcome = outcomeOfStreamError(err, storableText(delivered));
   } finally {
+    // The stream is over: what is buffered is flushed below, in order, not on a timer.
+    recorder.close();
     clearInterval(poll);
-    clientGone?.removeEventListener("abort", stop);
+    clearTimeout(graceTimer);
+    clientGone?.removeEventListener("abort", startGrace);
   }
+  // Every delta is in the log before the row settles, so a follower that sees the row settled
+  // has seen (or can read) them all.
+  await recorder.flush();
   // A cancel that landed first makes this a no-op (the UPDATE is conditional on `pending`).
   const settled = await settleReply(deps, job.replyId, outcome);
   let reply: MessageRow | undefined =
@@ -107,19 +124,10 @@ export async function streamReply(
     emit("error", { error: { code: "not_found", message: "The chatroom was deleted." } });
     return;
   }
-  if (reply.status === "cancelled") {
-    reply = await finishCancelledStream(deps, reply, delivered);
-    emit("cancelled", { reply: messageView(reply) });
-    return;
-  }
-  const view = messageView(reply);
-  if (reply.status === "complete") emit("done", { reply: view });
-  else {
-    emit("error", {
-      error: { code: reply.error ?? "upstream_error", message: "The reply failed." },
-      reply: view,
-    });
-  }
+  if (reply.status === "cancelled") reply = await finishCancelledStream(deps, reply, delivered);
+  // Followers (resume, other devices) read the row once they see the end marker.
+  await recorder.end();
+  emitSettled(emit, reply);
 }
 
 /**
