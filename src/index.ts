@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { createApp } from "./app";
 import { rootLogger } from "./log";
 import { envFromBindings, serviceContextFromBindings } from "./middleware/context";
-import { sweepReplies } from "./services/chat/sweep";
+import { sweepOverdueWork } from "./services/chat/sweep";
 
 // Validate configuration when the isolate starts, so a missing or weak secret stops the Worker
 // with a message naming the variable instead of failing deep inside a request.
@@ -12,10 +12,13 @@ const app = createApp();
 
 export default {
   fetch: app.fetch,
-  /** Cron trigger: fails overdue replies and republishes replies whose publish failed. */
+  /**
+   * Cron trigger: fails overdue replies, republishes replies whose publish failed, and purges
+   * expired idempotency records and old webhook events.
+   */
   async scheduled(controller, bindings, ctx) {
     const services = serviceContextFromBindings(bindings, rootLogger, (p) => ctx.waitUntil(p));
-    const report = await sweepReplies(services, new Date(controller.scheduledTime));
-    rootLogger.info("reply_sweep", { cron: controller.cron, ...report });
+    const report = await sweepOverdueWork(services, new Date(controller.scheduledTime));
+    rootLogger.info("sweep", { cron: controller.cron, ...report });
   },
 } satisfies ExportedHandler<Record<string, unknown>>;

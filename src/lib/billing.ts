@@ -382,19 +382,19 @@ export function toSubscription(sub: Stripe.Subscription | Loose): BillingSubscri
 /** Finds the subscription, customer and user an event is about, whatever its object type. */
 export function toBillingEvent(event: Stripe.Event | Loose): BillingEvent {
   const e = event as Loose;
-  const o = obj(obj(e.data).object);
+  const subject = obj(obj(e.data).object);
   const type = String(e.type);
   let subscriptionId: string | null = null;
-  let userId: string | null = str(obj(o.metadata).user_id);
+  let userId: string | null = str(obj(subject.metadata).user_id);
   if (type.startsWith("checkout.session.")) {
-    subscriptionId = ref(o.subscription);
-    userId = str(o.client_reference_id) ?? userId;
+    subscriptionId = ref(subject.subscription);
+    userId = str(subject.client_reference_id) ?? userId;
   } else if (type.startsWith("customer.subscription.")) {
-    subscriptionId = str(o.id);
+    subscriptionId = str(subject.id);
   } else if (type.startsWith("invoice.")) {
     // API 2025-03-31 moved the subscription under parent.subscription_details.
-    const details = obj(obj(o.parent).subscription_details);
-    subscriptionId = ref(details.subscription) ?? ref(o.subscription);
+    const details = obj(obj(subject.parent).subscription_details);
+    subscriptionId = ref(details.subscription) ?? ref(subject.subscription);
     userId = str(obj(details.metadata).user_id) ?? userId;
   }
   return {
@@ -402,7 +402,7 @@ export function toBillingEvent(event: Stripe.Event | Loose): BillingEvent {
     type,
     created: typeof e.created === "number" ? e.created : 0,
     subscriptionId,
-    customerId: ref(o.customer),
+    customerId: ref(subject.customer),
     userId,
   };
 }

@@ -32,20 +32,20 @@ export interface VersionedCacheOptions {
 
 const SEPARATOR = "\n";
 
-export function createVersionedCache(o: VersionedCacheOptions): VersionedCache {
-  const versionKey = (scope: string) => `${o.namespace}:${scope}:ver`;
-  const entryKey = (scope: string, key: string) => `${o.namespace}:${scope}:entry:${key}`;
+export function createVersionedCache(options: VersionedCacheOptions): VersionedCache {
+  const versionKey = (scope: string) => `${options.namespace}:${scope}:ver`;
+  const entryKey = (scope: string, key: string) => `${options.namespace}:${scope}:entry:${key}`;
   // Longer than any entry lives, so an absent version ("0") never meets an entry written under
   // an expired one; the value itself never repeats.
-  const versionTtl = Math.max(o.ttlSeconds * 4, 86_400);
+  const versionTtl = Math.max(options.ttlSeconds * 4, 86_400);
 
   return {
     async read(scope, key) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timeout = new Promise<null>((resolve) => {
-        timer = setTimeout(() => resolve(null), o.readTimeoutMs);
+        timer = setTimeout(() => resolve(null), options.readTimeoutMs);
       });
-      const lookup = o.redis
+      const lookup = options.redis
         .mget<(string | null)[]>(versionKey(scope), entryKey(scope, key))
         .then(([version, stored]): CacheRead => {
           const current = version ?? "0";
@@ -55,7 +55,7 @@ export function createVersionedCache(o: VersionedCacheOptions): VersionedCache {
           return { version: current, value: stored.slice(at + 1) };
         })
         .catch((err: unknown) => {
-          o.log.warn("cache_read_failed", { error: describeError(err) });
+          options.log.warn("cache_read_failed", { error: describeError(err) });
           return null;
         });
       try {
@@ -65,12 +65,12 @@ export function createVersionedCache(o: VersionedCacheOptions): VersionedCache {
       }
     },
     async write(scope, key, version, value) {
-      await o.redis.set(entryKey(scope, key), `${version}${SEPARATOR}${value}`, {
-        ex: o.ttlSeconds,
+      await options.redis.set(entryKey(scope, key), `${version}${SEPARATOR}${value}`, {
+        ex: options.ttlSeconds,
       });
     },
     async invalidate(scope) {
-      await o.redis.set(versionKey(scope), crypto.randomUUID(), { ex: versionTtl });
+      await options.redis.set(versionKey(scope), crypto.randomUUID(), { ex: versionTtl });
     },
   };
 }

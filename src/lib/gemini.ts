@@ -228,7 +228,7 @@ export interface GeminiStreamer {
   ): AsyncGenerator<GeminiStreamEvent>;
 }
 
-export function createGeminiStreamer(o: {
+export function createGeminiStreamer(options: {
   apiKey: string;
   baseUrl: string;
   model: string;
@@ -239,14 +239,14 @@ export function createGeminiStreamer(o: {
   return {
     async *stream(body, signal, model) {
       client ??= new GoogleGenAI({
-        apiKey: o.apiKey,
-        httpOptions: { baseUrl: o.baseUrl, timeout: o.timeoutMs },
+        apiKey: options.apiKey,
+        httpOptions: { baseUrl: options.baseUrl, timeout: options.timeoutMs },
       });
       const ai = client;
       let chunks: Awaited<ReturnType<typeof ai.models.generateContentStream>>;
       try {
         chunks = await ai.models.generateContentStream({
-          model: model ?? o.model,
+          model: model ?? options.model,
           contents: body.contents,
           config: {
             ...(body.systemInstruction ? { systemInstruction: body.systemInstruction } : {}),

@@ -34,17 +34,17 @@ return 1
 
 export function createPendingGate(
   redis: RedisClient,
-  o: { namespace: string; ttlMs: number; now?: () => number },
+  options: { namespace: string; ttlMs: number; now?: () => number },
 ): PendingGate {
-  const key = (userId: string) => `${o.namespace}:${userId}`;
-  const now = o.now ?? Date.now;
+  const key = (userId: string) => `${options.namespace}:${userId}`;
+  const now = options.now ?? Date.now;
   return {
     async enter(userId, member) {
-      const members = await redis.eval(ENTER, [key(userId)], [now(), o.ttlMs, member]);
+      const members = await redis.eval(ENTER, [key(userId)], [now(), options.ttlMs, member]);
       return Array.isArray(members) ? members.map(String) : [];
     },
     async swap(userId, from, to) {
-      await redis.eval(SWAP, [key(userId)], [now(), o.ttlMs, from, to]);
+      await redis.eval(SWAP, [key(userId)], [now(), options.ttlMs, from, to]);
     },
     async release(userId, member) {
       await redis.zrem(key(userId), member);

@@ -110,21 +110,21 @@ export function parseQueueCallback(raw: string): QueueCallback | null {
     return null;
   }
   if (typeof json !== "object" || json === null || Array.isArray(json)) return null;
-  const o = json as Record<string, unknown>;
+  const fields = json as Record<string, unknown>;
   const num = (v: unknown) => {
     const n = typeof v === "string" && v.trim() !== "" ? Number(v) : v;
     return typeof n === "number" && Number.isFinite(n) ? n : null;
   };
   const str = (v: unknown) => (typeof v === "string" ? v : null);
-  const status = num(o.status);
+  const status = num(fields.status);
   if (status === null) return null;
   return {
     status,
-    body: str(o.body),
-    retried: num(o.retried),
-    maxRetries: num(o.maxRetries),
-    sourceMessageId: str(o.sourceMessageId),
-    dlqId: str(o.dlqId),
+    body: str(fields.body),
+    retried: num(fields.retried),
+    maxRetries: num(fields.maxRetries),
+    sourceMessageId: str(fields.sourceMessageId),
+    dlqId: str(fields.dlqId),
   };
 }
 

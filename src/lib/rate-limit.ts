@@ -33,14 +33,14 @@ export interface RateLimiterOptions {
   waitUntil?: (p: Promise<unknown>) => void;
 }
 
-export function createRateLimiter(o: RateLimiterOptions): RateLimiter {
+export function createRateLimiter(settings: RateLimiterOptions): RateLimiter {
   const limiter = new Ratelimit({
-    redis: o.redis,
-    prefix: o.prefix,
+    redis: settings.redis,
+    prefix: settings.prefix,
     limiter:
-      o.algorithm === "fixed"
-        ? Ratelimit.fixedWindow(o.tokens, o.window)
-        : Ratelimit.slidingWindow(o.tokens, o.window),
+      settings.algorithm === "fixed"
+        ? Ratelimit.fixedWindow(settings.tokens, settings.window)
+        : Ratelimit.slidingWindow(settings.tokens, settings.window),
     // The ephemeral cache would answer from isolate memory; refunds then go unseen, so it is off.
     ephemeralCache: false,
     analytics: false,
@@ -50,7 +50,7 @@ export function createRateLimiter(o: RateLimiterOptions): RateLimiter {
   return {
     async limit(identifier, options) {
       const r = await limiter.limit(identifier, options?.rate ? { rate: options.rate } : undefined);
-      o.waitUntil?.(r.pending);
+      settings.waitUntil?.(r.pending);
       return {
         success: r.success,
         limit: r.limit,

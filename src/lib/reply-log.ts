@@ -21,15 +21,15 @@ export interface ReplyLog {
 
 export function createReplyLog(
   redis: RedisClient,
-  o: { namespace: string; ttlSeconds: number },
+  options: { namespace: string; ttlSeconds: number },
 ): ReplyLog {
-  const key = (replyId: string) => `${o.namespace}:${replyId}`;
+  const key = (replyId: string) => `${options.namespace}:${replyId}`;
   return {
     async append(replyId, entries) {
       if (entries.length === 0) return;
       const p = redis.pipeline();
       p.rpush(key(replyId), ...entries.map((e) => JSON.stringify(e)));
-      p.expire(key(replyId), o.ttlSeconds);
+      p.expire(key(replyId), options.ttlSeconds);
       await p.exec();
     },
     async read(replyId, afterSeq) {

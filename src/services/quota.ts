@@ -99,7 +99,7 @@ export interface DailyQuota {
   limits: { basic: number; pro: number };
 }
 
-export function createDailyQuota(o: {
+export function createDailyQuota(options: {
   redis: RedisClient;
   basicLimit: number;
   proLimit: number;
@@ -109,12 +109,12 @@ export function createDailyQuota(o: {
   /** Where a refund lost even after the response is reported (`quota_refund_failed`). */
   log?: Pick<Logger, "failure">;
 }): DailyQuota {
-  const now = o.now ?? Date.now;
+  const now = options.now ?? Date.now;
   // EVALSHA first, the script's text only when this Redis has not seen it yet (NOSCRIPT).
-  const takeOnce = o.redis.createScript<number>(TAKE_ONCE);
-  const refundOnce = o.redis.createScript<number>(REFUND_ONCE);
+  const takeOnce = options.redis.createScript<number>(TAKE_ONCE);
+  const refundOnce = options.redis.createScript<number>(REFUND_ONCE);
   return {
-    limits: { basic: o.basicLimit, pro: o.proLimit },
+    limits: { basic: options.basicLimit, pro: options.proLimit },
     async take(userId, requestId = crypto.randomUUID()) {
       const bucket = Math.floor(now() / DAY_MS);
       let count: number;
@@ -158,7 +158,7 @@ export function createDailyQuota(o: {
         failure = err;
       }
     }
-    const { waitUntil } = o;
+    const { waitUntil } = options;
     if (!waitUntil) throw failure;
     // The soak's finding 4: a refund lost to a Redis outage longer than the attempts above left
     // the prompt counted for the rest of the day. The marker makes the late attempts safe.
@@ -173,7 +173,7 @@ export function createDailyQuota(o: {
             failure = err;
           }
         }
-        (o.log ?? rootLogger).failure("quota_refund_failed", failure, { user_id: userId });
+        (options.log ?? rootLogger).failure("quota_refund_failed", failure, { user_id: userId });
       })(),
     );
   }

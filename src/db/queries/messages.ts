@@ -276,7 +276,7 @@ export function handOffStreamedReply(db: Database, id: string, streamJobId: stri
  */
 export function failOverdueReplies(
   db: Database,
-  o: { cutoff: Date; streamCutoff: Date; streamJobId: string; now: Date; limit: number },
+  window: { cutoff: Date; streamCutoff: Date; streamJobId: string; now: Date; limit: number },
 ) {
   const overdue = db
     .select({ id: messages.id })
@@ -286,16 +286,16 @@ export function failOverdueReplies(
         eq(messages.role, "model"),
         eq(messages.status, "pending"),
         or(
-          lt(messages.createdAt, o.cutoff),
-          and(eq(messages.jobId, o.streamJobId), lt(messages.createdAt, o.streamCutoff)),
+          lt(messages.createdAt, window.cutoff),
+          and(eq(messages.jobId, window.streamJobId), lt(messages.createdAt, window.streamCutoff)),
         ),
       ),
     )
     .orderBy(asc(messages.createdAt))
-    .limit(o.limit);
+    .limit(window.limit);
   return db
     .update(messages)
-    .set({ status: "failed", error: "timeout", completedAt: o.now })
+    .set({ status: "failed", error: "timeout", completedAt: window.now })
     .where(and(inArray(messages.id, overdue), eq(messages.status, "pending")))
     .returning({ id: messages.id, userId: messages.userId, quotaDay: messages.quotaDay });
 }

@@ -6,9 +6,9 @@ import {
   ChallengeIdSchema,
   GivenPasswordSchema,
   jsonRequestBody,
-  MessageSchema,
   MobileNumberSchema,
   NewPasswordSchema,
+  NoticeSchema,
   OtpSchema,
   PasswordChangedSchema,
   SessionSchema,
@@ -80,7 +80,7 @@ export const resetPasswordRoute = createRoute({
       .openapi("ResetPasswordRequest"),
   ),
   responses: {
-    200: jsonContent(MessageSchema, "The password was reset"),
+    200: jsonContent(NoticeSchema, "The password was reset"),
     ...errorResponses(400, [401, "invalid_otp"], 413, 415, 429, 503),
   },
 });

@@ -113,7 +113,7 @@ export const PasswordChangedSchema = SessionSchema.extend({
     .openapi({ example: "The password was changed; other sessions were signed out." }),
 }).openapi("PasswordChanged");
 // Not "Message": that name is the chat message schema, and a second one would replace it.
-export const MessageSchema = z
+export const NoticeSchema = z
   .object({
     message: z
       .string()

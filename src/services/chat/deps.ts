@@ -1,9 +1,9 @@
 import type { ServiceConfig } from "../../config";
 import type { Database } from "../../db/client";
 import type { VersionedCache } from "../../lib/cache";
-import type { InFlightClaims } from "../../lib/claims";
 import type { Clock } from "../../lib/clock";
 import type { GeminiStreamer } from "../../lib/gemini";
+import type { InFlightClaims } from "../../lib/in-flight-claims";
 import type { PendingGate } from "../../lib/pending-gate";
 import type { JobQueue } from "../../lib/queue";
 import type { ReplyLog } from "../../lib/reply-log";

@@ -127,14 +127,14 @@ function errorForStatus(status: number): ReplyError {
  */
 export function interpretCallback(
   cb: QueueCallback,
-  o: { failureCallback: boolean; defaultMaxRetries: number },
+  delivery: { failureCallback: boolean; defaultMaxRetries: number },
 ): ReplyOutcome {
   if (cb.status >= 200 && cb.status < 300) {
     const json = decodeCallbackBody(cb.body);
     return outcomeOfAnswer(json === undefined ? null : readGenerateContentResponse(json));
   }
-  const maxRetries = cb.maxRetries ?? o.defaultMaxRetries;
-  const final = o.failureCallback || (cb.retried ?? 0) >= maxRetries;
+  const maxRetries = cb.maxRetries ?? delivery.defaultMaxRetries;
+  const final = delivery.failureCallback || (cb.retried ?? 0) >= maxRetries;
   if (!final) return { kind: "retrying" };
   return { kind: "failed", error: errorForStatus(cb.status), finishReason: null };
 }

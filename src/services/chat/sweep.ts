@@ -44,7 +44,7 @@ export interface SweepReport {
  *   reply id as deduplication id so a publish that did land is not doubled;
  * - expired Idempotency-Key records are deleted, and Stripe event records past retention.
  */
-export async function sweepReplies(deps: ChatDeps, now: Date): Promise<SweepReport> {
+export async function sweepOverdueWork(deps: ChatDeps, now: Date): Promise<SweepReport> {
   const cutoff = new Date(now.getTime() - deps.config.replyDeadlineSeconds * 1000);
   const [failing, listing, purging, purgingEvents] = await Promise.allSettled([
     failOverdueReplies(deps.db, {

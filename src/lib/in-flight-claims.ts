@@ -13,12 +13,12 @@ export interface InFlightClaims {
 
 export function createInFlightClaims(
   redis: RedisClient,
-  o: { namespace: string; ttlMs: number },
+  options: { namespace: string; ttlMs: number },
 ): InFlightClaims {
-  const key = (scope: string) => `${o.namespace}:${scope}`;
+  const key = (scope: string) => `${options.namespace}:${scope}`;
   return {
     async claim(scope) {
-      return (await redis.set(key(scope), "1", { nx: true, px: o.ttlMs })) === "OK";
+      return (await redis.set(key(scope), "1", { nx: true, px: options.ttlMs })) === "OK";
     },
     async release(scope) {
       await redis.del(key(scope));
