@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
 import { describe, expect, test } from "vitest";
@@ -7,6 +7,8 @@ import { createSession, type TestSession } from "../support/session.ts";
 import { ARTIFACTS, openBrowser } from "./browser.ts";
 
 const SESSION_KEY = "playground.session";
+/** The playground's script, a static asset (public/playground/app.js). */
+const SCRIPT_PATH = "/playground/app.js";
 
 const text = async (page: Page, selector: string) =>
   (await page.locator(selector).textContent()) ?? "";
@@ -53,7 +55,7 @@ async function slowStream(match: string, ms: number) {
 }
 
 describe("playground page", () => {
-  test("is served with a nonce-based CSP that matches its only inline style and script", async () => {
+  test("is served with a nonce-based CSP that matches its only inline style and its one script", async () => {
     const [first, second] = await Promise.all([fetch(`${workerUrl}/`), fetch(`${workerUrl}/`)]);
     expect(first.status).toBe(200);
     expect(first.headers.get("content-type")).toMatch(/^text\/html/);
@@ -66,13 +68,24 @@ describe("playground page", () => {
 
     const html = await first.text();
     expect(html.startsWith("<!doctype html>")).toBe(true);
-    const scripts = [...html.matchAll(/<script\b([^>]*)>/g)].map((m) => m[1]);
+    // One script, no inline code: the module from this origin's static assets, under the nonce.
+    const scripts = [...html.matchAll(/<script\b([^>]*)>([^<]*)<\/script>/g)].map((m) => [
+      m[1],
+      m[2],
+    ]);
     const styles = [...html.matchAll(/<style\b([^>]*)>/g)].map((m) => m[1]);
-    expect(scripts).toEqual([` nonce="${nonce}"`]);
+    expect(scripts).toEqual([[` type="module" src="${SCRIPT_PATH}" nonce="${nonce}"`, ""]]);
     expect(styles).toEqual([` nonce="${nonce}"`]);
     // No external assets: every src/href stays on this origin (or is a data: URL).
     const refs = [...html.matchAll(/\s(?:src|href)="([^"]*)"/g)].map((m) => m[1] ?? "");
     expect(refs.filter((r) => !r.startsWith("/") && !r.startsWith("data:"))).toEqual([]);
+  });
+
+  test("serves its script as the checked file in public/, as JavaScript", async () => {
+    const res = await fetch(`${workerUrl}${SCRIPT_PATH}`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^(text|application)\/javascript/);
+    expect(await res.text()).toBe(readFileSync(join("public", SCRIPT_PATH), "utf8"));
   });
 
   test("a person signs up by OTP, chats with a streamed reply and upgrades to Pro through Checkout", async () => {

@@ -5,7 +5,8 @@ export function newNonce(): string {
 
 /**
  * The CSP of the HTML pages (playground and /docs): only the page's own nonce-tagged styles and
- * scripts run (a nonce-tagged <script src> too, so /docs loads its bundle from this origin), and
+ * scripts run (a nonce-tagged <script src> too, so /docs and the playground load their scripts
+ * from this origin's static assets; any other same-origin URL still cannot run as a script), and
  * fetches go to this origin only. Leaving for Stripe Checkout is a top-level navigation, which CSP
  * does not restrict.
  */
