@@ -57,6 +57,19 @@ function malformedIdParam(c: Context<AppEnv>): boolean {
   return Object.values(params).some((value) => !ID_PATTERN.test(value));
 }
 
+/** What a write needs to carry the session check itself (`sessionLiveCondition`). */
+export interface CallerSession {
+  familyId: string;
+  issuedAt: Date;
+}
+
+/** The verified token's session, once `requireAuth`/`requireAuthDeferred` has run. */
+export function sessionOf(c: Context<AppEnv>): CallerSession | undefined {
+  const familyId = c.get("sessionId");
+  if (!familyId) return undefined;
+  return { familyId, issuedAt: new Date(Math.round(c.get("tokenIssuedAt") * 1000)) };
+}
+
 /** Resolves when the caller's session stands; throws 401 for a revoked one. */
 export async function liveSession(c: Context<AppEnv>): Promise<void> {
   if (!(await c.get("sessionCheck"))) throw new UnauthorizedError(REVOKED);
@@ -79,11 +92,7 @@ async function startSessionCheck(c: Context<AppEnv>): Promise<void> {
   // Every token we issue names its session; one without cannot be checked, so it is refused.
   if (!claims.sessionId) throw new UnauthorizedError(REVOKED);
   c.set("sessionId", claims.sessionId);
-  const check = sessionIsLive(db, {
-    userId: claims.userId,
-    familyId: claims.sessionId,
-    issuedAt: new Date(Math.round(claims.issuedAt * 1000)),
-  });
+  const check = sessionIsLive(db, { userId: claims.userId, ...(sessionOf(c) as CallerSession) });
   // Always awaited by the middleware; this only keeps an early rejection from being "unhandled".
   check.catch(() => {});
   c.set("sessionCheck", check);

@@ -1,6 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { MODEL_CATALOGUE } from "../../lib/gemini-models";
-import { liveSession, requireAuthDeferred } from "../../middleware/auth";
+import { liveSession, requireAuthDeferred, sessionOf } from "../../middleware/auth";
 import {
   createChatroom,
   deleteChatroom,
@@ -183,6 +183,7 @@ export const chatroomRoutes = createRouter({ auth: true })
       description: body.description,
       settings: body.settings,
       sessionLive: liveSession(c),
+      session: sessionOf(c),
     });
     return c.json({ chatroom }, 201);
   })
