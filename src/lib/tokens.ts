@@ -31,7 +31,19 @@ export class InvalidTokenError extends Error {
 
 /** HS256 access tokens with jose; the algorithm, issuer, audience and type are all pinned. */
 export function createAccessTokens(secret: string, ttlSeconds: number): AccessTokens {
-  const key = new TextEncoder().encode(secret);
+  // Imported once per isolate (given raw bytes, jose imports the HMAC key on every sign and
+  // verify). Only the CryptoKey is kept, never a promise, so no request awaits another's.
+  let imported: CryptoKey | undefined;
+  const cryptoKey = async () => {
+    imported ??= await crypto.subtle.importKey(
+      "raw",
+      new TextEncoder().encode(secret),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      ["sign", "verify"],
+    );
+    return imported;
+  };
   return {
     async sign(userId, now, sessionId) {
       // Millisecond `iat` (RFC 7519 allows a non-integer NumericDate): a password change must
@@ -45,12 +57,12 @@ export function createAccessTokens(secret: string, ttlSeconds: number): AccessTo
         .setIssuedAt(iat)
         .setExpirationTime(Math.floor(iat) + ttlSeconds)
         .setJti(newId())
-        .sign(key);
+        .sign(await cryptoKey());
       return { token, expiresIn: ttlSeconds };
     },
     async verify(token, now) {
       try {
-        const { payload } = await jwtVerify(token, key, {
+        const { payload } = await jwtVerify(token, await cryptoKey(), {
           algorithms: ["HS256"],
           issuer: TOKEN_ISSUER,
           audience: TOKEN_AUDIENCE,

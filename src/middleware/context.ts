@@ -42,14 +42,34 @@ function lazy<T extends object, K extends keyof T>(target: T, key: K, build: () 
   });
 }
 
-/** The vendor adapters for one request (each built on first use). */
-export function buildAdapters(env: Env, log: Logger): Adapters {
-  const adapters = { clock: systemClock } as Adapters;
-  lazy(adapters, "db", () => createDatabase(env.DATABASE_URL, env.NEON_FETCH_ENDPOINT));
-  lazy(adapters, "redis", () =>
+/**
+ * The adapters that hold no request state (each call makes its own fetch, with its own
+ * deadline), shared by every request of the isolate: building drizzle (its relational schema),
+ * the Redis client and the JWT key per request was a measurable share of each request's CPU
+ * (docs/performance.md, "CPU per request").
+ */
+type SharedAdapters = Pick<Adapters, "db" | "redis" | "tokens">;
+
+function buildSharedAdapters(env: Env): SharedAdapters {
+  const shared = {} as SharedAdapters;
+  lazy(shared, "db", () => createDatabase(env.DATABASE_URL, env.NEON_FETCH_ENDPOINT));
+  lazy(shared, "redis", () =>
     createRedis(env.UPSTASH_REDIS_REST_URL, env.UPSTASH_REDIS_REST_TOKEN),
   );
-  lazy(adapters, "tokens", () => createAccessTokens(env.JWT_SECRET, env.ACCESS_TOKEN_TTL_SECONDS));
+  lazy(shared, "tokens", () => createAccessTokens(env.JWT_SECRET, env.ACCESS_TOKEN_TTL_SECONDS));
+  return shared;
+}
+
+/** The vendor adapters for one request (each built on first use). */
+export function buildAdapters(
+  env: Env,
+  log: Logger,
+  shared: SharedAdapters = buildSharedAdapters(env),
+): Adapters {
+  const adapters = { clock: systemClock } as Adapters;
+  lazy(adapters, "db", () => shared.db);
+  lazy(adapters, "redis", () => shared.redis);
+  lazy(adapters, "tokens", () => shared.tokens);
   lazy(adapters, "otpDelivery", () => createOtpDelivery(env.OTP_DELIVERY, log));
   lazy(adapters, "queue", () => createJobQueue(env.QSTASH_URL, env.QSTASH_TOKEN));
   lazy(adapters, "queueVerifier", () =>
@@ -112,14 +132,18 @@ export function buildServiceContext(
   return ctx;
 }
 
-// Isolate-lifetime cache: bindings do not change within an isolate, so validate them once.
-const parsed = new WeakMap<object, { env: Env; config: ServiceConfig }>();
+// Isolate-lifetime cache: bindings do not change within an isolate, so validate them once (and
+// build the stateless adapters once).
+const parsed = new WeakMap<
+  object,
+  { env: Env; config: ServiceConfig; shared: SharedAdapters }
+>();
 
 function configFromBindings(bindings: Record<string, unknown>) {
   let entry = parsed.get(bindings);
   if (!entry) {
     const env = parseEnv(bindings);
-    entry = { env, config: serviceConfig(env) };
+    entry = { env, config: serviceConfig(env), shared: buildSharedAdapters(env) };
     parsed.set(bindings, entry);
   }
   return entry;
@@ -136,17 +160,19 @@ export function serviceContextFromBindings(
   log: Logger,
   waitUntil: (p: Promise<unknown>) => void,
 ): ServiceContext {
-  const { env, config } = configFromBindings(bindings);
-  return buildServiceContext(buildAdapters(env, log), config, log, waitUntil);
+  const { env, config, shared } = configFromBindings(bindings);
+  return buildServiceContext(buildAdapters(env, log, shared), config, log, waitUntil);
 }
 
 /** Builds this request's service context once; handlers read it as `c.get("ctx")`. */
 export const context = createMiddleware<AppEnv>(async (c, next) => {
-  const { env, config } = configFromBindings(c.env);
+  const { env, config, shared } = configFromBindings(c.env);
   const log = c.get("log");
   c.set(
     "ctx",
-    buildServiceContext(buildAdapters(env, log), config, log, (p) => c.executionCtx.waitUntil(p)),
+    buildServiceContext(buildAdapters(env, log, shared), config, log, (p) =>
+      c.executionCtx.waitUntil(p),
+    ),
   );
   await next();
 });
