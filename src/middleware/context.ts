@@ -134,10 +134,7 @@ export function buildServiceContext(
 
 // Isolate-lifetime cache: bindings do not change within an isolate, so validate them once (and
 // build the stateless adapters once).
-const parsed = new WeakMap<
-  object,
-  { env: Env; config: ServiceConfig; shared: SharedAdapters }
->();
+const parsed = new WeakMap<object, { env: Env; config: ServiceConfig; shared: SharedAdapters }>();
 
 function configFromBindings(bindings: Record<string, unknown>) {
   let entry = parsed.get(bindings);

@@ -101,8 +101,11 @@ export async function createChatroom(
     title?: string;
     description?: string | null;
     settings?: ChatSettings;
-    /** The caller's session check (auth middleware); awaited before a write it cannot carry. */
-    sessionLive?: Promise<void>;
+    /**
+     * Runs (or joins) the caller's session check: only when the insert cannot carry it (with
+     * `settings`), or to name why a carried check refused.
+     */
+    sessionLive?: () => Promise<void>;
     /** The token's session and issue time: with them the insert carries the check itself. */
     session?: { familyId: string; issuedAt: Date };
   },
@@ -116,8 +119,6 @@ export async function createChatroom(
     description: input.description ?? null,
   };
   if (settings === null && input.session) {
-    // Awaited only when the insert found no live session (below); the middleware awaits it too.
-    input.sessionLive?.catch(() => {});
     const [row] = await writeAndInvalidate(
       deps,
       input.userId,
@@ -129,10 +130,10 @@ export async function createChatroom(
     );
     if (row) return chatroomView(row);
     // Revoked session (the check answers 401 with its usual message) or a deleted account.
-    await input.sessionLive;
+    await input.sessionLive?.();
     throw new UnauthorizedError("The account no longer exists.");
   }
-  await firstRound(deps, input);
+  await firstRound(deps, { ...input, sessionLive: input.sessionLive?.() });
   const now = deps.clock.now();
   const [row] = await writeAndInvalidate(
     deps,
