@@ -24,8 +24,11 @@ const SAFE_METHODS = new Set(["GET", "HEAD"]);
  *   `liveSession(c)` together with its own first I/O.
  */
 export const requireAuth = createMiddleware<AppEnv>(async (c, next) => {
-  await startSessionCheck(c);
   if (SAFE_METHODS.has(c.req.method)) {
+    await verifyBearer(c);
+    // A malformed id is answered 404 before any lookup, and that answer is not held back: a
+    // check started for it would be a query nobody reads (it starts on demand if ever needed).
+    if (!malformedIdParam(c)) startCheck(c);
     await next();
     // An answer that carries data waits for the check, and so does a 404 after a lookup: "not
     // found" against a 200 for another id would tell a revoked token's holder which ids exist
@@ -35,6 +38,7 @@ export const requireAuth = createMiddleware<AppEnv>(async (c, next) => {
     const status = c.res.status;
     if (status < 400 || (status === 404 && !malformedIdParam(c))) await liveSession(c);
   } else {
+    await startSessionCheck(c);
     await liveSession(c);
     await next();
   }
