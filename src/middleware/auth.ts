@@ -64,9 +64,12 @@ export const requireAuthDeferred = createMiddleware<AppEnv>(async (c, next) => {
 export const requireAuthCarried = createMiddleware<AppEnv>(async (c, next) => {
   await verifyBearer(c);
   await next();
-  // An error answered before the write (a 400 for the body, say) never consulted the session:
-  // a revoked token still gets its 401 there, at the cost of a round on that error path only.
-  if (c.res.status >= 400 && c.res.status !== 401) await liveSession(c);
+  // A refusal answered before the write (a 400 for the body, say) never consulted the session:
+  // a revoked token still gets its 401 there, at the cost of a round on that path only. Not
+  // after a 5xx: it grants nothing, and a second query to a failing database would only double
+  // the wait for the 503.
+  const status = c.res.status;
+  if (status >= 400 && status < 500 && status !== 401) await liveSession(c);
 });
 
 /** True when a path parameter of the matched route is not an id `newId` could have made. */
