@@ -35,6 +35,13 @@ interface Endpoint {
 const ENDPOINTS: Endpoint[] = [
   { label: "empty Worker (floor)", server: "empty", status: 200, request: () => get("/") },
   {
+    // The floor of one request-log line: the empty Worker writing one JSON line like the API's.
+    label: "empty Worker + one log line",
+    server: "empty",
+    status: 200,
+    request: () => get("/log"),
+  },
+  {
     // The floor of one vendor round trip: the empty Worker making one subrequest (a Redis PING
     // over REST to the local cloud, read to the end) and nothing else.
     label: "empty Worker + one fetch (floor of a vendor call)",
@@ -101,10 +108,18 @@ function processCpuMs(pid: number, ticksPerSecond: number): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond;
 }
 
-/** The floor: answers "ok"; on /fetch, first makes one subrequest as an SDK would (no SDK). */
+/**
+ * The floor: answers "ok"; on /log, first writes one log line like the API's request log; on
+ * /fetch, first makes one subrequest as an SDK would (no SDK).
+ */
 const EMPTY_WORKER = `export default {
   async fetch(request, env) {
-    if (new URL(request.url).pathname === "/fetch") {
+    const path = new URL(request.url).pathname;
+    if (path === "/log") {
+      console.log(JSON.stringify({ level: "info", msg: "request", request_id: crypto.randomUUID(),
+        method: "GET", route: "/log", status: 200, latency_ms: 0.1, user_id: null, rate_limit: null }));
+    }
+    if (path === "/fetch") {
       const res = await fetch(env.REDIS_URL, {
         method: "POST",
         headers: { authorization: "Bearer " + env.REDIS_TOKEN, "content-type": "application/json" },
