@@ -8,6 +8,7 @@
 //   npm run bench                         # 25 samples per endpoint and latency, 3 warm-ups
 //   npm run bench -- --samples 40 --json bench.json --markdown bench.md
 //   npm run bench -- --only "GET /user/me"      # endpoints whose label contains the text
+//   npm run bench -- --only "=POST /chatroom|/user/me"  # `|` joins parts; "=" matches a whole label
 //   npm run bench -- --cpu                # CPU ms per request of the built Worker in plain workerd
 //
 // The cases are in scripts/bench/cases/, the measurement in scripts/bench/measure.ts, the report
@@ -77,7 +78,11 @@ try {
   const warmRoom = await h.chatroom(warm);
   for (let i = 0; i < 3; i++) await h.exchange(warm, warmRoom);
 
-  const selected = allCases(h).filter((c) => !args.only || c.label.includes(args.only));
+  // `--only` takes `|`-separated parts: a label containing a part, or equal to a part after "=".
+  const parts = args.only?.split("|") ?? [];
+  const wanted = (label: string) =>
+    parts.some((p) => (p.startsWith("=") ? label === p.slice(1) : label.includes(p)));
+  const selected = allCases(h).filter((c) => !args.only || wanted(c.label));
   for (const c of selected) {
     const r = await measureCase(h, c, LATENCY, { samples: SAMPLES, warmup: WARMUP });
     if (r.pass === false) failed = true;

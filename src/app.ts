@@ -95,10 +95,17 @@ export function createApp() {
 
   app.get("/", playgroundPage);
 
-  const routes = () => app.routes.filter((r) => r.method !== "ALL");
+  // Compiled on the first unmatched request (every route is registered by then), not per request.
+  let patterns: { method: string; path: RegExp }[] | undefined;
+  const routes = () => {
+    patterns ??= app.routes
+      .filter((r) => r.method !== "ALL")
+      .map((r) => ({ method: r.method, path: pathPattern(r.path) }));
+    return patterns;
+  };
   app.notFound((c) => {
     const allowed = routes()
-      .filter((r) => matchesPath(r.path, c.req.path))
+      .filter((r) => r.path.test(c.req.path))
       .map((r) => r.method);
     const methods = [...new Set([...allowed, ...(allowed.includes("GET") ? ["HEAD"] : [])])];
     // 405 only when the path (with or without one trailing slash, which routes the same) is
@@ -116,12 +123,13 @@ export function createApp() {
   return api;
 }
 
-function matchesPath(pattern: string, path: string): boolean {
+/** A route's path as a regular expression that also accepts one trailing slash. */
+function pathPattern(pattern: string): RegExp {
   const escaped = pattern
     .split("/")
     .map((seg) => (seg.startsWith(":") ? "[^/]+" : seg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")))
     .join("/");
-  return new RegExp(`^${escaped}/?$`).test(path);
+  return new RegExp(`^${escaped}/?$`);
 }
 
 export type AppType = ReturnType<typeof createApp>;

@@ -86,10 +86,10 @@ export type AppEnv = {
     /** Set by auth middleware: the refresh-token family the access token was issued with. */
     sessionId?: string;
     /**
-     * Set by auth middleware: the session check in flight (true while the session stands);
-     * await it through `liveSession(c)`.
+     * Set by auth middleware (or the first `liveSession(c)` under `requireAuthCarried`): the
+     * session check in flight (true while the session stands); await it through `liveSession(c)`.
      */
-    sessionCheck: Promise<boolean>;
+    sessionCheck?: Promise<boolean>;
     /** Set by handlers that consult a rate limiter, for the request log line. */
     rateLimitOutcome?: "allowed" | "limited" | "unavailable";
   };

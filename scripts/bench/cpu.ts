@@ -35,13 +35,29 @@ interface Endpoint {
 const ENDPOINTS: Endpoint[] = [
   { label: "empty Worker (floor)", server: "empty", status: 200, request: () => get("/") },
   {
+    // The floor of one request-log line: the empty Worker writing one JSON line like the API's.
+    label: "empty Worker + one log line",
+    server: "empty",
+    status: 200,
+    request: () => get("/log"),
+  },
+  {
+    // The floor of one vendor round trip: the empty Worker making one subrequest (a Redis PING
+    // over REST to the local cloud, read to the end) and nothing else.
+    label: "empty Worker + one fetch (floor of a vendor call)",
+    server: "empty",
+    status: 200,
+    request: () => get("/fetch"),
+  },
+  {
     label: "unknown route (404)",
     server: "api",
     status: 404,
     request: () => get("/no-such-route"),
   },
   {
-    // The id is refused before the session check is awaited; the vendor-call column shows 0.
+    // The token is verified; the malformed id is answered 404 before any lookup, and no session
+    // check is started for it (src/middleware/auth.ts): 0 vendor calls.
     label: "authenticated, no vendor call (GET /chatroom/{malformed id}, 404)",
     server: "api",
     status: 404,
@@ -92,6 +108,29 @@ function processCpuMs(pid: number, ticksPerSecond: number): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond;
 }
 
+/**
+ * The floor: answers "ok"; on /log, first writes one log line like the API's request log; on
+ * /fetch, first makes one subrequest as an SDK would (no SDK).
+ */
+const EMPTY_WORKER = `export default {
+  async fetch(request, env) {
+    const path = new URL(request.url).pathname;
+    if (path === "/log") {
+      console.log(JSON.stringify({ level: "info", msg: "request", request_id: crypto.randomUUID(),
+        method: "GET", route: "/log", status: 200, latency_ms: 0.1, user_id: null, rate_limit: null }));
+    }
+    if (path === "/fetch") {
+      const res = await fetch(env.REDIS_URL, {
+        method: "POST",
+        headers: { authorization: "Bearer " + env.REDIS_TOKEN, "content-type": "application/json" },
+        body: '["PING"]',
+      });
+      await res.json();
+    }
+    return new Response("ok");
+  },
+};`;
+
 function capnpConfig(opts: {
   bundle: string;
   compatibilityDate: string;
@@ -131,8 +170,13 @@ const api :Workerd.Worker = (
 );
 
 const empty :Workerd.Worker = (
-  modules = [(name = "index.js", esModule = "export default { fetch() { return new Response(\\"ok\\"); } };")],
+  modules = [(name = "index.js", esModule = ${JSON.stringify(EMPTY_WORKER)})],
   compatibilityDate = ${JSON.stringify(opts.compatibilityDate)},
+  bindings = [
+    (name = "REDIS_URL", text = ${JSON.stringify(opts.vars.UPSTASH_REDIS_REST_URL ?? "")}),
+    (name = "REDIS_TOKEN", text = ${JSON.stringify(opts.vars.UPSTASH_REDIS_REST_TOKEN ?? "")}),
+  ],
+  globalOutbound = "internet",
 );
 `;
 }

@@ -18,6 +18,10 @@ export function createRedis(url: string, token: string): RedisClient {
     retry: { retries: 1, backoff: () => 50 },
     signal: () => AbortSignal.timeout(REDIS_TIMEOUT_MS),
     automaticDeserialization: false,
+    // Plain JSON results: every value here is text the Worker wrote, so base64 (the SDK's
+    // default, for binary values) only cost a per-character decode of every result, the cached
+    // chatroom pages included (docs/performance.md, "CPU per request").
+    responseEncoding: false,
     enableTelemetry: false,
   });
 }

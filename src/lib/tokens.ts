@@ -29,9 +29,28 @@ export class InvalidTokenError extends Error {
   override name = "InvalidTokenError";
 }
 
+const CLOCK_TOLERANCE_SECONDS = 5;
+/** Verified tokens an isolate remembers (about 0.5 KiB each). */
+const VERIFIED_CACHE_SIZE = 2_000;
+
 /** HS256 access tokens with jose; the algorithm, issuer, audience and type are all pinned. */
 export function createAccessTokens(secret: string, ttlSeconds: number): AccessTokens {
-  const key = new TextEncoder().encode(secret);
+  // Tokens this instance (one per isolate) has verified, by their exact text. Bounded: cleared
+  // when full, which costs a fresh verification per token and nothing else.
+  const verified = new Map<string, AccessClaims>();
+  // Imported once per isolate (given raw bytes, jose imports the HMAC key on every sign and
+  // verify). Only the CryptoKey is kept, never a promise, so no request awaits another's.
+  let imported: CryptoKey | undefined;
+  const cryptoKey = async () => {
+    imported ??= await crypto.subtle.importKey(
+      "raw",
+      new TextEncoder().encode(secret),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      ["sign", "verify"],
+    );
+    return imported;
+  };
   return {
     async sign(userId, now, sessionId) {
       // Millisecond `iat` (RFC 7519 allows a non-integer NumericDate): a password change must
@@ -45,27 +64,43 @@ export function createAccessTokens(secret: string, ttlSeconds: number): AccessTo
         .setIssuedAt(iat)
         .setExpirationTime(Math.floor(iat) + ttlSeconds)
         .setJti(newId())
-        .sign(key);
+        .sign(await cryptoKey());
       return { token, expiresIn: ttlSeconds };
     },
     async verify(token, now) {
+      // The same token string verified before (a client sends its token with every request):
+      // its signature and fixed claims cannot have changed, only the time has, so only the
+      // expiry is checked again, exactly as jose checks it (whole seconds, same tolerance).
+      const known = verified.get(token);
+      if (known) {
+        if (known.expiresAt > Math.floor(now.getTime() / 1000) - CLOCK_TOLERANCE_SECONDS) {
+          return known;
+        }
+        verified.delete(token);
+      }
       try {
-        const { payload } = await jwtVerify(token, key, {
+        const { payload } = await jwtVerify(token, await cryptoKey(), {
           algorithms: ["HS256"],
           issuer: TOKEN_ISSUER,
           audience: TOKEN_AUDIENCE,
           typ: ACCESS_TOKEN_TYPE,
           requiredClaims: ["sub", "iat", "exp", "jti"],
           currentDate: now,
-          clockTolerance: 5,
+          clockTolerance: CLOCK_TOLERANCE_SECONDS,
         });
-        return {
+        const claims: AccessClaims = Object.freeze({
           userId: payload.sub as string,
           issuedAt: payload.iat as number,
           expiresAt: payload.exp as number,
           tokenId: payload.jti as string,
           ...(typeof payload.sid === "string" ? { sessionId: payload.sid } : {}),
-        };
+        });
+        // Only tokens whose one time-dependent claim is `exp` (ours never carry `nbf`).
+        if (payload.nbf === undefined) {
+          if (verified.size >= VERIFIED_CACHE_SIZE) verified.clear();
+          verified.set(token, claims);
+        }
+        return claims;
       } catch (err) {
         if (err instanceof errors.JOSEError || err instanceof TypeError) {
           throw new InvalidTokenError(err.message);

@@ -24,8 +24,11 @@ const SAFE_METHODS = new Set(["GET", "HEAD"]);
  *   `liveSession(c)` together with its own first I/O.
  */
 export const requireAuth = createMiddleware<AppEnv>(async (c, next) => {
-  await startSessionCheck(c);
   if (SAFE_METHODS.has(c.req.method)) {
+    await verifyBearer(c);
+    // A malformed id is answered 404 before any lookup, and that answer is not held back: a
+    // check started for it would be a query nobody reads (it starts on demand if ever needed).
+    if (!malformedIdParam(c)) startCheck(c);
     await next();
     // An answer that carries data waits for the check, and so does a 404 after a lookup: "not
     // found" against a 200 for another id would tell a revoked token's holder which ids exist
@@ -35,6 +38,7 @@ export const requireAuth = createMiddleware<AppEnv>(async (c, next) => {
     const status = c.res.status;
     if (status < 400 || (status === 404 && !malformedIdParam(c))) await liveSession(c);
   } else {
+    await startSessionCheck(c);
     await liveSession(c);
     await next();
   }
@@ -51,22 +55,61 @@ export const requireAuthDeferred = createMiddleware<AppEnv>(async (c, next) => {
   await liveSession(c);
 });
 
+/**
+ * `requireAuth` for handlers whose write carries the session check as its own condition
+ * (`sessionLiveCondition`, e.g. an INSERT ... SELECT ... WHERE the session stands) and that read
+ * nothing before it: the token is verified, but the separate check runs only if the handler asks
+ * for it with `liveSession(c)` (a vendor call and its CPU saved on every request).
+ */
+export const requireAuthCarried = createMiddleware<AppEnv>(async (c, next) => {
+  await verifyBearer(c);
+  await next();
+  // A refusal answered before the write (a 400 for the body, say) never consulted the session:
+  // a revoked token still gets its 401 there, at the cost of a round on that path only. Not
+  // after a 5xx: it grants nothing, and a second query to a failing database would only double
+  // the wait for the 503.
+  const status = c.res.status;
+  if (status >= 400 && status < 500 && status !== 401) await liveSession(c);
+});
+
 /** True when a path parameter of the matched route is not an id `newId` could have made. */
 function malformedIdParam(c: Context<AppEnv>): boolean {
   const params = c.req.param() as Record<string, string>;
   return Object.values(params).some((value) => !ID_PATTERN.test(value));
 }
 
-/** Resolves when the caller's session stands; throws 401 for a revoked one. */
+/** What a write needs to carry the session check itself (`sessionLiveCondition`). */
+export interface CallerSession {
+  familyId: string;
+  issuedAt: Date;
+}
+
+/** The verified token's session, once `requireAuth`/`requireAuthDeferred` has run. */
+export function sessionOf(c: Context<AppEnv>): CallerSession | undefined {
+  const familyId = c.get("sessionId");
+  if (!familyId) return undefined;
+  return { familyId, issuedAt: new Date(Math.round(c.get("tokenIssuedAt") * 1000)) };
+}
+
+/**
+ * Resolves when the caller's session stands; throws 401 for a revoked one. Starts the check if
+ * the middleware did not (`requireAuthCarried`).
+ */
 export async function liveSession(c: Context<AppEnv>): Promise<void> {
-  if (!(await c.get("sessionCheck"))) throw new UnauthorizedError(REVOKED);
+  if (!(await (c.get("sessionCheck") ?? startCheck(c)))) throw new UnauthorizedError(REVOKED);
 }
 
 async function startSessionCheck(c: Context<AppEnv>): Promise<void> {
+  await verifyBearer(c);
+  startCheck(c);
+}
+
+/** Verifies the bearer token (no I/O) and records who it names; 401 otherwise. */
+async function verifyBearer(c: Context<AppEnv>): Promise<void> {
   const header = c.req.header("authorization");
   const match = header ? BEARER.exec(header) : null;
   if (!match?.[1]) throw new UnauthorizedError("A valid bearer token is required.");
-  const { tokens, clock, db } = c.get("ctx");
+  const { tokens, clock } = c.get("ctx");
   let claims: AccessClaims;
   try {
     claims = await tokens.verify(match[1], clock.now());
@@ -79,14 +122,18 @@ async function startSessionCheck(c: Context<AppEnv>): Promise<void> {
   // Every token we issue names its session; one without cannot be checked, so it is refused.
   if (!claims.sessionId) throw new UnauthorizedError(REVOKED);
   c.set("sessionId", claims.sessionId);
-  const check = sessionIsLive(db, {
-    userId: claims.userId,
-    familyId: claims.sessionId,
-    issuedAt: new Date(Math.round(claims.issuedAt * 1000)),
+}
+
+/** Starts the session check of the verified token (one query) and keeps it on the context. */
+function startCheck(c: Context<AppEnv>): Promise<boolean> {
+  const check = sessionIsLive(c.get("ctx").db, {
+    userId: c.get("userId"),
+    ...(sessionOf(c) as CallerSession),
   });
   // Always awaited by the middleware; this only keeps an early rejection from being "unhandled".
   check.catch(() => {});
   c.set("sessionCheck", check);
+  return check;
 }
 
 /**

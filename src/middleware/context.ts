@@ -27,105 +27,174 @@ import { createDailyQuota } from "../services/quota";
  * dependencies or reads `Env` for a service.
  */
 
+/** The adapters that hold no request state, shared by every request of the isolate. */
+interface SharedAdapters {
+  readonly db: Adapters["db"];
+  readonly redis: Adapters["redis"];
+  readonly tokens: Adapters["tokens"];
+}
+
 /**
- * Defines `key` on `target` as a getter that builds the value on first use and keeps it: a
- * request that never touches Stripe or Gemini never constructs their clients.
+ * Each call of these makes its own fetch with its own deadline, so one instance serves every
+ * request of the isolate: building drizzle (its relational schema), the Redis client and the
+ * JWT key per request was a measurable share of each request's CPU (docs/performance.md).
  */
-function lazy<T extends object, K extends keyof T>(target: T, key: K, build: () => T[K]): void {
-  Object.defineProperty(target, key, {
-    configurable: true,
-    enumerable: true,
-    get() {
-      const value = build();
-      Object.defineProperty(target, key, { value, enumerable: true, writable: false });
-      return value;
-    },
-  });
-}
-
-/** The vendor adapters for one request (each built on first use). */
-export function buildAdapters(env: Env, log: Logger): Adapters {
-  const adapters = { clock: systemClock } as Adapters;
-  lazy(adapters, "db", () => createDatabase(env.DATABASE_URL, env.NEON_FETCH_ENDPOINT));
-  lazy(adapters, "redis", () =>
-    createRedis(env.UPSTASH_REDIS_REST_URL, env.UPSTASH_REDIS_REST_TOKEN),
-  );
-  lazy(adapters, "tokens", () => createAccessTokens(env.JWT_SECRET, env.ACCESS_TOKEN_TTL_SECONDS));
-  lazy(adapters, "otpDelivery", () => createOtpDelivery(env.OTP_DELIVERY, log));
-  lazy(adapters, "queue", () => createJobQueue(env.QSTASH_URL, env.QSTASH_TOKEN));
-  lazy(adapters, "queueVerifier", () =>
-    createQueueSignatureVerifier(env.QSTASH_CURRENT_SIGNING_KEY, env.QSTASH_NEXT_SIGNING_KEY),
-  );
-  lazy(adapters, "gemini", () =>
-    createGeminiStreamer({
-      apiKey: env.GEMINI_API_KEY,
-      baseUrl: env.GEMINI_BASE_URL,
-      model: env.GEMINI_MODEL,
-      timeoutMs: env.GEMINI_TIMEOUT_SECONDS * 1000,
-    }),
-  );
-  lazy(adapters, "billing", () =>
-    createBilling({
-      secretKey: env.STRIPE_SECRET_KEY,
-      webhookSecret: env.STRIPE_WEBHOOK_SECRET,
-      apiBase: env.STRIPE_API_BASE,
-    }),
-  );
-  return adapters;
-}
-
-/** The service context over `adapters` (the domain stores are built on first use too). */
-export function buildServiceContext(
-  adapters: Adapters,
-  config: ServiceConfig,
-  log: Logger,
-  waitUntil: (p: Promise<unknown>) => void,
-): ServiceContext {
-  const ctx = { config, log, waitUntil } as ServiceContext;
-  for (const key of Object.keys(adapters) as (keyof Adapters)[]) {
-    Object.defineProperty(ctx, key, { enumerable: true, get: () => adapters[key] });
+class IsolateAdapters implements SharedAdapters {
+  #db?: Adapters["db"];
+  #redis?: Adapters["redis"];
+  #tokens?: Adapters["tokens"];
+  readonly #env: Env;
+  constructor(env: Env) {
+    this.#env = env;
   }
-  lazy(ctx, "listCache", () =>
-    createVersionedCache({
-      redis: ctx.redis,
-      namespace: "cache:chatrooms",
-      ttlSeconds: config.chatroomCacheTtlSeconds,
-      readTimeoutMs: CACHE_READ_TIMEOUT_MS,
-      log,
-    }),
-  );
-  lazy(ctx, "quota", () =>
-    createDailyQuota({
-      redis: ctx.redis,
-      basicLimit: config.dailyLimits.basic,
-      proLimit: config.dailyLimits.pro,
-      waitUntil,
-      log,
-    }),
-  );
-  lazy(ctx, "promptClaims", () =>
-    createInFlightClaims(ctx.redis, { namespace: "claim:prompt", ttlMs: PROMPT_CLAIM_TTL_MS }),
-  );
-  lazy(ctx, "pendingGate", () =>
-    createPendingGate(ctx.redis, { namespace: "pending:replies", ttlMs: PROMPT_CLAIM_TTL_MS }),
-  );
-  lazy(ctx, "replyLog", () =>
-    createReplyLog(ctx.redis, { namespace: "reply:log", ttlSeconds: REPLY_LOG_TTL_SECONDS }),
-  );
-  lazy(ctx, "otpStore", () => createOtpStore(ctx.redis));
-  lazy(ctx, "limiters", () => createAuthLimiters(ctx.redis));
-  lazy(ctx, "billingLimiters", () => createBillingLimiters(ctx.redis));
-  return ctx;
+  get db() {
+    this.#db ??= createDatabase(this.#env.DATABASE_URL, this.#env.NEON_FETCH_ENDPOINT);
+    return this.#db;
+  }
+  get redis() {
+    this.#redis ??= createRedis(
+      this.#env.UPSTASH_REDIS_REST_URL,
+      this.#env.UPSTASH_REDIS_REST_TOKEN,
+    );
+    return this.#redis;
+  }
+  get tokens() {
+    this.#tokens ??= createAccessTokens(this.#env.JWT_SECRET, this.#env.ACCESS_TOKEN_TTL_SECONDS);
+    return this.#tokens;
+  }
 }
 
-// Isolate-lifetime cache: bindings do not change within an isolate, so validate them once.
-const parsed = new WeakMap<object, { env: Env; config: ServiceConfig }>();
+/**
+ * One request's service context: the shared adapters, and the request's own (they hold its
+ * logger) and domain stores, each built on first use, so a request that never touches Stripe or
+ * Gemini never constructs their clients. A class with memoising getters: one allocation per
+ * request, nothing defined per property (the former `Object.defineProperty` getters were a
+ * visible share of a request's CPU).
+ */
+class RequestServices implements ServiceContext {
+  readonly clock = systemClock;
+  #memo = new Map<string, unknown>();
+  readonly config: ServiceConfig;
+  readonly log: Logger;
+  readonly waitUntil: (p: Promise<unknown>) => void;
+  readonly #env: Env;
+  readonly #shared: SharedAdapters;
+  constructor(
+    env: Env,
+    shared: SharedAdapters,
+    config: ServiceConfig,
+    log: Logger,
+    waitUntil: (p: Promise<unknown>) => void,
+  ) {
+    this.#env = env;
+    this.#shared = shared;
+    this.config = config;
+    this.log = log;
+    this.waitUntil = waitUntil;
+  }
+  #once<T>(key: string, build: () => T): T {
+    if (!this.#memo.has(key)) this.#memo.set(key, build());
+    return this.#memo.get(key) as T;
+  }
+  get db() {
+    return this.#shared.db;
+  }
+  get redis() {
+    return this.#shared.redis;
+  }
+  get tokens() {
+    return this.#shared.tokens;
+  }
+  get otpDelivery() {
+    return this.#once("otpDelivery", () => createOtpDelivery(this.#env.OTP_DELIVERY, this.log));
+  }
+  get queue() {
+    return this.#once("queue", () => createJobQueue(this.#env.QSTASH_URL, this.#env.QSTASH_TOKEN));
+  }
+  get queueVerifier() {
+    return this.#once("queueVerifier", () =>
+      createQueueSignatureVerifier(
+        this.#env.QSTASH_CURRENT_SIGNING_KEY,
+        this.#env.QSTASH_NEXT_SIGNING_KEY,
+      ),
+    );
+  }
+  get gemini() {
+    return this.#once("gemini", () =>
+      createGeminiStreamer({
+        apiKey: this.#env.GEMINI_API_KEY,
+        baseUrl: this.#env.GEMINI_BASE_URL,
+        model: this.#env.GEMINI_MODEL,
+        timeoutMs: this.#env.GEMINI_TIMEOUT_SECONDS * 1000,
+      }),
+    );
+  }
+  get billing() {
+    return this.#once("billing", () =>
+      createBilling({
+        secretKey: this.#env.STRIPE_SECRET_KEY,
+        webhookSecret: this.#env.STRIPE_WEBHOOK_SECRET,
+        apiBase: this.#env.STRIPE_API_BASE,
+      }),
+    );
+  }
+  get listCache() {
+    return this.#once("listCache", () =>
+      createVersionedCache({
+        redis: this.redis,
+        namespace: "cache:chatrooms",
+        ttlSeconds: this.config.chatroomCacheTtlSeconds,
+        readTimeoutMs: CACHE_READ_TIMEOUT_MS,
+        log: this.log,
+      }),
+    );
+  }
+  get quota() {
+    return this.#once("quota", () =>
+      createDailyQuota({
+        redis: this.redis,
+        basicLimit: this.config.dailyLimits.basic,
+        proLimit: this.config.dailyLimits.pro,
+        waitUntil: this.waitUntil,
+        log: this.log,
+      }),
+    );
+  }
+  get promptClaims() {
+    return this.#once("promptClaims", () =>
+      createInFlightClaims(this.redis, { namespace: "claim:prompt", ttlMs: PROMPT_CLAIM_TTL_MS }),
+    );
+  }
+  get pendingGate() {
+    return this.#once("pendingGate", () =>
+      createPendingGate(this.redis, { namespace: "pending:replies", ttlMs: PROMPT_CLAIM_TTL_MS }),
+    );
+  }
+  get replyLog() {
+    return this.#once("replyLog", () =>
+      createReplyLog(this.redis, { namespace: "reply:log", ttlSeconds: REPLY_LOG_TTL_SECONDS }),
+    );
+  }
+  get otpStore() {
+    return this.#once("otpStore", () => createOtpStore(this.redis));
+  }
+  get limiters() {
+    return this.#once("limiters", () => createAuthLimiters(this.redis));
+  }
+  get billingLimiters() {
+    return this.#once("billingLimiters", () => createBillingLimiters(this.redis));
+  }
+}
+
+// Isolate-lifetime cache: bindings do not change within an isolate, so validate them once (and
+// build the stateless adapters once).
+const parsed = new WeakMap<object, { env: Env; config: ServiceConfig; shared: SharedAdapters }>();
 
 function configFromBindings(bindings: Record<string, unknown>) {
   let entry = parsed.get(bindings);
   if (!entry) {
     const env = parseEnv(bindings);
-    entry = { env, config: serviceConfig(env) };
+    entry = { env, config: serviceConfig(env), shared: new IsolateAdapters(env) };
     parsed.set(bindings, entry);
   }
   return entry;
@@ -142,17 +211,14 @@ export function serviceContextFromBindings(
   log: Logger,
   waitUntil: (p: Promise<unknown>) => void,
 ): ServiceContext {
-  const { env, config } = configFromBindings(bindings);
-  return buildServiceContext(buildAdapters(env, log), config, log, waitUntil);
+  const { env, config, shared } = configFromBindings(bindings);
+  return new RequestServices(env, shared, config, log, waitUntil);
 }
 
 /** Builds this request's service context once; handlers read it as `c.get("ctx")`. */
 export const context = createMiddleware<AppEnv>(async (c, next) => {
-  const { env, config } = configFromBindings(c.env);
+  const { env, config, shared } = configFromBindings(c.env);
   const log = c.get("log");
-  c.set(
-    "ctx",
-    buildServiceContext(buildAdapters(env, log), config, log, (p) => c.executionCtx.waitUntil(p)),
-  );
+  c.set("ctx", new RequestServices(env, shared, config, log, (p) => c.executionCtx.waitUntil(p)));
   await next();
 });

@@ -1,6 +1,5 @@
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../context";
-import { newId } from "../lib/ids";
 import { rootLogger } from "../log";
 
 const SAFE_ID = /^[A-Za-z0-9._-]{8,128}$/;
@@ -11,7 +10,9 @@ const SAFE_ID = /^[A-Za-z0-9._-]{8,128}$/;
  */
 export const requestId = createMiddleware<AppEnv>(async (c, next) => {
   const incoming = c.req.header("x-request-id");
-  const id = incoming && SAFE_ID.test(incoming) ? incoming : newId();
+  // A random UUID (native), not a time-ordered `newId`: nothing sorts by request id, and uuid's
+  // v7 was a visible share of a request's CPU (docs/performance.md).
+  const id = incoming && SAFE_ID.test(incoming) ? incoming : crypto.randomUUID();
   c.set("requestId", id);
   c.set(
     "log",

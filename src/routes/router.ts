@@ -3,7 +3,12 @@ import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../context";
 import { ERROR_CODES, type ErrorCode } from "../errors";
 import { DEFAULT_ERROR_CODES } from "../errors/http";
-import { bearerSecurity, requireAuth, requireAuthDeferred } from "../middleware/auth";
+import {
+  bearerSecurity,
+  requireAuth,
+  requireAuthCarried,
+  requireAuthDeferred,
+} from "../middleware/auth";
 import { jsonBody } from "../middleware/body";
 import { FIELD_ALIASES, fieldsOf, normaliseJsonBody, validationHook } from "./shared/fields";
 
@@ -28,7 +33,8 @@ const ALIAS_NOTE = "Field names other clients of this spec use are accepted too:
 function atTheEdge(route: Route, group: RouterOptions): Route {
   const own = route.middleware ? [route.middleware].flat() : [];
   const auth =
-    group.auth && !own.includes(requireAuthDeferred) && !own.includes(requireAuth)
+    group.auth &&
+    ![requireAuth, requireAuthDeferred, requireAuthCarried].some((m) => own.includes(m))
       ? [requireAuth]
       : [];
   const grouped = {

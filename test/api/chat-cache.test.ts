@@ -68,6 +68,23 @@ describe("GET /chatroom cache", () => {
     expect(afterDelete.body.chatrooms.map((r: { id: string }) => r.id)).toEqual([room.id]);
   });
 
+  it("reads its own writes: a chatroom created (in one round) is in the very next list, warm cache or not, even with list reads racing the create", async () => {
+    const me = await createSession();
+    // Cold cache: create, then list at once.
+    const first = await newChatroom(me, "ryw first");
+    expect((await list(me)).body.chatrooms.map((r: { id: string }) => r.id)).toEqual([first.id]);
+    for (let round = 0; round < 5; round++) {
+      await warmList(me);
+      // Lists in flight while the create runs may cache the old page under the bumped version;
+      // the bump after the commit must retire it before the create's answer is read.
+      const racing = Array.from({ length: 3 }, () => call("GET", "/chatroom", { token: me.token }));
+      const created = await newChatroom(me, `ryw ${round}`);
+      const after = await list(me);
+      expect(after.body.chatrooms[0]?.id, `round ${round}`).toBe(created.id);
+      for (const res of await Promise.all(racing)) expect(res.status).toBe(200);
+    }
+  });
+
   it("is invalidated by a new message and again by the reply's completion", async () => {
     const me = await createSession();
     const room = await newChatroom(me);

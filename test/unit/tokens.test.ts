@@ -134,6 +134,30 @@ describe("access tokens", () => {
     await expectRejected(await craft({ nbf: nowSeconds + 120 }));
   });
 
+  it("remembers a verified token per isolate, but still expires it and never accepts a tampered copy", async () => {
+    const own = createAccessTokens(SECRET, 900);
+    const { token } = await own.sign(USER, NOW, "01936f4e-1c2d-7b3a-9f00-0000000000aa");
+    const first = await own.verify(token, NOW);
+    // Served from the cache: the same claims (and frozen, so no request can alter another's).
+    expect(await own.verify(token, new Date(NOW.getTime() + 60_000))).toBe(first);
+    expect(Object.isFrozen(first)).toBe(true);
+    // The remembered token expires exactly as jose would expire it (exp + 5 s tolerance).
+    const exp = first.expiresAt * 1000;
+    await expect(own.verify(token, new Date(exp + 4_000))).resolves.toBe(first);
+    await expect(own.verify(token, new Date(exp + 5_000))).rejects.toBeInstanceOf(
+      InvalidTokenError,
+    );
+    // Once refused it is forgotten: a verification at an earlier time runs jose again.
+    await expect(own.verify(token, NOW)).resolves.toEqual(first);
+    // A copy with its payload changed is another string: fully verified, and refused.
+    const [h, p, sig] = token.split(".");
+    const payload = JSON.parse(Buffer.from(p ?? "", "base64url").toString());
+    payload.sub = "01936f4e-1c2d-7b3a-9f00-000000000000";
+    await expect(own.verify(`${h}.${b64url(payload)}.${sig}`, NOW)).rejects.toBeInstanceOf(
+      InvalidTokenError,
+    );
+  });
+
   it("ignores kid/jku/jwk headers: the key is fixed by configuration", async () => {
     const injected = await craft({
       header: { kid: "../../dev/null", jku: "https://evil.example/jwks" },

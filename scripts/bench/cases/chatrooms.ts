@@ -7,7 +7,7 @@ export function chatroomsCases({ call, session, chatroom, exchange }: Harness): 
   return [
     {
       label: "POST /chatroom",
-      target: 2,
+      target: 1,
       async prepare(n) {
         const s = await session();
         return repeat(

@@ -1,6 +1,7 @@
 import { and, desc, eq, sql } from "drizzle-orm";
 import type { Database } from "../client";
 import { type ChatroomRow, chatrooms } from "../schema/chatrooms";
+import { sessionLiveCondition } from "./refresh-tokens";
 
 export type { ChatroomRow };
 
@@ -12,6 +13,35 @@ export interface ChatroomCursor {
 
 export function insertChatroom(db: Database, row: typeof chatrooms.$inferInsert) {
   return db.insert(chatrooms).values(row).returning();
+}
+
+/**
+ * Inserts the chatroom only while the caller's session stands (`sessionLiveCondition`): the
+ * check and the write are one statement, one round trip. No row back: the session is revoked
+ * (or the user is gone) and nothing was written.
+ */
+export function insertChatroomIfSessionLive(
+  db: Database,
+  row: {
+    id: string;
+    userId: string;
+    title: string;
+    titleSource: "auto" | "user";
+    description: string | null;
+    settings: Record<string, unknown> | null;
+    now: Date;
+  },
+  session: { familyId: string; issuedAt: Date },
+) {
+  const at = row.now.toISOString();
+  const settings = row.settings === null ? null : JSON.stringify(row.settings);
+  // INSERT ... SELECT lists every column in the table's order (drizzle names them all).
+  return db
+    .insert(chatrooms)
+    .select(
+      sql`select ${row.id}, ${row.userId}, ${row.title}, ${row.titleSource}, ${row.description}::text, ${settings}::jsonb, 0, null::timestamptz, ${at}::timestamptz, ${at}::timestamptz where ${sessionLiveCondition({ userId: row.userId, ...session })}`,
+    )
+    .returning();
 }
 
 /** The chatroom if `userId` owns it (a query, so it can join a db.batch). */

@@ -216,8 +216,22 @@ export async function sessionIsLive(
   db: Database,
   input: { userId: string; familyId: string; issuedAt: Date },
 ): Promise<boolean> {
-  const result = await db.execute<{ live: boolean }>(sql`
-    select exists (
+  const result = await db.execute<{ live: boolean }>(
+    sql`select ${sessionLiveCondition(input)} as live`,
+  );
+  return result.rows[0]?.live === true;
+}
+
+/**
+ * `sessionIsLive` as a boolean SQL expression, so a write can carry the check as its own
+ * condition (one round trip for both; see insertChatroomIfSessionLive).
+ */
+export function sessionLiveCondition(input: {
+  userId: string;
+  familyId: string;
+  issuedAt: Date;
+}): SQL {
+  return sql`exists (
       select 1
         from ${refreshTokens} t
         join ${users} u on u.id = t.user_id
@@ -227,6 +241,5 @@ export async function sessionIsLive(
          and u.mobile_verified_at is not null
          and (u.password_changed_at is null
               or u.password_changed_at <= ${input.issuedAt.toISOString()}::timestamptz)
-    ) as live`);
-  return result.rows[0]?.live === true;
+    )`;
 }

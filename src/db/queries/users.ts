@@ -2,7 +2,11 @@ import { and, eq, isNotNull, isNull, lte, or, sql } from "drizzle-orm";
 import type { Database } from "../client";
 import { refreshTokens } from "../schema/refresh-tokens";
 import { type UserRow, users } from "../schema/users";
-import { insertRefreshTokenWhileHash, type NewRefreshToken } from "./refresh-tokens";
+import {
+  insertRefreshTokenWhileHash,
+  type NewRefreshToken,
+  sessionLiveCondition,
+} from "./refresh-tokens";
 
 export type { UserRow };
 
@@ -50,6 +54,22 @@ export async function upgradePasswordHash(
 
 export async function findUserById(db: Database, id: string): Promise<UserRow | null> {
   const rows = await db.select().from(users).where(eq(users.id, id)).limit(1);
+  return rows[0] ?? null;
+}
+
+/**
+ * The user, only while the caller's session stands (`sessionLiveCondition`: the check and the
+ * read are one query); null otherwise or when the user is gone.
+ */
+export async function findUserIfSessionLive(
+  db: Database,
+  input: { userId: string; familyId: string; issuedAt: Date },
+): Promise<UserRow | null> {
+  const rows = await db
+    .select()
+    .from(users)
+    .where(and(eq(users.id, input.userId), sessionLiveCondition(input)))
+    .limit(1);
   return rows[0] ?? null;
 }
 

@@ -1,6 +1,11 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { MODEL_CATALOGUE } from "../../lib/gemini-models";
-import { liveSession, requireAuthDeferred } from "../../middleware/auth";
+import {
+  liveSession,
+  requireAuthCarried,
+  requireAuthDeferred,
+  sessionOf,
+} from "../../middleware/auth";
 import {
   createChatroom,
   deleteChatroom,
@@ -48,8 +53,9 @@ const createChatroomRoute = createRoute({
   summary: "Create a chatroom",
   description:
     "`title` is optional (\"New chat\" until Gemini suggests one from the first exchange). `settings` apply to every reply in the chatroom: a model not in the caller's plan is 422 model_not_allowed; `max_output_tokens` above the plan's bound and `google_search` on Basic are 400.",
-  // The session check is awaited in the handler's first round (issue 15).
-  middleware: [requireAuthDeferred] as const,
+  // The insert carries the session check (issue 18); with `settings` the check runs beside the
+  // tier read instead, in the handler's first round.
+  middleware: [requireAuthCarried] as const,
   request: {
     body: { content: { "application/json": { schema: CreateChatroomBody } }, required: true },
   },
@@ -184,7 +190,8 @@ export const chatroomRoutes = createRouter({ auth: true })
       title: body.title,
       description: body.description,
       settings: body.settings,
-      sessionLive: liveSession(c),
+      sessionLive: () => liveSession(c),
+      session: sessionOf(c),
     });
     return c.json({ chatroom }, 201);
   })

@@ -1,5 +1,5 @@
 import { createRoute } from "@hono/zod-openapi";
-import { requireAuthDeferred } from "../../middleware/auth";
+import { requireAuthCarried, sessionOf } from "../../middleware/auth";
 import { getCurrentUser, updateCurrentUser } from "../../services/auth/accounts";
 import { createRouter, errorResponses, jsonContent } from "../router";
 import { toUserJson } from "../shared/schemas";
@@ -12,6 +12,8 @@ const getMe = createRoute({
   operationId: "getMe",
   tags: ["User"],
   summary: "The authenticated user",
+  // The read carries the session check (one query, issue 18).
+  middleware: [requireAuthCarried] as const,
   responses: {
     200: jsonContent(UserResponseSchema, "The caller's profile"),
     ...errorResponses(401, 503),
@@ -24,8 +26,9 @@ const patchMe = createRoute({
   operationId: "updateMe",
   tags: ["User"],
   summary: "Update the caller's name or email (null clears a field)",
-  // The update itself is conditional on the session (one round for the check and the write).
-  middleware: [requireAuthDeferred] as const,
+  // The update itself is conditional on the session (one round, one query for the check and the
+  // write), so the separate check never runs.
+  middleware: [requireAuthCarried] as const,
   request: {
     body: { content: { "application/json": { schema: UpdateMeSchema } }, required: true },
   },
@@ -41,6 +44,7 @@ export const userRoutes = createRouter({ auth: true })
     const user = await getCurrentUser(c.get("ctx"), {
       userId: c.get("userId"),
       tokenIssuedAt: c.get("tokenIssuedAt"),
+      session: sessionOf(c),
     });
     return c.json({ user: toUserJson(user) }, 200);
   })

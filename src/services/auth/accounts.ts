@@ -1,6 +1,7 @@
 import {
   findUserById,
   findUserByMobileNumber,
+  findUserIfSessionLive,
   insertUser,
   proveNumberAndStartSession,
   setPasswordAndRevokeSessions,
@@ -370,12 +371,17 @@ export function tokenPredatesPasswordChange(user: UserRow, tokenIssuedAt: number
 
 const STALE_TOKEN = "The bearer token is invalid or expired.";
 
-/** Loads the caller, refusing a token issued before the last password change. */
+/**
+ * Loads the caller, refusing a token issued before the last password change. Given the token's
+ * `session`, the read also carries the whole session check (one query instead of two).
+ */
 export async function getCurrentUser(
   deps: AuthDeps,
-  input: { userId: string; tokenIssuedAt: number },
+  input: { userId: string; tokenIssuedAt: number; session?: { familyId: string; issuedAt: Date } },
 ): Promise<UserRow> {
-  const user = await findUserById(deps.db, input.userId);
+  const user = input.session
+    ? await findUserIfSessionLive(deps.db, { userId: input.userId, ...input.session })
+    : await findUserById(deps.db, input.userId);
   if (!user || tokenPredatesPasswordChange(user, input.tokenIssuedAt)) {
     throw new UnauthorizedError(STALE_TOKEN);
   }

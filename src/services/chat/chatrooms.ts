@@ -3,6 +3,7 @@ import {
   type ChatroomCursor,
   deleteChatroom as deleteChatroomRow,
   insertChatroom,
+  insertChatroomIfSessionLive,
   listChatrooms as listChatroomRows,
   selectOwnedChatroom,
   updateChatroom as updateChatroomRow,
@@ -88,7 +89,9 @@ async function writeAndInvalidate<T>(deps: ChatDb, userId: string, write: Promis
 }
 
 /**
- * POST /chatroom in two sequential rounds: [session check ‖ tier] then [insert ‖ cache bump].
+ * POST /chatroom. Without `settings`: one round, [insert conditional on the session ‖ cache
+ * bump] (the insert carries the session check, so nothing is written for a revoked session).
+ * With `settings`, the tier must be read first: [session check ‖ tier] then [insert ‖ bump].
  * Without a title the chatroom is "New chat" with `title_source` "auto" (Gemini may retitle it).
  */
 export async function createChatroom(
@@ -98,25 +101,44 @@ export async function createChatroom(
     title?: string;
     description?: string | null;
     settings?: ChatSettings;
-    sessionLive?: Promise<void>;
+    /**
+     * Runs (or joins) the caller's session check: only when the insert cannot carry it (with
+     * `settings`), or to name why a carried check refused.
+     */
+    sessionLive?: () => Promise<void>;
+    /** The token's session and issue time: with them the insert carries the check itself. */
+    session?: { familyId: string; issuedAt: Date };
   },
 ): Promise<ChatroomView> {
-  await firstRound(deps, input);
-  const now = deps.clock.now();
   const settings = input.settings && Object.keys(input.settings).length > 0 ? input.settings : null;
+  const values = {
+    id: newId(),
+    userId: input.userId,
+    title: input.title ?? DEFAULT_CHATROOM_TITLE,
+    titleSource: input.title === undefined ? ("auto" as const) : ("user" as const),
+    description: input.description ?? null,
+  };
+  if (settings === null && input.session) {
+    const [row] = await writeAndInvalidate(
+      deps,
+      input.userId,
+      insertChatroomIfSessionLive(
+        deps.db,
+        { ...values, settings: null, now: deps.clock.now() },
+        input.session,
+      ),
+    );
+    if (row) return chatroomView(row);
+    // Revoked session (the check answers 401 with its usual message) or a deleted account.
+    await input.sessionLive?.();
+    throw new UnauthorizedError("The account no longer exists.");
+  }
+  await firstRound(deps, { ...input, sessionLive: input.sessionLive?.() });
+  const now = deps.clock.now();
   const [row] = await writeAndInvalidate(
     deps,
     input.userId,
-    insertChatroom(deps.db, {
-      id: newId(),
-      userId: input.userId,
-      title: input.title ?? DEFAULT_CHATROOM_TITLE,
-      titleSource: input.title === undefined ? "auto" : "user",
-      description: input.description ?? null,
-      settings,
-      createdAt: now,
-      updatedAt: now,
-    }),
+    insertChatroom(deps.db, { ...values, settings, createdAt: now, updatedAt: now }),
   );
   if (!row) throw new Error("insert returned no row");
   return chatroomView(row);

@@ -97,16 +97,31 @@ describe("sequential I/O rounds per endpoint", () => {
     }
   });
 
-  it("POST, PATCH and DELETE /chatroom: 2 rounds each (session check, then write ‖ cache version)", async () => {
-    // The session check (issue 12) comes first, alone or beside the tier read: their next I/O is
-    // a write, which must not happen for a revoked session (docs/performance.md). The cache
-    // version is bumped beside the write, and again after the response (issue 15).
+  it("POST /chatroom: 1 round (the insert carries the session check, beside the cache version); 2 with settings", async () => {
+    // The session check is the insert's own condition (issue 18): a revoked session writes
+    // nothing, and no separate check runs. With settings the tier is read first (beside the check).
     await control("latency", { ms: LATENCY });
     const created = await timed(() =>
       call("POST", "/chatroom", { token: me.token, body: { title: "timed" } }),
     );
-    expect(rounds(created.ms)).toBe(2);
-    const id = created.value.body.chatroom.id;
+    expect(created.value.status).toBe(201);
+    expect(rounds(created.ms)).toBe(1);
+    const withSettings = await timed(() =>
+      call("POST", "/chatroom", {
+        token: me.token,
+        body: { title: "timed settings", settings: { temperature: 0.5 } },
+      }),
+    );
+    expect(withSettings.value.status, withSettings.value.text).toBe(201);
+    expect(rounds(withSettings.ms)).toBe(2);
+  });
+
+  it("PATCH and DELETE /chatroom/:id: 2 rounds each (session check, then write ‖ cache version)", async () => {
+    // The session check (issue 12) comes first, alone or beside the tier read: their next I/O is
+    // a write, which must not happen for a revoked session (docs/performance.md). The cache
+    // version is bumped beside the write, and again after the response (issue 15).
+    const id = (await newChatroom(me, "timed")).id;
+    await control("latency", { ms: LATENCY });
     const renamed = await timed(() =>
       call("PATCH", `/chatroom/${id}`, { token: me.token, body: { title: "timed 2" } }),
     );
