@@ -7,6 +7,12 @@
 //   npm run load                                  # against `npm run dev` (http://127.0.0.1:8787)
 //   npm run load -- --self-host --users 8         # starts its own local cloud + Worker (CI)
 //   npm run load -- --users 50 --prompts 6 --chatrooms 2 --base-url http://127.0.0.1:8787
+//
+// With --self-host the stack runs in a child process (scripts/support/stack-process.ts), and the
+// report gives each process's CPU (the load generator, the local cloud, each workerd, postgres
+// when LOCAL_DATABASE_URL is set): which one saturates first.
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { createSession, FlowError } from "./support/fixtures.ts";
 import {
@@ -21,7 +27,13 @@ import {
   table,
   timedRequest,
 } from "./support/http.ts";
-import { type SelfHosted, selfHost } from "./support/self-host.ts";
+import {
+  type CpuReport,
+  type CpuTarget,
+  descendantsOf,
+  listenersOf,
+  sampleCpu,
+} from "./support/proc-cpu.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -300,14 +312,118 @@ async function simulateUser(index: number): Promise<UserResult> {
   return { accepted: accepted.length, limited };
 }
 
-let hosted: SelfHosted | undefined;
+interface HostedStack {
+  workerUrl: string;
+  cloudUrl: string;
+  pid: number;
+  close(): Promise<void>;
+}
+
+/** The local cloud + Worker in a child process, so its CPU is told apart from the load's. */
+async function hostStack(vars: Record<string, string>): Promise<HostedStack> {
+  const child = spawn(
+    process.execPath,
+    [new URL("./support/stack-process.ts", import.meta.url).pathname, JSON.stringify(vars)],
+    { stdio: ["pipe", "pipe", "inherit"] },
+  );
+  const exited = new Promise<number | null>((done) => child.once("exit", done));
+  const lines = createInterface({ input: child.stdout });
+  const first = await Promise.race([
+    new Promise<string>((done) => lines.once("line", done)),
+    exited.then((code) => {
+      throw new Error(`the stack process exited (${code}) before it was ready`);
+    }),
+  ]);
+  const ready = JSON.parse(first) as { workerUrl: string; cloudUrl: string };
+  return {
+    ...ready,
+    pid: child.pid as number,
+    close: async () => {
+      child.stdin.end();
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** The processes worth watching: this one, the stack's, each workerd, postgres if used. */
+function cpuTargets(stack: HostedStack): CpuTarget[] {
+  const workerd = descendantsOf(stack.pid).filter((p) => p.comm === "workerd");
+  const port = Number(new URL(stack.workerUrl).port);
+  const front = new Set(
+    listenersOf(
+      port,
+      workerd.map((p) => p.pid),
+    ),
+  );
+  const targets: CpuTarget[] = [
+    { label: "load generator (this process)", pids: [process.pid] },
+    { label: "local cloud (Node: PGlite, Redis, QStash, Gemini, Stripe)", pids: [stack.pid] },
+    ...workerd.map((p) => ({
+      label: front.has(p.pid)
+        ? `workerd ${p.pid} (listens on the Worker's port)`
+        : `workerd ${p.pid} (the Worker behind wrangler's proxy)`,
+      pids: [p.pid],
+    })),
+  ];
+  if (process.env.LOCAL_DATABASE_URL) {
+    // Every postgres process on the machine: other jobs using the same server are included.
+    const postgres = descendantsOf(1).filter((p) => p.comm === "postgres");
+    if (postgres.length > 0) {
+      targets.push({
+        label: "postgres (all backends on this host)",
+        pids: postgres.map((p) => p.pid),
+      });
+    }
+  }
+  return targets;
+}
+
+function printCpu(report: CpuReport): void {
+  const rows = report.rows.map((r) => [
+    r.label,
+    r.cpu_seconds,
+    r.mean_core_pct,
+    `${r.busiest_thread_pct} (${r.busiest_thread})`,
+    r.busiest_thread_p95_pct,
+  ]);
+  console.log(
+    `\n${table(
+      [
+        "process CPU (/proc)",
+        "cpu s",
+        "% of a core",
+        "busiest thread % of a core",
+        "its p95 (1 s samples)",
+      ],
+      rows,
+    )}`,
+  );
+  const top = [...report.rows].sort(
+    (a, b) => b.busiest_thread_p95_pct - a.busiest_thread_p95_pct,
+  )[0];
+  console.log(
+    `machine: ${report.cores} cores, ${report.machine_busy_pct}% busy over ${report.seconds} s; other jobs ${report.others_core_pct}% of a core`,
+  );
+  if (top) {
+    console.log(
+      `saturates first: ${top.label} (its ${top.busiest_thread} thread at ${top.busiest_thread_pct}% of a core on average, p95 ${top.busiest_thread_p95_pct}%)`,
+    );
+  }
+}
+
+let hosted: HostedStack | undefined;
+let cpu: ReturnType<typeof sampleCpu> | undefined;
+let cpuReport: CpuReport | undefined;
 let exitCode = 0;
 try {
   if (args["self-host"]) {
     // Prompts go back to back without waiting for replies: lift MAX_PENDING_REPLIES (tested on
     // its own in test/api/chat-pending-limit.test.ts) so the daily-limit invariants stay exact.
-    hosted = await selfHost({
-      vars: { MAX_PENDING_REPLIES_BASIC: "1000", MAX_PENDING_REPLIES_PRO: "1000" },
+    hosted = await hostStack({
+      MAX_PENDING_REPLIES_BASIC: "1000",
+      MAX_PENDING_REPLIES_PRO: "1000",
     });
     baseUrl = hosted.workerUrl;
     cloudUrl = hosted.cloudUrl;
@@ -320,6 +436,7 @@ try {
 
   console.log(`load ${RUN_ID}: ${USERS} users × ${PROMPTS} prompts over ${CHATROOMS} chatrooms`);
   const started = performance.now();
+  if (hosted) cpu = sampleCpu(cpuTargets(hosted));
   const timer = new Promise<never>((_, fail) =>
     setTimeout(
       () => fail(new Error(`the run exceeded ${TIMEOUT_MS / 1000} s`)),
@@ -331,6 +448,7 @@ try {
     timer,
   ]);
   const seconds = (performance.now() - started) / 1000;
+  cpuReport = cpu?.stop();
 
   const accepted = results.reduce((n, r) => n + r.accepted, 0);
   const limited = results.reduce((n, r) => n + r.limited, 0);
@@ -363,6 +481,7 @@ try {
       ],
     )}`,
   );
+  if (cpuReport) printCpu(cpuReport);
   const summary = {
     run_id: RUN_ID,
     base_url: baseUrl,
@@ -389,6 +508,7 @@ try {
           endpoints: Object.fromEntries(samples.summaries()),
           reply_latency_client: e2e,
           reply_latency_server: server,
+          ...(cpuReport ? { cpu: cpuReport } : {}),
         },
         null,
         2,
