@@ -132,26 +132,40 @@ async function sendClaimedMessage(
     gate: deps.pendingGate.entry(input.userId, gateMember),
     invalidate: deps.listCache.invalidation(input.userId),
   });
+  // The idempotency record and the regenerated reply are read only when there is one to read: a
+  // plain prompt's batch holds 4 statements, not 6 (issue 18 item 3).
+  const reads = [
+    selectTier(db, input.userId),
+    selectOwnedChatroom(db, input.chatroomId, input.userId),
+    regen
+      ? selectHistoryBeforeReply(
+          db,
+          input.chatroomId,
+          input.userId,
+          regen.replyId,
+          config.historyMaxMessages,
+        )
+      : selectHistoryWindow(db, input.chatroomId, input.userId, config.historyMaxMessages),
+    selectPendingReplyIds(db, input.userId, maxPending + 1),
+    ...(input.idempotencyKey !== undefined
+      ? [selectIdempotencyRecord(db, input.userId, input.idempotencyKey, now)]
+      : []),
+    ...(regen ? [selectMessage(db, input.chatroomId, input.userId, regen.replyId)] : []),
+  ];
   const [context, taken, ownsClaim, gate] = await Promise.allSettled([
-    Promise.all([
-      db.batch([
-        db.select({ tier: users.tier }).from(users).where(eq(users.id, input.userId)).limit(1),
-        selectOwnedChatroom(db, input.chatroomId, input.userId),
-        regen
-          ? selectHistoryBeforeReply(
-              db,
-              input.chatroomId,
-              input.userId,
-              regen.replyId,
-              config.historyMaxMessages,
-            )
-          : selectHistoryWindow(db, input.chatroomId, input.userId, config.historyMaxMessages),
-        selectIdempotencyRecord(db, input.userId, input.idempotencyKey ?? null, now),
-        selectPendingReplyIds(db, input.userId, maxPending + 1),
-        selectMessage(db, input.chatroomId, input.userId, regen?.replyId ?? promptId),
-      ]),
-      input.sessionLive,
-    ]).then(([rows]) => rows),
+    Promise.all([db.batch(reads as unknown as Parameters<typeof db.batch>[0]), input.sessionLive])
+      .then(([rows]) => [...(rows as readonly unknown[])])
+      .then(([userRows, roomRows, historyRows, pendingRows, ...optional]) => ({
+        user: (userRows as Rows<typeof selectTier>)[0],
+        room: (roomRows as Rows<typeof selectOwnedChatroom>)[0],
+        history: historyRows as Rows<typeof selectHistoryWindow>,
+        pendingReplies: pendingRows as Rows<typeof selectPendingReplyIds>,
+        record:
+          input.idempotencyKey !== undefined
+            ? (optional.shift() as Rows<typeof selectIdempotencyRecord>)[0]
+            : undefined,
+        target: regen ? (optional.shift() as Rows<typeof selectMessage>)[0] : undefined,
+      })),
     admitted.then((a) => a.ticket),
     claimed,
     admitted.then((a) => a.members),
@@ -192,7 +206,7 @@ async function sendClaimedMessage(
     await refund(context.reason instanceof UnauthorizedError);
     throw context.reason;
   }
-  const [[user], [room], history, [record], pendingReplies, [target]] = context.value;
+  const { user, room, history, record, pendingReplies, target } = context.value;
   if (record) {
     await refund(true);
     const tier = user?.tier ?? "basic";
@@ -368,6 +382,13 @@ async function sendClaimedMessage(
     quota: quotaState(decision, nowMs),
     job: { replyId: replyRow.id, userId: input.userId, request },
   };
+}
+
+/** The rows a query builder resolves to. */
+type Rows<F extends (...args: never[]) => PromiseLike<unknown>> = Awaited<ReturnType<F>>;
+
+function selectTier(db: ChatDeps["db"], userId: string) {
+  return db.select({ tier: users.tier }).from(users).where(eq(users.id, userId)).limit(1);
 }
 
 async function publishReply(
