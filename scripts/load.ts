@@ -11,6 +11,11 @@
 // With --self-host the stack runs in a child process (scripts/support/stack-process.ts), and the
 // report gives each process's CPU (the load generator, the local cloud, each workerd, postgres
 // when LOCAL_DATABASE_URL is set): which one saturates first.
+//
+// A 503 (dependency_unavailable: a vendor too slow or down, "try again shortly") is resent after
+// its Retry-After, up to --retries times (default 3), as the API asks a client to; prompts carry an
+// Idempotency-Key, so a resent prompt counts once. The report counts the resends; a 503 that
+// outlasts them is a violation. --ramp-seconds spreads the users' start (default 0: all at once).
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
@@ -44,6 +49,8 @@ const { values: args } = parseArgs({
     "cloud-url": { type: "string", default: "http://127.0.0.1:8788" },
     "self-host": { type: "boolean", default: false },
     "timeout-seconds": { type: "string", default: "300" },
+    retries: { type: "string", default: "3" },
+    "ramp-seconds": { type: "string", default: "0" },
     json: { type: "string" },
   },
 });
@@ -60,6 +67,10 @@ const USERS = bounded("users", args.users, 1, 500);
 const PROMPTS = bounded("prompts", args.prompts, 1, 50);
 const CHATROOMS = bounded("chatrooms", args.chatrooms, 1, 20);
 const TIMEOUT_MS = bounded("timeout-seconds", args["timeout-seconds"], 10, 3600) * 1000;
+/** Resends of a 503 (the API's "try again shortly": a dependency too slow or down), as a client would. */
+const RETRIES = bounded("retries", args.retries, 0, 10);
+/** Users start spread over this many seconds (0: all at once). */
+const RAMP_MS = bounded("ramp-seconds", args["ramp-seconds"], 0, 600) * 1000;
 const RUN_ID = crypto.randomUUID().slice(0, 8);
 
 const samples = new Samples();
@@ -67,6 +78,19 @@ const violations: string[] = [];
 const replyLatency: number[] = [];
 const serverReplyLatency: number[] = [];
 let requests = 0;
+/** 503s answered and resent (each also counted in `requests`), by endpoint label. */
+const retried = new Map<string, number>();
+
+/** How long to wait before resending a 503: its Retry-After (capped at 5 s), with jitter. */
+function retryDelayMs(headers: Headers, attempt: number): number {
+  const after = Number(headers.get("retry-after"));
+  const base = Number.isFinite(after) && after > 0 ? Math.min(after, 5) * 1000 : 500 * 2 ** attempt;
+  return base * (0.5 + Math.random());
+}
+
+function noteRetry(label: string): void {
+  retried.set(label, (retried.get(label) ?? 0) + 1);
+}
 let baseUrl = args["base-url"];
 let cloudUrl = args["cloud-url"];
 const deadline = Date.now() + TIMEOUT_MS;
@@ -81,10 +105,14 @@ async function api(
   path: string,
   opts?: RequestOptions,
 ): Promise<Reply> {
-  const res = await timedRequest(baseUrl, method, path, opts);
-  requests++;
-  samples.add(label, res.ms);
-  return res;
+  for (let attempt = 0; ; attempt++) {
+    const res = await timedRequest(baseUrl, method, path, opts);
+    requests++;
+    samples.add(label, res.ms);
+    if (res.status !== 503 || attempt >= RETRIES) return res;
+    noteRetry(label);
+    await sleep(retryDelayMs(res.headers, attempt));
+  }
 }
 
 /**
@@ -93,12 +121,19 @@ async function api(
  */
 const timedFetch: typeof fetch = async (input, init) => {
   const request = new Request(input, init);
-  const started = performance.now();
-  const res = await fetch(request);
-  const body = await res.arrayBuffer();
-  requests++;
-  samples.add(`${request.method} ${new URL(request.url).pathname}`, performance.now() - started);
-  return new Response([204, 205, 304].includes(res.status) ? null : body, res);
+  const label = `${request.method} ${new URL(request.url).pathname}`;
+  for (let attempt = 0; ; attempt++) {
+    const started = performance.now();
+    const res = await fetch(request.clone());
+    const body = await res.arrayBuffer();
+    requests++;
+    samples.add(label, performance.now() - started);
+    if (res.status !== 503 || attempt >= RETRIES) {
+      return new Response([204, 205, 304].includes(res.status) ? null : body, res);
+    }
+    noteRetry(label);
+    await sleep(retryDelayMs(res.headers, attempt));
+  }
 };
 
 function expectStatus(res: Reply, status: number, step: string): boolean {
@@ -225,9 +260,11 @@ async function simulateUser(index: number): Promise<UserResult> {
     const chatroomId = rooms[p % rooms.length] as string;
     const content = `load ${RUN_ID} u${index} p${p}: name a colour`;
     const sentAt = performance.now();
+    // Keyed, so a prompt resent after a 503 is answered once (a replay if the first committed).
     const res = await api("POST /chatroom/:id/message", "POST", `/chatroom/${chatroomId}/message`, {
       token,
       body: { content },
+      headers: { "idempotency-key": crypto.randomUUID() },
     });
     if (res.status === 202) {
       if (accepted.length >= limit) violation(`${who} prompt ${p}: accepted beyond the limit`);
@@ -444,7 +481,12 @@ try {
     ).unref(),
   );
   const results = await Promise.race([
-    Promise.all(Array.from({ length: USERS }, (_, i) => simulateUser(i))),
+    Promise.all(
+      Array.from({ length: USERS }, async (_, i) => {
+        if (RAMP_MS > 0) await sleep((RAMP_MS * i) / USERS);
+        return simulateUser(i);
+      }),
+    ),
     timer,
   ]);
   const seconds = (performance.now() - started) / 1000;
@@ -495,6 +537,8 @@ try {
     prompts_limited: limited,
     replies_completed: replyLatency.length,
     replies_per_second: Number((replyLatency.length / seconds).toFixed(1)),
+    retried_503: [...retried.values()].reduce((a, b) => a + b, 0),
+    retried_503_by_endpoint: Object.fromEntries(retried),
     violations: violations.length,
   };
   console.log(`\n${JSON.stringify(summary, null, 2)}`);
@@ -509,6 +553,7 @@ try {
           reply_latency_client: e2e,
           reply_latency_server: server,
           ...(cpuReport ? { cpu: cpuReport } : {}),
+          violation_list: violations,
         },
         null,
         2,
