@@ -78,14 +78,25 @@ const violations: string[] = [];
 const replyLatency: number[] = [];
 const serverReplyLatency: number[] = [];
 let requests = 0;
-/** 503s answered and resent (each also counted in `requests`), by endpoint label. */
+/** Answers resent (503s, and 429s that answered a resent 503), by endpoint label. */
 const retried = new Map<string, number>();
 
-/** How long to wait before resending a 503: its Retry-After (capped at 5 s), with jitter. */
+/** How long to wait before a resend: its Retry-After (capped at 60 s), with jitter. */
 function retryDelayMs(headers: Headers, attempt: number): number {
   const after = Number(headers.get("retry-after"));
-  const base = Number.isFinite(after) && after > 0 ? Math.min(after, 5) * 1000 : 500 * 2 ** attempt;
+  const base =
+    Number.isFinite(after) && after > 0 ? Math.min(after, 60) * 1000 : 500 * 2 ** attempt;
   return base * (0.5 + Math.random());
+}
+
+/**
+ * A 503 is resent; so is a 429 that answers a resent 503 (a limit whose give-back met the same
+ * outage, e.g. send-otp's cool-down: its Retry-After says when), as a client following the
+ * contract would.
+ */
+function resendable(status: number, attempt: number, lastStatus: number): boolean {
+  if (attempt >= RETRIES) return false;
+  return status === 503 || (status === 429 && lastStatus === 503);
 }
 
 function noteRetry(label: string): void {
@@ -105,11 +116,13 @@ async function api(
   path: string,
   opts?: RequestOptions,
 ): Promise<Reply> {
+  let lastStatus = 0;
   for (let attempt = 0; ; attempt++) {
     const res = await timedRequest(baseUrl, method, path, opts);
     requests++;
     samples.add(label, res.ms);
-    if (res.status !== 503 || attempt >= RETRIES) return res;
+    if (!resendable(res.status, attempt, lastStatus)) return res;
+    lastStatus = res.status;
     noteRetry(label);
     await sleep(retryDelayMs(res.headers, attempt));
   }
@@ -122,15 +135,17 @@ async function api(
 const timedFetch: typeof fetch = async (input, init) => {
   const request = new Request(input, init);
   const label = `${request.method} ${new URL(request.url).pathname}`;
+  let lastStatus = 0;
   for (let attempt = 0; ; attempt++) {
     const started = performance.now();
     const res = await fetch(request.clone());
     const body = await res.arrayBuffer();
     requests++;
     samples.add(label, performance.now() - started);
-    if (res.status !== 503 || attempt >= RETRIES) {
+    if (!resendable(res.status, attempt, lastStatus)) {
       return new Response([204, 205, 304].includes(res.status) ? null : body, res);
     }
+    lastStatus = res.status;
     noteRetry(label);
     await sleep(retryDelayMs(res.headers, attempt));
   }
@@ -437,16 +452,19 @@ function printCpu(report: CpuReport): void {
       rows,
     )}`,
   );
-  const top = [...report.rows].sort(
-    (a, b) => b.busiest_thread_p95_pct - a.busiest_thread_p95_pct,
-  )[0];
+  const top = [...report.rows].sort((a, b) => b.busiest_thread_pct - a.busiest_thread_pct)[0];
   console.log(
     `machine: ${report.cores} cores, ${report.machine_busy_pct}% busy over ${report.seconds} s; other jobs ${report.others_core_pct}% of a core`,
   );
-  if (top) {
+  if (!top) return;
+  const busiest = `${top.label} (its ${top.busiest_thread} thread at ${top.busiest_thread_pct}% of a core on average, p95 ${top.busiest_thread_p95_pct}%)`;
+  // An event loop near a whole core is saturated; below that, the CPU ran out elsewhere.
+  if (top.busiest_thread_pct < 80 && report.machine_busy_pct >= 90) {
     console.log(
-      `saturates first: ${top.label} (its ${top.busiest_thread} thread at ${top.busiest_thread_pct}% of a core on average, p95 ${top.busiest_thread_p95_pct}%)`,
+      `saturates first: the machine (${report.machine_busy_pct}% busy); no thread of ours is near a core, the busiest is ${busiest}`,
     );
+  } else {
+    console.log(`saturates first: ${busiest}`);
   }
 }
 
