@@ -7,6 +7,17 @@
 //   npm run load                                  # against `npm run dev` (http://127.0.0.1:8787)
 //   npm run load -- --self-host --users 8         # starts its own local cloud + Worker (CI)
 //   npm run load -- --users 50 --prompts 6 --chatrooms 2 --base-url http://127.0.0.1:8787
+//
+// With --self-host the stack runs in a child process (scripts/support/stack-process.ts), and the
+// report gives each process's CPU (the load generator, the local cloud, each workerd, postgres
+// when LOCAL_DATABASE_URL is set): which one saturates first.
+//
+// A 503 (dependency_unavailable: a vendor too slow or down, "try again shortly") is resent after
+// its Retry-After, up to --retries times (default 3), as the API asks a client to; prompts carry an
+// Idempotency-Key, so a resent prompt counts once. The report counts the resends; a 503 that
+// outlasts them is a violation. --ramp-seconds spreads the users' start (default 0: all at once).
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { createSession, FlowError } from "./support/fixtures.ts";
 import {
@@ -21,7 +32,13 @@ import {
   table,
   timedRequest,
 } from "./support/http.ts";
-import { type SelfHosted, selfHost } from "./support/self-host.ts";
+import {
+  type CpuReport,
+  type CpuTarget,
+  descendantsOf,
+  listenersOf,
+  sampleCpu,
+} from "./support/proc-cpu.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -32,6 +49,8 @@ const { values: args } = parseArgs({
     "cloud-url": { type: "string", default: "http://127.0.0.1:8788" },
     "self-host": { type: "boolean", default: false },
     "timeout-seconds": { type: "string", default: "300" },
+    retries: { type: "string", default: "3" },
+    "ramp-seconds": { type: "string", default: "0" },
     json: { type: "string" },
   },
 });
@@ -48,6 +67,10 @@ const USERS = bounded("users", args.users, 1, 500);
 const PROMPTS = bounded("prompts", args.prompts, 1, 50);
 const CHATROOMS = bounded("chatrooms", args.chatrooms, 1, 20);
 const TIMEOUT_MS = bounded("timeout-seconds", args["timeout-seconds"], 10, 3600) * 1000;
+/** Resends of a 503 (the API's "try again shortly": a dependency too slow or down), as a client would. */
+const RETRIES = bounded("retries", args.retries, 0, 10);
+/** Users start spread over this many seconds (0: all at once). */
+const RAMP_MS = bounded("ramp-seconds", args["ramp-seconds"], 0, 600) * 1000;
 const RUN_ID = crypto.randomUUID().slice(0, 8);
 
 const samples = new Samples();
@@ -55,6 +78,30 @@ const violations: string[] = [];
 const replyLatency: number[] = [];
 const serverReplyLatency: number[] = [];
 let requests = 0;
+/** Answers resent (503s, and 429s that answered a resent 503), by endpoint label. */
+const retried = new Map<string, number>();
+
+/** How long to wait before a resend: its Retry-After (capped at 60 s), with jitter. */
+function retryDelayMs(headers: Headers, attempt: number): number {
+  const after = Number(headers.get("retry-after"));
+  const base =
+    Number.isFinite(after) && after > 0 ? Math.min(after, 60) * 1000 : 500 * 2 ** attempt;
+  return base * (0.5 + Math.random());
+}
+
+/**
+ * A 503 is resent; so is a 429 that answers a resent 503 (a limit whose give-back met the same
+ * outage, e.g. send-otp's cool-down: its Retry-After says when), as a client following the
+ * contract would.
+ */
+function resendable(status: number, attempt: number, lastStatus: number): boolean {
+  if (attempt >= RETRIES) return false;
+  return status === 503 || (status === 429 && lastStatus === 503);
+}
+
+function noteRetry(label: string): void {
+  retried.set(label, (retried.get(label) ?? 0) + 1);
+}
 let baseUrl = args["base-url"];
 let cloudUrl = args["cloud-url"];
 const deadline = Date.now() + TIMEOUT_MS;
@@ -69,10 +116,16 @@ async function api(
   path: string,
   opts?: RequestOptions,
 ): Promise<Reply> {
-  const res = await timedRequest(baseUrl, method, path, opts);
-  requests++;
-  samples.add(label, res.ms);
-  return res;
+  let lastStatus = 0;
+  for (let attempt = 0; ; attempt++) {
+    const res = await timedRequest(baseUrl, method, path, opts);
+    requests++;
+    samples.add(label, res.ms);
+    if (!resendable(res.status, attempt, lastStatus)) return res;
+    lastStatus = res.status;
+    noteRetry(label);
+    await sleep(retryDelayMs(res.headers, attempt));
+  }
 }
 
 /**
@@ -81,12 +134,21 @@ async function api(
  */
 const timedFetch: typeof fetch = async (input, init) => {
   const request = new Request(input, init);
-  const started = performance.now();
-  const res = await fetch(request);
-  const body = await res.arrayBuffer();
-  requests++;
-  samples.add(`${request.method} ${new URL(request.url).pathname}`, performance.now() - started);
-  return new Response([204, 205, 304].includes(res.status) ? null : body, res);
+  const label = `${request.method} ${new URL(request.url).pathname}`;
+  let lastStatus = 0;
+  for (let attempt = 0; ; attempt++) {
+    const started = performance.now();
+    const res = await fetch(request.clone());
+    const body = await res.arrayBuffer();
+    requests++;
+    samples.add(label, performance.now() - started);
+    if (!resendable(res.status, attempt, lastStatus)) {
+      return new Response([204, 205, 304].includes(res.status) ? null : body, res);
+    }
+    lastStatus = res.status;
+    noteRetry(label);
+    await sleep(retryDelayMs(res.headers, attempt));
+  }
 };
 
 function expectStatus(res: Reply, status: number, step: string): boolean {
@@ -213,9 +275,11 @@ async function simulateUser(index: number): Promise<UserResult> {
     const chatroomId = rooms[p % rooms.length] as string;
     const content = `load ${RUN_ID} u${index} p${p}: name a colour`;
     const sentAt = performance.now();
+    // Keyed, so a prompt resent after a 503 is answered once (a replay if the first committed).
     const res = await api("POST /chatroom/:id/message", "POST", `/chatroom/${chatroomId}/message`, {
       token,
       body: { content },
+      headers: { "idempotency-key": crypto.randomUUID() },
     });
     if (res.status === 202) {
       if (accepted.length >= limit) violation(`${who} prompt ${p}: accepted beyond the limit`);
@@ -300,14 +364,121 @@ async function simulateUser(index: number): Promise<UserResult> {
   return { accepted: accepted.length, limited };
 }
 
-let hosted: SelfHosted | undefined;
+interface HostedStack {
+  workerUrl: string;
+  cloudUrl: string;
+  pid: number;
+  close(): Promise<void>;
+}
+
+/** The local cloud + Worker in a child process, so its CPU is told apart from the load's. */
+async function hostStack(vars: Record<string, string>): Promise<HostedStack> {
+  const child = spawn(
+    process.execPath,
+    [new URL("./support/stack-process.ts", import.meta.url).pathname, JSON.stringify(vars)],
+    { stdio: ["pipe", "pipe", "inherit"] },
+  );
+  const exited = new Promise<number | null>((done) => child.once("exit", done));
+  const lines = createInterface({ input: child.stdout });
+  const first = await Promise.race([
+    new Promise<string>((done) => lines.once("line", done)),
+    exited.then((code) => {
+      throw new Error(`the stack process exited (${code}) before it was ready`);
+    }),
+  ]);
+  const ready = JSON.parse(first) as { workerUrl: string; cloudUrl: string };
+  return {
+    ...ready,
+    pid: child.pid as number,
+    close: async () => {
+      child.stdin.end();
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** The processes worth watching: this one, the stack's, each workerd, postgres if used. */
+function cpuTargets(stack: HostedStack): CpuTarget[] {
+  const workerd = descendantsOf(stack.pid).filter((p) => p.comm === "workerd");
+  const port = Number(new URL(stack.workerUrl).port);
+  const front = new Set(
+    listenersOf(
+      port,
+      workerd.map((p) => p.pid),
+    ),
+  );
+  const targets: CpuTarget[] = [
+    { label: "load generator (this process)", pids: [process.pid] },
+    { label: "local cloud (Node: PGlite, Redis, QStash, Gemini, Stripe)", pids: [stack.pid] },
+    ...workerd.map((p) => ({
+      label: front.has(p.pid)
+        ? `workerd ${p.pid} (listens on the Worker's port)`
+        : `workerd ${p.pid} (the Worker behind wrangler's proxy)`,
+      pids: [p.pid],
+    })),
+  ];
+  if (process.env.LOCAL_DATABASE_URL) {
+    // Every postgres process on the machine: other jobs using the same server are included.
+    const postgres = descendantsOf(1).filter((p) => p.comm === "postgres");
+    if (postgres.length > 0) {
+      targets.push({
+        label: "postgres (all backends on this host)",
+        pids: postgres.map((p) => p.pid),
+      });
+    }
+  }
+  return targets;
+}
+
+function printCpu(report: CpuReport): void {
+  const rows = report.rows.map((r) => [
+    r.label,
+    r.cpu_seconds,
+    r.mean_core_pct,
+    `${r.busiest_thread_pct} (${r.busiest_thread})`,
+    r.busiest_thread_p95_pct,
+  ]);
+  console.log(
+    `\n${table(
+      [
+        "process CPU (/proc)",
+        "cpu s",
+        "% of a core",
+        "busiest thread % of a core",
+        "its p95 (1 s samples)",
+      ],
+      rows,
+    )}`,
+  );
+  const top = [...report.rows].sort((a, b) => b.busiest_thread_pct - a.busiest_thread_pct)[0];
+  console.log(
+    `machine: ${report.cores} cores, ${report.machine_busy_pct}% busy over ${report.seconds} s; other jobs ${report.others_core_pct}% of a core`,
+  );
+  if (!top) return;
+  const busiest = `${top.label} (its ${top.busiest_thread} thread at ${top.busiest_thread_pct}% of a core on average, p95 ${top.busiest_thread_p95_pct}%)`;
+  // An event loop near a whole core is saturated; below that, the CPU ran out elsewhere.
+  if (top.busiest_thread_pct < 80 && report.machine_busy_pct >= 90) {
+    console.log(
+      `saturates first: the machine (${report.machine_busy_pct}% busy); no thread of ours is near a core, the busiest is ${busiest}`,
+    );
+  } else {
+    console.log(`saturates first: ${busiest}`);
+  }
+}
+
+let hosted: HostedStack | undefined;
+let cpu: ReturnType<typeof sampleCpu> | undefined;
+let cpuReport: CpuReport | undefined;
 let exitCode = 0;
 try {
   if (args["self-host"]) {
     // Prompts go back to back without waiting for replies: lift MAX_PENDING_REPLIES (tested on
     // its own in test/api/chat-pending-limit.test.ts) so the daily-limit invariants stay exact.
-    hosted = await selfHost({
-      vars: { MAX_PENDING_REPLIES_BASIC: "1000", MAX_PENDING_REPLIES_PRO: "1000" },
+    hosted = await hostStack({
+      MAX_PENDING_REPLIES_BASIC: "1000",
+      MAX_PENDING_REPLIES_PRO: "1000",
     });
     baseUrl = hosted.workerUrl;
     cloudUrl = hosted.cloudUrl;
@@ -320,6 +491,7 @@ try {
 
   console.log(`load ${RUN_ID}: ${USERS} users × ${PROMPTS} prompts over ${CHATROOMS} chatrooms`);
   const started = performance.now();
+  if (hosted) cpu = sampleCpu(cpuTargets(hosted));
   const timer = new Promise<never>((_, fail) =>
     setTimeout(
       () => fail(new Error(`the run exceeded ${TIMEOUT_MS / 1000} s`)),
@@ -327,10 +499,16 @@ try {
     ).unref(),
   );
   const results = await Promise.race([
-    Promise.all(Array.from({ length: USERS }, (_, i) => simulateUser(i))),
+    Promise.all(
+      Array.from({ length: USERS }, async (_, i) => {
+        if (RAMP_MS > 0) await sleep((RAMP_MS * i) / USERS);
+        return simulateUser(i);
+      }),
+    ),
     timer,
   ]);
   const seconds = (performance.now() - started) / 1000;
+  cpuReport = cpu?.stop();
 
   const accepted = results.reduce((n, r) => n + r.accepted, 0);
   const limited = results.reduce((n, r) => n + r.limited, 0);
@@ -363,6 +541,7 @@ try {
       ],
     )}`,
   );
+  if (cpuReport) printCpu(cpuReport);
   const summary = {
     run_id: RUN_ID,
     base_url: baseUrl,
@@ -376,6 +555,8 @@ try {
     prompts_limited: limited,
     replies_completed: replyLatency.length,
     replies_per_second: Number((replyLatency.length / seconds).toFixed(1)),
+    retried_503: [...retried.values()].reduce((a, b) => a + b, 0),
+    retried_503_by_endpoint: Object.fromEntries(retried),
     violations: violations.length,
   };
   console.log(`\n${JSON.stringify(summary, null, 2)}`);
@@ -389,6 +570,8 @@ try {
           endpoints: Object.fromEntries(samples.summaries()),
           reply_latency_client: e2e,
           reply_latency_server: server,
+          ...(cpuReport ? { cpu: cpuReport } : {}),
+          violation_list: violations,
         },
         null,
         2,

@@ -19,6 +19,18 @@ export interface VersionedCache {
   read(scope: string, key: string): Promise<CacheRead | null>;
   write(scope: string, key: string, version: string, value: string): Promise<void>;
   invalidate(scope: string): Promise<void>;
+  /**
+   * What `invalidate` would write, for a caller that runs it inside its own script (the prompt's
+   * quota take): the version key, a fresh version and the key's lifetime.
+   */
+  invalidation(scope: string): CacheInvalidation;
+}
+
+/** One `invalidate`, described: SET key value EX ttlSeconds. */
+export interface CacheInvalidation {
+  key: string;
+  value: string;
+  ttlSeconds: number;
 }
 
 export interface VersionedCacheOptions {
@@ -71,6 +83,9 @@ export function createVersionedCache(options: VersionedCacheOptions): VersionedC
     },
     async invalidate(scope) {
       await options.redis.set(versionKey(scope), crypto.randomUUID(), { ex: versionTtl });
+    },
+    invalidation(scope) {
+      return { key: versionKey(scope), value: crypto.randomUUID(), ttlSeconds: versionTtl };
     },
   };
 }

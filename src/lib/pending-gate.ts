@@ -14,9 +14,23 @@ export interface PendingGate {
   /** Replaces `from` by `to` (a keyed prompt's entry becomes its reply id once committed). */
   swap(userId: string, from: string, to: string): Promise<void>;
   release(userId: string, member: string): Promise<void>;
+  /**
+   * What `enter` would do, for a caller that runs it inside its own script (the prompt's quota
+   * take, one Redis command for both): the set's key, the entry's score and the set's lifetime.
+   */
+  entry(userId: string, member: string): GateEntry;
 }
 
-// KEYS[1] = set; ARGV = now ms, ttl ms, member. Atomic: purge expired, add, list.
+/** One `enter`, described: ZREMRANGEBYSCORE -inf nowMs, ZADD nowMs+ttlMs member, PEXPIRE ttlMs. */
+export interface GateEntry {
+  key: string;
+  member: string;
+  nowMs: number;
+  ttlMs: number;
+}
+
+// KEYS[1] = set; ARGV = now ms, ttl ms, member. Atomic: purge expired, add, list. (The quota
+// take's script in src/services/quota.ts runs the same steps for a prompt.)
 const ENTER = `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), ARGV[3])
@@ -48,6 +62,9 @@ export function createPendingGate(
     },
     async release(userId, member) {
       await redis.zrem(key(userId), member);
+    },
+    entry(userId, member) {
+      return { key: key(userId), member, nowMs: now(), ttlMs: options.ttlMs };
     },
   };
 }

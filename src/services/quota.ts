@@ -1,7 +1,9 @@
 import type { ServiceConfig } from "../config";
 import type { Tier } from "../db/schema/users";
 import { DependencyUnavailableError, LimitExceededError, type QuotaState } from "../errors";
+import type { CacheInvalidation } from "../lib/cache";
 import type { Clock } from "../lib/clock";
+import type { GateEntry } from "../lib/pending-gate";
 import { createRateLimiter } from "../lib/rate-limit";
 import type { RedisClient } from "../lib/redis";
 import { type Logger, rootLogger } from "../log";
@@ -25,6 +27,32 @@ local n = redis.call("INCR", KEYS[1])
 if n == 1 then redis.call("PEXPIRE", KEYS[1], ARGV[1]) end
 redis.call("SET", KEYS[2], tostring(n), "EX", ARGV[2])
 return n`;
+
+/**
+ * TAKE_ONCE for a prompt, with the prompt's other Redis work of its first round in the same
+ * command (issue 18 item 3: 3 billed commands → 1): the pending-replies gate's `enter`
+ * (src/lib/pending-gate.ts) and the chatroom-list cache's version bump (src/lib/cache.ts).
+ * KEYS[3] = gate set, KEYS[4] = cache version; ARGV[3..5] = now ms, gate ttl ms, member;
+ * ARGV[6..7] = new version, its ttl s. Answers {count, ...live gate members}; {-1} for a take
+ * already given back (nothing else done). A re-run (the client retrying a lost answer) re-adds
+ * the same member and bumps the version again: both harmless.
+ */
+const TAKE_ONCE_FOR_PROMPT = `
+local m = redis.call("GET", KEYS[2])
+if m == "refunded" then return {-1} end
+local n
+if m then n = tonumber(m) else
+  n = redis.call("INCR", KEYS[1])
+  if n == 1 then redis.call("PEXPIRE", KEYS[1], ARGV[1]) end
+  redis.call("SET", KEYS[2], tostring(n), "EX", ARGV[2])
+end
+redis.call("ZREMRANGEBYSCORE", KEYS[3], "-inf", ARGV[3])
+redis.call("ZADD", KEYS[3], tonumber(ARGV[3]) + tonumber(ARGV[4]), ARGV[5])
+redis.call("PEXPIRE", KEYS[3], ARGV[4])
+redis.call("SET", KEYS[4], ARGV[6], "EX", ARGV[7])
+local out = redis.call("ZRANGE", KEYS[3], 0, -1)
+table.insert(out, 1, n)
+return out`;
 
 /**
  * One refund per id: the marker is set and the counter decremented in one script, so a refund
@@ -83,6 +111,17 @@ export interface DailyQuota {
    */
   take(userId: string, requestId?: string): Promise<QuotaTicket>;
   /**
+   * `take` for a prompt, in the same Redis command as entering the pending-replies gate and
+   * bumping the chatroom-list cache's version: one billed command instead of three, all or
+   * nothing. Answers the ticket and the gate's live members (this entry included); throws like
+   * `take`, and then neither the gate nor the cache may have been touched.
+   */
+  takeForPrompt(
+    userId: string,
+    requestId: string,
+    also: { gate: GateEntry; invalidate: CacheInvalidation },
+  ): Promise<{ ticket: QuotaTicket; members: string[] }>;
+  /**
    * Gives back the take of `requestId` whose answer was lost: only if it ran, whether before or
    * (delayed in Redis) after this. Retries like `refund`.
    */
@@ -113,6 +152,7 @@ export function createDailyQuota(options: {
   // EVALSHA first, the script's text only when this Redis has not seen it yet (NOSCRIPT).
   const takeOnce = options.redis.createScript<number>(TAKE_ONCE);
   const refundOnce = options.redis.createScript<number>(REFUND_ONCE);
+  const takeForPrompt = options.redis.createScript<unknown>(TAKE_ONCE_FOR_PROMPT);
   return {
     limits: { basic: options.basicLimit, pro: options.proLimit },
     async take(userId, requestId = crypto.randomUUID()) {
@@ -128,10 +168,29 @@ export function createDailyQuota(options: {
       } catch (err) {
         throw new DependencyUnavailableError("rate limiter", err);
       }
-      // -1: this request's take was already given back (its answer was lost); it counts nothing.
-      if (!(count > 0)) throw new DependencyUnavailableError("rate limiter");
-      const resetAt = (bucket + 1) * DAY_MS;
-      return { count, resetAt, day: utcDay(resetAt - DAY_MS) };
+      return ticketOf(count, bucket);
+    },
+    async takeForPrompt(userId, requestId, { gate, invalidate }) {
+      const bucket = Math.floor(now() / DAY_MS);
+      let answer: unknown;
+      try {
+        answer = await takeForPrompt.exec(
+          [counterKey(userId, bucket), markerKey(requestId), gate.key, invalidate.key],
+          [
+            String(DAY_MS),
+            String(REFUND_MARKER_SECONDS),
+            String(gate.nowMs),
+            String(gate.ttlMs),
+            gate.member,
+            invalidate.value,
+            String(invalidate.ttlSeconds),
+          ],
+        );
+      } catch (err) {
+        throw new DependencyUnavailableError("rate limiter", err);
+      }
+      const [count, ...members] = Array.isArray(answer) ? answer : [];
+      return { ticket: ticketOf(Number(count), bucket), members: members.map(String) };
     },
     async cancelTake(userId, requestId) {
       await giveBack(userId, Math.floor(now() / DAY_MS), requestId, false);
@@ -177,6 +236,13 @@ export function createDailyQuota(options: {
       })(),
     );
   }
+}
+
+function ticketOf(count: number, bucket: number): QuotaTicket {
+  // -1: this request's take was already given back (its answer was lost); it counts nothing.
+  if (!(count > 0)) throw new DependencyUnavailableError("rate limiter");
+  const resetAt = (bucket + 1) * DAY_MS;
+  return { count, resetAt, day: utcDay(resetAt - DAY_MS) };
 }
 
 /** The limiter's own key for a day: `<prefix>:<identifier>:<floor(ms / window)>` (ADR 0003). */

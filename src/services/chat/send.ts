@@ -28,7 +28,7 @@ import {
   type QuotaTicket,
   quotaState,
 } from "../quota";
-import { assertId, invalidateList } from "./chatrooms";
+import { assertId } from "./chatrooms";
 import { background, type ChatDeps } from "./deps";
 import { promptRequest } from "./history";
 import {
@@ -72,10 +72,11 @@ export type SendMessageResult =
 
 /**
  * POST /chatroom/:id/message up to the reply being handed off. Two sequential I/O rounds:
- *   1. [one db.batch: tier + ownership + history window + idempotency record] ‖ [quota token]
+ *   1. [one db.batch: tier + ownership + history window + idempotency record]
+ *      ‖ [one Redis script: quota token + pending-replies entry + list-cache version bump]
  *      ‖ [in-flight claim of the Idempotency-Key]
- *   2. [one db.batch: idempotency record + prompt + pending reply + chatroom counters]
- *      ‖ [list-cache version bump]; then, after the response, the QStash publish
+ *   2. [one db.batch: idempotency record + prompt + pending reply + chatroom counters]; then,
+ *      after the response, the list-cache version bump again and the QStash publish
  *      (only for a committed reply: exactly one Gemini call per prompt)
  * Anything rejected after round 1 refunds its token, so refused prompts cost no quota.
  */
@@ -124,30 +125,50 @@ async function sendClaimedMessage(
   const gateMember = input.idempotencyKey ? `key:${input.idempotencyKey}` : replyId;
   const maxPending = Math.max(config.maxPendingReplies.basic, config.maxPendingReplies.pro);
 
-  // Round 1 (the claim, the pending-replies entry and the session check run beside it).
+  // Round 1 (the claim and the session check run beside it). The quota take, the pending-replies
+  // entry and the list-cache version bump are one Redis command (issue 18 item 3): the bump may
+  // come before the write, since the version is bumped again once the batch commits.
+  const admitted = deps.quota.takeForPrompt(input.userId, replyId, {
+    gate: deps.pendingGate.entry(input.userId, gateMember),
+    invalidate: deps.listCache.invalidation(input.userId),
+  });
+  // The idempotency record and the regenerated reply are read only when there is one to read: a
+  // plain prompt's batch holds 4 statements, not 6 (issue 18 item 3).
+  const reads = [
+    selectTier(db, input.userId),
+    selectOwnedChatroom(db, input.chatroomId, input.userId),
+    regen
+      ? selectHistoryBeforeReply(
+          db,
+          input.chatroomId,
+          input.userId,
+          regen.replyId,
+          config.historyMaxMessages,
+        )
+      : selectHistoryWindow(db, input.chatroomId, input.userId, config.historyMaxMessages),
+    selectPendingReplyIds(db, input.userId, maxPending + 1),
+    ...(input.idempotencyKey !== undefined
+      ? [selectIdempotencyRecord(db, input.userId, input.idempotencyKey, now)]
+      : []),
+    ...(regen ? [selectMessage(db, input.chatroomId, input.userId, regen.replyId)] : []),
+  ];
   const [context, taken, ownsClaim, gate] = await Promise.allSettled([
-    Promise.all([
-      db.batch([
-        db.select({ tier: users.tier }).from(users).where(eq(users.id, input.userId)).limit(1),
-        selectOwnedChatroom(db, input.chatroomId, input.userId),
-        regen
-          ? selectHistoryBeforeReply(
-              db,
-              input.chatroomId,
-              input.userId,
-              regen.replyId,
-              config.historyMaxMessages,
-            )
-          : selectHistoryWindow(db, input.chatroomId, input.userId, config.historyMaxMessages),
-        selectIdempotencyRecord(db, input.userId, input.idempotencyKey ?? null, now),
-        selectPendingReplyIds(db, input.userId, maxPending + 1),
-        selectMessage(db, input.chatroomId, input.userId, regen?.replyId ?? promptId),
-      ]),
-      input.sessionLive,
-    ]).then(([rows]) => rows),
-    deps.quota.take(input.userId, replyId),
+    Promise.all([db.batch(reads as unknown as Parameters<typeof db.batch>[0]), input.sessionLive])
+      .then(([rows]) => [...(rows as readonly unknown[])])
+      .then(([userRows, roomRows, historyRows, pendingRows, ...optional]) => ({
+        user: (userRows as Rows<typeof selectTier>)[0],
+        room: (roomRows as Rows<typeof selectOwnedChatroom>)[0],
+        history: historyRows as Rows<typeof selectHistoryWindow>,
+        pendingReplies: pendingRows as Rows<typeof selectPendingReplyIds>,
+        record:
+          input.idempotencyKey !== undefined
+            ? (optional.shift() as Rows<typeof selectIdempotencyRecord>)[0]
+            : undefined,
+        target: regen ? (optional.shift() as Rows<typeof selectMessage>)[0] : undefined,
+      })),
+    admitted.then((a) => a.ticket),
     claimed,
-    deps.pendingGate.enter(input.userId, gateMember),
+    admitted.then((a) => a.members),
   ]);
   const ticket: QuotaTicket | null = taken.status === "fulfilled" ? taken.value : null;
   if (!ticket) {
@@ -185,7 +206,7 @@ async function sendClaimedMessage(
     await refund(context.reason instanceof UnauthorizedError);
     throw context.reason;
   }
-  const [[user], [room], history, [record], pendingReplies, [target]] = context.value;
+  const { user, room, history, record, pendingReplies, target } = context.value;
   if (record) {
     await refund(true);
     const tier = user?.tier ?? "basic";
@@ -299,8 +320,9 @@ async function sendClaimedMessage(
   );
   const key = input.idempotencyKey;
 
-  // Round 2.
-  const [written, invalidated] = await Promise.allSettled([
+  // Round 2 (the list-cache version was bumped in round 1, so a page cached before this prompt
+  // is not served after its 202).
+  const [written] = await Promise.allSettled([
     db.batch([
       insertMessages(db, regen ? [replyRow] : [promptRow, replyRow]),
       ...(regen ? [supersedeReplies(db, replyRow.replyToId as string, replyRow.id)] : []),
@@ -326,7 +348,6 @@ async function sendClaimedMessage(
           ]
         : []),
     ]),
-    deps.listCache.invalidate(input.userId),
   ]);
 
   if (written.status === "rejected") {
@@ -353,19 +374,21 @@ async function sendClaimedMessage(
     background(deps, "reply_publish", publishReply(deps, replyRow.id, request));
   }
   // Bumped again after the commit: a list read racing the batch may have cached the old counts.
-  background(
-    deps,
-    "cache_invalidate",
-    invalidated.status === "fulfilled"
-      ? deps.listCache.invalidate(input.userId)
-      : invalidateList(deps, input.userId),
-  );
+  // (Round 1's bump succeeded: it is part of the take, without which no prompt gets this far.)
+  background(deps, "cache_invalidate", deps.listCache.invalidate(input.userId));
   return {
     kind: "accepted",
     body,
     quota: quotaState(decision, nowMs),
     job: { replyId: replyRow.id, userId: input.userId, request },
   };
+}
+
+/** The rows a query builder resolves to. */
+type Rows<F extends (...args: never[]) => PromiseLike<unknown>> = Awaited<ReturnType<F>>;
+
+function selectTier(db: ChatDeps["db"], userId: string) {
+  return db.select({ tier: users.tier }).from(users).where(eq(users.id, userId)).limit(1);
 }
 
 async function publishReply(
