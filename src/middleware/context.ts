@@ -19,6 +19,7 @@ import type { Logger } from "../log";
 import { createAuthLimiters } from "../services/auth/deps";
 import { createBillingLimiters } from "../services/billing/admission";
 import { CACHE_READ_TIMEOUT_MS, PROMPT_CLAIM_TTL_MS } from "../services/chat/deps";
+import { FOLLOW_GATE_TTL_MS } from "../services/chat/resume";
 import { createDailyQuota } from "../services/quota";
 
 /**
@@ -108,6 +109,9 @@ export function buildServiceContext(
   );
   lazy(ctx, "pendingGate", () =>
     createPendingGate(ctx.redis, { namespace: "pending:replies", ttlMs: PROMPT_CLAIM_TTL_MS }),
+  );
+  lazy(ctx, "followGate", () =>
+    createPendingGate(ctx.redis, { namespace: "follow:open", ttlMs: FOLLOW_GATE_TTL_MS }),
   );
   lazy(ctx, "replyLog", () =>
     createReplyLog(ctx.redis, { namespace: "reply:log", ttlSeconds: REPLY_LOG_TTL_SECONDS }),

@@ -179,7 +179,9 @@ describe("a streamed reply handed to the queue still counts (attacker review, fi
     const replyId = (res.headers.get("location") ?? "").split("/").at(-1) as string;
     const reader = res.body?.getReader() as ReadableStreamDefaultReader<Uint8Array>;
     let seen = "";
-    while (!parseSse(seen.slice(0, seen.lastIndexOf("\n\n") + 2)).some((e) => e.event === "delta")) {
+    while (
+      !parseSse(seen.slice(0, seen.lastIndexOf("\n\n") + 2)).some((e) => e.event === "delta")
+    ) {
       const { value, done } = await reader.read();
       if (done) break;
       seen += new TextDecoder().decode(value);

@@ -60,7 +60,10 @@ export async function cancelReply(
 }
 
 /** Best effort: a job QStash still delivers reports to a callback that changes nothing. */
-export async function cancelJob(deps: Pick<ChatDeps, "queue" | "log">, jobId: string): Promise<void> {
+export async function cancelJob(
+  deps: Pick<ChatDeps, "queue" | "log">,
+  jobId: string,
+): Promise<void> {
   try {
     await deps.queue.cancel(jobId);
   } catch (err) {
