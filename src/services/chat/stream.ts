@@ -136,8 +136,9 @@ export async function streamReply(
  * delivered (it counts, ADR 5). False when the publish failed, or when the reply was no longer
  * a pending stream (a cancel landed between the publish and the update): the job is then
  * cancelled and the stream's own outcome saved, which for a cancelled reply is the cancel path.
+ * Exported for its unit test (the race is hard to land through the API).
  */
-async function handOffToQueue(
+export async function handOffToQueue(
   deps: ChatDeps,
   job: { replyId: string; request: GeminiRequest },
   delivered: string,
