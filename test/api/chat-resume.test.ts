@@ -142,11 +142,12 @@ describe("GET /chatroom/:id/messages/:message_id/stream (resume)", () => {
   });
 
   it("resumes after a disconnect at every point of a stream: no delta lost or repeated", async () => {
-    const me = await createProSession();
     // Disconnect after k deltas, for every k from 0 (only the prompt seen) to 4 (all of them,
     // not yet `done`). The generation outlives its client, so the resumed stream is the same one.
+    // A user each: five follows at once would exceed MAX_FOLLOWS_PER_USER (4).
     const runs = await Promise.all(
       [0, 1, 2, 3, 4].map(async (k) => {
+        const me = await createProSession();
         // A chatroom each: a prompt in another's history would match its Gemini call lookups.
         const room = await newChatroom(me);
         const s = await startStream(me, room.id, `resume-${k}`, 300);

@@ -169,9 +169,10 @@ describe("a streamed reply handed to the queue still counts (attacker review, fi
     const me = await createSession();
     const room = await newChatroom(me);
     const content = marker("handoff-cancel");
-    // The stream paces its chunks 1.5 s apart (past the 3 s grace), and the queued job that
-    // takes over is slow, so the cancel lands while the reply is a queued one.
-    await geminiFault({ match: content, kind: "slow_stream", times: 1, ms: 1_500 });
+    // The stream paces its chunks 2.5 s apart (the disconnect is noticed at the next write, and
+    // the rest outlasts the 3 s grace), and the queued job that takes over is slow, so the
+    // cancel lands while the reply is a queued one.
+    await geminiFault({ match: content, kind: "slow_stream", times: 1, ms: 2_500 });
     await geminiFault({ match: content, kind: "slow", times: 1, ms: 8_000 });
     const abort = new AbortController();
     const res = await streamPrompt(me, room.id, `${content} a long answer please`, abort.signal);
