@@ -58,6 +58,8 @@ export interface ServiceContext extends Adapters {
   pendingGate: PendingGate;
   /** Streamed replies' deltas, for clients that resume or attach (services/chat/resume.ts). */
   replyLog: ReplyLog;
+  /** Open follow streams (GET …/stream) per user, capped at MAX_FOLLOWS_PER_USER (resume.ts). */
+  followGate: PendingGate;
   /** One-time codes in Redis (login, password reset). */
   otpStore: OtpStore;
   /** Send, signup and login limits (AUTH_LIMITS). */

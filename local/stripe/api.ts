@@ -20,7 +20,8 @@ import type { StripeUsage } from "./usage.ts";
  * the work, the client sees a 500).
  */
 export interface ApiFault {
-  mode: "none" | "error";
+  /** `rate_limit`: Stripe's 429 `rate_limit` (too many requests), before any work is done. */
+  mode: "none" | "error" | "rate_limit";
   remaining?: number | undefined;
   method?: string | undefined;
   path?: string | undefined;
@@ -92,13 +93,14 @@ export class StripeApi {
   private strikeFault(method: string, pathname: string, stage: "before" | "after"): void {
     const f = this.fault;
     if (
-      f.mode !== "error" ||
+      f.mode === "none" ||
       (f.when ?? "before") !== stage ||
       (f.method !== undefined && f.method !== method) ||
       (f.path !== undefined && f.path !== pathname)
     ) {
       return;
     }
+    const mode = f.mode;
     if (f.remaining !== undefined) {
       f.remaining -= 1;
       if (f.remaining <= 0) {
@@ -108,6 +110,14 @@ export class StripeApi {
         f.path = undefined;
         f.when = undefined;
       }
+    }
+    if (mode === "rate_limit") {
+      // Stripe's answer when an account sends too many requests (docs.stripe.com/rate-limits).
+      throw invalidRequest(
+        "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
+        { code: "rate_limit" },
+        429,
+      );
     }
     throw new InjectedFault("local stripe: API fault switched on");
   }

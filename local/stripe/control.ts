@@ -29,7 +29,8 @@ async function readJson(req: Request): Promise<Record<string, unknown>> {
  *                                            none | error: /v1 requests (of `method` on `path`,
  *                                            the next `count` ones) answer 500 api_error, saved
  *                                            under their idempotency key and replayed for 24 h;
- *                                            when "after", the request took effect first
+ *                                            when "after", the request took effect first;
+ *                                            rate_limit: they answer 429 code rate_limit
  *   POST /prices {nickname, unit_amount}     another recurring price (a second plan)
  *   GET|POST /portal-configuration {saved}   whether the portal settings were saved (Dashboard)
  *   POST /advance {subscription, outcome}    renew_paid | renew_failed | end_period | mark_unpaid
@@ -52,7 +53,7 @@ export function createStripeControl(
     const body = await readJson(c.req.raw);
     const { count, method, path, when } = body;
     if (
-      (body.mode !== "none" && body.mode !== "error") ||
+      (body.mode !== "none" && body.mode !== "error" && body.mode !== "rate_limit") ||
       (count !== undefined && (!Number.isInteger(count) || (count as number) < 1)) ||
       (method !== undefined && !["GET", "POST", "DELETE"].includes(method as string)) ||
       (path !== undefined && (typeof path !== "string" || !path.startsWith("/v1/"))) ||
@@ -61,12 +62,12 @@ export function createStripeControl(
       return c.json(
         {
           error:
-            'expected {mode: "none"|"error", count?: int >= 1, method?, path?: "/v1/...", when?: "before"|"after"}',
+            'expected {mode: "none"|"error"|"rate_limit", count?: int >= 1, method?, path?: "/v1/...", when?: "before"|"after"}',
         },
         400,
       );
     }
-    const on = body.mode === "error";
+    const on = body.mode !== "none";
     apiFault.mode = body.mode;
     apiFault.remaining = on ? (count as number | undefined) : undefined;
     apiFault.method = on ? (method as string | undefined) : undefined;

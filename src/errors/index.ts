@@ -181,8 +181,14 @@ export class BillingPortalUnavailableError extends UnavailableError {
  */
 export class DependencyUnavailableError extends UnavailableError {
   override name = "DependencyUnavailableError";
-  constructor(dependency: string, cause?: unknown) {
+  /**
+   * The vendor answered, and refused us for sending too much (Stripe's 429 rate_limit or
+   * lock_timeout): not an outage, so nothing spent on the request is given back (ADR 8).
+   */
+  readonly throttled: boolean;
+  constructor(dependency: string, cause?: unknown, o: { throttled?: boolean } = {}) {
     super("dependency_unavailable", `The ${dependency} is unavailable; try again shortly.`, 5);
     this.cause = cause;
+    this.throttled = o.throttled === true;
   }
 }

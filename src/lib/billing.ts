@@ -336,7 +336,11 @@ async function vendorCall<T>(fn: () => Promise<T>): Promise<T> {
       err instanceof Stripe.errors.StripeRateLimitError ||
       (err instanceof Stripe.errors.StripeError && (err.statusCode ?? 0) >= 500)
     ) {
-      throw new DependencyUnavailableError("payment provider", err);
+      // A 429 (rate_limit, lock_timeout) is Stripe saying we send too much, not an outage.
+      const throttled =
+        err instanceof Stripe.errors.StripeRateLimitError ||
+        (err as InstanceType<typeof Stripe.errors.StripeError>).statusCode === 429;
+      throw new DependencyUnavailableError("payment provider", err, { throttled });
     }
     if (err instanceof Stripe.errors.StripeInvalidRequestError && err.code === "resource_missing") {
       throw new StaleBillingReferenceError(err.param ?? null, { cause: err });

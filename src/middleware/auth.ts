@@ -99,6 +99,19 @@ export async function liveSession(c: Context<AppEnv>): Promise<void> {
   if (!(await (c.get("sessionCheck") ?? startCheck(c)))) throw new UnauthorizedError(REVOKED);
 }
 
+/**
+ * The session check again, later (a long-lived stream asks it every few seconds, so a logout
+ * or a revoked family ends it): resolves false once the caller's session no longer stands.
+ */
+export function sessionRecheck(c: Context<AppEnv>): () => Promise<boolean> {
+  const { db } = c.get("ctx");
+  const userId = c.get("userId");
+  const familyId = c.get("sessionId");
+  const issuedAt = new Date(Math.round(c.get("tokenIssuedAt") * 1000));
+  if (!familyId) return async () => false;
+  return () => sessionIsLive(db, { userId, familyId, issuedAt });
+}
+
 async function startSessionCheck(c: Context<AppEnv>): Promise<void> {
   await verifyBearer(c);
   startCheck(c);

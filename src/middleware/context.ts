@@ -19,6 +19,7 @@ import type { Logger } from "../log";
 import { createAuthLimiters } from "../services/auth/deps";
 import { createBillingLimiters } from "../services/billing/admission";
 import { CACHE_READ_TIMEOUT_MS, PROMPT_CLAIM_TTL_MS } from "../services/chat/deps";
+import { FOLLOW_GATE_TTL_MS } from "../services/chat/resume";
 import { createDailyQuota } from "../services/quota";
 
 /**
@@ -168,6 +169,11 @@ class RequestServices implements ServiceContext {
   get pendingGate() {
     return this.#once("pendingGate", () =>
       createPendingGate(this.redis, { namespace: "pending:replies", ttlMs: PROMPT_CLAIM_TTL_MS }),
+    );
+  }
+  get followGate() {
+    return this.#once("followGate", () =>
+      createPendingGate(this.redis, { namespace: "follow:open", ttlMs: FOLLOW_GATE_TTL_MS }),
     );
   }
   get replyLog() {

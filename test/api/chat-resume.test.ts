@@ -33,8 +33,16 @@ function readEvents(res: Response) {
         buffer += decoder.decode(value, { stream: true });
         let cut = buffer.indexOf("\n\n");
         while (cut >= 0) {
-          const lines = buffer.slice(0, cut).split("\n");
+          const lines = buffer
+            .slice(0, cut)
+            .split("\n")
+            .filter((l) => !l.startsWith(":"));
           buffer = buffer.slice(cut + 2);
+          // A heartbeat (an SSE comment) is no event.
+          if (lines.length === 0) {
+            cut = buffer.indexOf("\n\n");
+            continue;
+          }
           const id = lines.find((l) => l.startsWith("id: "))?.slice(4);
           events.push({
             id: id === undefined ? null : Number(id),
@@ -134,11 +142,12 @@ describe("GET /chatroom/:id/messages/:message_id/stream (resume)", () => {
   });
 
   it("resumes after a disconnect at every point of a stream: no delta lost or repeated", async () => {
-    const me = await createProSession();
     // Disconnect after k deltas, for every k from 0 (only the prompt seen) to 4 (all of them,
     // not yet `done`). The generation outlives its client, so the resumed stream is the same one.
+    // A user each: five follows at once would exceed MAX_FOLLOWS_PER_USER (4).
     const runs = await Promise.all(
       [0, 1, 2, 3, 4].map(async (k) => {
+        const me = await createProSession();
         // A chatroom each: a prompt in another's history would match its Gemini call lookups.
         const room = await newChatroom(me);
         const s = await startStream(me, room.id, `resume-${k}`, 300);
@@ -292,5 +301,73 @@ describe("GET /chatroom/:id/messages/:message_id/stream (resume)", () => {
       expect(body.error.code).toBe("invalid_request");
       expect(JSON.stringify(body.error).toLowerCase()).toContain("last-event-id");
     }
+  });
+});
+
+describe("GET …/stream limits (attacker review, findings 2 and 5)", () => {
+  /** A queued reply Gemini answers only after `ms`: it stays pending while the test runs. */
+  async function slowReply(me: TestSession, label: string, ms: number) {
+    const room = await newChatroom(me);
+    const content = marker(label);
+    await geminiFault({ match: content, kind: "slow", times: 1, ms });
+    const sent = await sendPrompt(me, room.id, content);
+    expect(sent.status).toBe(202);
+    return { roomId: room.id, replyId: sent.body.reply.id as string };
+  }
+
+  it("a 5th concurrent attach of one user is 429 with Retry-After; closing one frees a place", async () => {
+    const me = await createSession();
+    const { roomId, replyId } = await slowReply(me, "follow-cap", 20_000);
+    const aborts = [0, 1, 2, 3].map(() => new AbortController());
+    const open = await Promise.all(
+      aborts.map((a) => follow(me, roomId, replyId, undefined, a.signal)),
+    );
+    expect(open.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+    const readers = open.map((r) => readEvents(r));
+    const fifth = await follow(me, roomId, replyId);
+    expect(fifth.status).toBe(429);
+    expect(Number(fifth.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect(((await fifth.json()) as { error: { code: string } }).error.code).toBe("rate_limited");
+    // Another user is not affected by this one's follows.
+    const other = await createSession();
+    const theirs = await slowReply(other, "follow-cap-other", 2_000);
+    const ok = await follow(other, theirs.roomId, theirs.replyId);
+    expect(ok.status).toBe(200);
+    await ok.body?.cancel();
+
+    // A client that goes away releases its place (the loop ends on the cancelled body).
+    aborts[0]?.abort();
+    await readers[0]?.done;
+    const again = await waitFor(
+      async () => {
+        const res = await follow(me, roomId, replyId);
+        if (res.status === 200) return res;
+        await res.body?.cancel();
+        return null;
+      },
+      8_000,
+      200,
+    );
+    expect(again.status).toBe(200);
+    await again.body?.cancel();
+    for (const a of aborts) a.abort();
+  });
+
+  it("a follow ends with an unauthorized error event within ~6 s of its session's logout", async () => {
+    const me = await createSession();
+    const { roomId, replyId } = await slowReply(me, "follow-logout", 20_000);
+    const res = await follow(me, roomId, replyId);
+    expect(res.status).toBe(200);
+    const r = readEvents(res);
+    const out = await call("POST", "/auth/logout", {
+      token: me.token,
+      body: { refresh_token: me.refresh_token },
+    });
+    expect(out.status).toBe(204);
+    const loggedOutAt = Date.now();
+    await r.done;
+    expect(Date.now() - loggedOutAt).toBeLessThan(7_000);
+    expect(r.events.map((e) => e.event)).toEqual(["error"]);
+    expect(r.events[0]?.data.error.code).toBe("unauthorized");
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { call, control } from "../support/api.ts";
+import { call, control, waitFor } from "../support/api.ts";
 import { createSession, type TestSession } from "../support/session.ts";
 import {
   geminiCalls,
@@ -11,6 +11,7 @@ import {
   qstashMessages,
   type SseEvent,
   settledReply,
+  sql,
   streamPrompt,
 } from "./chat-support.ts";
 
@@ -159,6 +160,77 @@ describe("a streamed reply survives its client", () => {
       "streamGenerateContent",
       "generateContent",
     ]);
+    expect(await usedToday(me)).toBe(1);
+  });
+});
+
+/** Streams `content`, reads its first delta, drops the connection; the delta and reply id. */
+async function dropAfterFirstDelta(me: TestSession, roomId: string, content: string) {
+  const abort = new AbortController();
+  const res = await streamPrompt(me, roomId, content, abort.signal);
+  expect(res.status).toBe(200);
+  const replyId = (res.headers.get("location") ?? "").split("/").at(-1) as string;
+  const reader = res.body?.getReader() as ReadableStreamDefaultReader<Uint8Array>;
+  let seen = "";
+  const events = () => parseSse(seen.slice(0, seen.lastIndexOf("\n\n") + 2));
+  while (!events().some((e) => e.event === "delta")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen += new TextDecoder().decode(value);
+  }
+  const first = events().find((e) => e.event === "delta");
+  expect(first).toBeDefined();
+  abort.abort();
+  return { replyId, firstText: first?.data.text as string };
+}
+
+describe("a streamed reply handed to the queue still counts (attacker review, finding 1)", () => {
+  it("drop after one delta, the queued job then fails: failed with the delivered text, counted", async () => {
+    const me = await createSession();
+    const room = await newChatroom(me);
+    const content = marker("handoff-fail");
+    await geminiFault({ match: content, kind: "slow_stream", times: 1, ms: 2_500 });
+    await geminiFault({ match: content, kind: "server_error" });
+    const { replyId, firstText } = await dropAfterFirstDelta(me, room.id, `${content} go on`);
+    const saved = await settledReply(me, room.id, replyId, 30_000);
+    expect(saved).toMatchObject({ status: "failed", error: "upstream_error" });
+    expect(saved.content.startsWith(firstText)).toBe(true);
+    expect(await usedToday(me)).toBe(1);
+    await control(`gemini/faults?match=${encodeURIComponent(content)}`, undefined, "DELETE");
+  });
+
+  it("drop after one delta, wait for the hand-off, cancel: used_today stays 1 and the text stays", async () => {
+    const me = await createSession();
+    const room = await newChatroom(me);
+    const content = marker("handoff-cancel");
+    // The stream paces its chunks 2.5 s apart (the disconnect is noticed at the next write, and
+    // the rest outlasts the 3 s grace), and the queued job that takes over is slow, so the
+    // cancel lands while the reply is a queued one.
+    await geminiFault({ match: content, kind: "slow_stream", times: 1, ms: 2_500 });
+    await geminiFault({ match: content, kind: "slow", times: 1, ms: 8_000 });
+    const { replyId, firstText } = await dropAfterFirstDelta(
+      me,
+      room.id,
+      `${content} a long answer please`,
+    );
+
+    const db = sql();
+    await waitFor(async () => {
+      const rows = await db.query("select job_id from messages where id = $1", [replyId]);
+      const jobId = (rows as { job_id: string | null }[])[0]?.job_id;
+      return jobId !== undefined && jobId !== null && jobId !== "stream";
+    }, 15_000);
+
+    const cancelled = await call("POST", `/chatroom/${room.id}/messages/${replyId}/cancel`, {
+      token: me.token,
+    });
+    expect(cancelled.status).toBe(200);
+    expect(cancelled.body.message.status).toBe("cancelled");
+    expect(cancelled.body.message.content.startsWith(firstText)).toBe(true);
+    expect(await getMessage(me, room.id, replyId)).toMatchObject({
+      status: "cancelled",
+      content: cancelled.body.message.content,
+    });
     expect(await usedToday(me)).toBe(1);
   });
 });

@@ -451,7 +451,7 @@ describe("every documented operation against the Worker", () => {
   let queuedReply: { chatroomId: string; replyId: string };
 
   it("Chat: reply control answers as documented", async () => {
-    const { token } = await createProSession();
+    const { token, user } = await createProSession();
     const room = await expectStatus(201, "POST", "/chatroom", { token, body: {} });
     const id = room.body.chatroom.id as string;
     const content = marker("cancel");
@@ -483,6 +483,12 @@ describe("every documented operation against the Worker", () => {
     });
     await expectStatus(404, "GET", `/chatroom/${id}/messages/${v7()}/stream`, { token });
     await expectStatus(401, "GET", `${donePath}/stream`, {});
+    // Four follows already open (their entries, as the Worker writes them): the fifth is 429.
+    const gate = `follow:open:${user.id}`;
+    const until = Date.now() + 60_000;
+    await redis("ZADD", gate, until, "f1", until, "f2", until, "f3", until, "f4");
+    await expectStatus(429, "GET", `${donePath}/stream`, { token });
+    await redis("DEL", gate);
     const key = { "idempotency-key": marker("regen") };
     await expectStatus(202, "POST", `${donePath}/regenerate`, { token, headers: key });
     await expectStatus(409, "POST", `${replyPath}/regenerate`, { token, headers: key });

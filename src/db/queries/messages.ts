@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, inArray, isNull, lt, or, sql } from "drizzle-orm";
+import { and, asc, desc, eq, inArray, isNull, lt, ne, or, sql } from "drizzle-orm";
 import type { Grounding } from "../../lib/gemini-models";
 import type { Database } from "../client";
 import { type MessageRow, messages } from "../schema/messages";
@@ -190,7 +190,12 @@ const WRITTEN_BY_THIS_TRANSACTION = sql`${messages}.xmin::text = (pg_current_xac
  * reply, after the conditional UPDATE: it reads the row only if that UPDATE, in this same
  * transaction, just wrote it, so a duplicate delivery, which changes nothing, adds nothing.
  */
-export function addReplyToLedger(db: Database, replyId: string, now: Date) {
+export function addReplyToLedger(
+  db: Database,
+  replyId: string,
+  now: Date,
+  o: { onlyWithContent?: boolean } = {},
+) {
   const day = sql<string>`coalesce(${messages.quotaDay}, to_char(${messages.completedAt} at time zone 'UTC', 'YYYY-MM-DD'))`;
   return db
     .insert(usageDaily)
@@ -212,6 +217,8 @@ export function addReplyToLedger(db: Database, replyId: string, now: Date) {
             eq(messages.role, "model"),
             eq(messages.completedAt, now),
             WRITTEN_BY_THIS_TRANSACTION,
+            // A failure without an output of its own still counts if text was already delivered.
+            o.onlyWithContent ? ne(messages.content, "") : undefined,
           ),
         ),
     )
@@ -261,13 +268,20 @@ export function setReplyJob(db: Database, id: string, jobId: string) {
 
 /**
  * Hands a streamed reply, still pending, to a QStash job (its client went away): from then on it
- * is a queued reply, settled by the job's callback and swept on the queued deadline.
+ * is a queued reply, settled by the job's callback and swept on the queued deadline. `delivered`
+ * (the text already streamed) is stored on the row, so a cancel, a failed callback or the sweep
+ * sees that the prompt produced output and does not refund it. Returns the row when it matched
+ * (none when a cancel, or anything else, settled it first).
  */
-export function handOffStreamedReply(db: Database, id: string, streamJobId: string, jobId: string) {
+export function handOffStreamedReply(
+  db: Database,
+  input: { id: string; streamJobId: string; jobId: string; delivered: string },
+) {
   return db
     .update(messages)
-    .set({ jobId })
-    .where(and(pendingReply(id), eq(messages.jobId, streamJobId)));
+    .set({ jobId: input.jobId, content: input.delivered })
+    .where(and(pendingReply(input.id), eq(messages.jobId, input.streamJobId)))
+    .returning({ id: messages.id });
 }
 
 /**
@@ -297,7 +311,12 @@ export function failOverdueReplies(
     .update(messages)
     .set({ status: "failed", error: "timeout", completedAt: window.now })
     .where(and(inArray(messages.id, overdue), eq(messages.status, "pending")))
-    .returning({ id: messages.id, userId: messages.userId, quotaDay: messages.quotaDay });
+    .returning({
+      id: messages.id,
+      userId: messages.userId,
+      quotaDay: messages.quotaDay,
+      content: messages.content,
+    });
 }
 
 /** Pending replies that were never handed to QStash, created in [from, to). */

@@ -5,6 +5,7 @@ import {
   requireAuthCarried,
   requireAuthDeferred,
   sessionOf,
+  sessionRecheck,
 } from "../../middleware/auth";
 import {
   createChatroom,
@@ -16,7 +17,12 @@ import {
   updateChatroom,
 } from "../../services/chat/chatrooms";
 import { cancelReply } from "../../services/chat/control";
-import { findReplyToFollow, followReply } from "../../services/chat/resume";
+import {
+  enterFollow,
+  FOLLOW_HEARTBEAT_MS,
+  findReplyToFollow,
+  followReply,
+} from "../../services/chat/resume";
 import { sendMessage } from "../../services/chat/send";
 import { streamReply } from "../../services/chat/stream";
 import { getUsage, USAGE_MAX_DAYS } from "../../services/chat/usage";
@@ -279,19 +285,38 @@ export const chatroomRoutes = createRouter({ auth: true })
     const ctx = c.get("ctx");
     const { id, message_id } = c.req.valid("param");
     const afterSeq = Number(c.req.valid("header")["last-event-id"] ?? "0");
-    // 404 before the stream opens; the session check runs beside this read and is settled
-    // before the stream starts, so a revoked token never opens one.
-    const [reply] = await Promise.all([
-      findReplyToFollow(ctx, { userId: c.get("userId"), chatroomId: id, messageId: message_id }),
-      liveSession(c),
-    ]);
+    const userId = c.get("userId");
+    // 404 before the stream opens; the session check and the per-user follow cap (429) run
+    // beside this read and are settled before the stream starts, so a revoked token or a user
+    // over the cap never opens one. The cap's entry is released when the follow ends.
+    const entered = enterFollow(ctx, userId, c.get("requestId"));
+    let release: () => Promise<void>;
+    let reply: Awaited<ReturnType<typeof findReplyToFollow>>;
+    try {
+      [reply, , release] = await Promise.all([
+        findReplyToFollow(ctx, { userId, chatroomId: id, messageId: message_id }),
+        liveSession(c),
+        entered,
+      ]);
+    } catch (err) {
+      entered.then(
+        (r) => r(),
+        () => {},
+      );
+      throw err;
+    }
+    const sessionLive = sessionRecheck(c);
     return eventStreamResponse({
       requestSignal: c.req.raw.signal,
       headers: {},
       log: ctx.log,
       failure: "follow_reply_failed",
       waitUntil: (p) => c.executionCtx.waitUntil(p),
-      produce: (emit, gone) => followReply(ctx, { reply, afterSeq }, emit, gone),
+      // A queued reply writes nothing until it settles: the heartbeat is how a follow whose
+      // client left ends (and frees its place under MAX_FOLLOWS_PER_USER) within seconds.
+      heartbeatMs: FOLLOW_HEARTBEAT_MS,
+      produce: (emit, gone) =>
+        followReply(ctx, { reply, afterSeq, sessionLive }, emit, gone).finally(release),
     });
   })
   .openapi(sendMessageRoute, async (c) => {

@@ -101,7 +101,7 @@ export const followReplyRoute = createRoute({
   tags: ["Chat"],
   summary: "Resume or attach to a reply's stream (Server-Sent Events)",
   description:
-    "The reply's `delta` events after `Last-Event-ID` (each with `id:` 1, 2, …), then the live ones, then `done` ({reply}: the whole message), `error` or `cancelled`. A settled reply answers its last event alone; a queued one answers `done` once written. Any device may attach; after 5 minutes reconnect with `Last-Event-ID`.",
+    "The reply's `delta` events after `Last-Event-ID` (each with `id:` 1, 2, …), then the live ones, then `done` ({reply}: the whole message), `error` or `cancelled`. A settled reply answers its last event alone; a queued one answers `done` once written. Any device may attach; after 5 minutes reconnect with `Last-Event-ID`. At most 4 follows per user at once (429 with Retry-After above that). A session revoked while attached ends the stream with an `error` event (`unauthorized`) within ~5 s.",
   request: { params: MessageParams, headers: ResumeHeaders },
   responses: {
     200: {
@@ -114,7 +114,7 @@ export const followReplyRoute = createRoute({
         },
       },
     },
-    ...errorResponses(400, 401, 404, 503),
+    ...errorResponses(400, 401, 404, 429, 503),
   },
 });
 

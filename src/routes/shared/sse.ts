@@ -13,6 +13,8 @@ const SSE_HEADERS = {
  */
 export type EmitEvent = (event: string, data: unknown, id?: number) => void;
 
+const HEARTBEAT = new TextEncoder().encode(":\n\n");
+
 function frame(event: string, data: unknown, id?: number): Uint8Array {
   const idLine = id === undefined ? "" : `id: ${id}\n`;
   return new TextEncoder().encode(`${idLine}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
@@ -33,12 +35,24 @@ export function eventStreamResponse(o: {
   failure: string;
   waitUntil(p: Promise<unknown>): void;
   produce(emit: EmitEvent, gone: AbortSignal): Promise<unknown>;
+  /**
+   * Writes an SSE comment (`:`, ignored by EventSource) this often while `produce` runs, so a
+   * producer that has nothing to send still learns, from the failed write, that its client left.
+   */
+  heartbeatMs?: number;
 }): Response {
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
   const writer = writable.getWriter();
   let open = true;
   const gone = new AbortController();
   o.requestSignal?.addEventListener("abort", () => gone.abort());
+  // A client that disconnects cancels the response body, which errors the writable side: that
+  // ends the producer even while it writes nothing (request.signal aborts only under the
+  // enable_request_signal compatibility flag).
+  writer.closed.catch(() => {
+    open = false;
+    gone.abort();
+  });
   const emit: EmitEvent = (event, data, id) => {
     if (!open) return;
     writer.write(frame(event, data, id)).catch(() => {
@@ -46,6 +60,16 @@ export function eventStreamResponse(o: {
       gone.abort();
     });
   };
+  const heartbeat =
+    o.heartbeatMs === undefined
+      ? undefined
+      : setInterval(() => {
+          if (!open) return;
+          writer.write(HEARTBEAT).catch(() => {
+            open = false;
+            gone.abort();
+          });
+        }, o.heartbeatMs);
   const work = Promise.resolve()
     .then(() => o.produce(emit, gone.signal))
     .catch((err: unknown) => {
@@ -53,6 +77,7 @@ export function eventStreamResponse(o: {
       emit("error", { error: { code: "internal_error", message: "Something went wrong." } });
     })
     .finally(() => {
+      clearInterval(heartbeat);
       if (open) writer.close().catch(() => {});
     });
   o.waitUntil(work);

@@ -1,4 +1,4 @@
-import { LimitExceededError } from "../../errors";
+import { DependencyUnavailableError, LimitExceededError } from "../../errors";
 import { isDependencyFailure } from "../../errors/dependency";
 import { createRateLimiter, type RateLimiter } from "../../lib/rate-limit";
 import type { RedisClient } from "../../lib/redis";
@@ -53,7 +53,9 @@ const giveBack = (admission: BillingAdmission, userId: string) =>
  * Runs a billing request whose first round is `admit(admission, ...)`. When it then fails on a
  * vendor (Stripe or the database: a 503), the allowance is given back: the user did nothing
  * wrong, and the retry a 503 asks for must not meet a 429 (the chaos soak's finding 5,
- * docs/reliability.md).
+ * docs/reliability.md). Not when Stripe refused us with a 429 (rate_limit, lock_timeout): the
+ * request did reach Stripe, and giving back there would let one user's loop saturate Stripe
+ * without ever meeting the per-user limit (attacker review, finding 3).
  */
 export async function givingBackOnVendorFailure<T>(
   admission: BillingAdmission,
@@ -63,12 +65,25 @@ export async function givingBackOnVendorFailure<T>(
   try {
     return await work();
   } catch (err) {
-    if (held.has(admission) && err instanceof Error && isDependencyFailure(err)) {
+    if (
+      held.has(admission) &&
+      err instanceof Error &&
+      isDependencyFailure(err) &&
+      !isVendorThrottle(err)
+    ) {
       held.delete(admission);
       await giveBack(admission, userId);
     }
     throw err;
   }
+}
+
+/** Stripe answered 429: a refusal for volume, which counts like any answered request. */
+function isVendorThrottle(err: Error): boolean {
+  return (
+    (err instanceof DependencyUnavailableError && err.throttled) ||
+    (err.cause instanceof Error && isVendorThrottle(err.cause))
+  );
 }
 
 /**

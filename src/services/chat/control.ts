@@ -20,7 +20,8 @@ import { type MessageView, messageView } from "./views";
  * their writes no-ops (they too update only pending replies). Cancelling again answers the same
  * 200 with the cancelled reply.
  *
- * A queued reply has no text before its callback, so its prompt is refunded. A streamed reply's
+ * A queued reply has no text before its callback, so its prompt is refunded, unless it is a stream
+ * handed to the queue (its delivered text is on the row and kept). A streamed reply's
  * loop notices the cancel within STREAM_CANCEL_POLL_MS, stops Gemini, keeps the text already
  * sent, and refunds only if there was none (`finishCancelledStream`).
  */
@@ -44,9 +45,11 @@ export async function cancelReply(
   if (now) {
     leavePending(deps, now.userId, now.id);
     if (now.jobId !== STREAM_JOB_ID) {
+      // A queued reply has no text unless it is a stream handed to the queue, which stored what
+      // it had delivered: that text stays on the cancelled reply and its prompt counts.
       await Promise.all([
         now.jobId ? cancelJob(deps, now.jobId) : Promise.resolve(),
-        refundPrompt(deps, now.userId, now.quotaDay, now.id),
+        now.content === "" ? refundPrompt(deps, now.userId, now.quotaDay, now.id) : undefined,
       ]);
     }
     return messageView(now);
@@ -57,7 +60,10 @@ export async function cancelReply(
 }
 
 /** Best effort: a job QStash still delivers reports to a callback that changes nothing. */
-async function cancelJob(deps: Pick<ChatDeps, "queue" | "log">, jobId: string): Promise<void> {
+export async function cancelJob(
+  deps: Pick<ChatDeps, "queue" | "log">,
+  jobId: string,
+): Promise<void> {
   try {
     await deps.queue.cancel(jobId);
   } catch (err) {

@@ -43,6 +43,8 @@ export interface ChatDeps {
   gemini: GeminiStreamer;
   /** The deltas of streamed replies, for clients that resume or attach (resume.ts). */
   replyLog: ReplyLog;
+  /** Open follow streams per user (MAX_FOLLOWS_PER_USER; resume.ts). */
+  followGate: PendingGate;
   config: ChatConfig;
   log: Logger;
   /** Work that may finish after the response (ctx.waitUntil in the Worker). */

@@ -206,7 +206,6 @@ export async function settleReply(
     await invalidateList(deps, reply.userId);
     return { status: "complete", reply };
   }
-  const charged = outcome.charged === true;
   const [failed, exists] = await deps.db.batch([
     failReply(deps.db, {
       id: replyId,
@@ -217,12 +216,15 @@ export async function settleReply(
       now,
     }),
     selectReplyId(deps.db, replyId),
-    // A prompt that produced output counts: in the ledger, and not refunded.
-    ...(charged ? [addReplyToLedger(deps.db, replyId, now)] : []),
+    // A prompt that produced output counts: in the ledger, and not refunded. A reply that
+    // already holds text (a stream handed to the queue stored what it delivered) counts too,
+    // whatever this failure says.
+    addReplyToLedger(deps.db, replyId, now, { onlyWithContent: outcome.charged !== true }),
   ]);
   const reply = failed[0];
   if (!reply) return { status: exists.length > 0 ? "unchanged" : "unknown" };
   leavePending(deps, reply.userId, replyId);
+  const charged = outcome.charged === true || reply.content !== "";
   if (!charged) await refundPrompt(deps, reply.userId, reply.quotaDay, replyId);
   if (outcome.partialText) await invalidateList(deps, reply.userId);
   return { status: "failed", reply };

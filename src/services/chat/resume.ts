@@ -1,5 +1,5 @@
 import { type MessageRow, selectMessage } from "../../db/queries/messages";
-import { NotFoundError } from "../../errors";
+import { LimitExceededError, NotFoundError } from "../../errors";
 import type { ReplyLogEntry } from "../../lib/reply-log";
 import { describeError } from "../../log";
 import { assertId } from "./chatrooms";
@@ -17,6 +17,19 @@ const ROW_EVERY_POLLS = 5;
 const END_MARKER_WAIT_MS = 2_000;
 /** One attach lasts at most this long; the client reconnects with Last-Event-ID (EventSource does). */
 export const RESUME_MAX_ATTACH_MS = 5 * 60_000;
+/**
+ * Follow streams one user may have open at once. Each costs ~7 vendor requests a second (an
+ * LRANGE per 200 ms, a row read per second) for up to 5 minutes; a user's own devices need a few.
+ */
+export const MAX_FOLLOWS_PER_USER = 4;
+/** An entry outlives the longest attach, so a Worker that died without releasing frees it. */
+export const FOLLOW_GATE_TTL_MS = RESUME_MAX_ATTACH_MS + 30_000;
+/** What a refused attach is told to wait (a follow ends when its reply settles or it closes). */
+const FOLLOW_RETRY_AFTER_SECONDS = 5;
+/** How often a follow stream writes an SSE comment, to notice a client that left. */
+export const FOLLOW_HEARTBEAT_MS = 3_000;
+/** How often an attached client's session is checked again (a logout ends its follows). */
+export const SESSION_RECHECK_MS = 5_000;
 
 /**
  * Where a reply's events go (the SSE response of the prompt or of a follower); a write to a
@@ -106,6 +119,29 @@ export async function findReplyToFollow(
   return row;
 }
 
+/**
+ * Counts one more open follow stream of `userId` (`member`: the request id) and returns its
+ * release; above MAX_FOLLOWS_PER_USER it is refused with 429 (Retry-After). A Redis sorted set
+ * like the pending gate: atomic enter, entries expire after FOLLOW_GATE_TTL_MS. Redis failing
+ * refuses the attach (a 503): the cap is what keeps one user from fanning out polls.
+ */
+export async function enterFollow(
+  deps: Pick<ChatDeps, "followGate">,
+  userId: string,
+  member: string,
+): Promise<() => Promise<void>> {
+  const members = await deps.followGate.enter(userId, member);
+  const release = () => deps.followGate.release(userId, member).catch(() => {});
+  if (members.length > MAX_FOLLOWS_PER_USER) {
+    await release();
+    throw new LimitExceededError(
+      `At most ${MAX_FOLLOWS_PER_USER} reply streams can be followed at once; close one first.`,
+      FOLLOW_RETRY_AFTER_SECONDS,
+    );
+  }
+  return release;
+}
+
 /** The terminal event of a settled reply, exactly as the live stream ends. */
 export function emitSettled(emit: ReplyEventSink, reply: MessageRow): void {
   const view = messageView(reply);
@@ -125,11 +161,13 @@ export function emitSettled(emit: ReplyEventSink, reply: MessageRow): void {
  * `error` or `cancelled`). A reply already settled answers its terminal event alone. Polls the
  * log every RESUME_POLL_MS and the row every ROW_EVERY_POLLS polls (a queued reply, or a
  * streamed one handed to the queue, settles without an end marker). Returns when the reply
- * settles, the client leaves, or after RESUME_MAX_ATTACH_MS (the client then reconnects).
+ * settles, the client leaves, after RESUME_MAX_ATTACH_MS (the client then reconnects), or with
+ * an `unauthorized` error event once `sessionLive` (asked every SESSION_RECHECK_MS, beside a row
+ * read) says the caller's session was revoked.
  */
 export async function followReply(
   deps: Pick<ChatDeps, "db" | "replyLog">,
-  input: { reply: MessageRow; afterSeq: number },
+  input: { reply: MessageRow; afterSeq: number; sessionLive?: () => Promise<boolean> },
   emit: ReplyEventSink,
   gone: AbortSignal,
 ): Promise<void> {
@@ -140,6 +178,7 @@ export async function followReply(
   }
   let last = input.afterSeq;
   const started = Date.now();
+  let sessionCheckedAt = started;
   let settledAt: number | null = null;
   const drain = async (): Promise<boolean> => {
     let entries: ReplyLogEntry[] = [];
@@ -160,7 +199,19 @@ export async function followReply(
     const ended = await drain();
     const waitedForEnd = settledAt !== null && Date.now() - settledAt > END_MARKER_WAIT_MS;
     if (ended || waitedForEnd || poll % ROW_EVERY_POLLS === 0) {
-      const [row] = await selectMessage(deps.db, reply.chatroomId, reply.userId, reply.id);
+      const recheck = input.sessionLive && Date.now() - sessionCheckedAt >= SESSION_RECHECK_MS;
+      const [[row], live] = await Promise.all([
+        selectMessage(deps.db, reply.chatroomId, reply.userId, reply.id),
+        // A failed check is not a revocation: the next one decides.
+        recheck ? input.sessionLive?.().catch(() => true) : true,
+      ]);
+      if (recheck) sessionCheckedAt = Date.now();
+      if (live === false) {
+        emit("error", {
+          error: { code: "unauthorized", message: "The bearer token is invalid or expired." },
+        });
+        return;
+      }
       if (!row) {
         emit("error", { error: { code: "not_found", message: "The chatroom was deleted." } });
         return;

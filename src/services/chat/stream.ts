@@ -6,7 +6,7 @@ import {
 } from "../../db/queries/messages";
 import { type GeminiRequest, storableText } from "../../lib/gemini";
 import { describeError } from "../../log";
-import { finishCancelledStream, STREAM_CANCEL_POLL_MS } from "./control";
+import { cancelJob, finishCancelledStream, STREAM_CANCEL_POLL_MS } from "./control";
 import type { ChatDeps } from "./deps";
 import {
   outcomeOfAnswer,
@@ -90,7 +90,7 @@ export async function streamReply(
       }
     }
     if (graceOver && !final && !cancelled) {
-      if (await handOffToQueue(deps, job)) return;
+      if (await handOffToQueue(deps, job, delivered)) return;
     }
     outcome = final ?? outcomeOfAnswer(null);
     if (outcome.kind === "failed" && delivered) {
@@ -98,7 +98,7 @@ export async function streamReply(
       outcome = { ...outcome, charged: true, partialText: storableText(delivered) };
     }
   } catch (err) {
-    if (graceOver && !cancelled && (await handOffToQueue(deps, job))) return;
+    if (graceOver && !cancelled && (await handOffToQueue(deps, job, delivered))) return;
     if (!cancelled) {
       deps.log.warn("gemini_stream_failed", { error: describeError(err) });
     }
@@ -132,20 +132,40 @@ export async function streamReply(
 
 /**
  * Publishes the QStash job that finishes a streamed reply whose client left (deduplicated by
- * the reply id, like every reply job). False when the publish failed: the stream's own outcome
- * is then saved instead.
+ * the reply id, like every reply job) and moves the reply to it, storing the text already
+ * delivered (it counts, ADR 5). False when the publish failed, or when the reply was no longer
+ * a pending stream (a cancel landed between the publish and the update): the job is then
+ * cancelled and the stream's own outcome saved, which for a cancelled reply is the cancel path.
+ * Exported for its unit test (the race is hard to land through the API).
  */
-async function handOffToQueue(
+export async function handOffToQueue(
   deps: ChatDeps,
   job: { replyId: string; request: GeminiRequest },
+  delivered: string,
 ): Promise<boolean> {
+  let messageId: string;
   try {
-    const { messageId } = await deps.queue.publish(replyJob(deps.config, job.replyId, job.request));
-    await handOffStreamedReply(deps.db, job.replyId, STREAM_JOB_ID, messageId);
-    deps.log.info("stream_handed_off", { reply_id: job.replyId });
-    return true;
+    ({ messageId } = await deps.queue.publish(replyJob(deps.config, job.replyId, job.request)));
   } catch (err) {
     deps.log.warn("stream_hand_off_failed", { error: describeError(err) });
     return false;
   }
+  try {
+    const moved = await handOffStreamedReply(deps.db, {
+      id: job.replyId,
+      streamJobId: STREAM_JOB_ID,
+      jobId: messageId,
+      delivered: storableText(delivered),
+    });
+    if (moved.length > 0) {
+      deps.log.info("stream_handed_off", { reply_id: job.replyId });
+      return true;
+    }
+    deps.log.info("stream_hand_off_lost", { reply_id: job.replyId });
+  } catch (err) {
+    deps.log.warn("stream_hand_off_failed", { error: describeError(err) });
+  }
+  // Nothing will wait for this job's answer: stop it (best effort; its callback changes nothing).
+  await cancelJob(deps, messageId);
+  return false;
 }

@@ -39,7 +39,8 @@ export interface SweepReport {
 /**
  * Nothing stays pending forever (run by the cron trigger):
  * - replies pending past REPLY_DEADLINE_SECONDS (streamed ones past STREAM_REPLY_DEADLINE_MS)
- *   fail with `timeout` and refund their prompt, up to FAIL_BATCH per run;
+ *   fail with `timeout` and refund their prompt unless it already holds delivered text, up to
+ *   FAIL_BATCH per run;
  * - replies pending without a QStash job (the publish failed) are published again, with the
  *   reply id as deduplication id so a publish that did land is not doubled;
  * - expired Idempotency-Key records are deleted, and Stripe event records past retention.
@@ -67,9 +68,14 @@ export async function sweepOverdueWork(deps: ChatDeps, now: Date): Promise<Sweep
       PURGE_BATCH,
     ),
   ]);
-  // Replies that were failed get their refunds even when the other queries did not succeed.
+  // Replies that were failed get their refunds even when the other queries did not succeed;
+  // not one that holds text (a stream handed to the queue): its prompt produced output.
   const overdue = failing.status === "fulfilled" ? failing.value : [];
-  await Promise.all(overdue.map((r) => refundPrompt(deps, r.userId, r.quotaDay, r.id)));
+  await Promise.all(
+    overdue
+      .filter((r) => r.content === "")
+      .map((r) => refundPrompt(deps, r.userId, r.quotaDay, r.id)),
+  );
   // And republishing does not wait on the overdue query either.
   const unqueued = listing.status === "fulfilled" ? listing.value : [];
 

@@ -31,6 +31,25 @@ describe("billing allowance when Stripe fails", () => {
     expect((await subscribe(s)).status).toBe(429);
   });
 
+  it("POST /subscribe/pro: Stripe's 429 rate_limit is no outage: the 11th request is 429", async () => {
+    // Attacker review, finding 3: a 429 used to be given back like an outage, so a loop that
+    // kept Stripe saturated never met the per-user limit.
+    const s = await createSession();
+    await control("stripe/fault", {
+      mode: "rate_limit",
+      method: "POST",
+      path: "/v1/checkout/sessions",
+    });
+    for (let i = 0; i < LIMIT; i++) {
+      const res = await subscribe(s);
+      expect(res.status, `attempt ${i + 1}: ${res.text}`).toBe(503);
+      expect(res.body.error.code).toBe("dependency_unavailable");
+    }
+    const over = await subscribe(s);
+    expect(over.status, over.text).toBe(429);
+    expect(Number(over.headers.get("retry-after"))).toBeGreaterThan(0);
+  });
+
   it("POST /subscription/cancel: 503s from Stripe cost no allowance", async () => {
     const { session, subscriptionId } = await paidUser();
     // Only the cancel's own Stripe call fails; the session check and the account read work.

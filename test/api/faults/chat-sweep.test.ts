@@ -64,6 +64,38 @@ describe("the scheduled reply sweep", () => {
     expect(await remainingAfterOnePrompt(me, room.id)).toBe(4);
   });
 
+  it("fails an overdue reply that holds delivered text without refunding it (a stream handed to the queue)", async () => {
+    // Attacker review, finding 1: the hand-off stores the text the client was sent; the sweep
+    // used to refund such a reply like any other, so the streamed answer cost nothing.
+    const me = await createSession();
+    const room = await newChatroom(me);
+    const content = marker("sweep-delivered");
+    await control("qstash/publish-fault", { match: content, mode: "error" });
+    try {
+      const res = await sendPrompt(me, room.id, content);
+      expect(res.status).toBe(202);
+      expect(res.headers.get("ratelimit-remaining")).toBe("4");
+      const replyId = res.body.reply.id as string;
+      // What handOffStreamedReply writes: a QStash job and the delivered text.
+      await sql().query("update messages set job_id = $2, content = $3 where id = $1", [
+        replyId,
+        `msg_${v7()}`,
+        "Echo: the beginning the client read",
+      ]);
+      await runSweep(Date.now() + 3601_000);
+      const reply = await getMessage(me, room.id, replyId);
+      expect(reply).toMatchObject({
+        status: "failed",
+        error: "timeout",
+        content: "Echo: the beginning the client read",
+      });
+    } finally {
+      await control("qstash/publish-fault", { match: content, mode: "none" });
+    }
+    // Not refunded: the probe prompt leaves 3 of 5.
+    expect(await remainingAfterOnePrompt(me, room.id)).toBe(3);
+  });
+
   it("deletes expired Idempotency-Key records and keeps live ones", async () => {
     const me = await createSession();
     const insert = (key: string, expiresAt: string) =>
