@@ -173,7 +173,10 @@ describe("POST /chatroom/:id/messages/:message_id/cancel", () => {
     // Gemini was asked once, by the stream; nothing was handed to the queue.
     expect((await geminiCalls(content)).map((c) => c.method)).toEqual(["streamGenerateContent"]);
     expect(await qstashMessages(content, "publish")).toEqual([]);
-    // Text was sent, so the prompt counts: the next prompt has one fewer left.
+    // Text was sent, so the prompt counts, in the usage ledger as in the quota.
+    const usage = await call("GET", "/usage", { token: pro.token });
+    expect(usage.body.days.at(-1).prompts).toBe(1);
+    // The next prompt has one fewer left.
     const next = await sendPrompt(pro, room.id, marker("next"));
     expect(Number(next.headers.get("ratelimit-remaining"))).toBe(stream.remaining - 1);
   });

@@ -232,5 +232,14 @@ describe("a streamed reply handed to the queue still counts (attacker review, fi
       content: cancelled.body.message.content,
     });
     expect(await usedToday(me)).toBe(1);
+    // The usage ledger agrees with the quota: the cancelled reply that kept text is one prompt.
+    expect(await ledgerPromptsToday(me)).toBe(1);
   });
 });
+
+/** Today's prompts in the usage ledger (`GET /usage`). */
+async function ledgerPromptsToday(me: TestSession): Promise<number> {
+  const res = await call("GET", "/usage", { token: me.token });
+  expect(res.status).toBe(200);
+  return res.body.days.at(-1).prompts as number;
+}

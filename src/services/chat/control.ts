@@ -1,4 +1,5 @@
 import {
+  addReplyToLedger,
   cancelPendingReply,
   keepCancelledText,
   type MessageRow,
@@ -32,27 +33,31 @@ export async function cancelReply(
   assertId(input.chatroomId);
   assertId(input.messageId, "message");
   await input.sessionLive;
-  const [cancelled, [row]] = await deps.db.batch([
+  const now = deps.clock.now();
+  const [cancelled, , [row]] = await deps.db.batch([
     cancelPendingReply(deps.db, {
       id: input.messageId,
       chatroomId: input.chatroomId,
       userId: input.userId,
-      now: deps.clock.now(),
+      now,
     }),
+    // A stream handed to the queue kept the text it had delivered: that prompt counts, in the
+    // ledger as in the quota (the ledger reads the row only if this batch just cancelled it).
+    addReplyToLedger(deps.db, input.messageId, now, { onlyWithContent: true }),
     selectMessage(deps.db, input.chatroomId, input.userId, input.messageId),
   ]);
-  const now = cancelled[0];
-  if (now) {
-    leavePending(deps, now.userId, now.id);
-    if (now.jobId !== STREAM_JOB_ID) {
+  const done = cancelled[0];
+  if (done) {
+    leavePending(deps, done.userId, done.id);
+    if (done.jobId !== STREAM_JOB_ID) {
       // A queued reply has no text unless it is a stream handed to the queue, which stored what
       // it had delivered: that text stays on the cancelled reply and its prompt counts.
       await Promise.all([
-        now.jobId ? cancelJob(deps, now.jobId) : Promise.resolve(),
-        now.content === "" ? refundPrompt(deps, now.userId, now.quotaDay, now.id) : undefined,
+        done.jobId ? cancelJob(deps, done.jobId) : Promise.resolve(),
+        done.content === "" ? refundPrompt(deps, done.userId, done.quotaDay, done.id) : undefined,
       ]);
     }
-    return messageView(now);
+    return messageView(done);
   }
   if (row?.role !== "model") throw new NotFoundError("No such reply.");
   if (row.status === "cancelled") return messageView(row);
@@ -87,6 +92,17 @@ export async function finishCancelledStream(
     await refundPrompt(deps, reply.userId, reply.quotaDay, reply.id);
     return reply;
   }
-  const [kept] = await keepCancelledText(deps.db, reply.id, storableText(delivered));
+  // Kept once (the UPDATE is conditional on no text yet), and added to the ledger in the same
+  // batch: the ledger reads the row only if this transaction just wrote it.
+  const text = storableText(delivered);
+  const cancelledAt = reply.completedAt;
+  const [kept] = cancelledAt
+    ? (
+        await deps.db.batch([
+          keepCancelledText(deps.db, reply.id, text),
+          addReplyToLedger(deps.db, reply.id, cancelledAt, { onlyWithContent: true }),
+        ])
+      )[0]
+    : await keepCancelledText(deps.db, reply.id, text);
   return kept ?? reply;
 }
