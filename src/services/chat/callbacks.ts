@@ -2,7 +2,7 @@ import { NotFoundError, UnauthorizedError, ValidationError } from "../../errors"
 import { ID_PATTERN, idTimeMs } from "../../lib/ids";
 import { parseQueueCallback, type QueueSignatureVerifier } from "../../lib/queue";
 import type { ChatDeps } from "./deps";
-import { interpretCallback, settleReply } from "./replies";
+import { interpretCallback, type SettleDeps, settleReply } from "./replies";
 import { applyTitle, type TitleResult } from "./titles";
 
 /** Longer than any write of a reply row can take (10 s query deadline, with room to spare). */
@@ -44,18 +44,7 @@ export interface ReplyCallbackInput extends SignedCallback {
  * may still be committing (QStash retries), and `gone` once its id is too old for that.
  */
 export async function receiveReplyCallback(
-  deps: Pick<
-    ChatDeps,
-    | "db"
-    | "clock"
-    | "listCache"
-    | "quota"
-    | "waitUntil"
-    | "pendingGate"
-    | "log"
-    | "config"
-    | "queue"
-  > & { queueVerifier: QueueSignatureVerifier },
+  deps: SettleDeps & { queueVerifier: QueueSignatureVerifier },
   input: ReplyCallbackInput,
 ): Promise<{ status: "complete" | "failed" | "pending" | "unchanged" | "gone" }> {
   await verifyCallback(deps, input);

@@ -160,24 +160,19 @@ export type SettleResult =
    * so under load a callback can arrive before that batch commits; it must be retried. */
   | { status: "pending" | "unchanged" | "unknown" };
 
+/** What settling a reply touches: the row, the ledger, the quota, the gate, the list cache, titles. */
+export type SettleDeps = Pick<
+  ChatDeps,
+  "db" | "clock" | "listCache" | "quota" | "waitUntil" | "pendingGate" | "log" | "queue" | "config"
+>;
+
 /**
  * Applies an outcome to a pending reply with a conditional UPDATE (… WHERE status = 'pending'), so
  * a duplicate or late delivery changes nothing. Only the delivery that changed the row refunds
  * the quota (failure) or invalidates the list cache (completion).
  */
 export async function settleReply(
-  deps: Pick<
-    ChatDeps,
-    | "db"
-    | "clock"
-    | "listCache"
-    | "quota"
-    | "waitUntil"
-    | "pendingGate"
-    | "log"
-    | "queue"
-    | "config"
-  >,
+  deps: SettleDeps,
   replyId: string,
   outcome: ReplyOutcome,
 ): Promise<SettleResult> {
