@@ -78,7 +78,8 @@ export type SendMessageResult =
  *   2. [one db.batch: idempotency record + prompt + pending reply + chatroom counters]; then,
  *      after the response, the list-cache version bump again and the QStash publish
  *      (only for a committed reply: exactly one Gemini call per prompt)
- * Anything rejected after round 1 refunds its token, so refused prompts cost no quota.
+ * Anything rejected after round 1 refunds its token, so refused prompts cost no quota; a round-2
+ * write whose outcome is unknown (no SQL state) only once its reply is known not to exist.
  */
 export async function sendMessage(
   deps: ChatDeps,

@@ -78,4 +78,41 @@ describe("a prompt whose write commits after the Worker's database deadline", ()
     },
     QUERY_TIMEOUT_MS + UNKNOWN_WRITE_SETTLE_MS + 40_000,
   );
+
+  it(
+    "gives the token back once the write is known not to have committed",
+    async () => {
+      const me = await createSession();
+      const room = await newChatroom(me);
+      await control("neon/fault", { mode: "slow", ms: ROUND_ONE_DELAY_MS });
+      const sent = sendPrompt(me, room.id, marker("late-rolled-back"), {
+        "Idempotency-Key": marker("late-rolled-back-key"),
+      });
+      await sleep(ROUND_ONE_DELAY_MS / 2);
+      await control("neon/fault", { mode: "slow", ms: LATE_COMMIT_MS });
+      // The control query is not delayed: when round 2's batch finally runs, its chatroom is
+      // gone, so it rolls back (the Worker, past its deadline, never hears of it).
+      await sleep(ROUND_ONE_DELAY_MS);
+      const deleted = await control("neon/query", {
+        sql: "delete from chatrooms where id = $1",
+        params: [room.id],
+      });
+      expect(deleted.status).toBe(200);
+      const res = await sent;
+      const failedAt = Date.now();
+      await control("neon/fault", { mode: "none" });
+      expect(res.status).toBe(503);
+      // Held while the outcome is unknown...
+      const held = await call("GET", "/subscription/status", { token: me.token });
+      expect(held.body.usage.used_today).toBe(1);
+
+      // ...and given back once the reply is known absent.
+      await sleep(Math.max(0, failedAt + UNKNOWN_WRITE_SETTLE_MS + 3_000 - Date.now()));
+      const status = await call("GET", "/subscription/status", { token: me.token });
+      expect(status.body.usage.used_today).toBe(0);
+      const day = Math.floor(Date.now() / 86_400_000);
+      expect(Number(await redis("GET", `quota:prompts:${me.user.id}:${day}`))).toBe(0);
+    },
+    QUERY_TIMEOUT_MS + UNKNOWN_WRITE_SETTLE_MS + 40_000,
+  );
 });
