@@ -78,7 +78,8 @@ export type SendMessageResult =
  *   2. [one db.batch: idempotency record + prompt + pending reply + chatroom counters]; then,
  *      after the response, the list-cache version bump again and the QStash publish
  *      (only for a committed reply: exactly one Gemini call per prompt)
- * Anything rejected after round 1 refunds its token, so refused prompts cost no quota.
+ * Anything rejected after round 1 refunds its token, so refused prompts cost no quota; a round-2
+ * write whose outcome is unknown (no SQL state) only once its reply is known not to exist.
  */
 export async function sendMessage(
   deps: ChatDeps,
@@ -352,6 +353,18 @@ async function sendClaimedMessage(
 
   if (written.status === "rejected") {
     const state = sqlStateOf(written.reason);
+    if (state === undefined) {
+      // No SQL state (the deadline, a lost connection): the batch may have committed, or may
+      // still commit, unseen. Its token is given back only once the reply is known not to exist
+      // (load run: an immediate refund let a retry replay the 202 for free, 6 prompts of 5).
+      await leaveGate();
+      background(
+        deps,
+        "quota_settle_unknown_write",
+        settleUnknownWrite(deps, input, ticket.day, replyId),
+      );
+      throw written.reason;
+    }
     // 23505 on a key: a parallel repeat committed, and the database now counts its reply.
     await refund(state === "23505" && key !== undefined);
     if (state === "23505" && key) {
@@ -389,6 +402,46 @@ type Rows<F extends (...args: never[]) => PromiseLike<unknown>> = Awaited<Return
 
 function selectTier(db: ChatDeps["db"], userId: string) {
   return db.select({ tier: users.tier }).from(users).where(eq(users.id, userId)).limit(1);
+}
+
+/**
+ * How long after a round-2 batch failed without an answer it is assumed settled: committed or
+ * rolled back. Past the 10 s query deadline by far more than a batch of 4-6 single-row writes
+ * can still be running, yet inside the ~30 s `waitUntil` grants after the response.
+ */
+export const UNKNOWN_WRITE_SETTLE_MS = 12_000;
+/** Waits before a further existence check while the database still fails. */
+const UNKNOWN_WRITE_RECHECK_MS = [3_000];
+
+/**
+ * Gives a prompt's token back once its batch, whose outcome was unknown, is settled and its
+ * reply row does not exist. A reply that exists is counted: its retry replays the stored 202,
+ * and the sweep publishes it. If the database cannot say, the token stays counted (logged).
+ */
+async function settleUnknownWrite(
+  deps: ChatDeps,
+  { userId, chatroomId }: { userId: string; chatroomId: string },
+  day: string,
+  replyId: string,
+): Promise<void> {
+  let failure: unknown;
+  for (const wait of [UNKNOWN_WRITE_SETTLE_MS, ...UNKNOWN_WRITE_RECHECK_MS]) {
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    let exists: boolean;
+    try {
+      exists = (await selectMessage(deps.db, chatroomId, userId, replyId)).length > 0;
+    } catch (err) {
+      failure = err;
+      continue;
+    }
+    if (!exists) await deps.quota.refund(userId, day, replyId);
+    return;
+  }
+  deps.log.error("quota_refund_failed", {
+    reason: "unknown_write",
+    reply_id: replyId,
+    error: describeError(failure),
+  });
 }
 
 async function publishReply(

@@ -1,0 +1,118 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { QUERY_TIMEOUT_MS } from "../../../src/db/client.ts";
+import { UNKNOWN_WRITE_SETTLE_MS } from "../../../src/services/chat/send.ts";
+import { call, control, waitFor } from "../../support/api.ts";
+import { createSession } from "../../support/session.ts";
+import { marker, newChatroom, redis, sendPrompt, sql } from "../chat-support.ts";
+
+const ROUND_ONE_DELAY_MS = 1_000;
+/** Round 2's batch runs this long after it was sent: past the Worker's deadline, then commits. */
+const LATE_COMMIT_MS = QUERY_TIMEOUT_MS + 2_000;
+
+afterEach(async () => {
+  await control("neon/fault", { mode: "none" });
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function promptRows(chatroomId: string): Promise<number> {
+  const rows = await sql().query(
+    "select count(*)::int as n from messages where chatroom_id = $1 and role = 'user'",
+    [chatroomId],
+  );
+  return rows[0]?.n as number;
+}
+
+describe("a prompt whose write commits after the Worker's database deadline", () => {
+  it(
+    "is counted exactly once, with or without an Idempotency-Key",
+    async () => {
+      const me = await createSession();
+      const room = await newChatroom(me);
+      const key = marker("late-commit-key");
+      const keyed = marker("late-keyed");
+      const plain = marker("late-plain");
+
+      // Every /sql request waits ROUND_ONE_DELAY_MS while round 1 runs; once round 1's batch is
+      // in, the delay becomes LATE_COMMIT_MS, which only round 2's batch meets (the local Neon
+      // runs a statement after its delay even when the client has given up on it).
+      await control("neon/fault", { mode: "slow", ms: ROUND_ONE_DELAY_MS });
+      const sent = Promise.all([
+        sendPrompt(me, room.id, keyed, { "Idempotency-Key": key }),
+        sendPrompt(me, room.id, plain),
+      ]);
+      await sleep(ROUND_ONE_DELAY_MS / 2);
+      await control("neon/fault", { mode: "slow", ms: LATE_COMMIT_MS });
+      const [first, second] = await sent;
+      const failedAt = Date.now();
+      await control("neon/fault", { mode: "none" });
+      expect([first.status, second.status]).toEqual([503, 503]);
+      expect(first.body.error.code).toBe("dependency_unavailable");
+
+      // Both batches commit after the 503s.
+      await waitFor(async () => (await promptRows(room.id)) === 2, 10_000, 200);
+
+      const replay = await sendPrompt(me, room.id, keyed, { "Idempotency-Key": key });
+      expect(replay.status).toBe(202);
+      expect(replay.headers.get("idempotent-replayed")).toBe("true");
+      expect(replay.body.message.content).toBe(keyed);
+
+      // Past the point where the Worker decides whether to give the tokens back.
+      await sleep(Math.max(0, failedAt + UNKNOWN_WRITE_SETTLE_MS + 3_000 - Date.now()));
+      const status = await call("GET", "/subscription/status", { token: me.token });
+      expect(status.body.usage.used_today).toBe(2);
+      const day = Math.floor(Date.now() / 86_400_000);
+      expect(Number(await redis("GET", `quota:prompts:${me.user.id}:${day}`))).toBe(2);
+      expect(await promptRows(room.id)).toBe(2);
+
+      // Exactly 5 prompts for a Basic user: 3 more, then a 429.
+      for (let i = 0; i < 3; i++) {
+        expect((await sendPrompt(me, room.id, marker(`after-${i}`))).status).toBe(202);
+      }
+      const sixth = await sendPrompt(me, room.id, marker("sixth"));
+      expect(sixth.status).toBe(429);
+      expect(sixth.body.error.details.used).toBe(5);
+      expect(await promptRows(room.id)).toBe(5);
+      const after = await call("GET", "/subscription/status", { token: me.token });
+      expect(after.body.usage.used_today).toBe(5);
+    },
+    QUERY_TIMEOUT_MS + UNKNOWN_WRITE_SETTLE_MS + 40_000,
+  );
+
+  it(
+    "gives the token back once the write is known not to have committed",
+    async () => {
+      const me = await createSession();
+      const room = await newChatroom(me);
+      await control("neon/fault", { mode: "slow", ms: ROUND_ONE_DELAY_MS });
+      const sent = sendPrompt(me, room.id, marker("late-rolled-back"), {
+        "Idempotency-Key": marker("late-rolled-back-key"),
+      });
+      await sleep(ROUND_ONE_DELAY_MS / 2);
+      await control("neon/fault", { mode: "slow", ms: LATE_COMMIT_MS });
+      // The control query is not delayed: when round 2's batch finally runs, its chatroom is
+      // gone, so it rolls back (the Worker, past its deadline, never hears of it).
+      await sleep(ROUND_ONE_DELAY_MS);
+      const deleted = await control("neon/query", {
+        sql: "delete from chatrooms where id = $1",
+        params: [room.id],
+      });
+      expect(deleted.status).toBe(200);
+      const res = await sent;
+      const failedAt = Date.now();
+      await control("neon/fault", { mode: "none" });
+      expect(res.status).toBe(503);
+      // Held while the outcome is unknown...
+      const held = await call("GET", "/subscription/status", { token: me.token });
+      expect(held.body.usage.used_today).toBe(1);
+
+      // ...and given back once the reply is known absent.
+      await sleep(Math.max(0, failedAt + UNKNOWN_WRITE_SETTLE_MS + 3_000 - Date.now()));
+      const status = await call("GET", "/subscription/status", { token: me.token });
+      expect(status.body.usage.used_today).toBe(0);
+      const day = Math.floor(Date.now() / 86_400_000);
+      expect(Number(await redis("GET", `quota:prompts:${me.user.id}:${day}`))).toBe(0);
+    },
+    QUERY_TIMEOUT_MS + UNKNOWN_WRITE_SETTLE_MS + 40_000,
+  );
+});
