@@ -9,6 +9,34 @@ export interface UsageMeter {
   reset(): void;
 }
 
+/**
+ * The body of `GET /_control/usage` when every stand-in runs (the one definition of its shape;
+ * `npm run cost` and the contract tests read it through this type).
+ */
+export interface UsageReport {
+  neon: {
+    requests: number;
+    statements: number;
+    by_kind: Record<"select" | "insert" | "update" | "delete" | "other", number>;
+  };
+  redis: { requests: number; commands: number; by_command: Record<string, number> };
+  qstash: {
+    publishes: number;
+    deliveries: number;
+    callbacks: number;
+    retries: number;
+    cancels: number;
+    messages: number;
+  };
+  gemini: {
+    calls: number;
+    by_method: Record<string, number>;
+    input_tokens: number;
+    output_tokens: number;
+  };
+  stripe: { calls: number; by_operation: Record<string, number> };
+}
+
 /** Counts per label (a Redis command name, a Stripe operation...). */
 export class Tally {
   #counts = new Map<string, number>();

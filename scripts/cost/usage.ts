@@ -1,30 +1,6 @@
 // What the local cloud counted as billable vendor work (`GET /_control/usage`), flattened to the
 // metrics `npm run cost` reports and docs/capacity.md prices.
-
-/** The local cloud's `GET /_control/usage` body. */
-export interface VendorUsage {
-  neon: {
-    requests: number;
-    statements: number;
-    by_kind: Record<string, number>;
-  };
-  redis: { requests: number; commands: number; by_command: Record<string, number> };
-  qstash: {
-    publishes: number;
-    deliveries: number;
-    callbacks: number;
-    retries: number;
-    cancels: number;
-    messages: number;
-  };
-  gemini: {
-    calls: number;
-    by_method: Record<string, number>;
-    input_tokens: number;
-    output_tokens: number;
-  };
-  stripe: { calls: number; by_operation: Record<string, number> };
-}
+import type { UsageReport } from "../../local/usage.ts";
 
 /**
  * The flat metrics per operation. `worker_requests` is what Cloudflare bills: the client's own
@@ -60,7 +36,7 @@ export function addCounts(into: Counts, more: Counts): void {
 
 /** Vendor usage plus the two figures the usage endpoint does not hold. */
 export interface Snapshot {
-  usage: VendorUsage;
+  usage: UsageReport;
   /** Stripe events the local Stripe has created (each one webhook delivery to the Worker). */
   stripeEvents: number;
 }
@@ -113,14 +89,14 @@ async function getJson(url: string): Promise<unknown> {
   return res.json();
 }
 
-export async function readUsage(cloudUrl: string): Promise<VendorUsage> {
-  const body = (await getJson(`${cloudUrl}/_control/usage`)) as Partial<VendorUsage>;
+export async function readUsage(cloudUrl: string): Promise<UsageReport> {
+  const body = (await getJson(`${cloudUrl}/_control/usage`)) as Partial<UsageReport>;
   for (const vendor of ["neon", "redis", "qstash", "gemini", "stripe"] as const) {
     if (typeof body[vendor] !== "object" || body[vendor] === null) {
       throw new Error(`local cloud's /_control/usage has no "${vendor}" section`);
     }
   }
-  return body as VendorUsage;
+  return body as UsageReport;
 }
 
 export async function snapshot(cloudUrl: string): Promise<Snapshot> {

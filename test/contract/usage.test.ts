@@ -11,6 +11,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type LocalCloud, startLocalCloud } from "../../local/cloud.ts";
 import { ALL_SERVICES } from "../../local/services.ts";
 import { TEST_KEYS, testCloudConfig } from "../../local/test-config.ts";
+import type { UsageReport } from "../../local/usage.ts";
 import { createDatabase } from "../../src/db/client.ts";
 import { users } from "../../src/db/schema/index.ts";
 
@@ -22,40 +23,16 @@ delete config.databaseUrl;
 delete config.pgliteDir;
 delete config.redisUrl;
 
-interface Usage {
-  neon: {
-    requests: number;
-    statements: number;
-    by_kind: Record<"select" | "insert" | "update" | "delete" | "other", number>;
-  };
-  redis: { requests: number; commands: number; by_command: Record<string, number> };
-  qstash: {
-    publishes: number;
-    deliveries: number;
-    callbacks: number;
-    retries: number;
-    cancels: number;
-    messages: number;
-  };
-  gemini: {
-    calls: number;
-    by_method: Record<string, number>;
-    input_tokens: number;
-    output_tokens: number;
-  };
-  stripe: { calls: number; by_operation: Record<string, number> };
-}
-
 let cloud: LocalCloud;
 let receiver: ReturnType<typeof serve>;
 let receiverBase: string;
 /** Answers for the QStash destination: one status per delivery attempt, then 200. */
 const statuses = new Map<string, number[]>();
 
-async function usage(): Promise<Usage> {
+async function usage(): Promise<UsageReport> {
   const res = await fetch(`${cloud.url}/_control/usage`);
   expect(res.status).toBe(200);
-  return (await res.json()) as Usage;
+  return (await res.json()) as UsageReport;
 }
 
 beforeAll(async () => {
