@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { call, testEnv, waitFor, workerUrl } from "../support/api.ts";
+import { call, testEnv, waitFor } from "../support/api.ts";
 import { createSession, type TestSession } from "../support/session.ts";
 import {
   callbackBody,
@@ -15,6 +15,7 @@ import {
   sendPrompt,
   settledReply,
   signQStash,
+  streamPrompt,
 } from "./chat-support.ts";
 
 function cancel(session: TestSession, roomId: string, messageId: string) {
@@ -32,15 +33,7 @@ interface SseEvent {
 
 /** Opens a streamed prompt and reads its events as they arrive. */
 async function openStream(session: TestSession, roomId: string, content: string) {
-  const res = await fetch(`${workerUrl}/chatroom/${roomId}/message`, {
-    method: "POST",
-    headers: {
-      authorization: `Bearer ${session.token}`,
-      "content-type": "application/json",
-      accept: "text/event-stream",
-    },
-    body: JSON.stringify({ content }),
-  });
+  const res = await streamPrompt(session, roomId, content);
   expect(res.status).toBe(200);
   const remaining = Number(res.headers.get("ratelimit-remaining"));
   const reader = (res.body as ReadableStream<Uint8Array>).getReader();

@@ -9,6 +9,7 @@ import {
   newChatroom,
   qstashMessages,
   sendPrompt,
+  streamPrompt,
 } from "./chat-support.ts";
 
 interface Event {
@@ -74,19 +75,6 @@ function readEvents(res: Response) {
   };
 }
 
-function openPrompt(session: TestSession, roomId: string, content: string, signal: AbortSignal) {
-  return fetch(`${workerUrl}/chatroom/${roomId}/message`, {
-    method: "POST",
-    headers: {
-      authorization: `Bearer ${session.token}`,
-      "content-type": "application/json",
-      accept: "text/event-stream",
-    },
-    body: JSON.stringify({ content }),
-    signal,
-  });
-}
-
 function follow(
   session: TestSession,
   roomId: string,
@@ -113,7 +101,7 @@ async function startStream(session: TestSession, roomId: string, label: string, 
   const content = `${marker(label)} tell me a long story about cats and dogs and birds`;
   await geminiFault({ match: content, kind: "slow_stream", times: 1, ms: paceMs });
   const abort = new AbortController();
-  const res = await openPrompt(session, roomId, content, abort.signal);
+  const res = await streamPrompt(session, roomId, content, abort.signal);
   expect(res.status).toBe(200);
   const stream = readEvents(res);
   await stream.until((e) => e.some((x) => x.event === "message"));
