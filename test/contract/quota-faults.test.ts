@@ -1,38 +1,23 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LocalCloud, startLocalCloud } from "../../local/cloud.ts";
-import { createRedisService } from "../../local/redis/service.ts";
-import { TEST_KEYS, testCloudConfig } from "../../local/test-config.ts";
-import { createRedis, type RedisClient } from "../../src/lib/redis.ts";
+import { describe, expect, it } from "vitest";
 import { createDailyQuota, type DailyQuota } from "../../src/services/quota.ts";
+import { localUpstash } from "./redis-support.ts";
 
 // The chaos soak's finding 4 (docs/reliability.md), both halves. A refund that met a Redis outage longer than
 // its ~3 s of attempts was lost, and the prompt stayed counted for the rest of the day (the
 // counter drifted above the prompts that count). With the Worker's waitUntil, the refund keeps
 // trying after the response and lands once Redis is back. And a take whose answer was lost (Redis
 // ran it after the Worker's 2 s deadline) was never given back: takes are now keyed by request.
-let cloud: LocalCloud;
-let redis: RedisClient;
 
-const config = testCloudConfig(
-  process.env.LOCAL_REDIS_URL ? { redisUrl: process.env.LOCAL_REDIS_URL } : {},
-);
-
-async function fault(body: Record<string, unknown>): Promise<void> {
-  const res = await fetch(`${cloud.url}/_control/redis/fault`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  expect(res.ok).toBe(true);
-}
+const upstash = localUpstash();
+const { fault } = upstash;
 
 /** A quota whose after-the-response work is collected, as the Worker's waitUntil would keep it. */
 function quotaWithWaitUntil(): { quota: DailyQuota; later: Promise<unknown>[] } {
   const later: Promise<unknown>[] = [];
   const quota = createDailyQuota({
-    redis,
+    redis: upstash.redis,
     basicLimit: 5,
     proLimit: 1000,
     waitUntil: (p) => later.push(p),
@@ -46,15 +31,6 @@ async function usedToday(quota: DailyQuota, userId: string): Promise<number> {
   await quota.refund(userId, ticket.day, randomUUID());
   return ticket.count - 1;
 }
-
-beforeAll(async () => {
-  cloud = await startLocalCloud(config, [createRedisService]);
-  redis = createRedis(`${cloud.url}/redis`, TEST_KEYS.redisToken);
-});
-
-afterAll(async () => {
-  await cloud?.close();
-});
 
 describe("a daily quota refund during a Redis outage", () => {
   it("keeps trying after the response and lands once Redis is back (5 s outage)", async () => {

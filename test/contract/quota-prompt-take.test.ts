@@ -1,27 +1,20 @@
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LocalCloud, startLocalCloud } from "../../local/cloud.ts";
-import { createRedisService } from "../../local/redis/service.ts";
-import { TEST_KEYS, testCloudConfig } from "../../local/test-config.ts";
+import { beforeAll, describe, expect, it } from "vitest";
 import { createVersionedCache, type VersionedCache } from "../../src/lib/cache.ts";
 import { createPendingGate, type PendingGate } from "../../src/lib/pending-gate.ts";
-import { createRedis, type RedisClient } from "../../src/lib/redis.ts";
 import { rootLogger } from "../../src/log.ts";
 import { createDailyQuota, type DailyQuota, readDailyUsage } from "../../src/services/quota.ts";
+import { localUpstash } from "./redis-support.ts";
 
 // Issue 18 item 3: a prompt's quota take, its pending-replies entry and the chatroom-list cache's
 // version bump run as one Redis script (one billed command instead of three). Each part must
 // still do what its own adapter does, the take must stay once-per-request, and a take that was
 // already given back must touch neither the gate nor the cache.
-let cloud: LocalCloud;
-let redis: RedisClient;
+
+const upstash = localUpstash();
 let quota: DailyQuota;
 let cache: VersionedCache;
 let gate: PendingGate;
-
-const config = testCloudConfig(
-  process.env.LOCAL_REDIS_URL ? { redisUrl: process.env.LOCAL_REDIS_URL } : {},
-);
 
 const also = (userId: string, member: string) => ({
   gate: gate.entry(userId, member),
@@ -33,8 +26,7 @@ async function version(userId: string): Promise<string | undefined> {
 }
 
 beforeAll(async () => {
-  cloud = await startLocalCloud(config, [createRedisService]);
-  redis = createRedis(`${cloud.url}/redis`, TEST_KEYS.redisToken);
+  const { redis } = upstash;
   quota = createDailyQuota({ redis, basicLimit: 5, proLimit: 1000 });
   cache = createVersionedCache({
     redis,
@@ -44,10 +36,6 @@ beforeAll(async () => {
     log: rootLogger,
   });
   gate = createPendingGate(redis, { namespace: `test-gate-${randomUUID()}`, ttlMs: 15_000 });
-});
-
-afterAll(async () => {
-  await cloud?.close();
 });
 
 describe("the prompt's quota take with its gate entry and cache bump", () => {
@@ -62,7 +50,11 @@ describe("the prompt's quota take with its gate entry and cache bump", () => {
     // The same counter as `take` and GET /subscription/status read.
     expect((await quota.take(user)).count).toBe(2);
     const usage = await readDailyUsage(
-      { redis, clock: { now: () => new Date() }, config: { dailyLimits: { basic: 5, pro: 1000 } } },
+      {
+        redis: upstash.redis,
+        clock: { now: () => new Date() },
+        config: { dailyLimits: { basic: 5, pro: 1000 } },
+      },
       user,
       "basic",
     );
@@ -93,7 +85,7 @@ describe("the prompt's quota take with its gate entry and cache bump", () => {
 
   it("purges expired gate entries as enter does", async () => {
     const user = `prompt-take-expired-${randomUUID()}`;
-    const past = createPendingGate(redis, {
+    const past = createPendingGate(upstash.redis, {
       namespace: gate.entry(user, "x").key.split(":").slice(0, -1).join(":"),
       ttlMs: 15_000,
       now: () => Date.now() - 60_000,

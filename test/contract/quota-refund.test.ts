@@ -1,31 +1,16 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LocalCloud, startLocalCloud } from "../../local/cloud.ts";
-import { createRedisService } from "../../local/redis/service.ts";
-import { TEST_KEYS, testCloudConfig } from "../../local/test-config.ts";
-import { createRedis, type RedisClient } from "../../src/lib/redis.ts";
+import { beforeAll, describe, expect, it } from "vitest";
 import { createDailyQuota, type DailyQuota } from "../../src/services/quota.ts";
+import { localUpstash } from "./redis-support.ts";
 
 // The daily quota's refund against the local Upstash (embedded, or a real Redis behind it when
 // LOCAL_REDIS_URL is set), through the Worker's own Redis adapter: a refund lands exactly once,
 // whether Redis lost its answer (the client retries) or was down for a moment (we retry).
-let cloud: LocalCloud;
-let redis: RedisClient;
+
+const upstash = localUpstash();
+const { fault } = upstash;
 let quota: DailyQuota;
-
-const config = testCloudConfig(
-  process.env.LOCAL_REDIS_URL ? { redisUrl: process.env.LOCAL_REDIS_URL } : {},
-);
-
-async function fault(body: Record<string, unknown>): Promise<void> {
-  const res = await fetch(`${cloud.url}/_control/redis/fault`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  expect(res.ok).toBe(true);
-}
 
 /** Today's count for the user: what one more take would see, minus that take. */
 async function usedToday(userId: string): Promise<number> {
@@ -35,13 +20,7 @@ async function usedToday(userId: string): Promise<number> {
 }
 
 beforeAll(async () => {
-  cloud = await startLocalCloud(config, [createRedisService]);
-  redis = createRedis(`${cloud.url}/redis`, TEST_KEYS.redisToken);
-  quota = createDailyQuota({ redis, basicLimit: 5, proLimit: 1000 });
-});
-
-afterAll(async () => {
-  await cloud?.close();
+  quota = createDailyQuota({ redis: upstash.redis, basicLimit: 5, proLimit: 1000 });
 });
 
 describe("daily quota refunds", () => {
