@@ -240,20 +240,29 @@ async function sendClaimedMessage(
     );
   }
   const decision: QuotaDecision = decideQuota(ticket, user.tier, deps.quota.limits);
+  /**
+   * When another request holds this prompt's Idempotency-Key claim, the first request's replay
+   * once it is written ("still_in_flight" if it is not within a few seconds); otherwise undefined.
+   */
+  const repeatOfPromptInFlight = async () => {
+    const key = input.idempotencyKey;
+    if (!key || ownsClaim.status !== "fulfilled" || ownsClaim.value !== false) return undefined;
+    const first = await awaitInFlightRecord(deps, input.userId, key);
+    return first ? replayOf(first, requestHash, quotaState(decision, nowMs)) : "still_in_flight";
+  };
   if (!decision.accepted) {
     await refund();
-    const key = input.idempotencyKey;
-    if (key && ownsClaim.status === "fulfilled" && ownsClaim.value === false) {
-      // Another request with this key is in flight: most likely this very prompt, sent again
-      // (a client timeout) while the first, which took the day's last prompt, is being written.
-      // Its response is the answer, not a 429.
-      const first = await awaitInFlightRecord(deps, input.userId, key);
-      if (first) return replayOf(first, requestHash, quotaState(decision, nowMs));
+    // Another request with this key is in flight: most likely this very prompt, sent again
+    // (a client timeout) while the first, which took the day's last prompt, is being written.
+    // Its response is the answer, not a 429.
+    const repeat = await repeatOfPromptInFlight();
+    if (repeat === "still_in_flight") {
       throw new ConflictError(
         "A request with this Idempotency-Key is still being processed; retry shortly.",
         "idempotency_in_progress",
       );
     }
+    if (repeat) return repeat;
     throw dailyLimitError(decision, nowMs);
   }
   // MAX_PENDING_REPLIES: committed pending replies (database) and prompts not yet committed
@@ -263,12 +272,9 @@ async function sendClaimedMessage(
   else pending.add(gateMember);
   if (pending.size > config.maxPendingReplies[user.tier]) {
     await refund();
-    const key = input.idempotencyKey;
-    if (key && ownsClaim.status === "fulfilled" && ownsClaim.value === false) {
-      // A parallel repeat of a prompt in flight: its answer is the first one's.
-      const first = await awaitInFlightRecord(deps, input.userId, key);
-      if (first) return replayOf(first, requestHash, quotaState(decision, nowMs));
-    }
+    // A parallel repeat of a prompt in flight: its answer is the first one's.
+    const repeat = await repeatOfPromptInFlight();
+    if (repeat && repeat !== "still_in_flight") return repeat;
     throw new ConflictError(
       `You already have ${config.maxPendingReplies[user.tier]} ${config.maxPendingReplies[user.tier] === 1 ? "reply" : "replies"} pending; wait for one to finish.`,
       "reply_in_progress",
