@@ -20,8 +20,7 @@ import {
   setReplyJob,
   supersedeReplies,
 } from "../../db/queries/messages";
-import type { Tier } from "../../db/schema/users";
-import { users } from "../../db/schema/users";
+import { type Tier, users } from "../../db/schema/users";
 import {
   ConflictError,
   DependencyUnavailableError,
