@@ -20,11 +20,13 @@
 // IN_PROGRESS_RESEND_MS. The report counts the resends; an answer that outlasts them is a
 // violation. --ramp-seconds spreads the users' start (default 0: all at once).
 //
-// Judged only once settled: after the drive (every user's prompts sent, replies polled until
-// --timeout-seconds), the run triggers the Worker's sweep (the cron: republishes a committed reply
-// whose publish was lost, e.g. a write that committed after the Worker's deadline) and waits up to
-// SETTLE_MS, a bound derived from the product's own deadlines, for every accepted reply to leave
-// `pending`. Then it checks each user's history and quota. Each problem is reported once.
+// The Worker's sweep (its cron, which republishes a committed reply whose publish was lost, e.g. a
+// write that committed after the Worker's deadline) runs every minute during the drive, as in
+// production (`wrangler dev` fires no cron by itself). Judged only once settled: after the drive
+// (every user's prompts sent, replies polled until --timeout-seconds), the run triggers the sweep
+// every 2 s and waits up to SETTLE_MS, a bound derived from the product's own deadlines, for every
+// accepted reply to leave `pending`. Then it checks each user's history and quota. Each problem is
+// reported once. The report ends with which process saturates first, and why.
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
@@ -438,6 +440,32 @@ function settled(who: string, a: Accepted, m: any): boolean {
 }
 
 /**
+ * Runs the Worker's cron sweep once (`/cdn-cgi/handler/scheduled`: `wrangler dev` with
+ * `testScheduled`, as the self-hosted stack and `npm run dev` run it); false if it did not run.
+ */
+async function runSweep(): Promise<boolean> {
+  const res = await fetch(`${baseUrl}/cdn-cgi/handler/scheduled?cron=*+*+*+*+*`).catch(
+    () => undefined,
+  );
+  await res?.body?.cancel();
+  return res?.ok === true;
+}
+
+/** The cron trigger (`* * * * *`), which `wrangler dev` does not fire by itself: every minute. */
+function startCron(): { runs: number; stop(): void } {
+  const cron = {
+    runs: 0,
+    stop: () => clearInterval(timer),
+  };
+  const timer = setInterval(() => {
+    void runSweep().then((ran) => {
+      if (ran) cron.runs++;
+    });
+  }, 60_000);
+  return cron;
+}
+
+/**
  * After the drive: runs the Worker's sweep every SWEEP_EVERY_MS (as its cron would) and polls the
  * replies still pending until each has settled or SETTLE_MS has passed; those left are violations.
  */
@@ -446,11 +474,7 @@ async function settle(left: Unsettled[]): Promise<{ ms: number; sweeps: number }
   let sweeps = 0;
   let pending = left;
   while (pending.length > 0) {
-    const sweep = await fetch(`${baseUrl}/cdn-cgi/handler/scheduled?cron=*+*+*+*+*`).catch(
-      () => undefined,
-    );
-    await sweep?.body?.cancel();
-    if (sweep?.ok) sweeps++;
+    if (await runSweep()) sweeps++;
     const still: Unsettled[] = [];
     for (const u of pending) {
       const res = await api(
@@ -568,20 +592,33 @@ function printCpu(report: CpuReport): void {
       rows,
     )}`,
   );
-  const top = [...report.rows].sort((a, b) => b.busiest_thread_pct - a.busiest_thread_pct)[0];
   console.log(
     `machine: ${report.cores} cores, ${report.machine_busy_pct}% busy over ${report.seconds} s; other jobs ${report.others_core_pct}% of a core`,
   );
-  if (!top) return;
+}
+
+/**
+ * Which process saturates first, and why: an event loop near a whole core is saturated; else the
+ * machine, when its CPU ran out (other jobs included); else no CPU at all, and the run spent its
+ * time waiting: on a dependency past the Worker's deadlines when it answered 503s.
+ */
+function saturation(report: CpuReport, resent503: number): string {
+  const top = [...report.rows].sort((a, b) => b.busiest_thread_pct - a.busiest_thread_pct)[0];
+  if (!top) return "unknown (no CPU samples)";
   const busiest = `${top.label} (its ${top.busiest_thread} thread at ${top.busiest_thread_pct}% of a core on average, p95 ${top.busiest_thread_p95_pct}%)`;
-  // An event loop near a whole core is saturated; below that, the CPU ran out elsewhere.
-  if (top.busiest_thread_pct < 80 && report.machine_busy_pct >= 90) {
-    console.log(
-      `saturates first: the machine (${report.machine_busy_pct}% busy); no thread of ours is near a core, the busiest is ${busiest}`,
-    );
-  } else {
-    console.log(`saturates first: ${busiest}`);
+  if (top.busiest_thread_pct >= 80) return `${busiest}: its event loop is near a whole core`;
+  if (report.machine_busy_pct >= 90) {
+    return `the machine (${report.machine_busy_pct}% busy, other jobs ${report.others_core_pct}% of a core); no thread of ours is near a core, the busiest is ${busiest}`;
   }
+  const waited =
+    resent503 === 0
+      ? "nothing answered 503, so the load itself was too small to saturate anything"
+      : `${resent503} answers were 503 (a dependency past the Worker's deadline: Neon 10 s, Redis 2 s)${
+          process.env.LOCAL_DATABASE_URL
+            ? ""
+            : "; with the embedded PGlite the local cloud answers every SQL request in turn on one connection, so its queue, not a CPU, is the likely first wall (LOCAL_DATABASE_URL takes it out)"
+        }`;
+  return `no process on CPU: the busiest is ${busiest} and the machine was ${report.machine_busy_pct}% busy; the run waited instead: ${waited}`;
 }
 
 let hosted: HostedStack | undefined;
@@ -608,6 +645,7 @@ try {
   console.log(`load ${RUN_ID}: ${USERS} users × ${PROMPTS} prompts over ${CHATROOMS} chatrooms`);
   const started = performance.now();
   if (hosted) cpu = sampleCpu(cpuTargets(hosted));
+  const cron = startCron();
   const timer = new Promise<never>((_, fail) =>
     setTimeout(
       () => fail(new Error(`the run exceeded ${TIMEOUT_MS / 1000} s`)),
@@ -625,6 +663,7 @@ try {
   ]);
   const seconds = (performance.now() - started) / 1000;
   cpuReport = cpu?.stop();
+  cron.stop();
   const unsettled = results.flatMap((r) => r.unsettled);
   if (unsettled.length > 0) {
     console.log(
@@ -666,6 +705,8 @@ try {
     )}`,
   );
   if (cpuReport) printCpu(cpuReport);
+  const resent503 = [...retried.values()].reduce((a, b) => a + b, 0);
+  const saturatesFirst = cpuReport ? saturation(cpuReport, resent503) : undefined;
   const summary = {
     run_id: RUN_ID,
     base_url: baseUrl,
@@ -679,15 +720,17 @@ try {
     prompts_limited: limited,
     replies_completed: replyLatency.length,
     replies_per_second: Number((replyLatency.length / seconds).toFixed(1)),
-    retried_503: [...retried.values()].reduce((a, b) => a + b, 0),
+    retried_503: resent503,
     retried_503_by_endpoint: Object.fromEntries(retried),
     resent_in_progress_409: resentInProgress,
     pending_after_drive: unsettled.length,
     settle_seconds: Number((settling.ms / 1000).toFixed(1)),
-    sweeps_run: settling.sweeps,
+    sweeps_run: settling.sweeps + cron.runs,
+    ...(saturatesFirst ? { saturates_first: saturatesFirst } : {}),
     violations: violations.length,
   };
   console.log(`\n${JSON.stringify(summary, null, 2)}`);
+  if (saturatesFirst) console.log(`\nsaturates first: ${saturatesFirst}`);
   if (args.json) {
     const { writeFileSync } = await import("node:fs");
     writeFileSync(
