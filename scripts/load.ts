@@ -14,8 +14,19 @@
 //
 // A 503 (dependency_unavailable: a vendor too slow or down, "try again shortly") is resent after
 // its Retry-After, up to --retries times (default 3), as the API asks a client to; prompts carry an
-// Idempotency-Key, so a resent prompt counts once. The report counts the resends; a 503 that
-// outlasts them is a violation. --ramp-seconds spreads the users' start (default 0: all at once).
+// Idempotency-Key, so a resent prompt counts once. A 409 idempotency_in_progress ("still being
+// processed; retry shortly": the same prompt is being written, or its write's outcome is not
+// known yet) is resent too, after its Retry-After or a short backoff, for up to
+// IN_PROGRESS_RESEND_MS. The report counts the resends; an answer that outlasts them is a
+// violation. --ramp-seconds spreads the users' start (default 0: all at once).
+//
+// The Worker's sweep (its cron, which republishes a committed reply whose publish was lost, e.g. a
+// write that committed after the Worker's deadline) runs every minute during the drive, as in
+// production (`wrangler dev` fires no cron by itself). Judged only once settled: after the drive
+// (every user's prompts sent, replies polled until --timeout-seconds), the run triggers the sweep
+// every 2 s and waits up to SETTLE_MS, a bound derived from the product's own deadlines, for every
+// accepted reply to leave `pending`. Then it checks each user's history and quota. Each problem is
+// reported once. The report ends with which process saturates first, and why.
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
@@ -73,13 +84,30 @@ const RETRIES = bounded("retries", args.retries, 0, 10);
 const RAMP_MS = bounded("ramp-seconds", args["ramp-seconds"], 0, 600) * 1000;
 const RUN_ID = crypto.randomUUID().slice(0, 8);
 
+/**
+ * How long after the drive every accepted reply must have settled, from the product's deadlines:
+ * a round-2 write commits within WRITE_COMMIT_WINDOW_MS (15 s, src/services/chat/send.ts) of being
+ * sent or not at all; the sweep republishes a committed reply without a QStash job once it is
+ * REPUBLISH_GRACE_MS (10 s, src/services/chat/sweep.ts) old, and this run triggers the sweep every
+ * SWEEP_EVERY_MS; QStash's first retry of a failed delivery comes e^2.5 ≈ 12 s later (src/env.ts
+ * qstashRetryChainSeconds). 15 + 10 + 2 + 12 s, plus 30 s for the queue to drain on a busy box.
+ */
+const SETTLE_MS = (15 + 10 + 2 + 12 + 30) * 1000;
+const SWEEP_EVERY_MS = 2000;
+/** How long a prompt answered 409 idempotency_in_progress is resent (its write settles in ~20 s). */
+const IN_PROGRESS_RESEND_MS = 45_000;
+
 const samples = new Samples();
 const violations: string[] = [];
+/** Keys of problems already reported (a reply still pending is one problem, however seen). */
+const reported = new Set<string>();
 const replyLatency: number[] = [];
 const serverReplyLatency: number[] = [];
 let requests = 0;
 /** Answers resent (503s, and 429s that answered a resent 503), by endpoint label. */
 const retried = new Map<string, number>();
+/** Prompts resent after 409 idempotency_in_progress. */
+let resentInProgress = 0;
 
 /** How long to wait before a resend: its Retry-After (capped at 60 s), with jitter. */
 function retryDelayMs(headers: Headers, attempt: number): number {
@@ -99,6 +127,11 @@ function resendable(status: number, attempt: number, lastStatus: number): boolea
   return status === 503 || (status === 429 && lastStatus === 503);
 }
 
+/** A 409 idempotency_in_progress: the prompt is being written; the API asks to retry shortly. */
+function inProgress(res: Reply): boolean {
+  return res.status === 409 && res.body?.error?.code === "idempotency_in_progress";
+}
+
 function noteRetry(label: string): void {
   retried.set(label, (retried.get(label) ?? 0) + 1);
 }
@@ -106,7 +139,12 @@ let baseUrl = args["base-url"];
 let cloudUrl = args["cloud-url"];
 const deadline = Date.now() + TIMEOUT_MS;
 
-function violation(message: string): void {
+/** Records a problem; one with a `key` (a reply id) only the first time it is seen. */
+function violation(message: string, key?: string): void {
+  if (key !== undefined) {
+    if (reported.has(key)) return;
+    reported.add(key);
+  }
   violations.push(message);
 }
 
@@ -117,14 +155,29 @@ async function api(
   opts?: RequestOptions,
 ): Promise<Reply> {
   let lastStatus = 0;
-  for (let attempt = 0; ; attempt++) {
+  let inProgressUntil = 0;
+  for (let attempt = 0, waits = 0; ; ) {
     const res = await timedRequest(baseUrl, method, path, opts);
     requests++;
     samples.add(label, res.ms);
+    if (inProgress(res)) {
+      // Not a failure: bounded by time, not by --retries.
+      inProgressUntil ||= Date.now() + IN_PROGRESS_RESEND_MS;
+      if (Date.now() >= inProgressUntil) return res;
+      resentInProgress++;
+      const after = Number(res.headers.get("retry-after"));
+      await sleep(
+        Number.isFinite(after) && after > 0
+          ? Math.min(after, 10) * 1000
+          : Math.min(4000, 500 * 2 ** waits++),
+      );
+      continue;
+    }
     if (!resendable(res.status, attempt, lastStatus)) return res;
     lastStatus = res.status;
     noteRetry(label);
     await sleep(retryDelayMs(res.headers, attempt));
+    attempt++;
   }
 }
 
@@ -190,13 +243,23 @@ async function describeQStash(content: string): Promise<void> {
 interface UserResult {
   accepted: number;
   limited: number;
+  /** The replies still pending when the drive ended (settled, or not, by `settle`). */
+  unsettled: Unsettled[];
+  /** The user's checks, run once every reply has settled. */
+  judge(): Promise<void>;
+}
+
+interface Unsettled {
+  who: string;
+  token: string;
+  reply: Accepted;
 }
 
 async function simulateUser(index: number): Promise<UserResult> {
   const who = `user ${index}`;
   const mobile = randomMobileNumber();
   const ip = randomClientIp();
-  const none = { accepted: 0, limited: 0 };
+  const none: UserResult = { accepted: 0, limited: 0, unsettled: [], judge: async () => {} };
 
   let token: string;
   try {
@@ -235,6 +298,7 @@ async function simulateUser(index: number): Promise<UserResult> {
   }
 
   const polls: Promise<void>[] = [];
+  const unsettled: Unsettled[] = [];
   const pollReply = async (a: Accepted) => {
     // 200 ms steps for the first 5 s (the latency figure's resolution), then backing off.
     const firstPoll = Date.now();
@@ -251,18 +315,10 @@ async function simulateUser(index: number): Promise<UserResult> {
         { token },
       );
       if (!expectStatus(res, 200, `${who} poll reply`)) return;
-      const m = res.body.message;
-      if (m.status !== "pending") {
-        replyLatency.push(performance.now() - a.sentAt);
-        if (m.completed_at) {
-          serverReplyLatency.push(Date.parse(m.completed_at) - Date.parse(a.createdAt));
-        }
-        if (m.status !== "complete") violation(`${who} reply ${a.replyId}: ${m.status} ${m.error}`);
-        return;
-      }
+      if (settled(who, a, res.body.message)) return;
       if (Date.now() > deadline) {
-        violation(`${who} reply ${a.replyId}: still pending at the deadline`);
-        await describeQStash(a.content);
+        // Left to the settle phase (the sweep may still have to publish it).
+        unsettled.push({ who, token, reply: a });
         return;
       }
     }
@@ -315,53 +371,137 @@ async function simulateUser(index: number): Promise<UserResult> {
 
   // Every reply must leave `pending`, as `complete`; each is polled from the moment it is accepted.
   await Promise.all(polls);
+  return { accepted: accepted.length, limited, unsettled, judge };
 
-  // Exactly one prompt and one reply per accepted prompt, seen through each chatroom's history.
-  for (const chatroomId of rooms) {
-    const mine = accepted.filter((a) => a.chatroomId === chatroomId);
-    const res = await api(
-      "GET /chatroom/:id/messages",
-      "GET",
-      `/chatroom/${chatroomId}/messages?limit=100`,
-      {
-        token,
-      },
-    );
-    if (!expectStatus(res, 200, `${who} list messages`)) continue;
-    const messages = res.body.messages as {
-      id: string;
-      role: string;
-      status: string;
-      content: string;
-    }[];
-    const prompts = messages.filter((m) => m.role === "user");
-    const replies = messages.filter((m) => m.role === "model");
-    if (prompts.length !== mine.length || replies.length !== mine.length) {
-      violation(
-        `${who} room ${chatroomId}: ${prompts.length} prompts and ${replies.length} replies stored, ${mine.length} accepted`,
+  /** Exactly one prompt and one reply per accepted prompt, and the quota, once settled. */
+  async function judge(): Promise<void> {
+    for (const chatroomId of rooms) {
+      const mine = accepted.filter((a) => a.chatroomId === chatroomId);
+      const res = await api(
+        "GET /chatroom/:id/messages",
+        "GET",
+        `/chatroom/${chatroomId}/messages?limit=100`,
+        {
+          token,
+        },
       );
+      if (!expectStatus(res, 200, `${who} list messages`)) continue;
+      const messages = res.body.messages as {
+        id: string;
+        role: string;
+        status: string;
+        content: string;
+      }[];
+      const prompts = messages.filter((m) => m.role === "user");
+      const replies = messages.filter((m) => m.role === "model");
+      if (prompts.length !== mine.length || replies.length !== mine.length) {
+        violation(
+          `${who} room ${chatroomId}: ${prompts.length} prompts and ${replies.length} replies stored, ${mine.length} accepted`,
+        );
+      }
+      for (const a of mine) {
+        const copies = prompts.filter((m) => m.content === a.content).length;
+        if (copies !== 1) violation(`${who}: prompt "${a.content}" stored ${copies} times`);
+        const reply = replies.filter((m) => m.id === a.replyId);
+        if (reply.length !== 1 || reply[0]?.status !== "complete") {
+          violation(
+            `${who}: reply ${a.replyId} stored ${reply.length} times (${reply[0]?.status})`,
+            a.replyId,
+          );
+        }
+      }
+      const strays = replies.filter((m) => !mine.some((a) => a.replyId === m.id));
+      if (strays.length > 0)
+        violation(`${who} room ${chatroomId}: ${strays.length} unexpected replies`);
     }
-    for (const a of mine) {
-      const copies = prompts.filter((m) => m.content === a.content).length;
-      if (copies !== 1) violation(`${who}: prompt "${a.content}" stored ${copies} times`);
-      const reply = replies.filter((m) => m.id === a.replyId);
-      if (reply.length !== 1 || reply[0]?.status !== "complete") {
-        violation(`${who}: reply ${a.replyId} stored ${reply.length} times (${reply[0]?.status})`);
+
+    const after = await api("GET /subscription/status", "GET", "/subscription/status", { token });
+    if (
+      expectStatus(after, 200, `${who} status`) &&
+      after.body.usage.used_today !== accepted.length
+    ) {
+      violation(`${who}: used_today ${after.body.usage.used_today}, accepted ${accepted.length}`);
+    }
+  }
+}
+
+/** Records a reply that has left `pending`; false while it is still pending. */
+// biome-ignore lint/suspicious/noExplicitAny: the message as the API answers it.
+function settled(who: string, a: Accepted, m: any): boolean {
+  if (m.status === "pending") return false;
+  replyLatency.push(performance.now() - a.sentAt);
+  if (m.completed_at) {
+    serverReplyLatency.push(Date.parse(m.completed_at) - Date.parse(a.createdAt));
+  }
+  if (m.status !== "complete") {
+    violation(`${who} reply ${a.replyId}: ${m.status} ${m.error}`, a.replyId);
+  }
+  return true;
+}
+
+/**
+ * Runs the Worker's cron sweep once (`/cdn-cgi/handler/scheduled`: `wrangler dev` with
+ * `testScheduled`, as the self-hosted stack and `npm run dev` run it); false if it did not run.
+ */
+async function runSweep(): Promise<boolean> {
+  const res = await fetch(`${baseUrl}/cdn-cgi/handler/scheduled?cron=*+*+*+*+*`).catch(
+    () => undefined,
+  );
+  await res?.body?.cancel();
+  return res?.ok === true;
+}
+
+/** The cron trigger (`* * * * *`), which `wrangler dev` does not fire by itself: every minute. */
+function startCron(): { runs: number; stop(): void } {
+  const cron = {
+    runs: 0,
+    stop: () => clearInterval(timer),
+  };
+  const timer = setInterval(() => {
+    void runSweep().then((ran) => {
+      if (ran) cron.runs++;
+    });
+  }, 60_000);
+  return cron;
+}
+
+/**
+ * After the drive: runs the Worker's sweep every SWEEP_EVERY_MS (as its cron would) and polls the
+ * replies still pending until each has settled or SETTLE_MS has passed; those left are violations.
+ */
+async function settle(left: Unsettled[]): Promise<{ ms: number; sweeps: number }> {
+  const started = Date.now();
+  let sweeps = 0;
+  let pending = left;
+  while (pending.length > 0) {
+    if (await runSweep()) sweeps++;
+    const still: Unsettled[] = [];
+    for (const u of pending) {
+      const res = await api(
+        "GET /chatroom/:id/messages/:message_id",
+        "GET",
+        `/chatroom/${u.reply.chatroomId}/messages/${u.reply.replyId}`,
+        { token: u.token },
+      );
+      if (
+        !expectStatus(res, 200, `${u.who} poll reply`) ||
+        !settled(u.who, u.reply, res.body.message)
+      ) {
+        if (res.status === 200) still.push(u);
       }
     }
-    const strays = replies.filter((m) => !mine.some((a) => a.replyId === m.id));
-    if (strays.length > 0)
-      violation(`${who} room ${chatroomId}: ${strays.length} unexpected replies`);
+    pending = still;
+    if (pending.length === 0 || Date.now() - started > SETTLE_MS) break;
+    await sleep(SWEEP_EVERY_MS);
   }
-
-  const after = await api("GET /subscription/status", "GET", "/subscription/status", { token });
-  if (
-    expectStatus(after, 200, `${who} status`) &&
-    after.body.usage.used_today !== accepted.length
-  ) {
-    violation(`${who}: used_today ${after.body.usage.used_today}, accepted ${accepted.length}`);
+  for (const u of pending) {
+    violation(
+      `${u.who} reply ${u.reply.replyId}: still pending ${Math.round((Date.now() - started) / 1000)} s after the drive (sweep run ${sweeps} times)`,
+      u.reply.replyId,
+    );
+    await describeQStash(u.reply.content);
   }
-  return { accepted: accepted.length, limited };
+  return { ms: Date.now() - started, sweeps };
 }
 
 interface HostedStack {
@@ -452,20 +592,33 @@ function printCpu(report: CpuReport): void {
       rows,
     )}`,
   );
-  const top = [...report.rows].sort((a, b) => b.busiest_thread_pct - a.busiest_thread_pct)[0];
   console.log(
     `machine: ${report.cores} cores, ${report.machine_busy_pct}% busy over ${report.seconds} s; other jobs ${report.others_core_pct}% of a core`,
   );
-  if (!top) return;
+}
+
+/**
+ * Which process saturates first, and why: an event loop near a whole core is saturated; else the
+ * machine, when its CPU ran out (other jobs included); else no CPU at all, and the run spent its
+ * time waiting: on a dependency past the Worker's deadlines when it answered 503s.
+ */
+function saturation(report: CpuReport, resent503: number): string {
+  const top = [...report.rows].sort((a, b) => b.busiest_thread_pct - a.busiest_thread_pct)[0];
+  if (!top) return "unknown (no CPU samples)";
   const busiest = `${top.label} (its ${top.busiest_thread} thread at ${top.busiest_thread_pct}% of a core on average, p95 ${top.busiest_thread_p95_pct}%)`;
-  // An event loop near a whole core is saturated; below that, the CPU ran out elsewhere.
-  if (top.busiest_thread_pct < 80 && report.machine_busy_pct >= 90) {
-    console.log(
-      `saturates first: the machine (${report.machine_busy_pct}% busy); no thread of ours is near a core, the busiest is ${busiest}`,
-    );
-  } else {
-    console.log(`saturates first: ${busiest}`);
+  if (top.busiest_thread_pct >= 80) return `${busiest}: its event loop is near a whole core`;
+  if (report.machine_busy_pct >= 90) {
+    return `the machine (${report.machine_busy_pct}% busy, other jobs ${report.others_core_pct}% of a core); no thread of ours is near a core, the busiest is ${busiest}`;
   }
+  const waited =
+    resent503 === 0
+      ? "nothing answered 503, so the load itself was too small to saturate anything"
+      : `${resent503} answers were 503 (a dependency past the Worker's deadline: Neon 10 s, Redis 2 s)${
+          process.env.LOCAL_DATABASE_URL
+            ? ""
+            : "; with the embedded PGlite the local cloud answers every SQL request in turn on one connection, so its queue, not a CPU, is the likely first wall (LOCAL_DATABASE_URL takes it out)"
+        }`;
+  return `no process on CPU: the busiest is ${busiest} and the machine was ${report.machine_busy_pct}% busy; the run waited instead: ${waited}`;
 }
 
 let hosted: HostedStack | undefined;
@@ -492,6 +645,7 @@ try {
   console.log(`load ${RUN_ID}: ${USERS} users × ${PROMPTS} prompts over ${CHATROOMS} chatrooms`);
   const started = performance.now();
   if (hosted) cpu = sampleCpu(cpuTargets(hosted));
+  const cron = startCron();
   const timer = new Promise<never>((_, fail) =>
     setTimeout(
       () => fail(new Error(`the run exceeded ${TIMEOUT_MS / 1000} s`)),
@@ -509,6 +663,15 @@ try {
   ]);
   const seconds = (performance.now() - started) / 1000;
   cpuReport = cpu?.stop();
+  cron.stop();
+  const unsettled = results.flatMap((r) => r.unsettled);
+  if (unsettled.length > 0) {
+    console.log(
+      `settling: ${unsettled.length} replies pending after the drive; running the sweep (up to ${SETTLE_MS / 1000} s)`,
+    );
+  }
+  const settling = await settle(unsettled);
+  for (const r of results) await r.judge();
 
   const accepted = results.reduce((n, r) => n + r.accepted, 0);
   const limited = results.reduce((n, r) => n + r.limited, 0);
@@ -542,6 +705,8 @@ try {
     )}`,
   );
   if (cpuReport) printCpu(cpuReport);
+  const resent503 = [...retried.values()].reduce((a, b) => a + b, 0);
+  const saturatesFirst = cpuReport ? saturation(cpuReport, resent503) : undefined;
   const summary = {
     run_id: RUN_ID,
     base_url: baseUrl,
@@ -555,11 +720,17 @@ try {
     prompts_limited: limited,
     replies_completed: replyLatency.length,
     replies_per_second: Number((replyLatency.length / seconds).toFixed(1)),
-    retried_503: [...retried.values()].reduce((a, b) => a + b, 0),
+    retried_503: resent503,
     retried_503_by_endpoint: Object.fromEntries(retried),
+    resent_in_progress_409: resentInProgress,
+    pending_after_drive: unsettled.length,
+    settle_seconds: Number((settling.ms / 1000).toFixed(1)),
+    sweeps_run: settling.sweeps + cron.runs,
+    ...(saturatesFirst ? { saturates_first: saturatesFirst } : {}),
     violations: violations.length,
   };
   console.log(`\n${JSON.stringify(summary, null, 2)}`);
+  if (saturatesFirst) console.log(`\nsaturates first: ${saturatesFirst}`);
   if (args.json) {
     const { writeFileSync } = await import("node:fs");
     writeFileSync(

@@ -116,7 +116,14 @@ export function deleteChatroom(db: Database, id: string, userId: string) {
 /** Counts a prompt and its reply; also the activity that orders the list. */
 export function recordExchange(
   db: Database,
-  input: { id: string; userId: string; added: number; now: Date },
+  input: {
+    id: string;
+    userId: string;
+    added: number;
+    now: Date;
+    /** Past this instant (the database's clock) the statement fails: see `writeDeadlineGuard`. */
+    commitBy?: Date;
+  },
 ) {
   return db
     .update(chatrooms)
@@ -125,7 +132,37 @@ export function recordExchange(
       lastMessageAt: input.now,
       updatedAt: input.now,
     })
-    .where(and(eq(chatrooms.id, input.id), eq(chatrooms.userId, input.userId)));
+    .where(
+      and(
+        eq(chatrooms.id, input.id),
+        eq(chatrooms.userId, input.userId),
+        input.commitBy ? writeDeadlineGuard(input.commitBy) : undefined,
+      ),
+    );
+}
+
+/** The text the write-deadline guard fails with (in its error message; SQLSTATE 22P02). */
+export const WRITE_DEADLINE_PASSED = "write_deadline_passed";
+
+/**
+ * A condition that is true until `deadline` on the database's clock and then raises, so the
+ * transaction it is part of rolls back (ADR 3): a batch held past its deadline can no longer
+ * commit. `clock_timestamp()` is the time of evaluation, not of the transaction's start, and in
+ * an UPDATE's WHERE it is evaluated again after a row-lock wait. Plain SQL has no `raise`: the
+ * cast of a text that is not a number fails, and it is outside the CASE so that the planner,
+ * which folds constant arms, cannot raise it early.
+ */
+export function writeDeadlineGuard(deadline: Date) {
+  return sql`(case when clock_timestamp() > ${deadline.toISOString()}::timestamptz then 'write_deadline_passed'::text end)::int is null`;
+}
+
+/** Whether a database error is `writeDeadlineGuard` failing. */
+export function isWriteDeadlinePassed(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 5; depth++) {
+    if (e instanceof Error && e.message.includes(WRITE_DEADLINE_PASSED)) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
 }
 
 /** A reply that completed at `now` is the chatroom's latest activity. */

@@ -1,6 +1,10 @@
 import { eq } from "drizzle-orm";
-import { sqlStateOf } from "../../db/client";
-import { recordExchange, selectOwnedChatroom } from "../../db/queries/chatrooms";
+import { QUERY_TIMEOUT_MS, sqlStateOf } from "../../db/client";
+import {
+  isWriteDeadlinePassed,
+  recordExchange,
+  selectOwnedChatroom,
+} from "../../db/queries/chatrooms";
 import {
   deleteExpiredIdempotencyRecord,
   insertIdempotencyRecord,
@@ -16,10 +20,17 @@ import {
   setReplyJob,
   supersedeReplies,
 } from "../../db/queries/messages";
-import { users } from "../../db/schema/users";
-import { ConflictError, NotFoundError, type QuotaState, UnauthorizedError } from "../../errors";
+import { type Tier, users } from "../../db/schema/users";
+import {
+  ConflictError,
+  DependencyUnavailableError,
+  NotFoundError,
+  type QuotaState,
+  UnauthorizedError,
+} from "../../errors";
 import type { GeminiRequest } from "../../lib/gemini";
 import { newId } from "../../lib/ids";
+import type { ClaimState } from "../../lib/in-flight-claims";
 import { describeError } from "../../log";
 import {
   dailyLimitError,
@@ -88,24 +99,36 @@ export async function sendMessage(
   const scope = input.idempotencyKey ? `${input.userId}:${input.idempotencyKey}` : null;
   // Taken in round 1 beside the quota token. Null: unknown (Redis failed), which is neither
   // waited on as another's claim nor released as ours.
-  const claimed: Promise<boolean | null> = scope
-    ? deps.promptClaims.claim(scope).catch(() => null)
-    : Promise.resolve(null);
+  const claim: KeyClaim = {
+    scope,
+    state: scope ? deps.promptClaims.claim(scope).catch(() => null) : Promise.resolve(null),
+    held: false,
+  };
   try {
-    return await sendClaimedMessage(deps, input, claimed);
+    return await sendClaimedMessage(deps, input, claim);
   } catch (err) {
-    // A failed prompt gives its key back at once, so the client's retry is not kept waiting.
-    if (scope && (await claimed) === true) {
+    // A failed prompt gives its key back at once, so the client's retry is not kept waiting;
+    // unless its write's outcome is unknown, and the key stays held until it is known.
+    if (scope && !claim.held && (await claim.state) === "ours") {
       await deps.promptClaims.release(scope).catch(() => {});
     }
     throw err;
   }
 }
 
+/** A keyed prompt's claim on its Idempotency-Key (src/lib/in-flight-claims.ts). */
+interface KeyClaim {
+  scope: string | null;
+  /** What the claim found, in round 1; null without a key or when Redis failed. */
+  state: Promise<ClaimState | null>;
+  /** Set once the key is held for a write of unknown outcome: not released on the way out. */
+  held: boolean;
+}
+
 async function sendClaimedMessage(
   deps: ChatDeps,
   input: SendMessageInput,
-  claimed: Promise<boolean | null>,
+  claim: KeyClaim,
 ): Promise<SendMessageResult> {
   assertId(input.chatroomId);
   const { db, config } = deps;
@@ -153,7 +176,7 @@ async function sendClaimedMessage(
       : []),
     ...(regen ? [selectMessage(db, input.chatroomId, input.userId, regen.replyId)] : []),
   ];
-  const [context, taken, ownsClaim, gate] = await Promise.allSettled([
+  const [context, taken, claimState, gate] = await Promise.allSettled([
     Promise.all([db.batch(reads as unknown as Parameters<typeof db.batch>[0]), input.sessionLive])
       .then(([rows]) => [...(rows as readonly unknown[])])
       .then(([userRows, roomRows, historyRows, pendingRows, ...optional]) => ({
@@ -168,7 +191,7 @@ async function sendClaimedMessage(
         target: regen ? (optional.shift() as Rows<typeof selectMessage>)[0] : undefined,
       })),
     admitted.then((a) => a.ticket),
-    claimed,
+    claim.state,
     admitted.then((a) => a.members),
   ]);
   const ticket: QuotaTicket | null = taken.status === "fulfilled" ? taken.value : null;
@@ -208,18 +231,26 @@ async function sendClaimedMessage(
     throw context.reason;
   }
   const { user, room, history, record, pendingReplies, target } = context.value;
+  /** A replay's quota: today's count without this request's own token, which it gives back. */
+  const replayQuota = (tier: Tier) =>
+    ticket ? quotaState(quotaWithoutOwnToken(ticket, tier, deps.quota.limits), nowMs) : undefined;
   if (record) {
     await refund(true);
-    const tier = user?.tier ?? "basic";
-    const quota = ticket
-      ? quotaState(
-          decideQuota({ ...ticket, count: ticket.count - 1 }, tier, deps.quota.limits),
-          nowMs,
-        )
-      : undefined;
-    return replayOf(record, requestHash, quota);
+    return replayOf(record, requestHash, replayQuota(user?.tier ?? "basic"));
   }
   if (!ticket) throw (taken as PromiseRejectedResult).reason;
+  const claimed = claimState.status === "fulfilled" ? claimState.value : null;
+  if (claimed === "held") {
+    // An earlier attempt with this key failed without knowing whether its write committed, and
+    // holds its token until it knows (settleUnknownWrite). Going ahead would count this prompt
+    // twice meanwhile (its RateLimit-Remaining one short, or a 429 for the day's last prompt);
+    // the replay, or a clean retry, is seconds away.
+    await refund();
+    throw new ConflictError(
+      "A request with this Idempotency-Key is still being processed; retry shortly.",
+      "idempotency_in_progress",
+    );
+  }
   if (!user) {
     await refund();
     throw new UnauthorizedError("The account no longer exists.");
@@ -246,9 +277,9 @@ async function sendClaimedMessage(
    */
   const repeatOfPromptInFlight = async () => {
     const key = input.idempotencyKey;
-    if (!key || ownsClaim.status !== "fulfilled" || ownsClaim.value !== false) return undefined;
+    if (!key || claimed !== "in_flight") return undefined;
     const first = await awaitInFlightRecord(deps, input.userId, key);
-    return first ? replayOf(first, requestHash, quotaState(decision, nowMs)) : "still_in_flight";
+    return first ? replayOf(first, requestHash, replayQuota(user.tier)) : "still_in_flight";
   };
   if (!decision.accepted) {
     await refund();
@@ -328,17 +359,15 @@ async function sendClaimedMessage(
   const key = input.idempotencyKey;
 
   // Round 2 (the list-cache version was bumped in round 1, so a page cached before this prompt
-  // is not served after its 202).
+  // is not served after its 202). The batch can commit only until `commitBy` (ADR 3): its last
+  // statement fails past it, so a batch held by the database rolls back instead of committing
+  // after settleUnknownWrite has looked for it.
+  const sentAtMs = deps.clock.now().getTime();
+  const commitBy = new Date(sentAtMs + WRITE_COMMIT_WINDOW_MS);
   const [written] = await Promise.allSettled([
     db.batch([
       insertMessages(db, regen ? [replyRow] : [promptRow, replyRow]),
       ...(regen ? [supersedeReplies(db, replyRow.replyToId as string, replyRow.id)] : []),
-      recordExchange(db, {
-        id: input.chatroomId,
-        userId: input.userId,
-        added: regen ? 1 : 2,
-        now,
-      }),
       // A live record with the same key fails the insert and rolls the whole batch back.
       ...(key
         ? [
@@ -354,6 +383,14 @@ async function sendClaimedMessage(
             }),
           ]
         : []),
+      // Last, so the guard in its WHERE is the batch's last check before the commit.
+      recordExchange(db, {
+        id: input.chatroomId,
+        userId: input.userId,
+        added: regen ? 1 : 2,
+        now,
+        commitBy,
+      }),
     ]),
   ]);
 
@@ -363,20 +400,38 @@ async function sendClaimedMessage(
       // No SQL state (the deadline, a lost connection): the batch may have committed, or may
       // still commit, unseen. Its token is given back only once the reply is known not to exist
       // (load run: an immediate refund let a retry replay the 202 for free, 6 prompts of 5).
+      // The key is held until then: a resend in between is told to retry (409), not counted.
+      const settleAtMs = sentAtMs + UNKNOWN_WRITE_SETTLE_MS;
       await leaveGate();
+      if (claim.scope) {
+        claim.held = true;
+        const holdMs = settleAtMs + UNKNOWN_WRITE_HOLD_EXTRA_MS - deps.clock.now().getTime();
+        await deps.promptClaims.hold(claim.scope, holdMs).catch(() => {});
+      }
       background(
         deps,
         "quota_settle_unknown_write",
-        settleUnknownWrite(deps, input, ticket.day, replyId),
+        settleUnknownWrite(deps, input, {
+          day: ticket.day,
+          replyId,
+          settleAtMs,
+          scope: claim.scope,
+        }),
       );
       throw written.reason;
+    }
+    if (isWriteDeadlinePassed(written.reason)) {
+      // Refused by the guard: rolled back as a whole (a database clock ahead of ours can make it
+      // fire before our own deadline).
+      await refund();
+      throw new DependencyUnavailableError("database", written.reason);
     }
     // 23505 on a key: a parallel repeat committed, and the database now counts its reply.
     await refund(state === "23505" && key !== undefined);
     if (state === "23505" && key) {
       // A parallel request with the same key won the insert; answer as its replay.
       const [winner] = await selectIdempotencyRecord(db, input.userId, key, now);
-      if (winner) return replayOf(winner, requestHash, quotaState(decision, nowMs));
+      if (winner) return replayOf(winner, requestHash, replayQuota(user.tier));
     }
     if (state === "23503") throw new NotFoundError("No such chatroom.");
     throw written.reason;
@@ -410,44 +465,73 @@ function selectTier(db: ChatDeps["db"], userId: string) {
   return db.select({ tier: users.tier }).from(users).where(eq(users.id, userId)).limit(1);
 }
 
+/** The decision of a prompt whose own token is not counted (a replay gives it back). */
+function quotaWithoutOwnToken(
+  ticket: QuotaTicket,
+  tier: Tier,
+  limits: { basic: number; pro: number },
+): QuotaDecision {
+  return decideQuota({ ...ticket, count: ticket.count - 1 }, tier, limits);
+}
+
 /**
- * How long after a round-2 batch failed without an answer it is assumed settled: committed or
- * rolled back. Past the 10 s query deadline by far more than a batch of 4-6 single-row writes
- * can still be running, yet inside the ~30 s `waitUntil` grants after the response.
+ * Round 2's batch may commit only this long after it was sent, by the database's clock
+ * (`writeDeadlineGuard`, ADR 3). Longer than the Worker's 10 s query deadline, so a batch that
+ * is merely slow, or a database clock up to 5 s ahead of ours, is not refused for nothing.
  */
-export const UNKNOWN_WRITE_SETTLE_MS = 12_000;
+export const WRITE_COMMIT_WINDOW_MS = QUERY_TIMEOUT_MS + 5_000;
+/**
+ * Between the guard's deadline and the read that settles an unknown write: covers a database
+ * clock behind ours (by up to this much, less the commit's own time) and the commit itself.
+ */
+export const WRITE_SETTLE_MARGIN_MS = 5_000;
+/**
+ * How long after round 2 was sent a write whose outcome was unknown is settled: past its
+ * deadline by the margin, the batch has committed or can no longer commit, so the read is final.
+ * Within the ~30 s `waitUntil` grants after the response (sent at most 10 s after round 2).
+ */
+export const UNKNOWN_WRITE_SETTLE_MS = WRITE_COMMIT_WINDOW_MS + WRITE_SETTLE_MARGIN_MS;
 /** Waits before a further existence check while the database still fails. */
 const UNKNOWN_WRITE_RECHECK_MS = [3_000];
+/** The key's hold outlasts the settle's checks by this much, should the settle be cut short. */
+const UNKNOWN_WRITE_HOLD_EXTRA_MS = 5_000;
 
 /**
  * Gives a prompt's token back once its batch, whose outcome was unknown, is settled and its
  * reply row does not exist. A reply that exists is counted: its retry replays the stored 202,
  * and the sweep publishes it. If the database cannot say, the token stays counted (logged).
+ * Then releases the prompt's Idempotency-Key, held meanwhile.
  */
 async function settleUnknownWrite(
   deps: ChatDeps,
   { userId, chatroomId }: { userId: string; chatroomId: string },
-  day: string,
-  replyId: string,
+  write: { day: string; replyId: string; settleAtMs: number; scope: string | null },
 ): Promise<void> {
-  let failure: unknown;
-  for (const wait of [UNKNOWN_WRITE_SETTLE_MS, ...UNKNOWN_WRITE_RECHECK_MS]) {
-    await new Promise((resolve) => setTimeout(resolve, wait));
-    let exists: boolean;
-    try {
-      exists = (await selectMessage(deps.db, chatroomId, userId, replyId)).length > 0;
-    } catch (err) {
-      failure = err;
-      continue;
+  const { day, replyId } = write;
+  try {
+    let failure: unknown;
+    const firstWait = Math.max(0, write.settleAtMs - deps.clock.now().getTime());
+    for (const wait of [firstWait, ...UNKNOWN_WRITE_RECHECK_MS]) {
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      let exists: boolean;
+      try {
+        exists = (await selectMessage(deps.db, chatroomId, userId, replyId)).length > 0;
+      } catch (err) {
+        failure = err;
+        continue;
+      }
+      if (!exists) await deps.quota.refund(userId, day, replyId);
+      return;
     }
-    if (!exists) await deps.quota.refund(userId, day, replyId);
-    return;
+    deps.log.error("quota_refund_failed", {
+      reason: "unknown_write",
+      reply_id: replyId,
+      error: describeError(failure),
+    });
+  } finally {
+    // Settled (or past its deadline for good): a resend now replays or goes ahead on its own.
+    if (write.scope) await deps.promptClaims.release(write.scope).catch(() => {});
   }
-  deps.log.error("quota_refund_failed", {
-    reason: "unknown_write",
-    reply_id: replyId,
-    error: describeError(failure),
-  });
 }
 
 async function publishReply(
