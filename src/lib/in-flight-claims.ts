@@ -9,41 +9,58 @@ export type ClaimState = "ours" | "in_flight" | "held";
 
 /**
  * Short-lived markers in Redis that a request is being processed, so a second request for the
- * same thing can tell "in flight" from "never sent" (`SET NX PX`). A claim expires by itself;
- * the holder releases it early when it fails, so a retry is not kept waiting, or holds it longer
- * when it cannot tell whether it failed.
+ * same thing can tell "in flight" from "never sent". A claim expires by itself; the holder
+ * releases it early when it fails, so a retry is not kept waiting, or holds it longer when it
+ * cannot tell whether it failed. Each claim names its owner (any string unique to the request):
+ * `release` deletes only the owner's own claim or hold, so a request whose claim expired cannot
+ * delete the claim a later request took since.
  */
 export interface InFlightClaims {
-  claim(scope: string): Promise<ClaimState>;
-  /** Keeps the claim `held` for `ms` (until released), whoever held it: an outcome is unknown. */
-  hold(scope: string, ms: number): Promise<void>;
-  release(scope: string): Promise<void>;
+  claim(scope: string, owner: string): Promise<ClaimState>;
+  /** Keeps the claim `held` for `ms` (until its owner releases it): an outcome is unknown. */
+  hold(scope: string, owner: string, ms: number): Promise<void>;
+  release(scope: string, owner: string): Promise<void>;
 }
 
-const CLAIMED = "1";
-const HELD = "held";
+const HELD_PREFIX = "held:";
+
+/**
+ * Set if absent, else answer the holder's value: one command. `SET … NX GET` would do the same,
+ * but NX with GET is Redis 7.0 and Upstash documents compatibility with Redis 6.2
+ * (https://upstash.com/docs/redis/overall/rediscompatibility), where it is a syntax error; a
+ * script runs on both. Answers nil (false) when the caller now holds the claim.
+ */
+const CLAIM = `
+local held = redis.call('GET', KEYS[1])
+if held then return held end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false`;
+
+/** Deletes the key only while it still holds this owner's claim or hold. */
+const RELEASE = `
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] or v == ARGV[2] then return redis.call('DEL', KEYS[1]) end
+return 0`;
 
 export function createInFlightClaims(
   redis: RedisClient,
   options: { namespace: string; ttlMs: number },
 ): InFlightClaims {
   const key = (scope: string) => `${options.namespace}:${scope}`;
+  // EVALSHA first, the script's text only when this Redis has not seen it yet (NOSCRIPT).
+  const claimScript = redis.createScript<string | null>(CLAIM);
+  const releaseScript = redis.createScript<number>(RELEASE);
   return {
-    async claim(scope) {
-      // One command: set if absent, else answer the holder's value (SET NX GET, Redis 7).
-      const previous = await redis.set(key(scope), CLAIMED, {
-        nx: true,
-        px: options.ttlMs,
-        get: true,
-      });
+    async claim(scope, owner) {
+      const previous = await claimScript.exec([key(scope)], [owner, String(options.ttlMs)]);
       if (previous === null || previous === undefined) return "ours";
-      return previous === HELD ? "held" : "in_flight";
+      return String(previous).startsWith(HELD_PREFIX) ? "held" : "in_flight";
     },
-    async hold(scope, ms) {
-      await redis.set(key(scope), HELD, { px: Math.max(1, Math.ceil(ms)) });
+    async hold(scope, owner, ms) {
+      await redis.set(key(scope), `${HELD_PREFIX}${owner}`, { px: Math.max(1, Math.ceil(ms)) });
     },
-    async release(scope) {
-      await redis.del(key(scope));
+    async release(scope, owner) {
+      await releaseScript.exec([key(scope)], [owner, `${HELD_PREFIX}${owner}`]);
     },
   };
 }

@@ -262,12 +262,6 @@ describe.each(backends)("local Upstash Redis REST over the $name", ({ config }) 
       expect(await raw.set(k, "a", { xx: true })).toBeNull();
       expect(await raw.set(k, "a", { nx: true })).toBe("OK");
       expect(await raw.set(k, "b", { nx: true })).toBeNull();
-      // NX with GET (Redis 7; the prompt's key claim): the holder's value, and nothing set...
-      expect(await raw.set(k, "b", { nx: true, get: true, px: 60_000 })).toBe("a");
-      // ...or null, and set, when there was none.
-      const fresh = key("set-nx-get");
-      expect(await raw.set(fresh, "1", { nx: true, get: true, px: 60_000 })).toBeNull();
-      expect(await raw.get(fresh)).toBe("1");
       expect(await raw.set(k, "c", { xx: true, get: true })).toBe("a");
       expect(await raw.set(k, "d", { get: true, ex: 100 })).toBe("c");
       expect(await raw.set(k, "e", { keepTtl: true })).toBe("OK");

@@ -99,9 +99,11 @@ export async function sendMessage(
   const scope = input.idempotencyKey ? `${input.userId}:${input.idempotencyKey}` : null;
   // Taken in round 1 beside the quota token. Null: unknown (Redis failed), which is neither
   // waited on as another's claim nor released as ours.
+  const owner = crypto.randomUUID();
   const claim: KeyClaim = {
     scope,
-    state: scope ? deps.promptClaims.claim(scope).catch(() => null) : Promise.resolve(null),
+    owner,
+    state: scope ? deps.promptClaims.claim(scope, owner).catch(() => null) : Promise.resolve(null),
     held: false,
   };
   try {
@@ -110,7 +112,7 @@ export async function sendMessage(
     // A failed prompt gives its key back at once, so the client's retry is not kept waiting;
     // unless its write's outcome is unknown, and the key stays held until it is known.
     if (scope && !claim.held && (await claim.state) === "ours") {
-      await deps.promptClaims.release(scope).catch(() => {});
+      await deps.promptClaims.release(scope, owner).catch(() => {});
     }
     throw err;
   }
@@ -119,6 +121,8 @@ export async function sendMessage(
 /** A keyed prompt's claim on its Idempotency-Key (src/lib/in-flight-claims.ts). */
 interface KeyClaim {
   scope: string | null;
+  /** This request's name on the claim: only it can release the claim or its hold. */
+  owner: string;
   /** What the claim found, in round 1; null without a key or when Redis failed. */
   state: Promise<ClaimState | null>;
   /** Set once the key is held for a write of unknown outcome: not released on the way out. */
@@ -406,7 +410,7 @@ async function sendClaimedMessage(
       if (claim.scope) {
         claim.held = true;
         const holdMs = settleAtMs + UNKNOWN_WRITE_HOLD_EXTRA_MS - deps.clock.now().getTime();
-        await deps.promptClaims.hold(claim.scope, holdMs).catch(() => {});
+        await deps.promptClaims.hold(claim.scope, claim.owner, holdMs).catch(() => {});
       }
       background(
         deps,
@@ -416,6 +420,7 @@ async function sendClaimedMessage(
           replyId,
           settleAtMs,
           scope: claim.scope,
+          owner: claim.owner,
         }),
       );
       throw written.reason;
@@ -505,7 +510,13 @@ const UNKNOWN_WRITE_HOLD_EXTRA_MS = 5_000;
 async function settleUnknownWrite(
   deps: ChatDeps,
   { userId, chatroomId }: { userId: string; chatroomId: string },
-  write: { day: string; replyId: string; settleAtMs: number; scope: string | null },
+  write: {
+    day: string;
+    replyId: string;
+    settleAtMs: number;
+    scope: string | null;
+    owner: string;
+  },
 ): Promise<void> {
   const { day, replyId } = write;
   try {
@@ -530,7 +541,7 @@ async function settleUnknownWrite(
     });
   } finally {
     // Settled (or past its deadline for good): a resend now replays or goes ahead on its own.
-    if (write.scope) await deps.promptClaims.release(write.scope).catch(() => {});
+    if (write.scope) await deps.promptClaims.release(write.scope, write.owner).catch(() => {});
   }
 }
 
