@@ -105,6 +105,8 @@ export interface OtpStore {
       failureWindowSeconds: number;
       /** The tag of the network the guess comes from (recorded as known when it is right). */
       callerNetwork: string;
+      /** `numberTag` of the number: keys its known networks. */
+      numberTag: string;
       /** How long a network stays known after its last proof. */
       knownTtlSeconds: number;
     },
@@ -115,7 +117,8 @@ export interface OtpStore {
    * `max` per fixed window of `windowSeconds`, counted under `ceiling` (e.g. "send:login").
    */
   admitStranger(input: {
-    mobileNumber: string;
+    /** `numberTag` of the number (the access token carries it, so no read is needed first). */
+    numberTag: string;
     network: string;
     ceiling: string;
     max: number;
@@ -124,10 +127,10 @@ export interface OtpStore {
     knownTtlSeconds: number;
   }): Promise<StrangerAdmission>;
   /** Gives back an attempt `admitStranger` counted ("taken") for a request that was refused. */
-  refundStranger(input: { mobileNumber: string; ceiling: string }): Promise<void>;
+  refundStranger(input: { numberTag: string; ceiling: string }): Promise<void>;
   /** Records that `network` proved the number (a password login succeeded from it). */
   rememberNetwork(input: {
-    mobileNumber: string;
+    numberTag: string;
     network: string;
     nowMs: number;
     knownTtlSeconds: number;
@@ -316,9 +319,12 @@ return 0
 const codeKey = (s: CodeSlot) => `otp:v3:${s.purpose}:${s.mobileNumber}:${s.network}`;
 const failuresKey = (mobileNumber: string) => `otp:v1:failures:${mobileNumber}`;
 const triesKey = (clientIp: string) => `otp:v2:tries:${clientIp}`;
-const knownKey = (mobileNumber: string) => `auth:v1:known:${mobileNumber}`;
-const strangersKey = (mobileNumber: string, ceiling: string) =>
-  `auth:v1:strangers:${ceiling}:${mobileNumber}`;
+// Keyed by the number's tag, not the number: change-password takes the password budget from the
+// access token's tag in its first round, before it has read the number (v2: v1 was keyed by the
+// number itself).
+const knownKey = (numberTag: string) => `auth:v2:known:${numberTag}`;
+const strangersKey = (numberTag: string, ceiling: string) =>
+  `auth:v2:strangers:${ceiling}:${numberTag}`;
 const cooldownKey = (s: CodeSlot) => `otp:v2:cooldown:${s.purpose}:${s.mobileNumber}:${s.network}`;
 
 /** OTP state in Upstash Redis, one Lua script per operation. */
@@ -334,7 +340,7 @@ export function createOtpStore(redis: RedisClient): OtpStore {
     async consume(i) {
       const raw = (await redis.eval(
         CONSUME_SCRIPT,
-        [codeKey(i), failuresKey(i.mobileNumber), triesKey(i.clientIp), knownKey(i.mobileNumber)],
+        [codeKey(i), failuresKey(i.mobileNumber), triesKey(i.clientIp), knownKey(i.numberTag)],
         [
           i.mac,
           String(i.nowMs),
@@ -369,7 +375,7 @@ export function createOtpStore(redis: RedisClient): OtpStore {
     async admitStranger(i) {
       const [status, ttl] = (await redis.eval(
         ADMIT_SCRIPT,
-        [knownKey(i.mobileNumber), strangersKey(i.mobileNumber, i.ceiling)],
+        [knownKey(i.numberTag), strangersKey(i.numberTag, i.ceiling)],
         [
           i.network,
           String(i.nowMs - i.knownTtlSeconds * 1000),
@@ -383,12 +389,12 @@ export function createOtpStore(redis: RedisClient): OtpStore {
       return { status: "refused", retryAfterSeconds: n > 0 ? n : 1 };
     },
     async refundStranger(i) {
-      await redis.eval(REFUND_SCRIPT, [strangersKey(i.mobileNumber, i.ceiling)], []);
+      await redis.eval(REFUND_SCRIPT, [strangersKey(i.numberTag, i.ceiling)], []);
     },
     async rememberNetwork(i) {
       await redis.eval(
         REMEMBER_SCRIPT,
-        [knownKey(i.mobileNumber)],
+        [knownKey(i.numberTag)],
         [
           i.network,
           String(i.nowMs),
@@ -433,6 +439,23 @@ export async function networkTag(secret: string, clientIp: string): Promise<stri
     encoder.encode(`net:v1\n${clientIp}`),
   );
   return Array.from(new Uint8Array(mac).slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join(
+    "",
+  );
+}
+
+/**
+ * A number's tag: HMAC(OTP_SECRET, "number:v1" ‖ number), 32 hex (128 bits). It keys the
+ * password-attempt budgets and the known networks, and access tokens carry it (`ntg`), so
+ * change-password takes the budget before it has read the number, without the token holding the
+ * number itself. Keyed, so the tag cannot be reversed by trying every number.
+ */
+export async function numberTag(secret: string, mobileNumber: string): Promise<string> {
+  const mac = await crypto.subtle.sign(
+    "HMAC",
+    await macKey(secret),
+    encoder.encode(`number:v1\n${mobileNumber}`),
+  );
+  return Array.from(new Uint8Array(mac).slice(0, 16), (b) => b.toString(16).padStart(2, "0")).join(
     "",
   );
 }
