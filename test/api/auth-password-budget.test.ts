@@ -151,6 +151,21 @@ describe("one password budget per number, from a stolen access token", () => {
       expect((await login(victim.mobile_number, PASSWORD, home)).status).toBe(200);
     }));
 
+  it("spends nothing on an account without a password (403 reauthentication_required): no guess is evaluated", () =>
+    withinOneWindow(FIFTEEN_MINUTES, async () => {
+      const victim = await createSession();
+      const attacker = uniqueClientIp();
+      for (let i = 0; i < 12; i++) {
+        const res = await changePassword(victim.token, `guess-${i}-pass`, attacker);
+        expect(res.status).toBe(403);
+        expect(res.body.error.code).toBe("reauthentication_required");
+      }
+      // The network's 10 attempts are whole (a login without a password set is always 401).
+      for (let i = 0; i < 10; i++)
+        expect((await login(victim.mobile_number, `login-${i}-pass`, attacker)).status).toBe(401);
+      expect((await login(victim.mobile_number, "one too many", attacker)).status).toBe(429);
+    }));
+
   it("spends nothing with a revoked session's token: every attempt is 401 and the budget is given back", () =>
     withinOneWindow(FIFTEEN_MINUTES, async () => {
       const victim = await createSession({ password: PASSWORD });
