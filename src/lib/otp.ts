@@ -105,7 +105,10 @@ export interface OtpStore {
       failureWindowSeconds: number;
       /** The tag of the network the guess comes from (recorded as known when it is right). */
       callerNetwork: string;
-      /** `numberTag` of the number: keys its known networks. */
+      /**
+       * `numberTag` of the number: keys its known networks (during the transition the number's
+       * pre-tag set counts too, see `PRE_TAG_KNOWN_NETWORKS_UNTIL_MS`).
+       */
       numberTag: string;
       /** How long a network stays known after its last proof. */
       knownTtlSeconds: number;
@@ -119,6 +122,11 @@ export interface OtpStore {
   admitStranger(input: {
     /** `numberTag` of the number (the access token carries it, so no read is needed first). */
     numberTag: string;
+    /**
+     * The number itself, when the caller has it: until `PRE_TAG_KNOWN_NETWORKS_UNTIL_MS` a network
+     * in the number's pre-tag set counts as known too (and is copied into the tag's set).
+     */
+    mobileNumber?: string;
     network: string;
     ceiling: string;
     max: number;
@@ -190,6 +198,21 @@ local function known(key, net, since)
   local s = redis.call('ZSCORE', key, net)
   return s ~= false and s ~= nil and tonumber(s) >= tonumber(since)
 end
+-- Known in the tag's set, or (the transition, ADR 8 item 10) in the number's pre-tag set, when the
+-- caller passes it (legacy, else nil). A network found only there is copied into the tag's set
+-- with its score, its last proof, so it expires when it would have, and the fallback dies out as
+-- the networks come back.
+local function knownOrCarried(key, legacy, net, now, since, ttl)
+  if known(key, net, since) then return true end
+  local s = legacy and redis.call('ZSCORE', legacy, net)
+  if not s or tonumber(s) < tonumber(since) then return false end
+  redis.call('ZADD', key, s, net)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. since)
+  redis.call('ZREMRANGEBYRANK', key, 0, -33)
+  local left = math.floor(tonumber(s) + tonumber(ttl) * 1000 - tonumber(now))
+  if redis.call('PTTL', key) < left then redis.call('PEXPIRE', key, left) end
+  return true
+end
 `;
 
 // One script so check-and-delete is atomic: of N concurrent correct submissions exactly one sees
@@ -220,7 +243,7 @@ if given ~= '' and not mac then
   return {'missing', 0}
 end
 local challenged = given ~= ''
-local stranger = not known(KEYS[4], ARGV[9], ARGV[10])
+local stranger = not knownOrCarried(KEYS[4], KEYS[5], ARGV[9], ARGV[2], ARGV[10], ARGV[11])
 if stranger and not challenged then
   local failures = tonumber(redis.call('GET', KEYS[2]) or '0')
   if failures >= tonumber(ARGV[4]) then
@@ -259,10 +282,11 @@ end
 return {'wrong', left}
 `;
 
-// KEYS[1] the known set, KEYS[2] the strangers' counter. A known network passes uncounted; an
-// unknown one takes one from the shared fixed window, or is refused without taking anything.
+// KEYS[1] the known set, KEYS[2] the strangers' counter, KEYS[3] (optional) the number's pre-tag
+// known set. A known network passes uncounted; an unknown one takes one from the shared fixed
+// window, or is refused without taking anything.
 const ADMIT_SCRIPT = `${REMEMBER_LUA}
-if known(KEYS[1], ARGV[1], ARGV[2]) then
+if knownOrCarried(KEYS[1], KEYS[3], ARGV[1], ARGV[5], ARGV[2], ARGV[6]) then
   return {'known', 0}
 end
 local n = redis.call('INCR', KEYS[2])
@@ -327,6 +351,30 @@ const strangersKey = (numberTag: string, ceiling: string) =>
   `auth:v2:strangers:${ceiling}:${numberTag}`;
 const cooldownKey = (s: CodeSlot) => `otp:v2:cooldown:${s.purpose}:${s.mobileNumber}:${s.network}`;
 
+// The number-keyed sets written before the tag: read only during the transition (below).
+const preTagKnownKey = (mobileNumber: string) => `auth:v1:known:${mobileNumber}`;
+
+/**
+ * The end of the known-networks transition (ADR 8 item 10). The Worker before the number tag kept
+ * known networks in `auth:v1:known:<number>`; until this instant a network found there counts as
+ * known too (and is copied into the tag's set), so the deploy does not hand the owner the
+ * strangers' ceilings. Nothing writes those sets any more, and each expires
+ * `knownNetworkTtlSeconds` (90 days) after its last write, so past the deploy + 90 days they hold
+ * nothing: this date is that bound for a deploy by 2026-12-31 (a later deploy moves it by as
+ * much). After it the fallback is dead code: delete it (the optional KEYS, `mobileNumber` on
+ * `admitStranger`, `knownOrCarried`'s second half and change-password's retry).
+ */
+export const PRE_TAG_KNOWN_NETWORKS_UNTIL_MS = Date.UTC(2027, 2, 31);
+
+/** Whether a network in a number's pre-tag known set still counts (see above). */
+export const preTagKnownNetworksCount = (nowMs: number) => nowMs < PRE_TAG_KNOWN_NETWORKS_UNTIL_MS;
+
+/** The pre-tag set among a script's keys, while it still counts; otherwise none. */
+const preTagKeys = (mobileNumber: string | undefined, nowMs: number) =>
+  mobileNumber !== undefined && preTagKnownNetworksCount(nowMs)
+    ? [preTagKnownKey(mobileNumber)]
+    : [];
+
 /** OTP state in Upstash Redis, one Lua script per operation. */
 export function createOtpStore(redis: RedisClient): OtpStore {
   return {
@@ -340,7 +388,13 @@ export function createOtpStore(redis: RedisClient): OtpStore {
     async consume(i) {
       const raw = (await redis.eval(
         CONSUME_SCRIPT,
-        [codeKey(i), failuresKey(i.mobileNumber), triesKey(i.clientIp), knownKey(i.numberTag)],
+        [
+          codeKey(i),
+          failuresKey(i.mobileNumber),
+          triesKey(i.clientIp),
+          knownKey(i.numberTag),
+          ...preTagKeys(i.mobileNumber, i.nowMs),
+        ],
         [
           i.mac,
           String(i.nowMs),
@@ -375,12 +429,18 @@ export function createOtpStore(redis: RedisClient): OtpStore {
     async admitStranger(i) {
       const [status, ttl] = (await redis.eval(
         ADMIT_SCRIPT,
-        [knownKey(i.numberTag), strangersKey(i.numberTag, i.ceiling)],
+        [
+          knownKey(i.numberTag),
+          strangersKey(i.numberTag, i.ceiling),
+          ...preTagKeys(i.mobileNumber, i.nowMs),
+        ],
         [
           i.network,
           String(i.nowMs - i.knownTtlSeconds * 1000),
           String(i.max),
           String(i.windowSeconds),
+          String(i.nowMs),
+          String(i.knownTtlSeconds),
         ],
       )) as [string, number | string];
       if (status === "known") return { status: "known" };

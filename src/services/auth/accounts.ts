@@ -22,6 +22,7 @@ import {
   networkTag,
   numberTag,
   type OtpPurpose,
+  preTagKnownNetworksCount,
   type StrangerAdmission,
   signupTokenMac,
 } from "../../lib/otp";
@@ -224,7 +225,12 @@ export async function logInWithPassword(
   const tag = await numberTag(deps.config.otpSecret, input.mobileNumber);
   const [user, allowance] = await Promise.all([
     findUserByMobileNumber(deps.db, input.mobileNumber),
-    takePasswordAllowance(deps, { numberTag: tag, clientIp: input.clientIp, perIp: true }),
+    takePasswordAllowance(deps, {
+      numberTag: tag,
+      mobileNumber: input.mobileNumber,
+      clientIp: input.clientIp,
+      perIp: true,
+    }),
   ]);
   admitPasswordAttempt(allowance);
   const usable = user?.mobileVerifiedAt ? user.passwordHash : null;
@@ -277,21 +283,19 @@ interface PasswordAllowance {
  */
 async function takePasswordAllowance(
   deps: AuthDeps,
-  input: { numberTag: string; clientIp: string; perIp: boolean },
+  input: {
+    numberTag: string;
+    /** The number, when the caller has read it: its pre-tag known networks count too. */
+    mobileNumber?: string;
+    clientIp: string;
+    perIp: boolean;
+  },
 ): Promise<PasswordAllowance> {
   const network = await networkTag(deps.config.otpSecret, input.clientIp);
   const [perNumber, perIp, stranger] = await Promise.all([
     deps.limiters.loginPerNumber.limit(`${input.numberTag}:${input.clientIp}`),
     input.perIp ? deps.limiters.loginPerIp.limit(input.clientIp) : null,
-    deps.otpStore.admitStranger({
-      numberTag: input.numberTag,
-      network,
-      ceiling: PASSWORD_STRANGERS,
-      max: AUTH_LIMITS.loginStrangerPerHour,
-      windowSeconds: 3600,
-      nowMs: deps.clock.now().getTime(),
-      knownTtlSeconds: AUTH_LIMITS.knownNetworkTtlSeconds,
-    }),
+    admitPasswordStranger(deps, { ...input, network }),
   ]);
   return {
     numberTag: input.numberTag,
@@ -301,6 +305,51 @@ async function takePasswordAllowance(
     perIp,
     stranger,
   };
+}
+
+/** The strangers' password ceiling for one attempt (a known network passes uncounted). */
+function admitPasswordStranger(
+  deps: AuthDeps,
+  input: { numberTag: string; mobileNumber?: string; network: string },
+): Promise<StrangerAdmission> {
+  return deps.otpStore.admitStranger({
+    numberTag: input.numberTag,
+    ...(input.mobileNumber !== undefined ? { mobileNumber: input.mobileNumber } : {}),
+    network: input.network,
+    ceiling: PASSWORD_STRANGERS,
+    max: AUTH_LIMITS.loginStrangerPerHour,
+    windowSeconds: 3600,
+    nowMs: deps.clock.now().getTime(),
+    knownTtlSeconds: AUTH_LIMITS.knownNetworkTtlSeconds,
+  });
+}
+
+/**
+ * change-password's first round takes the budget with the token's tag alone, so a network known
+ * only in the number's pre-tag set (ADR 8 item 10) is a stranger's there. When the strangers'
+ * ceiling refused it, ask again with the number just read: one more round, only for a refusal,
+ * and only during the transition.
+ */
+async function admitByPreTagKnownNetwork(
+  deps: AuthDeps,
+  allowance: PasswordAllowance,
+  mobileNumber: string,
+): Promise<PasswordAllowance> {
+  if (
+    !allowance.perNumber.success ||
+    allowance.stranger.status !== "refused" ||
+    !preTagKnownNetworksCount(deps.clock.now().getTime())
+  ) {
+    return allowance;
+  }
+  try {
+    const stranger = await admitPasswordStranger(deps, { ...allowance, mobileNumber });
+    return { ...allowance, stranger };
+  } catch (err) {
+    // No guess will be evaluated (503): what round 1 took goes back, as for a failed read.
+    await giveBackPasswordAllowance(deps, allowance);
+    throw err;
+  }
 }
 
 /** Throws the 429 of a password-attempt limit that refused the attempt. */
@@ -549,10 +598,15 @@ export async function changePassword(
     let allowance: PasswordAllowance;
     if (input.numberTag === tag) {
       if (taken.status === "rejected") throw taken.reason;
-      allowance = tookEarly as PasswordAllowance;
+      allowance = await admitByPreTagKnownNetwork(
+        deps,
+        tookEarly as PasswordAllowance,
+        user.mobileNumber,
+      );
     } else {
       allowance = await takePasswordAllowance(deps, {
         numberTag: tag,
+        mobileNumber: user.mobileNumber,
         clientIp: input.clientIp,
         perIp: false,
       });

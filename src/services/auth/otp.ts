@@ -85,6 +85,7 @@ export async function takeSendAllowance(
     deps.limiters.otpPerIp.limit(input.clientIp),
     deps.otpStore.admitStranger({
       numberTag: tag,
+      mobileNumber: slot.mobileNumber,
       network: slot.network,
       ceiling: strangerSendCeiling(slot.purpose),
       max: AUTH_LIMITS.otpStrangerSendsPerDay,
