@@ -1,7 +1,9 @@
+import { createHmac } from "node:crypto";
 import { SignJWT } from "jose";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { call, control, testEnv, uniqueClientIp } from "../../support/api.ts";
 import { createSession } from "../../support/session.ts";
+import { redis } from "../chat-support.ts";
 
 // Sequential I/O rounds of change-password, measured as in chat-io-rounds.test.ts: every vendor
 // call gets LATENCY ms added by the local cloud, so N sequential rounds take about N × LATENCY
@@ -28,12 +30,17 @@ async function legacyToken(token: string): Promise<string> {
     .sign(new TextEncoder().encode(testEnv.JWT_SECRET as string));
 }
 
-async function timedChange(token: string, current_password: string, new_password: string) {
+async function timedChange(
+  token: string,
+  current_password: string,
+  new_password: string,
+  clientIp = uniqueClientIp(),
+) {
   const started = performance.now();
   const res = await call("POST", "/auth/change-password", {
     token,
     body: { current_password, new_password },
-    headers: { "cf-connecting-ip": uniqueClientIp() },
+    headers: { "cf-connecting-ip": clientIp },
   });
   return { ms: performance.now() - started, res };
 }
@@ -69,5 +76,28 @@ describe("POST /auth/change-password: sequential I/O rounds", () => {
     expect(wrong.res.status).toBe(401);
     expect(wrong.res.body.error.code).toBe("invalid_credentials");
     expect(rounds(wrong.ms)).toBe(1);
+  });
+
+  it("3 during the pre-tag transition when the strangers' ceiling refused round 1 and the network is known only under the old key (asked again with the number)", async () => {
+    const s = await createSession({ password: PASSWORD });
+    const hmac = (m: string) =>
+      createHmac("sha256", testEnv.OTP_SECRET as string)
+        .update(m)
+        .digest("hex");
+    const tag = hmac(`number:v1\n${s.mobile_number}`).slice(0, 32);
+    const owner = uniqueClientIp();
+    // The Worker before the tag remembered the owner's network; strangers used up the 20 tries.
+    await redis(
+      "ZADD",
+      `auth:v1:known:${s.mobile_number}`,
+      Date.now(),
+      hmac(`net:v1\n${owner}`).slice(0, 16),
+    );
+    await redis("EXPIRE", `auth:v1:known:${s.mobile_number}`, 3600);
+    await redis("SET", `auth:v2:strangers:login:${tag}`, 20, "EX", 3600);
+    await control("latency", { ms: LATENCY });
+    const changed = await timedChange(s.token, PASSWORD, "owner's password", owner);
+    expect(changed.res.status, changed.res.text).toBe(200);
+    expect(rounds(changed.ms)).toBe(3);
   });
 });
