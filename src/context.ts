@@ -87,6 +87,8 @@ export type AppEnv = {
     tokenIssuedAt: number;
     /** Set by auth middleware: the refresh-token family the access token was issued with. */
     sessionId?: string;
+    /** Set by auth middleware: the access token's number tag (`ntg`), when it carries one. */
+    numberTag?: string;
     /**
      * Set by auth middleware (or the first `liveSession(c)` under `requireAuthCarried`): the
      * session check in flight (true while the session stands); await it through `liveSession(c)`.

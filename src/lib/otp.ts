@@ -105,6 +105,11 @@ export interface OtpStore {
       failureWindowSeconds: number;
       /** The tag of the network the guess comes from (recorded as known when it is right). */
       callerNetwork: string;
+      /**
+       * `numberTag` of the number: keys its known networks (during the transition the number's
+       * pre-tag set counts too, see `PRE_TAG_KNOWN_NETWORKS_UNTIL_MS`).
+       */
+      numberTag: string;
       /** How long a network stays known after its last proof. */
       knownTtlSeconds: number;
     },
@@ -115,7 +120,13 @@ export interface OtpStore {
    * `max` per fixed window of `windowSeconds`, counted under `ceiling` (e.g. "send:login").
    */
   admitStranger(input: {
-    mobileNumber: string;
+    /** `numberTag` of the number (the access token carries it, so no read is needed first). */
+    numberTag: string;
+    /**
+     * The number itself, when the caller has it: until `PRE_TAG_KNOWN_NETWORKS_UNTIL_MS` a network
+     * in the number's pre-tag set counts as known too (and is copied into the tag's set).
+     */
+    mobileNumber?: string;
     network: string;
     ceiling: string;
     max: number;
@@ -124,10 +135,10 @@ export interface OtpStore {
     knownTtlSeconds: number;
   }): Promise<StrangerAdmission>;
   /** Gives back an attempt `admitStranger` counted ("taken") for a request that was refused. */
-  refundStranger(input: { mobileNumber: string; ceiling: string }): Promise<void>;
+  refundStranger(input: { numberTag: string; ceiling: string }): Promise<void>;
   /** Records that `network` proved the number (a password login succeeded from it). */
   rememberNetwork(input: {
-    mobileNumber: string;
+    numberTag: string;
     network: string;
     nowMs: number;
     knownTtlSeconds: number;
@@ -187,6 +198,21 @@ local function known(key, net, since)
   local s = redis.call('ZSCORE', key, net)
   return s ~= false and s ~= nil and tonumber(s) >= tonumber(since)
 end
+-- Known in the tag's set, or (the transition, ADR 8 item 10) in the number's pre-tag set, when the
+-- caller passes it (legacy, else nil). A network found only there is copied into the tag's set
+-- with its score, its last proof, so it expires when it would have, and the fallback dies out as
+-- the networks come back.
+local function knownOrCarried(key, legacy, net, now, since, ttl)
+  if known(key, net, since) then return true end
+  local s = legacy and redis.call('ZSCORE', legacy, net)
+  if not s or tonumber(s) < tonumber(since) then return false end
+  redis.call('ZADD', key, s, net)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. since)
+  redis.call('ZREMRANGEBYRANK', key, 0, -33)
+  local left = math.floor(tonumber(s) + tonumber(ttl) * 1000 - tonumber(now))
+  if redis.call('PTTL', key) < left then redis.call('PEXPIRE', key, left) end
+  return true
+end
 `;
 
 // One script so check-and-delete is atomic: of N concurrent correct submissions exactly one sees
@@ -217,7 +243,7 @@ if given ~= '' and not mac then
   return {'missing', 0}
 end
 local challenged = given ~= ''
-local stranger = not known(KEYS[4], ARGV[9], ARGV[10])
+local stranger = not knownOrCarried(KEYS[4], KEYS[5], ARGV[9], ARGV[2], ARGV[10], ARGV[11])
 if stranger and not challenged then
   local failures = tonumber(redis.call('GET', KEYS[2]) or '0')
   if failures >= tonumber(ARGV[4]) then
@@ -256,10 +282,11 @@ end
 return {'wrong', left}
 `;
 
-// KEYS[1] the known set, KEYS[2] the strangers' counter. A known network passes uncounted; an
-// unknown one takes one from the shared fixed window, or is refused without taking anything.
+// KEYS[1] the known set, KEYS[2] the strangers' counter, KEYS[3] (optional) the number's pre-tag
+// known set. A known network passes uncounted; an unknown one takes one from the shared fixed
+// window, or is refused without taking anything.
 const ADMIT_SCRIPT = `${REMEMBER_LUA}
-if known(KEYS[1], ARGV[1], ARGV[2]) then
+if knownOrCarried(KEYS[1], KEYS[3], ARGV[1], ARGV[5], ARGV[2], ARGV[6]) then
   return {'known', 0}
 end
 local n = redis.call('INCR', KEYS[2])
@@ -316,10 +343,37 @@ return 0
 const codeKey = (s: CodeSlot) => `otp:v3:${s.purpose}:${s.mobileNumber}:${s.network}`;
 const failuresKey = (mobileNumber: string) => `otp:v1:failures:${mobileNumber}`;
 const triesKey = (clientIp: string) => `otp:v2:tries:${clientIp}`;
-const knownKey = (mobileNumber: string) => `auth:v1:known:${mobileNumber}`;
-const strangersKey = (mobileNumber: string, ceiling: string) =>
-  `auth:v1:strangers:${ceiling}:${mobileNumber}`;
+// Keyed by the number's tag, not the number: change-password takes the password budget from the
+// access token's tag in its first round, before it has read the number (v2: v1 was keyed by the
+// number itself).
+const knownKey = (numberTag: string) => `auth:v2:known:${numberTag}`;
+const strangersKey = (numberTag: string, ceiling: string) =>
+  `auth:v2:strangers:${ceiling}:${numberTag}`;
 const cooldownKey = (s: CodeSlot) => `otp:v2:cooldown:${s.purpose}:${s.mobileNumber}:${s.network}`;
+
+// The number-keyed sets written before the tag: read only during the transition (below).
+const preTagKnownKey = (mobileNumber: string) => `auth:v1:known:${mobileNumber}`;
+
+/**
+ * The end of the known-networks transition (ADR 8 item 10). The Worker before the number tag kept
+ * known networks in `auth:v1:known:<number>`; until this instant a network found there counts as
+ * known too (and is copied into the tag's set), so the deploy does not hand the owner the
+ * strangers' ceilings. Nothing writes those sets any more, and each expires
+ * `knownNetworkTtlSeconds` (90 days) after its last write, so past the deploy + 90 days they hold
+ * nothing: this date is that bound for a deploy by 2026-12-31 (a later deploy moves it by as
+ * much). After it the fallback is dead code: delete it (the optional KEYS, `mobileNumber` on
+ * `admitStranger`, `knownOrCarried`'s second half and change-password's retry).
+ */
+export const PRE_TAG_KNOWN_NETWORKS_UNTIL_MS = Date.UTC(2027, 2, 31);
+
+/** Whether a network in a number's pre-tag known set still counts (see above). */
+export const preTagKnownNetworksCount = (nowMs: number) => nowMs < PRE_TAG_KNOWN_NETWORKS_UNTIL_MS;
+
+/** The pre-tag set among a script's keys, while it still counts; otherwise none. */
+const preTagKeys = (mobileNumber: string | undefined, nowMs: number) =>
+  mobileNumber !== undefined && preTagKnownNetworksCount(nowMs)
+    ? [preTagKnownKey(mobileNumber)]
+    : [];
 
 /** OTP state in Upstash Redis, one Lua script per operation. */
 export function createOtpStore(redis: RedisClient): OtpStore {
@@ -334,7 +388,13 @@ export function createOtpStore(redis: RedisClient): OtpStore {
     async consume(i) {
       const raw = (await redis.eval(
         CONSUME_SCRIPT,
-        [codeKey(i), failuresKey(i.mobileNumber), triesKey(i.clientIp), knownKey(i.mobileNumber)],
+        [
+          codeKey(i),
+          failuresKey(i.mobileNumber),
+          triesKey(i.clientIp),
+          knownKey(i.numberTag),
+          ...preTagKeys(i.mobileNumber, i.nowMs),
+        ],
         [
           i.mac,
           String(i.nowMs),
@@ -369,12 +429,18 @@ export function createOtpStore(redis: RedisClient): OtpStore {
     async admitStranger(i) {
       const [status, ttl] = (await redis.eval(
         ADMIT_SCRIPT,
-        [knownKey(i.mobileNumber), strangersKey(i.mobileNumber, i.ceiling)],
+        [
+          knownKey(i.numberTag),
+          strangersKey(i.numberTag, i.ceiling),
+          ...preTagKeys(i.mobileNumber, i.nowMs),
+        ],
         [
           i.network,
           String(i.nowMs - i.knownTtlSeconds * 1000),
           String(i.max),
           String(i.windowSeconds),
+          String(i.nowMs),
+          String(i.knownTtlSeconds),
         ],
       )) as [string, number | string];
       if (status === "known") return { status: "known" };
@@ -383,12 +449,12 @@ export function createOtpStore(redis: RedisClient): OtpStore {
       return { status: "refused", retryAfterSeconds: n > 0 ? n : 1 };
     },
     async refundStranger(i) {
-      await redis.eval(REFUND_SCRIPT, [strangersKey(i.mobileNumber, i.ceiling)], []);
+      await redis.eval(REFUND_SCRIPT, [strangersKey(i.numberTag, i.ceiling)], []);
     },
     async rememberNetwork(i) {
       await redis.eval(
         REMEMBER_SCRIPT,
-        [knownKey(i.mobileNumber)],
+        [knownKey(i.numberTag)],
         [
           i.network,
           String(i.nowMs),
@@ -433,6 +499,23 @@ export async function networkTag(secret: string, clientIp: string): Promise<stri
     encoder.encode(`net:v1\n${clientIp}`),
   );
   return Array.from(new Uint8Array(mac).slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join(
+    "",
+  );
+}
+
+/**
+ * A number's tag: HMAC(OTP_SECRET, "number:v1" ‖ number), 32 hex (128 bits). It keys the
+ * password-attempt budgets and the known networks, and access tokens carry it (`ntg`), so
+ * change-password takes the budget before it has read the number, without the token holding the
+ * number itself. Keyed, so the tag cannot be reversed by trying every number.
+ */
+export async function numberTag(secret: string, mobileNumber: string): Promise<string> {
+  const mac = await crypto.subtle.sign(
+    "HMAC",
+    await macKey(secret),
+    encoder.encode(`number:v1\n${mobileNumber}`),
+  );
+  return Array.from(new Uint8Array(mac).slice(0, 16), (b) => b.toString(16).padStart(2, "0")).join(
     "",
   );
 }

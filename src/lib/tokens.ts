@@ -13,6 +13,11 @@ export interface AccessClaims {
   tokenId: string;
   /** The refresh-token family this access token was issued with (`sid`), if any. */
   sessionId?: string;
+  /**
+   * `ntg`: the user's number tag (`numberTag`, a keyed HMAC, never the number), which keys the
+   * password-attempt budget; absent from tokens issued before it existed.
+   */
+  numberTag?: string;
 }
 
 export interface AccessTokens {
@@ -20,6 +25,7 @@ export interface AccessTokens {
     userId: string,
     now: Date,
     sessionId?: string,
+    numberTag?: string,
   ): Promise<{ token: string; expiresIn: number }>;
   /** Throws InvalidTokenError for anything but a valid, unexpired access token of ours. */
   verify(token: string, now: Date): Promise<AccessClaims>;
@@ -52,11 +58,14 @@ export function createAccessTokens(secret: string, ttlSeconds: number): AccessTo
     return imported;
   };
   return {
-    async sign(userId, now, sessionId) {
+    async sign(userId, now, sessionId, numberTag) {
       // Millisecond `iat` (RFC 7519 allows a non-integer NumericDate): a password change must
       // refuse tokens issued a moment before it while accepting the pair issued right after.
       const iat = now.getTime() / 1000;
-      const token = await new SignJWT(sessionId ? { sid: sessionId } : {})
+      const token = await new SignJWT({
+        ...(sessionId ? { sid: sessionId } : {}),
+        ...(numberTag ? { ntg: numberTag } : {}),
+      })
         .setProtectedHeader({ alg: "HS256", typ: ACCESS_TOKEN_TYPE })
         .setIssuer(TOKEN_ISSUER)
         .setAudience(TOKEN_AUDIENCE)
@@ -94,6 +103,7 @@ export function createAccessTokens(secret: string, ttlSeconds: number): AccessTo
           expiresAt: payload.exp as number,
           tokenId: payload.jti as string,
           ...(typeof payload.sid === "string" ? { sessionId: payload.sid } : {}),
+          ...(typeof payload.ntg === "string" ? { numberTag: payload.ntg } : {}),
         });
         // Only tokens whose one time-dependent claim is `exp` (ours never carry `nbf`).
         if (payload.nbf === undefined) {

@@ -132,6 +132,7 @@ async function verifyBearer(c: Context<AppEnv>): Promise<void> {
   }
   c.set("userId", claims.userId);
   c.set("tokenIssuedAt", claims.issuedAt);
+  if (claims.numberTag) c.set("numberTag", claims.numberTag);
   // Every token we issue names its session; one without cannot be checked, so it is refused.
   if (!claims.sessionId) throw new UnauthorizedError(REVOKED);
   c.set("sessionId", claims.sessionId);

@@ -72,6 +72,27 @@ describe("access tokens", () => {
     expect(header).toEqual({ alg: "HS256", typ: ACCESS_TOKEN_TYPE });
   });
 
+  it("carries the number tag (ntg) when given one, and verifies tokens without it", async () => {
+    const tagged = await tokens.sign(USER, NOW, "family-1", "0123456789abcdef0123456789abcdef");
+    expect(await tokens.verify(tagged.token, NOW)).toMatchObject({
+      sessionId: "family-1",
+      numberTag: "0123456789abcdef0123456789abcdef",
+    });
+    const untagged = await tokens.sign(USER, NOW, "family-1");
+    expect((await tokens.verify(untagged.token, NOW)).numberTag).toBeUndefined();
+  });
+
+  it("rejects a token whose number tag was altered after signing", async () => {
+    const { token } = await tokens.sign(USER, NOW, "family-1", "0123456789abcdef0123456789abcdef");
+    const [header, payload, signature] = token.split(".") as [string, string, string];
+    const claims = JSON.parse(Buffer.from(payload, "base64url").toString());
+    const altered = b64url({ ...claims, ntg: "fedcba9876543210fedcba9876543210" });
+    // A fresh verifier: the original token text is not in its verified-token cache either way.
+    await expect(
+      createAccessTokens(SECRET, 900).verify(`${header}.${altered}.${signature}`, NOW),
+    ).rejects.toBeInstanceOf(InvalidTokenError);
+  });
+
   it("accepts a well-formed token crafted with the right key (the crafting helper is sound)", async () => {
     await expect(tokens.verify(await craft(), NOW)).resolves.toMatchObject({ userId: USER });
   });

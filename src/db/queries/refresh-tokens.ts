@@ -84,11 +84,15 @@ export async function rotateRefreshToken(
     /** The family's first token must be younger than this (its absolute lifetime). */
     familyStartedAfter: Date;
   },
-): Promise<{ userId: string; familyId: string } | null> {
+): Promise<{ userId: string; familyId: string; mobileNumber: string } | null> {
   const now = input.now.toISOString();
-  const result = await db.execute<{ user_id: string; family_id: string }>(sql`
+  const result = await db.execute<{
+    user_id: string;
+    family_id: string;
+    mobile_number: string;
+  }>(sql`
     with owner as (
-      select u.id
+      select u.id, u.mobile_number
         from ${users} u
         join ${refreshTokens} t on t.user_id = u.id
        where t.token_hash = ${input.tokenHash}
@@ -108,14 +112,20 @@ export async function rotateRefreshToken(
          and expires_at > ${now}::timestamptz
          and user_id in (select id from owner)
       returning user_id, family_id
+    ), inserted as (
+      insert into ${refreshTokens} (id, user_id, family_id, token_hash, expires_at, created_at)
+      select ${input.newId}, user_id, family_id, ${input.newTokenHash},
+             ${input.expiresAt.toISOString()}::timestamptz, ${now}::timestamptz
+        from rotated
+      returning user_id, family_id
     )
-    insert into ${refreshTokens} (id, user_id, family_id, token_hash, expires_at, created_at)
-    select ${input.newId}, user_id, family_id, ${input.newTokenHash},
-           ${input.expiresAt.toISOString()}::timestamptz, ${now}::timestamptz
-      from rotated
-    returning user_id, family_id`);
+    -- The number, for the access token's number tag (docs/adr/0008-credentials.md).
+    select i.user_id, i.family_id, o.mobile_number
+      from inserted i join owner o on o.id = i.user_id`);
   const row = result.rows[0];
-  return row ? { userId: row.user_id, familyId: row.family_id } : null;
+  return row
+    ? { userId: row.user_id, familyId: row.family_id, mobileNumber: row.mobile_number }
+    : null;
 }
 
 /**

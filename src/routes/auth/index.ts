@@ -118,6 +118,7 @@ export const authRoutes = createRouter()
     const session = await changePassword(c.get("ctx"), {
       userId: c.get("userId"),
       tokenIssuedAt: c.get("tokenIssuedAt"),
+      ...(c.get("numberTag") !== undefined ? { numberTag: c.get("numberTag") } : {}),
       ...(body.current_password !== undefined ? { currentPassword: body.current_password } : {}),
       ...(body.otp !== undefined ? { otp: body.otp } : {}),
       ...(body.challenge_id !== undefined ? { challengeId: body.challenge_id } : {}),

@@ -18,7 +18,14 @@ import {
   ValidationError,
 } from "../../errors";
 import { newId } from "../../lib/ids";
-import { networkTag, type OtpPurpose, signupTokenMac } from "../../lib/otp";
+import {
+  networkTag,
+  numberTag,
+  type OtpPurpose,
+  preTagKnownNetworksCount,
+  type StrangerAdmission,
+  signupTokenMac,
+} from "../../lib/otp";
 import { hashPassword, needsRehash, verifyAgainstDummy, verifyPassword } from "../../lib/passwords";
 import type { LimitResult } from "../../lib/rate-limit";
 import { describeError } from "../../log";
@@ -187,11 +194,11 @@ export async function verifyLoginCode(
   // A code is only ever issued to a registered number, so this is a deleted account.
   if (!user)
     throw new UnauthorizedError("The code is wrong, expired or already used.", "invalid_otp");
-  if (user.mobileVerifiedAt) return { ...(await startSession(deps, user.id)), user };
+  if (user.mobileVerifiedAt) return { ...(await startSession(deps, user)), user };
   const now = deps.clock.now();
   const [keepPasswordHash, session] = await Promise.all([
     pendingPasswordToKeep(deps, user, input.signupToken),
-    prepareSession(deps, user.id, now),
+    prepareSession(deps, user, now),
   ]);
   const proved = await proveNumberAndStartSession(deps.db, {
     userId: user.id,
@@ -215,10 +222,17 @@ export async function logInWithPassword(
   deps: AuthDeps,
   input: { mobileNumber: string; password: string; clientIp: string },
 ): Promise<Session> {
-  const [user, network] = await Promise.all([
+  const tag = await numberTag(deps.config.otpSecret, input.mobileNumber);
+  const [user, allowance] = await Promise.all([
     findUserByMobileNumber(deps.db, input.mobileNumber),
-    takePasswordAllowance(deps, input.mobileNumber, input.clientIp, true),
+    takePasswordAllowance(deps, {
+      numberTag: tag,
+      mobileNumber: input.mobileNumber,
+      clientIp: input.clientIp,
+      perIp: true,
+    }),
   ]);
+  admitPasswordAttempt(allowance);
   const usable = user?.mobileVerifiedAt ? user.passwordHash : null;
   const ok = usable
     ? await verifyPassword(input.password, usable)
@@ -227,10 +241,10 @@ export async function logInWithPassword(
     throw new UnauthorizedError(BAD_CREDENTIALS, "invalid_credentials");
   }
   const [session] = await Promise.all([
-    startPasswordSession(deps, user.id, usable),
+    startPasswordSession(deps, user, usable),
     // The network proved the number (its password is only usable once a code proved it): its
     // sends and logins are exempt from the strangers' ceilings from now on. Same round.
-    rememberNetwork(deps, input.mobileNumber, network),
+    rememberNetwork(deps, tag, allowance.network),
   ]);
   // The password was changed or reset while this login checked the old one.
   if (!session) throw new UnauthorizedError(BAD_CREDENTIALS, "invalid_credentials");
@@ -244,34 +258,105 @@ export async function logInWithPassword(
 const PASSWORD_STRANGERS = "login";
 
 /**
+ * What the password-attempt limits answered for one attempt: what a refusal says, and what a
+ * request that then fails before evaluating its guess gives back.
+ */
+interface PasswordAllowance {
+  /** The number's tag (`numberTag`), which keys the budgets. */
+  numberTag: string;
+  clientIp: string;
+  /** The caller's network tag. */
+  network: string;
+  perNumber: LimitResult;
+  perIp: LimitResult | null;
+  stranger: StrangerAdmission;
+}
+
+/**
  * The password-attempt limits, in one round, before any hash is computed: per (number, client
  * network), so a stranger's wrong passwords lock only the stranger; per number across networks
  * that never proved it (20 an hour), so strangers holding many networks (IPv6 /64s) still meet a
  * per-number ceiling while the owner's known networks are never refused by it; and per client
- * (`perIp`, login only). Answers the caller's network tag.
+ * (`perIp`, login only). Keyed by the number's tag, which change-password reads from the access
+ * token, so login and change-password spend one budget. `admitPasswordAttempt` says whether
+ * they admitted the attempt.
  */
 async function takePasswordAllowance(
   deps: AuthDeps,
-  mobileNumber: string,
-  clientIp: string,
-  perIp: boolean,
-): Promise<string> {
-  const network = await networkTag(deps.config.otpSecret, clientIp);
-  const [allowance, fromClient, stranger] = await Promise.all([
-    deps.limiters.loginPerNumber.limit(`${mobileNumber}:${clientIp}`),
-    perIp ? deps.limiters.loginPerIp.limit(clientIp) : null,
-    deps.otpStore.admitStranger({
-      mobileNumber,
-      network,
-      ceiling: PASSWORD_STRANGERS,
-      max: AUTH_LIMITS.loginStrangerPerHour,
-      windowSeconds: 3600,
-      nowMs: deps.clock.now().getTime(),
-      knownTtlSeconds: AUTH_LIMITS.knownNetworkTtlSeconds,
-    }),
+  input: {
+    numberTag: string;
+    /** The number, when the caller has read it: its pre-tag known networks count too. */
+    mobileNumber?: string;
+    clientIp: string;
+    perIp: boolean;
+  },
+): Promise<PasswordAllowance> {
+  const network = await networkTag(deps.config.otpSecret, input.clientIp);
+  const [perNumber, perIp, stranger] = await Promise.all([
+    deps.limiters.loginPerNumber.limit(`${input.numberTag}:${input.clientIp}`),
+    input.perIp ? deps.limiters.loginPerIp.limit(input.clientIp) : null,
+    admitPasswordStranger(deps, { ...input, network }),
   ]);
-  if (!allowance.success) {
-    throw limitExceeded(allowance, "Too many password attempts for this number; try again later.");
+  return {
+    numberTag: input.numberTag,
+    clientIp: input.clientIp,
+    network,
+    perNumber,
+    perIp,
+    stranger,
+  };
+}
+
+/** The strangers' password ceiling for one attempt (a known network passes uncounted). */
+function admitPasswordStranger(
+  deps: AuthDeps,
+  input: { numberTag: string; mobileNumber?: string; network: string },
+): Promise<StrangerAdmission> {
+  return deps.otpStore.admitStranger({
+    numberTag: input.numberTag,
+    ...(input.mobileNumber !== undefined ? { mobileNumber: input.mobileNumber } : {}),
+    network: input.network,
+    ceiling: PASSWORD_STRANGERS,
+    max: AUTH_LIMITS.loginStrangerPerHour,
+    windowSeconds: 3600,
+    nowMs: deps.clock.now().getTime(),
+    knownTtlSeconds: AUTH_LIMITS.knownNetworkTtlSeconds,
+  });
+}
+
+/**
+ * change-password's first round takes the budget with the token's tag alone, so a network known
+ * only in the number's pre-tag set (ADR 8 item 10) is a stranger's there. When the strangers'
+ * ceiling refused it, ask again with the number just read: one more round, only for a refusal,
+ * and only during the transition.
+ */
+async function admitByPreTagKnownNetwork(
+  deps: AuthDeps,
+  allowance: PasswordAllowance,
+  mobileNumber: string,
+): Promise<PasswordAllowance> {
+  if (
+    !allowance.perNumber.success ||
+    allowance.stranger.status !== "refused" ||
+    !preTagKnownNetworksCount(deps.clock.now().getTime())
+  ) {
+    return allowance;
+  }
+  try {
+    const stranger = await admitPasswordStranger(deps, { ...allowance, mobileNumber });
+    return { ...allowance, stranger };
+  } catch (err) {
+    // No guess will be evaluated (503): what round 1 took goes back, as for a failed read.
+    await giveBackPasswordAllowance(deps, allowance);
+    throw err;
+  }
+}
+
+/** Throws the 429 of a password-attempt limit that refused the attempt. */
+function admitPasswordAttempt(allowance: PasswordAllowance): void {
+  const { perNumber, perIp, stranger } = allowance;
+  if (!perNumber.success) {
+    throw limitExceeded(perNumber, "Too many password attempts for this number; try again later.");
   }
   if (stranger.status === "refused") {
     throw new LimitExceededError(
@@ -279,17 +364,41 @@ async function takePasswordAllowance(
       stranger.retryAfterSeconds,
     );
   }
-  if (fromClient && !fromClient.success) {
-    throw limitExceeded(fromClient, "Too many login attempts from this network; try again later.");
+  if (perIp && !perIp.success) {
+    throw limitExceeded(perIp, "Too many login attempts from this network; try again later.");
   }
-  return network;
+}
+
+/**
+ * Gives back what an allowance took, for a request that failed before its guess was evaluated
+ * (a revoked session, a failed read). Best effort: a failure leaves the attempt spent.
+ */
+async function giveBackPasswordAllowance(
+  deps: AuthDeps,
+  allowance: PasswordAllowance,
+): Promise<void> {
+  const { perNumber, perIp, stranger } = allowance;
+  await Promise.allSettled([
+    perNumber.success
+      ? deps.limiters.loginPerNumber.limit(`${allowance.numberTag}:${allowance.clientIp}`, {
+          rate: -1,
+        })
+      : null,
+    perIp?.success ? deps.limiters.loginPerIp.limit(allowance.clientIp, { rate: -1 }) : null,
+    stranger.status === "taken"
+      ? deps.otpStore.refundStranger({
+          numberTag: allowance.numberTag,
+          ceiling: PASSWORD_STRANGERS,
+        })
+      : null,
+  ]);
 }
 
 /** Best effort: a failure only leaves the network unknown (it meets the strangers' ceilings). */
-async function rememberNetwork(deps: AuthDeps, mobileNumber: string, network: string) {
+async function rememberNetwork(deps: AuthDeps, tag: string, network: string) {
   try {
     await deps.otpStore.rememberNetwork({
-      mobileNumber,
+      numberTag: tag,
       network,
       nowMs: deps.clock.now().getTime(),
       knownTtlSeconds: AUTH_LIMITS.knownNetworkTtlSeconds,
@@ -413,12 +522,20 @@ export async function updateCurrentUser(
  * number (`otp`, from forgot-password) to set a first one: a bearer token alone never sets a
  * password. Revokes every session and returns a fresh token pair for the caller, whose old
  * access token stops working everywhere.
+ *
+ * Two rounds: [session check ‖ the user ‖ the password budget], then [new hash ‖ revocation ‖
+ * new session, one batch]. The budget is keyed by the number's tag, which the access token
+ * carries (`numberTag`), so it is taken before the number is read and before the guess is
+ * evaluated. A token without the tag (issued before it existed), or whose tag is not the
+ * number's (an earlier OTP_SECRET), takes it once the user is read: three rounds.
  */
 export async function changePassword(
   deps: AuthDeps,
   input: {
     userId: string;
     tokenIssuedAt: number;
+    /** The access token's number tag, when it carries one. */
+    numberTag?: string;
     currentPassword?: string;
     otp?: string;
     challengeId?: string;
@@ -428,8 +545,30 @@ export async function changePassword(
     sessionLive: Promise<void>;
   },
 ): Promise<Session> {
-  const [, user] = await Promise.all([input.sessionLive, getCurrentUser(deps, input)]);
+  // Only a request that brings a guess takes a password attempt.
+  const early =
+    input.currentPassword !== undefined && input.numberTag !== undefined
+      ? takePasswordAllowance(deps, {
+          numberTag: input.numberTag,
+          clientIp: input.clientIp,
+          perIp: false,
+        })
+      : null;
+  const [live, found, taken] = await Promise.allSettled([
+    input.sessionLive,
+    getCurrentUser(deps, input),
+    early,
+  ]);
+  const tookEarly = taken.status === "fulfilled" ? taken.value : null;
+  if (live.status === "rejected" || found.status === "rejected") {
+    // No guess will be evaluated: a revoked or stale token must not spend the owner's budget,
+    // and neither must a read that failed (the retry then finds its attempt unspent).
+    if (tookEarly) await giveBackPasswordAllowance(deps, tookEarly);
+    throw live.status === "rejected" ? live.reason : (found as PromiseRejectedResult).reason;
+  }
+  const user = found.value;
   if (!user.passwordHash) {
+    if (tookEarly) await giveBackPasswordAllowance(deps, tookEarly);
     if (input.otp === undefined) {
       throw new ForbiddenError(
         "Setting a first password needs a fresh code: request one with /auth/forgot-password and send it as otp.",
@@ -455,14 +594,31 @@ export async function changePassword(
     }
     // A guess here must cost what a login guess costs: the same per-number budgets, or a stolen
     // access token could brute-force the current password without any limit.
-    await takePasswordAllowance(deps, user.mobileNumber, input.clientIp, false);
+    const tag = await numberTag(deps.config.otpSecret, user.mobileNumber);
+    let allowance: PasswordAllowance;
+    if (input.numberTag === tag) {
+      if (taken.status === "rejected") throw taken.reason;
+      allowance = await admitByPreTagKnownNetwork(
+        deps,
+        tookEarly as PasswordAllowance,
+        user.mobileNumber,
+      );
+    } else {
+      allowance = await takePasswordAllowance(deps, {
+        numberTag: tag,
+        mobileNumber: user.mobileNumber,
+        clientIp: input.clientIp,
+        perIp: false,
+      });
+    }
+    admitPasswordAttempt(allowance);
     if (!(await verifyPassword(input.currentPassword, user.passwordHash))) {
       throw new UnauthorizedError("The current password is wrong.", "invalid_credentials");
     }
   }
   const passwordHash = await hashPassword(input.newPassword);
   const now = deps.clock.now();
-  const session = await prepareSession(deps, user.id, now);
+  const session = await prepareSession(deps, user, now);
   const updated = await setPasswordAndRevokeSessions(deps.db, {
     userId: user.id,
     passwordHash,

@@ -5,6 +5,7 @@ import {
   generateOtp,
   networkTag,
   newChallengeId,
+  numberTag,
   type OtpPurpose,
   otpMac,
 } from "../../lib/otp";
@@ -67,7 +68,10 @@ export async function takeSendAllowance(
   deps: AuthDeps,
   input: CodeRequest,
 ): Promise<SendAllowance> {
-  const slot = await slotOf(deps, input);
+  const [slot, tag] = await Promise.all([
+    slotOf(deps, input),
+    numberTag(deps.config.otpSecret, input.mobileNumber),
+  ]);
   // Names this request's cool-down, so one whose start lost its answer can be cleared if ours.
   const cooldownToken = crypto.randomUUID();
   const settled = await Promise.allSettled([
@@ -80,6 +84,7 @@ export async function takeSendAllowance(
     deps.limiters.otpPerNumberAll.limit(`${slot.purpose}:${slot.mobileNumber}`),
     deps.limiters.otpPerIp.limit(input.clientIp),
     deps.otpStore.admitStranger({
+      numberTag: tag,
       mobileNumber: slot.mobileNumber,
       network: slot.network,
       ceiling: strangerSendCeiling(slot.purpose),
@@ -197,7 +202,7 @@ async function giveBack(
   const [, cooldown] = await Promise.allSettled([
     taken.stranger
       ? deps.otpStore.refundStranger({
-          mobileNumber: slot.mobileNumber,
+          numberTag: await numberTag(deps.config.otpSecret, slot.mobileNumber),
           ceiling: strangerSendCeiling(slot.purpose),
         })
       : null,
@@ -319,9 +324,10 @@ export async function consumeCodeWithReceipt(
     ? { mobileNumber: input.mobileNumber, purpose: input.purpose, network: named[1] }
     : await slotOf(deps, input);
   const challengeId = named ? (input.challengeId as string) : "";
-  const [mac, callerNetwork] = await Promise.all([
+  const [mac, callerNetwork, tag] = await Promise.all([
     otpMac(deps.config.otpSecret, { ...input, code: input.code }),
     named ? networkTag(deps.config.otpSecret, input.clientIp) : slot.network,
+    numberTag(deps.config.otpSecret, input.mobileNumber),
   ]);
   const result = await deps.otpStore.consume({
     ...slot,
@@ -335,6 +341,7 @@ export async function consumeCodeWithReceipt(
     maxConsecutiveFailures: OTP_MAX_CONSECUTIVE_FAILURES,
     failureWindowSeconds: OTP_FAILURE_WINDOW_SECONDS,
     callerNetwork,
+    numberTag: tag,
     knownTtlSeconds: AUTH_LIMITS.knownNetworkTtlSeconds,
   });
   switch (result.status) {

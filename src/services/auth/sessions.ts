@@ -8,6 +8,7 @@ import {
 } from "../../db/queries/refresh-tokens";
 import { UnauthorizedError } from "../../errors";
 import { newId } from "../../lib/ids";
+import { numberTag } from "../../lib/otp";
 import type { AuthDeps } from "./deps";
 
 /** 32 random bytes, base64url without padding: always 43 characters. */
@@ -33,12 +34,33 @@ export async function hashRefreshToken(token: string): Promise<string> {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** Whom a session is for: the user, and the number whose tag its access tokens carry. */
+export interface SessionOwner {
+  id: string;
+  mobileNumber: string;
+}
+
+/**
+ * Every access token is signed here: it names its session (`sid`) and carries the number's tag
+ * (`ntg`), so change-password can take the password budget before it has read the number.
+ */
+async function signAccessToken(
+  deps: AuthDeps,
+  owner: SessionOwner,
+  now: Date,
+  familyId: string,
+): Promise<{ token: string; expiresIn: number }> {
+  const tag = await numberTag(deps.config.otpSecret, owner.mobileNumber);
+  return deps.tokens.sign(owner.id, now, familyId, tag);
+}
+
 /** What a new session needs stored; callers may write it inside a larger batch. */
-export async function prepareSession(deps: AuthDeps, userId: string, now: Date) {
+export async function prepareSession(deps: AuthDeps, owner: SessionOwner, now: Date) {
+  const userId = owner.id;
   const refreshToken = newRefreshToken();
   const familyId = newId();
   const [access, tokenHash] = await Promise.all([
-    deps.tokens.sign(userId, now, familyId),
+    signAccessToken(deps, owner, now, familyId),
     hashRefreshToken(refreshToken),
   ]);
   return {
@@ -54,9 +76,9 @@ export async function prepareSession(deps: AuthDeps, userId: string, now: Date) 
 }
 
 /** Starts a new session (a new refresh-token family) for a user who just authenticated. */
-export async function startSession(deps: AuthDeps, userId: string): Promise<TokenPair> {
+export async function startSession(deps: AuthDeps, owner: SessionOwner): Promise<TokenPair> {
   const now = deps.clock.now();
-  const session = await prepareSession(deps, userId, now);
+  const session = await prepareSession(deps, owner, now);
   await insertRefreshToken(deps.db, session.row, now);
   return session.pair;
 }
@@ -67,11 +89,11 @@ export async function startSession(deps: AuthDeps, userId: string): Promise<Toke
  */
 export async function startPasswordSession(
   deps: AuthDeps,
-  userId: string,
+  owner: SessionOwner,
   passwordHash: string,
 ): Promise<TokenPair | null> {
   const now = deps.clock.now();
-  const session = await prepareSession(deps, userId, now);
+  const session = await prepareSession(deps, owner, now);
   const inserted = await insertRefreshTokenForPassword(deps.db, session.row, passwordHash, now);
   return inserted ? session.pair : null;
 }
@@ -105,7 +127,12 @@ export async function refreshSession(deps: AuthDeps, refreshToken: string): Prom
     }
     throw new UnauthorizedError(INVALID_REFRESH);
   }
-  const access = await deps.tokens.sign(rotated.userId, now, rotated.familyId);
+  const access = await signAccessToken(
+    deps,
+    { id: rotated.userId, mobileNumber: rotated.mobileNumber },
+    now,
+    rotated.familyId,
+  );
   return { token: access.token, expiresIn: access.expiresIn, refreshToken: next };
 }
 
