@@ -123,17 +123,18 @@ try {
   const started = performance.now();
   const deadline = Date.now() + TIMEOUT_MS;
   let budget = PROMPTS;
+  const ctl = (path: string, body?: unknown, method?: string) =>
+    control(cloudUrl, path, body, method);
   const run: SoakRun = {
     baseUrl: workerUrl,
     tag: TAG,
     seed: SEED,
     record: newHttpRecord(),
+    control: ctl,
     stats: newStats(),
     deadline,
     takePrompt: () => budget-- > 0,
   };
-  const ctl = (path: string, body?: unknown, method?: string) =>
-    control(cloudUrl, path, body, method);
   chaos = await startChaos({
     control: ctl,
     faultRate: FAULT_RATE,
@@ -171,6 +172,12 @@ try {
   const violations = Object.values(result.invariants).reduce((n, v) => n + v.length, 0);
   console.log(`\n${table(["fault", "n"], Object.entries(faults))}`);
   console.log(`\n${table(["replies", "n"], Object.entries(result.replies))}`);
+  const replyActions = {
+    ...result.reply_actions,
+    regenerates_refused: run.stats.regenerates_refused,
+    cancels_answered_409: run.stats.reply_cancels_finished,
+  };
+  console.log(`\n${table(["cancel / regenerate", "n"], Object.entries(replyActions))}`);
   console.log(`\n${table(["client", "n"], Object.entries(counts))}`);
   console.log(`\n${table(["responses", "n"], Object.entries(run.record.statuses))}`);
   console.log(
@@ -200,6 +207,7 @@ try {
     faults,
     client: counts,
     replies: result.replies,
+    reply_actions: replyActions,
     responses: run.record.statuses,
     unexpected: unexpected.length,
     violations,
