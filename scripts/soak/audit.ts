@@ -80,6 +80,30 @@ async function quotaCounter(vars: Record<string, string>, userId: string): Promi
   return Number(result ?? 0);
 }
 
+/**
+ * What became of each reply's quota token (src/services/quota.ts: the take and the refund are
+ * keyed by the reply id): its count once taken, "refunded" once given back, null if unknown.
+ */
+async function tokenMarkers(
+  vars: Record<string, string>,
+  replyIds: string[],
+): Promise<Map<string, string | null>> {
+  const out = new Map<string, string | null>();
+  for (let i = 0; i < replyIds.length; i += 200) {
+    const ids = replyIds.slice(i, i + 200);
+    const res = await fetch(`${vars.UPSTASH_REDIS_REST_URL}/pipeline`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${vars.UPSTASH_REDIS_REST_TOKEN}` },
+      body: JSON.stringify(ids.map((id) => ["GET", `quota:prompts:token:${id}`])),
+    });
+    const results = (await res.json()) as { result: string | null }[];
+    ids.forEach((id, j) => {
+      out.set(id, results[j]?.result ?? null);
+    });
+  }
+  return out;
+}
+
 interface StripeSubscription {
   status: string;
   items: { data: { price: { id: string } }[] };
@@ -135,6 +159,7 @@ export async function audit(o: AuditInput): Promise<{
     "no prompt stored twice": [],
     "usage ledger == prompts that count (per user and day)": [],
     "Redis daily counter == prompts that count today": [],
+    "each reply's quota token is kept iff it counts, refunded otherwise": [],
     "Gemini calls <= replies x (1 + retry budget)": [],
     "no Gemini call for a refused or deduplicated prompt": [],
     "tier == Stripe's current subscription state": [],
@@ -266,6 +291,23 @@ export async function audit(o: AuditInput): Promise<{
     if (want !== got) {
       inv["Redis daily counter == prompts that count today"]?.push(
         `${id}: counter ${got}, counting prompts ${want} (${breakdown(`${id} ${today}`)})`,
+      );
+    }
+  }
+
+  // The same rule reply by reply: names the reply behind a counter mismatch.
+  const markers = await tokenMarkers(
+    o.vars,
+    replies.filter((r) => r.quota_day === today).map((r) => r.id as string),
+  );
+  for (const r of replies) {
+    if (r.quota_day !== today) continue;
+    const m = markers.get(r.id as string) ?? null;
+    const kept = m !== null && m !== "refunded";
+    if (kept !== counts(r) || m === null) {
+      const path = r.job_id === "stream" ? "streamed" : r.job_id ? "queued" : "unpublished";
+      inv["each reply's quota token is kept iff it counts, refunded otherwise"]?.push(
+        `${r.id} (${path} ${r.status}${r.error ? `:${r.error}` : ""}, text ${r.text_length}): token ${m}`,
       );
     }
   }
