@@ -70,8 +70,18 @@ async function control(cloudUrl: string, path: string, body?: unknown, method?: 
   return res.json();
 }
 
-/** Runs the cron sweep until no soak reply is pending (or SETTLE_MS passes). */
+/** How long the audit waits for Stripe's webhook retries (1, 5 and 25 s after a failure). */
+const STRIPE_FLUSH_MS = 45_000;
+
+/**
+ * Lets Stripe's webhook deliveries and retries finish (a checkout paid in the run's last seconds,
+ * or one whose webhook met a 503, is not applied yet: the audit would read the old tier), then
+ * runs the cron sweep until no soak reply is pending (or SETTLE_MS passes).
+ */
 async function settle(stack: Stack): Promise<number> {
+  await control(stack.cloudUrl, "stripe/flush", { timeout_ms: STRIPE_FLUSH_MS }).catch(
+    () => undefined,
+  );
   const until = Date.now() + SETTLE_MS;
   for (;;) {
     await control(stack.cloudUrl, "qstash/flush", { match: TAG, timeout_ms: 20_000 }).catch(

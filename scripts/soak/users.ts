@@ -95,7 +95,7 @@ const ACTION_WEIGHTS = {
   queued: 45,
   streamed: 20,
   poll: 14,
-  regenerate: 8,
+  regenerate: 6,
   cancel_reply: 3,
   refresh: 5,
   chatroom: 3,
