@@ -38,8 +38,9 @@ function describe(input: RequestInfo | URL, init?: RequestInit): string {
 /**
  * What counts as the retried request succeeding: a 2xx, or the answers the request could get
  * anyway (a prompt or a regenerate: 409 pending limit or key in use, 429 daily limit; a reply's
- * cancel: 409 reply finished; checkout: 409 already Pro; cancel: 404/409 nothing to cancel). A 429 on send-otp after a 503, say,
- * means the failed attempt used up a limit: not a success.
+ * cancel: 409 reply finished; checkout: 409 already Pro; a subscription's cancel: 404/409
+ * nothing to cancel). A 429 on send-otp after a 503, say, means the failed attempt used up a
+ * limit: not a success.
  */
 function succeeded(request: string, status: number): boolean {
   if (status >= 200 && status < 300) return true;
