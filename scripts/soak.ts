@@ -70,18 +70,30 @@ async function control(cloudUrl: string, path: string, body?: unknown, method?: 
   return res.json();
 }
 
-/** How long the audit waits for Stripe's webhook retries (1, 5 and 25 s after a failure). */
+/** How long the audit waits for the local Stripe's webhook deliveries and retries. */
 const STRIPE_FLUSH_MS = 45_000;
 
 /**
- * Lets Stripe's webhook deliveries and retries finish (a checkout paid in the run's last seconds,
- * or one whose webhook met a 503, is not applied yet: the audit would read the old tier), then
- * runs the cron sweep until no soak reply is pending (or SETTLE_MS passes).
+ * Stripe's own retries of a webhook the Worker failed span three days; the local Stripe runs
+ * them at the test time scale (milliseconds), so all of an event's attempts can fall inside one
+ * fault window and it is given up. Each such event is sent once more after the faults are off,
+ * as Stripe's later retries (or "Resend" in the Dashboard) would. Answers how many.
  */
+async function redeliverFailedWebhooks(cloudUrl: string): Promise<number> {
+  const flush = () =>
+    control(cloudUrl, "stripe/flush", { timeout_ms: STRIPE_FLUSH_MS }).catch(() => undefined);
+  await flush();
+  const { data } = (await control(cloudUrl, "stripe/events")) as {
+    data: { id: string; delivery: string }[];
+  };
+  const failed = data.filter((e) => e.delivery === "failed");
+  for (const e of failed) await control(cloudUrl, "stripe/resend", { event: e.id });
+  await flush();
+  return failed.length;
+}
+
+/** Runs the cron sweep until no soak reply is pending (or SETTLE_MS passes). */
 async function settle(stack: Stack): Promise<number> {
-  await control(stack.cloudUrl, "stripe/flush", { timeout_ms: STRIPE_FLUSH_MS }).catch(
-    () => undefined,
-  );
   const until = Date.now() + SETTLE_MS;
   for (;;) {
     await control(stack.cloudUrl, "qstash/flush", { match: TAG, timeout_ms: 20_000 }).catch(
@@ -162,6 +174,8 @@ try {
   const driveSeconds = (performance.now() - started) / 1000;
   await clearAll(ctl, TAG);
   const stillPending = await settle(stack);
+  // After the sweep: a reply's settlement does not touch Stripe, and the tiers are read last.
+  const webhooksRedelivered = await redeliverFailedWebhooks(cloudUrl);
   const qstashChaos = (await ctl("qstash/chaos")) as { duplicated: number; held: number };
   const result = await audit({
     geminiCalls: await geminiCalls.stop(),
@@ -177,6 +191,7 @@ try {
     qstash_duplicated_deliveries: qstashChaos.duplicated,
     qstash_held_back_deliveries: qstashChaos.held,
     clients_left_mid_stream: run.stats.streams_abandoned,
+    stripe_webhooks_given_up_then_resent: webhooksRedelivered,
   };
   const { reply_ids, unexpected, ...counts } = run.stats;
   const violations = Object.values(result.invariants).reduce((n, v) => n + v.length, 0);
