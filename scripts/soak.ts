@@ -70,6 +70,28 @@ async function control(cloudUrl: string, path: string, body?: unknown, method?: 
   return res.json();
 }
 
+/** How long the audit waits for the local Stripe's webhook deliveries and retries. */
+const STRIPE_FLUSH_MS = 45_000;
+
+/**
+ * Stripe's own retries of a webhook the Worker failed span three days; the local Stripe runs
+ * them at the test time scale (milliseconds), so all of an event's attempts can fall inside one
+ * fault window and it is given up. Each such event is sent once more after the faults are off,
+ * as Stripe's later retries (or "Resend" in the Dashboard) would. Answers how many.
+ */
+async function redeliverFailedWebhooks(cloudUrl: string): Promise<number> {
+  const flush = () =>
+    control(cloudUrl, "stripe/flush", { timeout_ms: STRIPE_FLUSH_MS }).catch(() => undefined);
+  await flush();
+  const { data } = (await control(cloudUrl, "stripe/events")) as {
+    data: { id: string; delivery: string }[];
+  };
+  const failed = data.filter((e) => e.delivery === "failed");
+  for (const e of failed) await control(cloudUrl, "stripe/resend", { event: e.id });
+  await flush();
+  return failed.length;
+}
+
 /** Runs the cron sweep until no soak reply is pending (or SETTLE_MS passes). */
 async function settle(stack: Stack): Promise<number> {
   const until = Date.now() + SETTLE_MS;
@@ -123,17 +145,18 @@ try {
   const started = performance.now();
   const deadline = Date.now() + TIMEOUT_MS;
   let budget = PROMPTS;
+  const ctl = (path: string, body?: unknown, method?: string) =>
+    control(cloudUrl, path, body, method);
   const run: SoakRun = {
     baseUrl: workerUrl,
     tag: TAG,
     seed: SEED,
     record: newHttpRecord(),
+    control: ctl,
     stats: newStats(),
     deadline,
     takePrompt: () => budget-- > 0,
   };
-  const ctl = (path: string, body?: unknown, method?: string) =>
-    control(cloudUrl, path, body, method);
   chaos = await startChaos({
     control: ctl,
     faultRate: FAULT_RATE,
@@ -151,6 +174,8 @@ try {
   const driveSeconds = (performance.now() - started) / 1000;
   await clearAll(ctl, TAG);
   const stillPending = await settle(stack);
+  // After the sweep: a reply's settlement does not touch Stripe, and the tiers are read last.
+  const webhooksRedelivered = await redeliverFailedWebhooks(cloudUrl);
   const qstashChaos = (await ctl("qstash/chaos")) as { duplicated: number; held: number };
   const result = await audit({
     geminiCalls: await geminiCalls.stop(),
@@ -166,11 +191,18 @@ try {
     qstash_duplicated_deliveries: qstashChaos.duplicated,
     qstash_held_back_deliveries: qstashChaos.held,
     clients_left_mid_stream: run.stats.streams_abandoned,
+    stripe_webhooks_given_up_then_resent: webhooksRedelivered,
   };
   const { reply_ids, unexpected, ...counts } = run.stats;
   const violations = Object.values(result.invariants).reduce((n, v) => n + v.length, 0);
   console.log(`\n${table(["fault", "n"], Object.entries(faults))}`);
   console.log(`\n${table(["replies", "n"], Object.entries(result.replies))}`);
+  const replyActions = {
+    ...result.reply_actions,
+    regenerates_refused: run.stats.regenerates_refused,
+    cancels_answered_409: run.stats.reply_cancels_finished,
+  };
+  console.log(`\n${table(["cancel / regenerate", "n"], Object.entries(replyActions))}`);
   console.log(`\n${table(["client", "n"], Object.entries(counts))}`);
   console.log(`\n${table(["responses", "n"], Object.entries(run.record.statuses))}`);
   console.log(
@@ -200,6 +232,7 @@ try {
     faults,
     client: counts,
     replies: result.replies,
+    reply_actions: replyActions,
     responses: run.record.statuses,
     unexpected: unexpected.length,
     violations,

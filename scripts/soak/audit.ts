@@ -47,7 +47,7 @@ export interface AuditInput {
   cloudUrl: string;
   vars: Record<string, string>;
   tag: string;
-  /** QSTASH_RETRIES: Gemini may be asked 1 + this many times per accepted prompt. */
+  /** QSTASH_RETRIES: Gemini may be asked 1 + this many times per reply. */
   retryBudget: number;
   stats: SoakStats;
   record: HttpRecord;
@@ -80,6 +80,30 @@ async function quotaCounter(vars: Record<string, string>, userId: string): Promi
   return Number(result ?? 0);
 }
 
+/**
+ * What became of each reply's quota token (src/services/quota.ts: the take and the refund are
+ * keyed by the reply id): its count once taken, "refunded" once given back, null if unknown.
+ */
+async function tokenMarkers(
+  vars: Record<string, string>,
+  replyIds: string[],
+): Promise<Map<string, string | null>> {
+  const out = new Map<string, string | null>();
+  for (let i = 0; i < replyIds.length; i += 200) {
+    const ids = replyIds.slice(i, i + 200);
+    const res = await fetch(`${vars.UPSTASH_REDIS_REST_URL}/pipeline`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${vars.UPSTASH_REDIS_REST_TOKEN}` },
+      body: JSON.stringify(ids.map((id) => ["GET", `quota:prompts:token:${id}`])),
+    });
+    const results = (await res.json()) as { result: string | null }[];
+    ids.forEach((id, j) => {
+      out.set(id, results[j]?.result ?? null);
+    });
+  }
+  return out;
+}
+
 interface StripeSubscription {
   status: string;
   items: { data: { price: { id: string } }[] };
@@ -107,13 +131,27 @@ function promptIdIn(text: string, tag: string): string | undefined {
   return all?.at(-1);
 }
 
+/** What cancel and regenerate left in the books (printed beside the invariants). */
+export interface ReplyActionCounts {
+  /** Replies a regenerate replaced (superseded_by set). */
+  superseded_replies: number;
+  /** Prompts with more than one reply. */
+  regenerated_prompts: number;
+  /** Cancelled replies that kept text: their prompt counts. */
+  cancelled_with_text: number;
+  /** Cancelled replies without text: their prompt was refunded. */
+  cancelled_without_text: number;
+}
+
 export async function audit(o: AuditInput): Promise<{
   invariants: Invariants;
   replies: Record<string, number>;
+  reply_actions: ReplyActionCounts;
   gemini_calls: number;
 }> {
   const inv: Invariants = {
-    "every accepted prompt has exactly one reply": [],
+    "every accepted prompt has exactly one current reply": [],
+    "a superseded reply points to a reply of its prompt, ending in the current one": [],
     "no reply left pending": [],
     "complete replies have text": [],
     "failed replies have an error code": [],
@@ -121,7 +159,8 @@ export async function audit(o: AuditInput): Promise<{
     "no prompt stored twice": [],
     "usage ledger == prompts that count (per user and day)": [],
     "Redis daily counter == prompts that count today": [],
-    "Gemini calls <= accepted x (1 + retry budget)": [],
+    "each reply's quota token is kept iff it counts, refunded otherwise": [],
+    "Gemini calls <= replies x (1 + retry budget)": [],
     "no Gemini call for a refused or deduplicated prompt": [],
     "tier == Stripe's current subscription state": [],
     "no 500 response": [...o.record.errors500],
@@ -140,7 +179,7 @@ export async function audit(o: AuditInput): Promise<{
   );
   const replies = await query(
     o.cloudUrl,
-    `select id, user_id, reply_to_id, status, error, quota_day, job_id,
+    `select id, user_id, reply_to_id, status, error, quota_day, job_id, superseded_by,
             length(content) as text_length,
             coalesce(reply_tokens, 0) + coalesce(thought_tokens, 0) as output_tokens
        from messages where role = 'model' and user_id in (select id from users where name like $1)`,
@@ -159,13 +198,35 @@ export async function audit(o: AuditInput): Promise<{
     repliesTo.set(r.reply_to_id as string, list);
   }
   const promptIds = new Set(prompts.map((p) => p.id as string));
+  const one = "every accepted prompt has exactly one current reply";
   for (const p of prompts) {
-    const n = repliesTo.get(p.id as string)?.length ?? 0;
-    if (n !== 1) inv["every accepted prompt has exactly one reply"]?.push(`${p.id}: ${n} replies`);
+    const all = repliesTo.get(p.id as string) ?? [];
+    const current = all.filter((r) => r.superseded_by === null).length;
+    if (current !== 1) inv[one]?.push(`${p.id}: ${current} current of ${all.length} replies`);
+  }
+  // Regenerate points every earlier reply of the prompt at the newest (ADR 5): following the
+  // pointers from any reply must stay within the prompt and end at its current reply.
+  const chain = "a superseded reply points to a reply of its prompt, ending in the current one";
+  const byId = new Map(replies.map((r) => [r.id as string, r]));
+  for (const r of replies) {
+    if (r.superseded_by === null) continue;
+    let at: Row | undefined = r;
+    const seen = new Set<string>();
+    while (at && at.superseded_by !== null && !seen.has(at.id as string)) {
+      seen.add(at.id as string);
+      const next = byId.get(at.superseded_by as string);
+      if (!next || next.reply_to_id !== r.reply_to_id) {
+        inv[chain]?.push(
+          `${at.id} → ${at.superseded_by}: ${next ? "another prompt's" : "no such reply"}`,
+        );
+        at = undefined;
+      } else at = next;
+    }
+    if (at && at.superseded_by !== null) inv[chain]?.push(`${r.id}: the pointers go round`);
   }
   for (const r of replies) {
     if (!promptIds.has(r.reply_to_id as string)) {
-      inv["every accepted prompt has exactly one reply"]?.push(`${r.id}: answers no stored prompt`);
+      inv[one]?.push(`${r.id}: answers no stored prompt`);
     }
     if (r.status === "pending") inv["no reply left pending"]?.push(`${r.id}`);
     if (r.status === "complete" && !Number(r.text_length)) {
@@ -185,11 +246,14 @@ export async function audit(o: AuditInput): Promise<{
     if (n > 1) inv["no prompt stored twice"]?.push(`"${content}" ×${n}`);
   }
 
-  // ADR 0005: a prompt counts unless its reply failed having produced nothing (no text the
-  // client saw, no billed output tokens); exactly those are refunded.
+  // ADR 0005, per reply (each regenerate spends quota, so superseded replies count too): a
+  // complete reply counts; a failed one counts if it produced output (text the client saw, or
+  // billed output tokens); a cancelled one counts if it kept text (src/services/chat/control.ts:
+  // a cancel refunds exactly when the reply holds no text). The rest are refunded.
   const counts = (r: Row) =>
     r.status === "complete" ||
-    (r.status === "failed" && (Number(r.text_length) > 0 || Number(r.output_tokens) > 0));
+    (r.status === "failed" && (Number(r.text_length) > 0 || Number(r.output_tokens) > 0)) ||
+    (r.status === "cancelled" && Number(r.text_length) > 0);
   const expected = new Map<string, number>();
   for (const r of replies) {
     if (!counts(r)) continue;
@@ -202,7 +266,8 @@ export async function audit(o: AuditInput): Promise<{
     for (const r of replies) {
       if (`${r.user_id} ${r.quota_day}` !== key) continue;
       const path = r.job_id === "stream" ? "streamed " : r.job_id ? "queued " : "unpublished ";
-      const k = `${path}${r.status}${r.error ? `:${r.error}` : ""}${counts(r) ? "" : " (no output)"}`;
+      const was = r.superseded_by === null ? "" : "superseded ";
+      const k = `${was}${path}${r.status}${r.error ? `:${r.error}` : ""}${counts(r) ? "" : " (no output)"}`;
       parts[k] = (parts[k] ?? 0) + 1;
     }
     return Object.entries(parts)
@@ -230,15 +295,33 @@ export async function audit(o: AuditInput): Promise<{
     }
   }
 
+  // The same rule reply by reply: names the reply behind a counter mismatch.
+  const markers = await tokenMarkers(
+    o.vars,
+    replies.filter((r) => r.quota_day === today).map((r) => r.id as string),
+  );
+  for (const r of replies) {
+    if (r.quota_day !== today) continue;
+    const m = markers.get(r.id as string) ?? null;
+    const kept = m !== null && m !== "refunded";
+    if (kept !== counts(r) || m === null) {
+      const path = r.job_id === "stream" ? "streamed" : r.job_id ? "queued" : "unpublished";
+      inv["each reply's quota token is kept iff it counts, refunded otherwise"]?.push(
+        `${r.id} (${path} ${r.status}${r.error ? `:${r.error}` : ""}, text ${r.text_length}): token ${m}`,
+      );
+    }
+  }
+
   const { calls, mayHaveLost } = o.geminiCalls;
   if (mayHaveLost) {
-    inv["Gemini calls <= accepted x (1 + retry budget)"]?.push(
+    inv["Gemini calls <= replies x (1 + retry budget)"]?.push(
       "the local Gemini's call record filled up between two reads: calls may be missing",
     );
   }
-  const budget = prompts.length * (1 + o.retryBudget);
+  // Per reply, not per prompt: a regenerate asks Gemini again for the same prompt.
+  const budget = replies.length * (1 + o.retryBudget);
   if (calls.length > budget) {
-    inv["Gemini calls <= accepted x (1 + retry budget)"]?.push(`${calls.length} calls > ${budget}`);
+    inv["Gemini calls <= replies x (1 + retry budget)"]?.push(`${calls.length} calls > ${budget}`);
   }
   const storedPrompts = new Set(
     prompts.map((p) => promptIdIn(p.content as string, o.tag)).filter(Boolean),
@@ -268,5 +351,13 @@ export async function audit(o: AuditInput): Promise<{
     const k = r.status === "failed" ? `failed:${r.error}` : String(r.status);
     outcomes[k] = (outcomes[k] ?? 0) + 1;
   }
-  return { invariants: inv, replies: outcomes, gemini_calls: calls.length };
+  const cancelled = replies.filter((r) => r.status === "cancelled");
+  const reply_actions: ReplyActionCounts = {
+    superseded_replies: replies.filter((r) => r.superseded_by !== null).length,
+    regenerated_prompts: prompts.filter((p) => (repliesTo.get(p.id as string)?.length ?? 0) > 1)
+      .length,
+    cancelled_with_text: cancelled.filter((r) => Number(r.text_length) > 0).length,
+    cancelled_without_text: cancelled.filter((r) => !Number(r.text_length)).length,
+  };
+  return { invariants: inv, replies: outcomes, reply_actions, gemini_calls: calls.length };
 }

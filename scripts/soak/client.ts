@@ -37,13 +37,19 @@ function describe(input: RequestInfo | URL, init?: RequestInit): string {
 
 /**
  * What counts as the retried request succeeding: a 2xx, or the answers the request could get
- * anyway (a prompt: 409 pending limit or key in use, 429 daily limit; checkout: 409 already Pro;
- * cancel: 404/409 nothing to cancel). A 429 on send-otp after a 503, say,
- * means the failed attempt used up a limit: not a success.
+ * anyway (a prompt or a regenerate: 409 pending limit or key in use, 429 daily limit; a reply's
+ * cancel: 409 reply finished; checkout: 409 already Pro; a subscription's cancel: 404/409
+ * nothing to cancel). A 429 on send-otp after a 503, say, means the failed attempt used up a
+ * limit: not a success.
  */
 function succeeded(request: string, status: number): boolean {
   if (status >= 200 && status < 300) return true;
   if (/^POST \/chatroom\/[^/]+\/message$/.test(request)) return status === 409 || status === 429;
+  // A regenerate meets the same limits as a prompt; a cancel may find the reply finished.
+  if (/^POST \/chatroom\/[^/]+\/messages\/[^/]+\/regenerate$/.test(request)) {
+    return status === 409 || status === 429;
+  }
+  if (/^POST \/chatroom\/[^/]+\/messages\/[^/]+\/cancel$/.test(request)) return status === 409;
   // Already Pro (checkout) or nothing to cancel: what the user's state answers anyway.
   if (request === "POST /subscribe/pro") return status === 409;
   if (request === "POST /subscription/cancel") return status === 404 || status === 409;

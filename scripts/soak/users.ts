@@ -1,19 +1,25 @@
 // One simulated user: signs up and logs in through the typed client, then, until the run's
 // prompt budget is spent, picks actions at random: queued and streamed prompts (with and without
-// an Idempotency-Key, repeated as a client retry would, or left mid-stream), polls, refreshes,
-// new chatrooms, checkouts and cancellations. Like a person, it mostly waits for a reply before
-// the next prompt (sometimes it fires on, which still meets the pending-replies cap), pauses a
+// an Idempotency-Key, repeated as a client retry would, or left mid-stream), cancels (a queued
+// reply it no longer wants, a streamed one stopped mid-stream), regenerates of settled replies,
+// polls, refreshes, new chatrooms, checkouts and subscription cancellations. Like a person, it
+// mostly waits for a reply before the next prompt (sometimes it fires on; told 409
+// reply_in_progress, it waits for its oldest pending reply before prompting again), pauses a
 // moment between actions, and opens billing rarely (well under its 10 per 10 minutes).
 import type { ApiClient } from "../../src/client.ts";
 import { randomClientIp, randomMobileNumber } from "../support/http.ts";
 import { clientFor, type HttpRecord } from "./client.ts";
 import { createRng, type Rng } from "./rng.ts";
 
+type Control = (path: string, body?: unknown, method?: string) => Promise<unknown>;
+
 export interface SoakRun {
   baseUrl: string;
   tag: string;
   seed: number;
   record: HttpRecord;
+  /** The local cloud's control API (a user stopping a long answer asks for one; see stopStream). */
+  control: Control;
   /** Takes one prompt from the run's budget; false once it is spent or the run is out of time. */
   takePrompt(): boolean;
   deadline: number;
@@ -28,16 +34,32 @@ export interface SoakStats {
   replayed: number;
   limited: number;
   pending_limited: number;
+  /** Times a user told 409 reply_in_progress waited for its oldest pending reply first. */
+  waits_after_pending_cap: number;
   streams_abandoned: number;
   /** Queued prompts whose reply the user waited for before doing anything else. */
   replies_awaited: number;
+  /** POST …/cancel sent (a queued reply, or a stream stopped mid-stream) and how they ended. */
+  reply_cancels_sent: number;
+  reply_cancels_ok: number;
+  /** 409 reply_finished: the reply settled before the cancel landed. */
+  reply_cancels_finished: number;
+  /** Streams the user stopped with a cancel (the SSE then ends with `cancelled`). */
+  streams_stopped: number;
+  /** POST …/regenerate sent (first sends only) and how they ended. */
+  regenerates_sent: number;
+  regenerates_accepted: number;
+  /** Repeats with the same Idempotency-Key that replayed the first regenerate. */
+  regenerates_replayed: number;
+  /** 409 reply_in_progress (pending cap) or 429 (daily limit). */
+  regenerates_refused: number;
   checkouts_paid: number;
   cancellations: number;
   /** Billing actions drawn too soon after the user's last one of that kind, so not sent. */
   billing_spaced_out: number;
   refreshes: number;
   unexpected: string[];
-  /** Reply ids the clients were told about (202, SSE `message`/`done`, replays). */
+  /** Reply ids the clients were told about (202, SSE `Location`/`done`, regenerate, replays). */
   reply_ids: Set<string>;
 }
 
@@ -49,8 +71,17 @@ export function newStats(): SoakStats {
     replayed: 0,
     limited: 0,
     pending_limited: 0,
+    waits_after_pending_cap: 0,
     streams_abandoned: 0,
     replies_awaited: 0,
+    reply_cancels_sent: 0,
+    reply_cancels_ok: 0,
+    reply_cancels_finished: 0,
+    streams_stopped: 0,
+    regenerates_sent: 0,
+    regenerates_accepted: 0,
+    regenerates_replayed: 0,
+    regenerates_refused: 0,
     checkouts_paid: 0,
     cancellations: 0,
     billing_spaced_out: 0,
@@ -60,35 +91,33 @@ export function newStats(): SoakStats {
   };
 }
 
-/**
- * HOOK (cancel / regenerate, being built in parallel): once those endpoints exist, add them here
- * as actions on a reply the user holds, e.g.
- *   cancel: (u, replyId) => u.api.chatroom[":id"].messages[":message_id"].cancel.$post(...)
- * and give them a weight in ACTION_WEIGHTS. The audit already requires exactly one current reply
- * per accepted prompt, so a regenerate must leave one current reply and a cancel a settled one.
- */
-export const REPLY_ACTIONS: Record<
-  string,
-  (u: SimUser, chatroomId: string, replyId: string) => Promise<void>
-> = {};
-
 const ACTION_WEIGHTS = {
   queued: 45,
   streamed: 20,
   poll: 14,
+  regenerate: 6,
+  cancel_reply: 3,
   refresh: 5,
   chatroom: 3,
   checkout: 5,
-  cancel: 3,
+  unsubscribe: 3,
   history: 5,
 } as const;
 
 /** Share of accepted queued prompts whose reply the user waits for before the next action. */
 const WAIT_FOR_REPLY = 0.85;
+/** Share of accepted queued prompts (and regenerates) the user changes its mind about: cancelled. */
+const CANCEL_QUEUED = 0.08;
+/** Share of streamed prompts the client leaves after the first piece of text (no cancel). */
+const LEAVE_STREAM = 0.2;
+/** Share of streamed prompts the user stops with a cancel (a long answer it does not want). */
+const STOP_STREAM = 0.15;
 /** How long a waiting user polls a reply before giving up on it (it stays in `pending`). */
 const REPLY_WAIT_MS = 20_000;
 /** A pause between two actions, as a person reads and types (ms). */
 const THINK_MS = [50, 400] as const;
+/** Settled replies a user remembers as candidates for regenerate (the newest ones). */
+const SETTLED_KEPT = 8;
 /**
  * Least time between two checkouts (or two cancellations) of one user: at most 7 in 10 minutes,
  * under the per-user billing limit of 10 (src/services/billing/admission.ts), as people do.
@@ -96,6 +125,12 @@ const THINK_MS = [50, 400] as const;
 const BILLING_GAP_MS = 90_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A reply the user knows of, by the chatroom it is in. */
+interface HeldReply {
+  chatroomId: string;
+  replyId: string;
+}
 
 interface SimUser {
   index: number;
@@ -105,7 +140,12 @@ interface SimUser {
   token: string;
   refreshToken: string;
   rooms: string[];
-  pending: { chatroomId: string; replyId: string }[];
+  /** Replies the user did not wait for, oldest first (queued ones, streams it left). */
+  pending: HeldReply[];
+  /** Replies the user saw settle, newest last: what it may regenerate. */
+  settled: HeldReply[];
+  /** Told 409 reply_in_progress: waits for its oldest pending reply before the next prompt. */
+  capped: boolean;
   prompts: number;
   /** When the user last sent each billing action (ms). */
   lastBilling: { checkout: number; cancel: number };
@@ -114,6 +154,8 @@ interface SimUser {
 function unexpected(run: SoakRun, who: string, what: string, status: number, text = ""): void {
   run.stats.unexpected.push(`${who} ${what}: ${status} ${text.slice(0, 160)}`);
 }
+
+type ErrorBody = { error?: { code?: string } } | null;
 
 /** signup → send-otp → verify-otp (with the challenge id), as src/client.ts's callers do. */
 async function logIn(run: SoakRun, index: number): Promise<SimUser | null> {
@@ -151,6 +193,8 @@ async function logIn(run: SoakRun, index: number): Promise<SimUser | null> {
     refreshToken: session.refresh_token,
     rooms: [],
     pending: [],
+    settled: [],
+    capped: false,
     prompts: 0,
     lastBilling: { checkout: 0, cancel: 0 },
   };
@@ -164,13 +208,59 @@ async function newChatroom(run: SoakRun, u: SimUser): Promise<void> {
   u.rooms.push((await res.json()).chatroom.id);
 }
 
-function promptText(run: SoakRun, u: SimUser): string {
-  return `${run.tag} u${u.index} p${u.prompts++}: name a colour`;
+/** The prompt's text; `<tag> u3 p17:` names it (the audit and a stopped stream's fault use it). */
+function promptText(run: SoakRun, u: SimUser): { content: string; name: string } {
+  const name = `${run.tag} u${u.index} p${u.prompts++}:`;
+  return { content: `${name} name a colour`, name };
+}
+
+function rememberSettled(u: SimUser, r: HeldReply): void {
+  u.settled.push(r);
+  if (u.settled.length > SETTLED_KEPT) u.settled.shift();
+}
+
+/**
+ * A 409 reply_in_progress on a prompt or a regenerate: the user has as many replies pending as
+ * its plan allows, so before its next prompt it waits for the oldest one (as a real client
+ * would) instead of firing on into the same refusal.
+ */
+function metPendingCap(u: SimUser): void {
+  u.capped = true;
+}
+
+async function waitIfCapped(run: SoakRun, u: SimUser): Promise<void> {
+  if (!u.capped) return;
+  u.capped = false;
+  run.stats.waits_after_pending_cap++;
+  const oldest = u.pending.shift();
+  // Nothing the user knows of is pending (a prompt of its own still being committed holds the
+  // place): a short pause, as a person would before trying again.
+  if (!oldest) {
+    await sleep(u.rng.int(1_000, 3_000));
+    return;
+  }
+  if (!(await awaitReply(run, u, oldest, REPLY_WAIT_MS))) u.pending.unshift(oldest);
+}
+
+/**
+ * After a queued prompt or a regenerate was accepted: mostly the user reads the reply before
+ * typing again; sometimes it changes its mind and cancels it (at once or a moment later, so
+ * some cancels land after the reply settled: 409 reply_finished); sometimes it fires on.
+ */
+async function afterAccepted(run: SoakRun, u: SimUser, p: HeldReply): Promise<void> {
+  if (u.rng.chance(CANCEL_QUEUED)) {
+    await sleep(u.rng.int(0, 1_500));
+    if (!(await cancelReply(run, u, p))) u.pending.push(p);
+    return;
+  }
+  if (u.rng.chance(WAIT_FOR_REPLY) && (await awaitReply(run, u, p, REPLY_WAIT_MS))) {
+    run.stats.replies_awaited++;
+  } else u.pending.push(p);
 }
 
 async function sendQueued(run: SoakRun, u: SimUser): Promise<void> {
   const chatroomId = u.rng.pick(u.rooms);
-  const content = promptText(run, u);
+  const { content } = promptText(run, u);
   const key = u.rng.chance(0.5) ? `soak-${crypto.randomUUID()}` : undefined;
   // A client that lost the first answer sends the same request again with the same key.
   const sends = key && u.rng.chance(0.3) ? 2 : 1;
@@ -198,24 +288,21 @@ async function sendQueued(run: SoakRun, u: SimUser): Promise<void> {
     } else if (status === 429) run.stats.limited++;
     else if (status === 409 && body?.error?.code === "reply_in_progress") {
       run.stats.pending_limited++;
+      metPendingCap(u);
     } else if (status === 409 && i > 0) run.stats.replayed++;
     else if (status !== 503) {
       unexpected(run, `user ${u.index}`, "prompt", status, JSON.stringify(body));
     }
   }
   if (firstReply === undefined) return;
-  const p = { chatroomId, replyId: firstReply };
-  // Mostly the user reads the reply before typing again; sometimes it fires on.
-  if (u.rng.chance(WAIT_FOR_REPLY) && (await awaitReply(run, u, p, REPLY_WAIT_MS))) {
-    run.stats.replies_awaited++;
-  } else u.pending.push(p);
+  await afterAccepted(run, u, { chatroomId, replyId: firstReply });
 }
 
 /** Polls a reply until it is no longer pending (true) or `patienceMs` passes (false). */
 async function awaitReply(
   run: SoakRun,
   u: SimUser,
-  p: { chatroomId: string; replyId: string },
+  p: HeldReply,
   patienceMs: number,
 ): Promise<boolean> {
   const until = Math.min(run.deadline, Date.now() + patienceMs);
@@ -229,7 +316,7 @@ async function awaitReply(
     }
     const { message } = await res.json();
     if (message.status !== "pending") {
-      for (const act of Object.values(REPLY_ACTIONS)) await act(u, p.chatroomId, p.replyId);
+      rememberSettled(u, p);
       return true;
     }
     await sleep(Math.min(1_000, 100 + i * 50));
@@ -237,58 +324,196 @@ async function awaitReply(
   return false;
 }
 
-/** A streamed prompt; sometimes the client leaves after the first piece of text. */
-async function sendStreamed(run: SoakRun, u: SimUser): Promise<void> {
-  const chatroomId = u.rng.pick(u.rooms);
-  const leave = u.rng.chance(0.25);
-  const abort = new AbortController();
-  run.stats.prompts_sent++;
-  const res = await u.api.chatroom[":id"].message.$post(
-    {
-      param: { id: chatroomId },
-      header: u.rng.chance(0.3) ? { "idempotency-key": `soak-${crypto.randomUUID()}` } : {},
-      json: { content: promptText(run, u) },
-    },
-    { headers: { accept: "text/event-stream" }, init: { signal: abort.signal } },
-  );
+/**
+ * POST …/cancel on a reply the user holds. True when the reply is settled afterwards (cancelled,
+ * or it had finished: 409 reply_finished); false when the cancel did not get through (503s
+ * outlasted the client's retries), so the reply may still be pending.
+ */
+async function cancelReply(run: SoakRun, u: SimUser, p: HeldReply): Promise<boolean> {
+  run.stats.reply_cancels_sent++;
+  const res = await u.api.chatroom[":id"].messages[":message_id"].cancel.$post({
+    param: { id: p.chatroomId, message_id: p.replyId },
+  });
   const status: number = res.status;
-  if (status !== 200 || !res.body) {
-    if (status === 429) run.stats.limited++;
-    else if (status === 409) run.stats.pending_limited++;
-    else if (status !== 503) unexpected(run, `user ${u.index}`, "stream", status);
-    await res.body?.cancel();
+  const body = (await res.json().catch(() => null)) as
+    | ({ message?: { id: string; status: string } } & NonNullable<ErrorBody>)
+    | null;
+  if (status === 200 && body?.message?.status === "cancelled") {
+    run.stats.reply_cancels_ok++;
+  } else if (status === 409 && body?.error?.code === "reply_finished") {
+    run.stats.reply_cancels_finished++;
+  } else if (status === 503) {
+    return false;
+  } else {
+    unexpected(run, `user ${u.index}`, "cancel reply", status, JSON.stringify(body));
+  }
+  rememberSettled(u, p);
+  return true;
+}
+
+/** Cancels one of the replies the user did not wait for (the newest: the one it regrets most). */
+async function cancelPending(run: SoakRun, u: SimUser): Promise<void> {
+  const p = u.pending.pop();
+  if (!p) {
+    await sleep(u.rng.int(20, 200));
     return;
   }
-  run.stats.accepted_streamed++;
-  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
+  if (!(await cancelReply(run, u, p))) u.pending.push(p);
+}
+
+/**
+ * POST …/regenerate on a settled reply the user holds: with an Idempotency-Key half the time
+ * (sent twice, as a client that lost the first answer would, a third of those), without one
+ * sometimes sent twice too (the second asks again: another reply, or the pending cap). Every
+ * documented answer is expected: 202, 409 reply_in_progress, 429, a replay of the first 202.
+ */
+async function regenerate(run: SoakRun, u: SimUser): Promise<void> {
+  if (u.settled.length === 0) {
+    await sleep(u.rng.int(20, 200));
+    return;
+  }
+  const target = u.settled.splice(u.rng.int(0, u.settled.length - 1), 1)[0] as HeldReply;
+  const key = u.rng.chance(0.5) ? `soak-${crypto.randomUUID()}` : undefined;
+  const sends = u.rng.chance(key ? 0.3 : 0.1) ? 2 : 1;
+  run.stats.regenerates_sent++;
+  const accepted: string[] = [];
+  for (let i = 0; i < sends; i++) {
+    const res = await u.api.chatroom[":id"].messages[":message_id"].regenerate.$post({
+      param: { id: target.chatroomId, message_id: target.replyId },
+      header: key ? { "idempotency-key": key } : {},
+    });
+    const status: number = res.status;
+    const body = (await res.json().catch(() => null)) as
+      | ({ reply?: { id: string } } & NonNullable<ErrorBody>)
+      | null;
+    if (status === 202 && body?.reply) {
+      run.stats.reply_ids.add(body.reply.id);
+      if (key && accepted.length > 0) {
+        if (body.reply.id === accepted[0]) run.stats.regenerates_replayed++;
+        else unexpected(run, `user ${u.index}`, "regenerate replay gave another reply", status);
+      } else {
+        run.stats.regenerates_accepted++;
+        accepted.push(body.reply.id);
+      }
+    } else if (status === 429) run.stats.regenerates_refused++;
+    else if (status === 409 && body?.error?.code === "reply_in_progress") {
+      run.stats.regenerates_refused++;
+      metPendingCap(u);
+    } else if (status === 409 && key && i > 0) run.stats.regenerates_replayed++;
+    else if (status !== 503) {
+      unexpected(run, `user ${u.index}`, "regenerate", status, JSON.stringify(body));
+    }
+  }
+  if (accepted.length === 0) {
+    rememberSettled(u, target);
+    return;
+  }
+  // The newest reply is the prompt's current one: the one the user reads, or cancels.
+  const newest = accepted.at(-1) as string;
+  for (const id of accepted.slice(0, -1)) {
+    u.pending.push({ chatroomId: target.chatroomId, replyId: id });
+  }
+  await afterAccepted(run, u, { chatroomId: target.chatroomId, replyId: newest });
+}
+
+/** What an SSE frame is, and the reply it names (if any). */
+function parseFrame(frame: string): { event?: string; replyId?: string } {
+  const event = /^event: (.*)$/m.exec(frame)?.[1];
+  const data = /^data: (.*)$/m.exec(frame)?.[1];
+  if (!data) return { event };
+  const d = JSON.parse(data) as { reply?: { id: string } };
+  return { event, replyId: d.reply?.id };
+}
+
+/**
+ * A streamed prompt. Sometimes the client leaves after the first piece of text (the reply goes
+ * on without it); sometimes the user stops it with POST …/cancel (after the first piece of text,
+ * or before any) and reads the stream to its end, which is then `cancelled` (or `done`/`error`
+ * when the reply had finished first: the cancel's 409 reply_finished).
+ */
+async function sendStreamed(run: SoakRun, u: SimUser): Promise<void> {
+  const chatroomId = u.rng.pick(u.rooms);
+  const draw = u.rng.next();
+  const leave = draw < LEAVE_STREAM;
+  const stop = !leave && draw < LEAVE_STREAM + STOP_STREAM;
+  const stopBeforeText = stop && u.rng.chance(0.3);
+  const abort = new AbortController();
+  const { content, name } = promptText(run, u);
+  // A reply worth stopping is a long one: the local Gemini streams this prompt's pieces 400 ms
+  // apart (a fault scoped to this prompt, removed after), so the cancel lands mid-stream.
+  const slow = stop
+    ? ((await run
+        .control("gemini/faults", { match: name, kind: "slow_stream", ms: 400, times: 1 })
+        .catch(() => null)) as { fault?: { id: string } } | null)
+    : null;
+  run.stats.prompts_sent++;
   try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      for (let cut = buffer.indexOf("\n\n"); cut >= 0; cut = buffer.indexOf("\n\n")) {
-        const frame = buffer.slice(0, cut);
-        buffer = buffer.slice(cut + 2);
-        const event = /^event: (.*)$/m.exec(frame)?.[1];
-        const data = /^data: (.*)$/m.exec(frame)?.[1];
-        if (event === "message" && data) {
-          const m = JSON.parse(data) as { reply?: { id: string } };
-          if (m.reply) run.stats.reply_ids.add(m.reply.id);
-        }
-        if ((event === "done" || event === "error") && data) {
-          const d = JSON.parse(data) as { reply?: { id: string } };
-          if (d.reply) run.stats.reply_ids.add(d.reply.id);
-        }
-        if (event === "delta" && leave) {
-          run.stats.streams_abandoned++;
-          abort.abort();
-          return;
+    const res = await u.api.chatroom[":id"].message.$post(
+      {
+        param: { id: chatroomId },
+        header: u.rng.chance(0.3) ? { "idempotency-key": `soak-${crypto.randomUUID()}` } : {},
+        json: { content },
+      },
+      { headers: { accept: "text/event-stream" }, init: { signal: abort.signal } },
+    );
+    const status: number = res.status;
+    if (status !== 200 || !res.body) {
+      const body = (await res.json().catch(() => null)) as ErrorBody;
+      if (status === 429) run.stats.limited++;
+      else if (status === 409 && body?.error?.code === "reply_in_progress") {
+        run.stats.pending_limited++;
+        metPendingCap(u);
+      } else if (status !== 503) {
+        unexpected(run, `user ${u.index}`, "stream", status, JSON.stringify(body));
+      }
+      return;
+    }
+    run.stats.accepted_streamed++;
+    // The reply's id is in Location before any event (the `message` event carries the prompt).
+    const replyId = /\/messages\/([^/]+)$/.exec(res.headers.get("location") ?? "")?.[1];
+    if (replyId) run.stats.reply_ids.add(replyId);
+    const held = replyId ? { chatroomId, replyId } : undefined;
+    let cancelSent = false;
+    let terminal: string | undefined;
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        for (let cut = buffer.indexOf("\n\n"); cut >= 0; cut = buffer.indexOf("\n\n")) {
+          const { event, replyId: named } = parseFrame(buffer.slice(0, cut));
+          buffer = buffer.slice(cut + 2);
+          if (named) run.stats.reply_ids.add(named);
+          if (event === "done" || event === "error" || event === "cancelled") terminal = event;
+          if (event === "delta" && leave) {
+            run.stats.streams_abandoned++;
+            // The reply goes on without the client (then the queue): it holds a pending place.
+            if (held) u.pending.push(held);
+            abort.abort();
+            return;
+          }
+          const due = stopBeforeText ? event === "message" : event === "delta";
+          if (stop && due && held && !cancelSent) {
+            cancelSent = true;
+            run.stats.streams_stopped++;
+            await cancelReply(run, u, held);
+          }
         }
       }
+    } catch (err) {
+      if (!abort.signal.aborted) {
+        unexpected(run, `user ${u.index}`, "stream read", 200, String(err));
+      }
+      return;
     }
-  } catch (err) {
-    if (!abort.signal.aborted) unexpected(run, `user ${u.index}`, "stream read", 200, String(err));
+    if (!terminal) unexpected(run, `user ${u.index}`, "stream ended without a final event", 200);
+    if (held && !cancelSent) rememberSettled(u, held);
+  } finally {
+    if (slow?.fault) {
+      await run.control(`gemini/faults/${slow.fault.id}`, undefined, "DELETE").catch(() => {});
+    }
   }
 }
 
@@ -338,7 +563,7 @@ async function checkout(run: SoakRun, u: SimUser): Promise<void> {
   if (paid.status === 200 || paid.status === 303) run.stats.checkouts_paid++;
 }
 
-async function cancel(run: SoakRun, u: SimUser): Promise<void> {
+async function unsubscribe(run: SoakRun, u: SimUser): Promise<void> {
   if (!billingDue(run, u, "cancel")) return;
   const res = await u.api.subscription.cancel.$post();
   const status: number = res.status;
@@ -364,13 +589,18 @@ export async function simulateUser(run: SoakRun, index: number): Promise<void> {
   while (Date.now() < run.deadline) {
     const action = u.rng.weighted(ACTION_WEIGHTS);
     if (action === "queued" || action === "streamed") {
+      await waitIfCapped(run, u);
       if (!run.takePrompt()) break;
       await (action === "queued" ? sendQueued(run, u) : sendStreamed(run, u));
+    } else if (action === "regenerate") {
+      await waitIfCapped(run, u);
+      await regenerate(run, u);
     } else if (action === "poll") await pollOne(run, u);
+    else if (action === "cancel_reply") await cancelPending(run, u);
     else if (action === "refresh") await refresh(run, u);
     else if (action === "chatroom" && u.rooms.length < 4) await newChatroom(run, u);
     else if (action === "checkout") await checkout(run, u);
-    else if (action === "cancel") await cancel(run, u);
+    else if (action === "unsubscribe") await unsubscribe(run, u);
     else if (action === "history") await history(run, u);
     await sleep(u.rng.int(...THINK_MS));
   }

@@ -31,6 +31,7 @@ import type { LimitResult } from "../../lib/rate-limit";
 import { describeError } from "../../log";
 import { AUTH_LIMITS, type AuthDeps } from "./deps";
 import {
+  type CodeReceipt,
   consumeCodeWithReceipt,
   decoyCode,
   giveBackSendAllowance,
@@ -85,7 +86,7 @@ async function consumeCodeFindingUser(
     clientIp: string;
     challengeId?: string;
   },
-): Promise<{ user: UserRow | null }> {
+): Promise<{ user: UserRow | null; receipt: CodeReceipt }> {
   const [consumed, found] = await Promise.allSettled([
     consumeCodeWithReceipt(deps, input),
     findUserByMobileNumber(deps.db, input.mobileNumber),
@@ -95,7 +96,7 @@ async function consumeCodeFindingUser(
     await restoreCode(deps, consumed.value);
     throw found.reason;
   }
-  return { user: found.value };
+  return { user: found.value, receipt: consumed.value };
 }
 
 /**
@@ -190,25 +191,33 @@ export async function verifyLoginCode(
     signupToken?: string;
   },
 ): Promise<Session> {
-  const { user } = await consumeCodeFindingUser(deps, { ...input, purpose: "login" });
+  const { user, receipt } = await consumeCodeFindingUser(deps, { ...input, purpose: "login" });
   // A code is only ever issued to a registered number, so this is a deleted account.
   if (!user)
     throw new UnauthorizedError("The code is wrong, expired or already used.", "invalid_otp");
-  if (user.mobileVerifiedAt) return { ...(await startSession(deps, user)), user };
-  const now = deps.clock.now();
-  const [keepPasswordHash, session] = await Promise.all([
-    pendingPasswordToKeep(deps, user, input.signupToken),
-    prepareSession(deps, user, now),
-  ]);
-  const proved = await proveNumberAndStartSession(deps.db, {
-    userId: user.id,
-    keepPasswordHash,
-    now,
-    session: session.row,
-  });
-  if (!proved)
-    throw new UnauthorizedError("The code is wrong, expired or already used.", "invalid_otp");
-  return { ...session.pair, user: proved };
+  try {
+    if (user.mobileVerifiedAt) return { ...(await startSession(deps, user)), user };
+    const now = deps.clock.now();
+    const [keepPasswordHash, session] = await Promise.all([
+      pendingPasswordToKeep(deps, user, input.signupToken),
+      prepareSession(deps, user, now),
+    ]);
+    const proved = await proveNumberAndStartSession(deps.db, {
+      userId: user.id,
+      keepPasswordHash,
+      now,
+      session: session.row,
+    });
+    if (!proved)
+      throw new UnauthorizedError("The code is wrong, expired or already used.", "invalid_otp");
+    return { ...session.pair, user: proved };
+  } catch (err) {
+    // The code was used, then starting the session failed (the database: a 503). Put back, as
+    // when the user lookup fails, so the client's retry of the 503 can still log in with it
+    // (soak finding 9: the retry met 401 invalid_otp). A refusal keeps the code used.
+    if (!(err instanceof UnauthorizedError)) await restoreCode(deps, receipt);
+    throw err;
+  }
 }
 
 const BAD_CREDENTIALS = "The mobile number or password is wrong.";

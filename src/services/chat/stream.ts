@@ -113,6 +113,27 @@ export async function streamReply(
   // Every delta is in the log before the row settles, so a follower that sees the row settled
   // has seen (or can read) them all.
   await recorder.flush();
+  const reply = await saveRetrying(deps, () => saveStreamOutcome(deps, job, outcome, delivered));
+  if (!reply) {
+    emit("error", { error: { code: "not_found", message: "The chatroom was deleted." } });
+    return;
+  }
+  // Followers (resume, other devices) read the row once they see the end marker.
+  await recorder.end();
+  emitSettled(emit, reply);
+}
+
+/**
+ * Saves what the stream produced and answers the reply as saved (none: its chatroom is gone).
+ * Safe to run again after a failure: every write in it is conditional (settle: on `pending`;
+ * the kept text: on no text yet) and the ledger counts only a row its own transaction wrote.
+ */
+async function saveStreamOutcome(
+  deps: ChatDeps,
+  job: { replyId: string; userId: string; chatroomId: string },
+  outcome: ReplyOutcome,
+  delivered: string,
+): Promise<MessageRow | undefined> {
   // A cancel that landed first makes this a no-op (the UPDATE is conditional on `pending`).
   const settled = await settleReply(deps, job.replyId, outcome);
   let reply: MessageRow | undefined =
@@ -120,14 +141,28 @@ export async function streamReply(
   if (!reply) {
     [reply] = await selectMessage(deps.db, job.chatroomId, job.userId, job.replyId);
   }
-  if (!reply) {
-    emit("error", { error: { code: "not_found", message: "The chatroom was deleted." } });
-    return;
+  if (reply?.status === "cancelled") reply = await finishCancelledStream(deps, reply, delivered);
+  return reply;
+}
+
+/**
+ * Waits between attempts to save a finished stream while the database fails (~15 s in all,
+ * inside the ~30 s `waitUntil` grants after a client leaves). Soak finding (issue 19): one
+ * failed read after a cancel ended the stream with an error, and the cancelled reply kept
+ * neither its delivered text nor a refund, so the quota counted a prompt the books refunded.
+ */
+const STREAM_SAVE_RETRY_MS = [250, 750, 2_000, 4_000, 8_000];
+
+async function saveRetrying<T>(deps: Pick<ChatDeps, "log">, save: () => Promise<T>): Promise<T> {
+  for (const wait of STREAM_SAVE_RETRY_MS) {
+    try {
+      return await save();
+    } catch (err) {
+      deps.log.warn("stream_save_retry", { error: describeError(err), retry_in_ms: wait });
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
   }
-  if (reply.status === "cancelled") reply = await finishCancelledStream(deps, reply, delivered);
-  // Followers (resume, other devices) read the row once they see the end marker.
-  await recorder.end();
-  emitSettled(emit, reply);
+  return save();
 }
 
 /**
