@@ -13,6 +13,7 @@
 //   npm run bench -- --cpu --rounds 3 --only "GET /user/me" --skip-profile   # repeat, select
 //   npm run bench -- --cpu --baseline DIR   # also serve another build (wrangler deploy --dry-run
 //                                          # --outdir DIR) and measure both in the same rounds
+//   npm run bench -- --cpu --callgrind --requests 200 --skip-profile  # instructions per request
 //
 // The cases are in scripts/bench/cases/, the measurement in scripts/bench/measure.ts, the report
 // in scripts/bench/report.ts, the CPU mode in scripts/bench/cpu.ts.
@@ -53,6 +54,7 @@ const { values: args } = parseArgs({
     "skip-profile": { type: "boolean", default: false },
     baseline: { type: "string" },
     "v8-flags": { type: "string" },
+    callgrind: { type: "boolean", default: false },
   },
 });
 
@@ -64,6 +66,7 @@ if (args.cpu) {
     profile: !args["skip-profile"],
     ...(args.only ? { only: args.only } : {}),
     ...(args.baseline ? { baseline: args.baseline } : {}),
+    callgrind: args.callgrind,
     ...(args["v8-flags"] ? { v8Flags: args["v8-flags"].split(" ").filter(Boolean) } : {}),
     ...(args.json ? { json: args.json } : {}),
   });

@@ -235,8 +235,13 @@ const empty :Workerd.Worker = (
 `;
 }
 
-async function waitForServer(url: string, child: ChildProcess, log: () => string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
+async function waitForServer(
+  url: string,
+  child: ChildProcess,
+  log: () => string,
+  tries = 200,
+): Promise<void> {
+  for (let i = 0; i < tries; i++) {
     if (child.exitCode !== null) throw new Error(`workerd exited ${child.exitCode}: ${log()}`);
     try {
       await (await fetch(url)).arrayBuffer();
@@ -453,11 +458,17 @@ export async function runCpuBench(opts: {
    * rounds, so the two compare under the same load.
    */
   baseline?: string;
+  /**
+   * Runs workerd under valgrind's callgrind and reports thousands of instructions per request
+   * instead of CPU ms: a count the machine's other load does not move (about 50× slower).
+   */
+  callgrind?: boolean;
   /** Passed to workerd's V8 (`--v8-flags "--perf-basic-prof"`, to read the run with perf). */
   v8Flags?: string[];
   json?: string;
 }): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), "bench-cpu-"));
+  const work_ = work;
   let workerd: ChildProcess | undefined;
   let cloud: Awaited<ReturnType<typeof startLocalCloud>> | undefined;
   try {
@@ -501,31 +512,58 @@ export async function runCpuBench(opts: {
         ...(opts.v8Flags ? { v8Flags: opts.v8Flags } : {}),
       }),
     );
-    const startWorkerd = async (inspector?: number) => {
+    const startWorkerd = async (inspector?: number, callgrind?: string) => {
       let log = "";
-      const child = spawn(
+      const serve = [
         bin("workerd"),
-        [
-          "serve",
-          join(work, "config.capnp"),
-          ...(inspector ? [`--inspector-addr=127.0.0.1:${inspector}`] : []),
-        ],
-        { stdio: ["ignore", "pipe", "pipe"] },
-      );
+        "serve",
+        join(work, "config.capnp"),
+        ...(inspector ? [`--inspector-addr=127.0.0.1:${inspector}`] : []),
+      ];
+      // Under callgrind (instrumentation off until a measured run turns it on) the counts are
+      // instructions, which the machine's other load does not change.
+      const [command, ...args] = callgrind
+        ? [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            "--smc-check=all-non-file",
+            `--callgrind-out-file=${callgrind}`,
+            ...serve,
+          ]
+        : serve;
+      const child = spawn(command as string, args, { stdio: ["ignore", "pipe", "pipe"] });
       child.stdout?.on("data", (d) => {
         log = (log + String(d)).slice(-4000);
       });
       child.stderr?.on("data", (d) => {
         log = (log + String(d)).slice(-4000);
       });
-      await waitForServer(`http://127.0.0.1:${emptyPort}/`, child, () => log);
-      await waitForServer(`${apiUrl}/no-such-route`, child, () => log);
+      // Under valgrind the bundle takes far longer to start.
+      const tries = callgrind ? 4000 : 200;
+      await waitForServer(`http://127.0.0.1:${emptyPort}/`, child, () => log, tries);
+      await waitForServer(`${apiUrl}/no-such-route`, child, () => log, tries);
       return child;
     };
     // The timed runs have no inspector attached: with one, every console.log also becomes an
     // inspector event, which a deployed Worker does not pay.
-    workerd = await startWorkerd();
+    const callgrindOut = join(work, "callgrind.out");
+    workerd = await startWorkerd(undefined, opts.callgrind ? callgrindOut : undefined);
     const pid = workerd.pid as number;
+    /** Instructions executed while `work` runs (callgrind: zero, instrument, dump, read). */
+    const instructions = async (work: () => Promise<number>) => {
+      const control = (...args: string[]) =>
+        execFileSync("callgrind_control", [...args, String(pid)], { stdio: "ignore" });
+      control("-z");
+      control("-i", "on");
+      const result = await work();
+      control("-d");
+      control("-i", "off");
+      const dumps = readdirSync(work_).filter((f) => f.startsWith("callgrind.out."));
+      const latest = dumps.sort((a, b) => Number(a.split(".").pop()) - Number(b.split(".").pop()));
+      const text = readFileSync(join(work_, latest.at(-1) as string), "utf8");
+      return { count: Number(/^summary: (\d+)/m.exec(text)?.[1] ?? Number.NaN), result };
+    };
 
     const target: Target = { baseUrl: apiUrl };
     const session = await createSession(target);
@@ -561,6 +599,7 @@ export async function runCpuBench(opts: {
     // Each round measures every endpoint once, the floor first: a row's "above floor" is taken
     // against the floor of its own round (the load of a shared machine drifts between rounds),
     // and the rows report the median over the rounds.
+    const unit = opts.callgrind ? "k instructions" : "CPU ms";
     const perRound = new Map<Run, RoundFigure[]>(runs.map((run) => [run, []]));
     for (let round = 0; round < opts.rounds; round++) {
       let floorCpu = 0;
@@ -569,14 +608,28 @@ export async function runCpuBench(opts: {
         const { ep } = run;
         const token = ep.writer ? writer.token : session.token;
         if (round === 0) {
-          await drive(run.url, ep, token, Math.ceil(opts.requests / 10), opts.connections);
+          // Under callgrind, long enough for V8 to have compiled the hot paths (its compiler
+          // threads count too), so the measured requests are the steady state.
+          const warmUp = opts.callgrind ? opts.requests * 3 : Math.ceil(opts.requests / 10);
+          await drive(run.url, ep, token, warmUp, opts.connections);
         }
         const vendorBefore = await vendorRequests(cloud.url);
         const cpuBefore = processCpuMs(pid);
         const started = performance.now();
-        const failedChecks = await drive(run.url, ep, token, opts.requests, opts.connections);
+        let failedChecks: number;
+        let cpu: number;
+        if (opts.callgrind) {
+          // Thousands of instructions per request instead of milliseconds.
+          const counted = await instructions(() =>
+            drive(run.url, ep, token, opts.requests, opts.connections),
+          );
+          failedChecks = counted.result;
+          cpu = counted.count / opts.requests / 1000;
+        } else {
+          failedChecks = await drive(run.url, ep, token, opts.requests, opts.connections);
+          cpu = (processCpuMs(pid) - cpuBefore) / opts.requests;
+        }
         const seconds = (performance.now() - started) / 1000;
-        const cpu = (processCpuMs(pid) - cpuBefore) / opts.requests;
         const vendor = ((await vendorRequests(cloud.url)) - vendorBefore) / opts.requests;
         if (ep === floor) floorCpu = cpu;
         perRound.get(run)?.push({
@@ -587,7 +640,7 @@ export async function runCpuBench(opts: {
           failedChecks,
         });
         console.log(
-          `round ${round + 1}/${opts.rounds} ${run.label}: ${cpu.toFixed(3)} ms CPU per request`,
+          `round ${round + 1}/${opts.rounds} ${run.label}: ${cpu.toFixed(3)} ${unit} per request`,
         );
       }
     }
@@ -614,7 +667,7 @@ export async function runCpuBench(opts: {
       `\nCPU per request: built Worker in plain workerd ${date}, ${opts.connections} connections, ${opts.requests} requests per endpoint, each alone; median of ${opts.rounds} round(s), "above floor" against the floor of the same round; load average ${load}\n${table(
         [
           "endpoint",
-          "CPU ms/request",
+          `${unit}/request`,
           "min-max",
           "above floor",
           "vendor calls",
