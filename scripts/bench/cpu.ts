@@ -67,6 +67,13 @@ const ENDPOINTS: Endpoint[] = [
     request: () => get("/fetch"),
   },
   {
+    // The same with the deadline every vendor call of the API carries (AbortSignal.timeout).
+    label: "empty Worker + one fetch with a deadline",
+    server: "empty",
+    status: 200,
+    request: () => get("/fetch-deadline"),
+  },
+  {
     label: "unknown route (404)",
     server: "api",
     status: 404,
@@ -137,7 +144,8 @@ function processCpuMs(pid: number): number {
 
 /**
  * The floor: answers "ok"; on /log, first writes one log line like the API's request log; on
- * /fetch, first makes one subrequest as an SDK would (no SDK).
+ * /fetch, first makes one subrequest as an SDK would (no SDK); on /fetch-deadline, the same
+ * subrequest with an `AbortSignal.timeout` deadline, as the API's vendor calls carry.
  */
 const EMPTY_WORKER = `export default {
   async fetch(request, env) {
@@ -146,11 +154,12 @@ const EMPTY_WORKER = `export default {
       console.log(JSON.stringify({ level: "info", msg: "request", request_id: crypto.randomUUID(),
         method: "GET", route: "/log", status: 200, latency_ms: 0.1, user_id: null, rate_limit: null }));
     }
-    if (path === "/fetch") {
+    if (path === "/fetch" || path === "/fetch-deadline") {
       const res = await fetch(env.REDIS_URL, {
         method: "POST",
         headers: { authorization: "Bearer " + env.REDIS_TOKEN, "content-type": "application/json" },
         body: '["PING"]',
+        ...(path === "/fetch-deadline" ? { signal: AbortSignal.timeout(10000) } : {}),
       });
       await res.json();
     }
