@@ -10,6 +10,10 @@
 //   npm run bench -- --only "GET /user/me"      # endpoints whose label contains the text
 //   npm run bench -- --only "=POST /chatroom|/user/me"  # `|` joins parts; "=" matches a whole label
 //   npm run bench -- --cpu                # CPU ms per request of the built Worker in plain workerd
+//   npm run bench -- --cpu --rounds 3 --only "GET /user/me" --skip-profile   # repeat, select
+//   npm run bench -- --cpu --baseline DIR   # also serve another build (wrangler deploy --dry-run
+//                                          # --outdir DIR) and measure both in the same rounds
+//   npm run bench -- --cpu --callgrind --requests 200 --skip-profile  # instructions per request
 //
 // The cases are in scripts/bench/cases/, the measurement in scripts/bench/measure.ts, the report
 // in scripts/bench/report.ts, the CPU mode in scripts/bench/cpu.ts.
@@ -46,6 +50,11 @@ const { values: args } = parseArgs({
     cpu: { type: "boolean", default: false },
     requests: { type: "string", default: "2000" },
     connections: { type: "string", default: "10" },
+    rounds: { type: "string", default: "1" },
+    "skip-profile": { type: "boolean", default: false },
+    baseline: { type: "string" },
+    "v8-flags": { type: "string" },
+    callgrind: { type: "boolean", default: false },
   },
 });
 
@@ -53,6 +62,12 @@ if (args.cpu) {
   await runCpuBench({
     requests: Math.min(100_000, Math.max(100, Number(args.requests))),
     connections: Math.min(100, Math.max(1, Number(args.connections))),
+    rounds: Math.min(20, Math.max(1, Number(args.rounds))),
+    profile: !args["skip-profile"],
+    ...(args.only ? { only: args.only } : {}),
+    ...(args.baseline ? { baseline: args.baseline } : {}),
+    callgrind: args.callgrind,
+    ...(args["v8-flags"] ? { v8Flags: args["v8-flags"].split(" ").filter(Boolean) } : {}),
     ...(args.json ? { json: args.json } : {}),
   });
   process.exit(0);

@@ -1,12 +1,24 @@
 // `npm run bench -- --cpu`: the CPU time Cloudflare bills, per request. Builds the Worker as it is
 // deployed (`wrangler deploy --dry-run`), serves the bundle with plain `workerd serve` (no
-// wrangler dev wrapper, no proxy) beside an empty Worker, against the local cloud in this
-// process, and drives each endpoint alone with N connections. CPU per request is the workerd
-// process's user+system time (/proc/<pid>/stat) over the run divided by the requests; the empty
-// Worker's figure is the floor any request pays. Then takes a CPU profile over the inspector
-// and prints the top self-time entries (the .cpuprofile goes to bench-results/).
+// wrangler dev wrapper, no proxy, no inspector) beside an empty Worker, against the local cloud
+// in this process, and drives each endpoint alone with N connections. CPU per request is the
+// workerd process's CPU time (every thread's /proc schedstat, in ns) over the run divided by the
+// requests; the empty Worker's figure, measured in the same round, is the floor any request pays.
+// `--rounds` repeats the pass and reports medians; `--baseline DIR` serves another build beside
+// this one and measures both in the same rounds. Then, in a second workerd with the inspector,
+// takes one CPU profile per API endpoint and prints its top self-time entries, named through the
+// bundle's source map (the .cpuprofile files and the map go to bench-results/).
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { SourceMap } from "node:module";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { unstable_readConfig } from "wrangler";
@@ -26,6 +38,11 @@ interface Endpoint {
   label: string;
   /** On the empty Worker, or on the API. */
   server: "api" | "empty";
+  /**
+   * Sent with a second user's token: a write that would otherwise invalidate (and grow) the list
+   * the cached `GET /chatroom` row reads, round after round.
+   */
+  writer?: boolean;
   status: number;
   request(i: number): { method: string; path: string; body?: unknown; token?: boolean };
   /** Checks the answer beyond its status (e.g. X-Cache): a problem is counted, not fatal. */
@@ -48,6 +65,13 @@ const ENDPOINTS: Endpoint[] = [
     server: "empty",
     status: 200,
     request: () => get("/fetch"),
+  },
+  {
+    // The same with the deadline every vendor call of the API carries (AbortSignal.timeout).
+    label: "empty Worker + one fetch with a deadline",
+    server: "empty",
+    status: 200,
+    request: () => get("/fetch-deadline"),
   },
   {
     label: "unknown route (404)",
@@ -81,6 +105,7 @@ const ENDPOINTS: Endpoint[] = [
     label: "POST /chatroom",
     server: "api",
     status: 201,
+    writer: true,
     request: (i) => ({
       method: "POST",
       path: "/chatroom",
@@ -100,17 +125,27 @@ function workerdDate(): string {
   return /(\d{4}-\d{2}-\d{2})/.exec(out)?.[1] ?? "2026-01-01";
 }
 
-/** user+system CPU of a process in ms (fields 14 and 15 of /proc/<pid>/stat, in clock ticks). */
-function processCpuMs(pid: number, ticksPerSecond: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // After "pid (comm) ", field 3 (state) is index 0: utime is field 14 → index 11, stime index 12.
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond;
+/**
+ * CPU time of a process in ms, all its threads: the first field of each thread's
+ * /proc/<pid>/task/<tid>/schedstat (nanoseconds on a CPU), so short runs are not rounded to the
+ * 10 ms clock ticks of /proc/<pid>/stat.
+ */
+function processCpuMs(pid: number): number {
+  let ns = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
+    } catch {
+      // A thread that ended between the listing and the read.
+    }
+  }
+  return ns / 1e6;
 }
 
 /**
  * The floor: answers "ok"; on /log, first writes one log line like the API's request log; on
- * /fetch, first makes one subrequest as an SDK would (no SDK).
+ * /fetch, first makes one subrequest as an SDK would (no SDK); on /fetch-deadline, the same
+ * subrequest with an `AbortSignal.timeout` deadline, as the API's vendor calls carry.
  */
 const EMPTY_WORKER = `export default {
   async fetch(request, env) {
@@ -119,11 +154,12 @@ const EMPTY_WORKER = `export default {
       console.log(JSON.stringify({ level: "info", msg: "request", request_id: crypto.randomUUID(),
         method: "GET", route: "/log", status: 200, latency_ms: 0.1, user_id: null, rate_limit: null }));
     }
-    if (path === "/fetch") {
+    if (path === "/fetch" || path === "/fetch-deadline") {
       const res = await fetch(env.REDIS_URL, {
         method: "POST",
         headers: { authorization: "Bearer " + env.REDIS_TOKEN, "content-type": "application/json" },
         body: '["PING"]',
+        ...(path === "/fetch-deadline" ? { signal: AbortSignal.timeout(10000) } : {}),
       });
       await res.json();
     }
@@ -138,6 +174,10 @@ function capnpConfig(opts: {
   vars: Record<string, string>;
   apiPort: number;
   emptyPort: number;
+  /** V8 flags for workerd, e.g. `--perf-basic-prof` so `perf record` can name JS frames. */
+  v8Flags?: string[];
+  /** A second build of the API (`--baseline`), served beside it with the same bindings. */
+  baseline?: { bundle: string; port: number };
 }): string {
   const bindings = Object.entries(opts.vars)
     .map(([name, value]) => `(name = ${JSON.stringify(name)}, text = ${JSON.stringify(value)})`)
@@ -149,12 +189,21 @@ const config :Workerd.Config = (
   services = [
     (name = "api", worker = .api),
     (name = "empty", worker = .empty),
+    ${opts.baseline ? '(name = "base", worker = .base),' : ""}
     # Loopback allowed: the local cloud stands in for every vendor.
     (name = "internet", network = (allow = ["public", "private", "local"])),
   ],
+  ${
+    process.env.BENCH_V8_FLAGS
+      ? `v8Flags = [${opts.v8Flags?.length ? `v8Flags = [${opts.v8Flags.map((f) => JSON.stringify(f)).join(", ")}],` : ""}
+          .map((f) => JSON.stringify(f))
+          .join(", ")}],`
+      : ""
+  }
   sockets = [
     (name = "api", address = "127.0.0.1:${opts.apiPort}", http = (), service = "api"),
     (name = "empty", address = "127.0.0.1:${opts.emptyPort}", http = (), service = "empty"),
+    ${opts.baseline ? `(name = "base", address = "127.0.0.1:${opts.baseline.port}", http = (), service = "base"),` : ""}
   ],
 );
 
@@ -169,6 +218,20 @@ const api :Workerd.Worker = (
   globalOutbound = "internet",
 );
 
+${
+  opts.baseline
+    ? `const base :Workerd.Worker = (
+  modules = [(name = "index.js", esModule = embed ${JSON.stringify(opts.baseline.bundle)})],
+  compatibilityDate = ${JSON.stringify(opts.compatibilityDate)},
+  compatibilityFlags = [${flags}],
+  bindings = [
+      ${bindings}
+  ],
+  globalOutbound = "internet",
+);`
+    : ""
+}
+
 const empty :Workerd.Worker = (
   modules = [(name = "index.js", esModule = ${JSON.stringify(EMPTY_WORKER)})],
   compatibilityDate = ${JSON.stringify(opts.compatibilityDate)},
@@ -181,8 +244,13 @@ const empty :Workerd.Worker = (
 `;
 }
 
-async function waitForServer(url: string, child: ChildProcess, log: () => string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
+async function waitForServer(
+  url: string,
+  child: ChildProcess,
+  log: () => string,
+  tries = 200,
+): Promise<void> {
+  for (let i = 0; i < tries; i++) {
     if (child.exitCode !== null) throw new Error(`workerd exited ${child.exitCode}: ${log()}`);
     try {
       await (await fetch(url)).arrayBuffer();
@@ -240,10 +308,41 @@ async function vendorRequests(cloudUrl: string): Promise<number> {
   return count((await stats("neon")).requests) + count((await stats("redis")).requests);
 }
 
+/** One endpoint on one server (the API, its baseline build, or the empty Worker). */
+interface Run {
+  ep: Endpoint;
+  label: string;
+  url: string;
+}
+
+interface RoundFigure {
+  cpu: number;
+  aboveFloor: number;
+  perSecond: number;
+  vendor: number;
+  failedChecks: number;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+function matches(ep: Endpoint, only: string | undefined): boolean {
+  return !only || only.split("|").some((part) => ep.label.includes(part));
+}
+
 interface CpuRow {
   label: string;
   requests: number;
+  rounds: number;
+  /** Median over the rounds. */
   cpu_ms_per_request: number;
+  cpu_ms_min: number;
+  cpu_ms_max: number;
   above_floor_ms: number;
   requests_per_second: number;
   /** Neon and Upstash requests per request (whatever the Worker awaited or not). */
@@ -253,9 +352,10 @@ interface CpuRow {
 }
 
 interface ProfileEntry {
+  /** The original function name (through the bundle's source map), or V8's for native frames. */
   function: string;
-  url: string;
-  line: number;
+  /** The original source file and line (node_modules/ shortened), or "" for native frames. */
+  where: string;
   self_ms: number;
   self_percent: number;
 }
@@ -264,6 +364,7 @@ interface ProfileEntry {
 async function profile(
   inspectorPort: number,
   work: () => Promise<void>,
+  sourceMap: SourceMap,
 ): Promise<{ profile: unknown; top: ProfileEntry[] }> {
   const targets = (await (await fetch(`http://127.0.0.1:${inspectorPort}/json/list`)).json()) as {
     id: string;
@@ -295,22 +396,25 @@ async function profile(
   await work();
   const { profile } = (await send("Profiler.stop")) as { profile: CpuProfile };
   ws.close();
-  return { profile, top: topSelfTime(profile, 15) };
+  return { profile, top: topSelfTime(profile, 15, sourceMap) };
 }
 
 interface CpuProfile {
   nodes: {
     id: number;
-    callFrame: { functionName: string; url: string; lineNumber: number };
+    callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
   }[];
   samples: number[];
   timeDeltas: number[];
 }
 
-/** Self time per function (samples at the node itself), summed over nodes of the same frame. */
-function topSelfTime(p: CpuProfile, n: number): ProfileEntry[] {
+/**
+ * Self time per function (samples at the node itself), summed over nodes of the same original
+ * function: the minified frames are named through the bundle's source map.
+ */
+function topSelfTime(p: CpuProfile, n: number, sourceMap: SourceMap): ProfileEntry[] {
   const byNode = new Map(p.nodes.map((node) => [node.id, node]));
-  const self = new Map<string, { entry: Omit<ProfileEntry, "self_percent">; us: number }>();
+  const self = new Map<string, { function: string; where: string; us: number }>();
   let total = 0;
   p.samples.forEach((nodeId, i) => {
     // A sample's time is the delta to the next sample (Chrome DevTools' attribution).
@@ -319,35 +423,61 @@ function topSelfTime(p: CpuProfile, n: number): ProfileEntry[] {
     // Idle is the isolate waiting (for I/O): not CPU.
     if (!frame || frame.functionName === "(idle)") return;
     total += us;
-    const key = `${frame.functionName}|${frame.url}|${frame.lineNumber}`;
-    const row = self.get(key) ?? {
-      entry: {
-        function: frame.functionName || "(anonymous)",
-        url: frame.url,
-        line: frame.lineNumber + 1,
-        self_ms: 0,
-      },
-      us: 0,
-    };
+    let fn = frame.functionName || "(anonymous)";
+    let where = "";
+    if (frame.url) {
+      const original = sourceMap.findEntry(frame.lineNumber, frame.columnNumber) as {
+        originalSource?: string;
+        originalLine?: number;
+        name?: string;
+      };
+      fn = original.name || fn;
+      where = `${(original.originalSource ?? frame.url)
+        .replace(/^.*node_modules\//, "")
+        .replace(/^.*?\/src\//, "src/")}:${(original.originalLine ?? frame.lineNumber) + 1}`;
+    }
+    const key = `${fn}|${where}`;
+    const row = self.get(key) ?? { function: fn, where, us: 0 };
     row.us += us;
     self.set(key, row);
   });
   return [...self.values()]
     .sort((a, b) => b.us - a.us)
     .slice(0, n)
-    .map(({ entry, us }) => ({
-      ...entry,
-      self_ms: Number((us / 1000).toFixed(1)),
-      self_percent: Number(((us / total) * 100).toFixed(1)),
+    .map((row) => ({
+      function: row.function,
+      where: row.where,
+      self_ms: Number((row.us / 1000).toFixed(1)),
+      self_percent: Number(((row.us / total) * 100).toFixed(1)),
     }));
 }
 
 export async function runCpuBench(opts: {
   requests: number;
   connections: number;
+  /** Timed passes over every endpoint; the rows report the median. */
+  rounds: number;
+  /** Endpoints whose label contains this text (`|` joins alternatives); the floor always runs. */
+  only?: string;
+  /** Takes the per-endpoint CPU profiles (a second workerd, with the inspector). */
+  profile: boolean;
+  /**
+   * A directory holding another build's `index.js` (`wrangler deploy --dry-run --outdir DIR`,
+   * e.g. of the commit before a change): served beside this build and measured in the same
+   * rounds, so the two compare under the same load.
+   */
+  baseline?: string;
+  /**
+   * Runs workerd under valgrind's callgrind and reports thousands of instructions per request
+   * instead of CPU ms: a count the machine's other load does not move (about 50× slower).
+   */
+  callgrind?: boolean;
+  /** Passed to workerd's V8 (`--v8-flags "--perf-basic-prof"`, to read the run with perf). */
+  v8Flags?: string[];
   json?: string;
 }): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), "bench-cpu-"));
+  const work_ = work;
   let workerd: ChildProcess | undefined;
   let cloud: Awaited<ReturnType<typeof startLocalCloud>> | undefined;
   try {
@@ -358,8 +488,13 @@ export async function runCpuBench(opts: {
       env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
     });
     const wrangler = unstable_readConfig({ config: join(ROOT, "wrangler.jsonc") });
+    if (opts.baseline) {
+      mkdirSync(join(work, "baseline"));
+      copyFileSync(join(opts.baseline, "index.js"), join(work, "baseline/index.js"));
+    }
     const apiPort = await freePort();
     const emptyPort = await freePort();
+    const basePort = await freePort();
     const inspectorPort = await freePort();
     const apiUrl = `http://127.0.0.1:${apiPort}`;
     const config = testCloudConfig({ stripeWebhookUrl: `${apiUrl}/webhook/stripe` });
@@ -382,29 +517,70 @@ export async function runCpuBench(opts: {
         vars,
         apiPort,
         emptyPort,
+        ...(opts.baseline ? { baseline: { bundle: "baseline/index.js", port: basePort } } : {}),
+        ...(opts.v8Flags ? { v8Flags: opts.v8Flags } : {}),
       }),
     );
-    let log = "";
-    workerd = spawn(
-      bin("workerd"),
-      ["serve", join(work, "config.capnp"), `--inspector-addr=127.0.0.1:${inspectorPort}`],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    workerd.stdout?.on("data", (d) => {
-      log = (log + String(d)).slice(-4000);
-    });
-    workerd.stderr?.on("data", (d) => {
-      log = (log + String(d)).slice(-4000);
-    });
+    const startWorkerd = async (inspector?: number, callgrind?: string) => {
+      let log = "";
+      const serve = [
+        bin("workerd"),
+        "serve",
+        join(work, "config.capnp"),
+        ...(inspector ? [`--inspector-addr=127.0.0.1:${inspector}`] : []),
+      ];
+      // Under callgrind (instrumentation off until a measured run turns it on) the counts are
+      // instructions, which the machine's other load does not change.
+      const [command, ...args] = callgrind
+        ? [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            "--smc-check=all-non-file",
+            `--callgrind-out-file=${callgrind}`,
+            ...serve,
+          ]
+        : serve;
+      const child = spawn(command as string, args, { stdio: ["ignore", "pipe", "pipe"] });
+      child.stdout?.on("data", (d) => {
+        log = (log + String(d)).slice(-4000);
+      });
+      child.stderr?.on("data", (d) => {
+        log = (log + String(d)).slice(-4000);
+      });
+      // Under valgrind the bundle takes far longer to start.
+      const tries = callgrind ? 4000 : 200;
+      await waitForServer(`http://127.0.0.1:${emptyPort}/`, child, () => log, tries);
+      await waitForServer(`${apiUrl}/no-such-route`, child, () => log, tries);
+      return child;
+    };
+    // The timed runs have no inspector attached: with one, every console.log also becomes an
+    // inspector event, which a deployed Worker does not pay.
+    const callgrindOut = join(work, "callgrind.out");
+    workerd = await startWorkerd(undefined, opts.callgrind ? callgrindOut : undefined);
     const pid = workerd.pid as number;
-    await waitForServer(`http://127.0.0.1:${emptyPort}/`, workerd, () => log);
-    await waitForServer(`${apiUrl}/no-such-route`, workerd, () => log);
+    /** Instructions executed while `work` runs (callgrind: zero, instrument, dump, read). */
+    const instructions = async (work: () => Promise<number>) => {
+      const control = (...args: string[]) =>
+        execFileSync("callgrind_control", [...args, String(pid)], { stdio: "ignore" });
+      control("-z");
+      control("-i", "on");
+      const result = await work();
+      control("-d");
+      control("-i", "off");
+      const dumps = readdirSync(work_).filter((f) => f.startsWith("callgrind.out."));
+      const latest = dumps.sort((a, b) => Number(a.split(".").pop()) - Number(b.split(".").pop()));
+      const text = readFileSync(join(work_, latest.at(-1) as string), "utf8");
+      return { count: Number(/^summary: (\d+)/m.exec(text)?.[1] ?? Number.NaN), result };
+    };
 
     const target: Target = { baseUrl: apiUrl };
     const session = await createSession(target);
+    const writer = await createSession(target);
     await createChatroom(target, session.token, "cpu bench");
+    const baseUrl = `http://127.0.0.1:${basePort}`;
     // Fills the list cache (written back under waitUntil), so the measured GET /chatroom
-    // requests are hits.
+    // requests are hits (the baseline build shares the cache: same Redis, same user).
     for (let i = 0; ; i++) {
       const res = await fetch(`${apiUrl}/chatroom`, {
         headers: { authorization: `Bearer ${session.token}` },
@@ -415,50 +591,102 @@ export async function runCpuBench(opts: {
       await new Promise((r) => setTimeout(r, 20));
     }
 
-    const ticks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-    const rows: CpuRow[] = [];
-    for (const ep of ENDPOINTS) {
-      const base = ep.server === "empty" ? `http://127.0.0.1:${emptyPort}` : apiUrl;
-      await drive(base, ep, session.token, Math.ceil(opts.requests / 10), opts.connections);
-      const vendorBefore = await vendorRequests(cloud.url);
-      const cpuBefore = processCpuMs(pid, ticks);
-      const started = performance.now();
-      const failedChecks = await drive(base, ep, session.token, opts.requests, opts.connections);
-      const seconds = (performance.now() - started) / 1000;
-      const cpu = (processCpuMs(pid, ticks) - cpuBefore) / opts.requests;
-      const vendor = ((await vendorRequests(cloud.url)) - vendorBefore) / opts.requests;
-      rows.push({
-        label: ep.label,
-        requests: opts.requests,
-        cpu_ms_per_request: cpu,
-        above_floor_ms: cpu - (rows[0]?.cpu_ms_per_request ?? cpu),
-        requests_per_second: Math.round(opts.requests / seconds),
-        vendor_calls_per_request: vendor,
-        failed_checks: failedChecks,
-      });
-      console.log(`${ep.label}: ${cpu.toFixed(3)} ms CPU per request`);
-    }
-
-    const profiled = ENDPOINTS.filter((e) => e.server === "api");
-    const { profile: cpuProfile, top } = await profile(inspectorPort, async () => {
-      for (const ep of profiled) {
-        await drive(apiUrl, ep, session.token, Math.ceil(opts.requests / 4), opts.connections);
-      }
-    });
-    const outDir = join(ROOT, "bench-results");
-    mkdirSync(outDir, { recursive: true });
-    const profileFile = join(
-      outDir,
-      `cpu-${new Date().toISOString().replace(/[:.]/g, "-")}.cpuprofile`,
+    const floor = ENDPOINTS[0] as Endpoint;
+    // With --baseline every API endpoint is measured on both builds, in alternating order from
+    // round to round, so drifting load falls on both alike.
+    const runs: Run[] = ENDPOINTS.filter((ep) => ep === floor || matches(ep, opts.only)).flatMap(
+      (ep): Run[] =>
+        ep.server === "empty"
+          ? [{ ep, label: ep.label, url: `http://127.0.0.1:${emptyPort}` }]
+          : opts.baseline
+            ? [
+                { ep, label: ep.label, url: apiUrl },
+                { ep, label: `${ep.label} [baseline]`, url: baseUrl },
+              ]
+            : [{ ep, label: ep.label, url: apiUrl }],
     );
-    writeFileSync(profileFile, JSON.stringify(cpuProfile));
-
+    // Each round measures every endpoint once, the floor first: a row's "above floor" is taken
+    // against the floor of its own round (the load of a shared machine drifts between rounds),
+    // and the rows report the median over the rounds.
+    const unit = opts.callgrind ? "k instructions" : "CPU ms";
+    const perRound = new Map<Run, RoundFigure[]>(runs.map((run) => [run, []]));
+    for (let round = 0; round < opts.rounds; round++) {
+      let floorCpu = 0;
+      const order = round % 2 === 0 ? runs : [...runs].reverse();
+      for (const run of [runs[0] as Run, ...order.filter((r) => r !== runs[0])]) {
+        const { ep } = run;
+        const token = ep.writer ? writer.token : session.token;
+        if (round === 0) {
+          // Under callgrind, long enough for V8 to have compiled the hot paths (its compiler
+          // threads count too), so the measured requests are the steady state.
+          const warmUp = opts.callgrind ? opts.requests * 3 : Math.ceil(opts.requests / 10);
+          await drive(run.url, ep, token, warmUp, opts.connections);
+        }
+        const vendorBefore = await vendorRequests(cloud.url);
+        const cpuBefore = processCpuMs(pid);
+        const started = performance.now();
+        let failedChecks: number;
+        let cpu: number;
+        if (opts.callgrind) {
+          // Thousands of instructions per request instead of milliseconds.
+          const counted = await instructions(() =>
+            drive(run.url, ep, token, opts.requests, opts.connections),
+          );
+          failedChecks = counted.result;
+          cpu = counted.count / opts.requests / 1000;
+        } else {
+          failedChecks = await drive(run.url, ep, token, opts.requests, opts.connections);
+          cpu = (processCpuMs(pid) - cpuBefore) / opts.requests;
+        }
+        const seconds = (performance.now() - started) / 1000;
+        const vendor = ((await vendorRequests(cloud.url)) - vendorBefore) / opts.requests;
+        if (ep === floor) floorCpu = cpu;
+        perRound.get(run)?.push({
+          cpu,
+          aboveFloor: cpu - floorCpu,
+          perSecond: opts.requests / seconds,
+          vendor,
+          failedChecks,
+        });
+        console.log(
+          `round ${round + 1}/${opts.rounds} ${run.label}: ${cpu.toFixed(3)} ${unit} per request`,
+        );
+      }
+    }
+    const rows: CpuRow[] = runs.map((run) => {
+      const figures = perRound.get(run) ?? [];
+      const cpus = figures.map((f) => f.cpu);
+      return {
+        label: run.label,
+        requests: opts.requests,
+        rounds: figures.length,
+        cpu_ms_per_request: median(cpus),
+        cpu_ms_min: Math.min(...cpus),
+        cpu_ms_max: Math.max(...cpus),
+        above_floor_ms: median(figures.map((f) => f.aboveFloor)),
+        requests_per_second: Math.round(median(figures.map((f) => f.perSecond))),
+        vendor_calls_per_request: median(figures.map((f) => f.vendor)),
+        failed_checks: figures.reduce((sum, f) => sum + f.failedChecks, 0),
+      };
+    });
+    const measured = runs.filter((r) => r.url === apiUrl).map((r) => r.ep);
+    workerd.kill();
+    const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
     console.log(
-      `\nCPU per request: built Worker in plain workerd ${date}, ${opts.connections} connections, ${opts.requests} requests per endpoint, each alone\n${table(
-        ["endpoint", "CPU ms/request", "above floor", "vendor calls", "req/s", "failed checks"],
+      `\nCPU per request: built Worker in plain workerd ${date}, ${opts.connections} connections, ${opts.requests} requests per endpoint, each alone; median of ${opts.rounds} round(s), "above floor" against the floor of the same round; load average ${load}\n${table(
+        [
+          "endpoint",
+          `${unit}/request`,
+          "min-max",
+          "above floor",
+          "vendor calls",
+          "req/s",
+          "failed checks",
+        ],
         rows.map((r) => [
           r.label,
           r.cpu_ms_per_request.toFixed(3),
+          `${r.cpu_ms_min.toFixed(3)}-${r.cpu_ms_max.toFixed(3)}`,
           r.above_floor_ms.toFixed(3),
           r.vendor_calls_per_request.toFixed(2),
           r.requests_per_second,
@@ -466,25 +694,52 @@ export async function runCpuBench(opts: {
         ]),
       )}`,
     );
-    console.log(
-      `\nprofile (${profiled.map((e) => e.label.split(" (")[0]).join(", ")}; ${Math.ceil(opts.requests / 4)} requests each), top self time:\n${table(
-        ["function", "where", "self ms", "%"],
-        top.map((t) => [
-          t.function,
-          `${t.url.replace(/^.*\//, "")}:${t.line}`,
-          t.self_ms.toFixed(1),
-          t.self_percent.toFixed(1),
-        ]),
-      )}\nprofile saved: ${profileFile}`,
-    );
+
+    let profiles: { endpoint: string; file: string; top: ProfileEntry[] }[] = [];
+    if (opts.profile) {
+      // A second workerd, with the inspector, for the profiles only (its figures are not timed).
+      workerd = await startWorkerd(inspectorPort);
+      const outDir = join(ROOT, "bench-results");
+      mkdirSync(outDir, { recursive: true });
+      const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+      // The bundle's source map beside the profiles, so DevTools (and the table below) can name
+      // the minified functions.
+      const mapFile = join(outDir, `cpu-${stamp}.index.js.map`);
+      copyFileSync(join(work, "dist/index.js.map"), mapFile);
+      const sourceMap = new SourceMap(JSON.parse(readFileSync(mapFile, "utf8")));
+      const each = Math.ceil(opts.requests / 4);
+      for (const ep of measured.filter((e) => e.server === "api")) {
+        const { profile: cpuProfile, top } = await profile(
+          inspectorPort,
+          () =>
+            drive(
+              apiUrl,
+              ep,
+              ep.writer ? writer.token : session.token,
+              each,
+              opts.connections,
+            ).then(() => {}),
+          sourceMap,
+        );
+        const slug = ep.label.replace(/\W+/g, "-").replace(/^-|-$/g, "").toLowerCase();
+        const file = join(outDir, `cpu-${stamp}-${slug}.cpuprofile`);
+        writeFileSync(file, JSON.stringify(cpuProfile));
+        profiles.push({ endpoint: ep.label, file, top });
+        console.log(
+          `\nprofile of ${ep.label}, ${each} requests, top self time (the inspector also turns every console.log into an event, so the log writer reads high here):\n${table(
+            ["function", "where", "self ms", "%"],
+            top.map((t) => [t.function, t.where, t.self_ms.toFixed(1), t.self_percent.toFixed(1)]),
+          )}`,
+        );
+      }
+      console.log(`\nprofiles saved: ${outDir}/cpu-${stamp}-*.cpuprofile (source map: ${mapFile})`);
+    } else {
+      profiles = [];
+    }
     if (opts.json) {
       writeFileSync(
         opts.json,
-        JSON.stringify(
-          { compatibility_date: date, ...opts, rows, profile_top: top, profile_file: profileFile },
-          null,
-          2,
-        ),
+        JSON.stringify({ compatibility_date: date, load, ...opts, rows, profiles }, null, 2),
       );
     }
   } finally {

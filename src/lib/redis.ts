@@ -23,6 +23,13 @@ export function createRedis(url: string, token: string): RedisClient {
     // chatroom pages included (docs/performance.md, "CPU per request").
     responseEncoding: false,
     enableTelemetry: false,
+    // One HTTP request per command, not the SDK's default auto-pipeline: with it every command
+    // went through a Proxy and a fresh Pipeline (about 185 closures built per pipeline) and
+    // waited two microtasks to join others; and since this client serves the whole isolate, it
+    // batched commands of unrelated requests into one HTTP call, tying their fates together.
+    // Commands that belong together are sent as explicit pipelines or scripts already, and
+    // Upstash bills commands either way (docs/performance.md, "CPU per request").
+    enableAutoPipelining: false,
   });
 }
 

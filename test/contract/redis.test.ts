@@ -151,9 +151,16 @@ describe.each(backends)("local Upstash Redis REST over the $name", ({ config }) 
     });
 
     it("answers the same one command per request as auto-pipelined", async () => {
+      // The SDK's default auto-pipeline (the Worker's own client sends one request per command).
+      const pipelined = new Redis({
+        url: `${cloud?.url}/redis`,
+        token: TEST_KEYS.redisToken,
+        enableTelemetry: false,
+        automaticDeserialization: false,
+      });
       for (const [name, client] of [
         ["direct", direct],
-        ["pipelined", raw],
+        ["pipelined", pipelined],
       ] as const) {
         const k = key(`same:${name}`);
         const answers = [
@@ -745,6 +752,15 @@ describe.each(backends)("local Upstash Redis REST over the $name", ({ config }) 
         requests: { single: 1, pipeline: 1, multi_exec: 1 },
         commands: { SET: 1, GET: 2, INCR: 2 },
       });
+    });
+
+    it("the Worker's client sends each command as its own request, never in another caller's pipeline", async () => {
+      // The SDK's default auto-pipeline would send these as two pipelines (reads, writes), so
+      // commands of unrelated requests of one isolate would share an HTTP call and its failure.
+      await control("/stats/reset", {});
+      await Promise.all([raw.get(key("own:a")), raw.set(key("own:b"), "1"), raw.get(key("own:c"))]);
+      const stats = await control("/stats");
+      expect(stats).toMatchObject({ requests: { single: 3, pipeline: 0, multi_exec: 0 } });
     });
   });
 });

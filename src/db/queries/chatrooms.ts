@@ -1,7 +1,7 @@
 import { and, desc, eq, sql } from "drizzle-orm";
 import type { Database } from "../client";
 import { type ChatroomRow, chatrooms } from "../schema/chatrooms";
-import { sessionLiveCondition } from "./refresh-tokens";
+import { sessionLivePlaceholders, sessionParams } from "./refresh-tokens";
 
 export type { ChatroomRow };
 
@@ -33,15 +33,37 @@ export function insertChatroomIfSessionLive(
   },
   session: { familyId: string; issuedAt: Date },
 ) {
-  const at = row.now.toISOString();
-  const settings = row.settings === null ? null : JSON.stringify(row.settings);
+  let prepared = insertsIfSessionLive.get(db);
+  if (!prepared) {
+    prepared = prepareInsertIfSessionLive(db);
+    insertsIfSessionLive.set(db, prepared);
+  }
+  return prepared.execute({
+    ...sessionParams({ userId: row.userId, ...session }),
+    id: row.id,
+    title: row.title,
+    titleSource: row.titleSource,
+    description: row.description,
+    settings: row.settings === null ? null : JSON.stringify(row.settings),
+    at: row.now.toISOString(),
+  });
+}
+
+// Isolate-lifetime cache: POST /chatroom runs this on every call; prepared once per database
+// instance, a call only fills in the parameters (no query building per request).
+const insertsIfSessionLive = new WeakMap<Database, ReturnType<typeof prepareInsertIfSessionLive>>();
+
+function prepareInsertIfSessionLive(db: Database) {
+  const live = sessionLivePlaceholders();
+  const p = (name: string) => sql.placeholder(name);
   // INSERT ... SELECT lists every column in the table's order (drizzle names them all).
   return db
     .insert(chatrooms)
     .select(
-      sql`select ${row.id}, ${row.userId}, ${row.title}, ${row.titleSource}, ${row.description}::text, ${settings}::jsonb, 0, null::timestamptz, ${at}::timestamptz, ${at}::timestamptz where ${sessionLiveCondition({ userId: row.userId, ...session })}`,
+      sql`select ${p("id")}, ${live.userId}, ${p("title")}, ${p("titleSource")}, ${p("description")}::text, ${p("settings")}::jsonb, 0, null::timestamptz, ${p("at")}::timestamptz, ${p("at")}::timestamptz where ${live.condition}`,
     )
-    .returning();
+    .returning()
+    .prepare("insert_chatroom_if_session_live");
 }
 
 /** The chatroom if `userId` owns it (a query, so it can join a db.batch). */

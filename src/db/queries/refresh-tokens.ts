@@ -226,10 +226,52 @@ export async function sessionIsLive(
   db: Database,
   input: { userId: string; familyId: string; issuedAt: Date },
 ): Promise<boolean> {
-  const result = await db.execute<{ live: boolean }>(
-    sql`select ${sessionLiveCondition(input)} as live`,
-  );
-  return result.rows[0]?.live === true;
+  const rows = await preparedSessionCheck(db).execute(sessionParams(input));
+  return rows.length > 0;
+}
+
+/** The session check's placeholders, filled per call by `sessionParams`. */
+const SESSION_PLACEHOLDERS = {
+  userId: sql.placeholder("userId"),
+  familyId: sql.placeholder("familyId"),
+  issuedAt: sql.placeholder("issuedAt"),
+};
+
+/**
+ * `sessionLiveCondition` over placeholders, for a query prepared once per isolate; execute it
+ * with `sessionParams(input)` (and `userId` is the placeholder of the same name).
+ */
+export function sessionLivePlaceholders() {
+  return { condition: sessionLiveSql(SESSION_PLACEHOLDERS), userId: SESSION_PLACEHOLDERS.userId };
+}
+
+/** The values of `SESSION_PLACEHOLDERS` for one caller. */
+export function sessionParams(input: { userId: string; familyId: string; issuedAt: Date }) {
+  return { userId: input.userId, familyId: input.familyId, issuedAt: input.issuedAt.toISOString() };
+}
+
+// Isolate-lifetime cache: the check runs on every authenticated request, and building its SQL
+// (drizzle's builder, the query text, the column casing) each time was a share of each request's
+// CPU; prepared once per database instance, a call only fills in the parameters.
+const sessionChecks = new WeakMap<Database, ReturnType<typeof prepareSessionCheck>>();
+
+function prepareSessionCheck(db: Database) {
+  // The user's row, only while the session stands: no row when it does not (or the user is gone).
+  return db
+    .select({ id: users.id })
+    .from(users)
+    .where(and(eq(users.id, SESSION_PLACEHOLDERS.userId), sessionLivePlaceholders().condition))
+    .limit(1)
+    .prepare("session_is_live");
+}
+
+function preparedSessionCheck(db: Database) {
+  let prepared = sessionChecks.get(db);
+  if (!prepared) {
+    prepared = prepareSessionCheck(db);
+    sessionChecks.set(db, prepared);
+  }
+  return prepared;
 }
 
 /**
@@ -241,6 +283,11 @@ export function sessionLiveCondition(input: {
   familyId: string;
   issuedAt: Date;
 }): SQL {
+  return sessionLiveSql({ ...input, issuedAt: input.issuedAt.toISOString() });
+}
+
+/** The condition over values or placeholders (`issuedAt` as ISO 8601 text). */
+function sessionLiveSql(input: { userId: unknown; familyId: unknown; issuedAt: unknown }): SQL {
   return sql`exists (
       select 1
         from ${refreshTokens} t
@@ -250,6 +297,6 @@ export function sessionLiveCondition(input: {
          and t.revoked_at is null
          and u.mobile_verified_at is not null
          and (u.password_changed_at is null
-              or u.password_changed_at <= ${input.issuedAt.toISOString()}::timestamptz)
+              or u.password_changed_at <= ${input.issuedAt}::timestamptz)
     )`;
 }

@@ -5,7 +5,8 @@ import { type UserRow, users } from "../schema/users";
 import {
   insertRefreshTokenWhileHash,
   type NewRefreshToken,
-  sessionLiveCondition,
+  sessionLivePlaceholders,
+  sessionParams,
 } from "./refresh-tokens";
 
 export type { UserRow };
@@ -65,12 +66,27 @@ export async function findUserIfSessionLive(
   db: Database,
   input: { userId: string; familyId: string; issuedAt: Date },
 ): Promise<UserRow | null> {
-  const rows = await db
-    .select()
-    .from(users)
-    .where(and(eq(users.id, input.userId), sessionLiveCondition(input)))
-    .limit(1);
+  let prepared = usersIfSessionLive.get(db);
+  if (!prepared) {
+    const live = sessionLivePlaceholders();
+    prepared = db
+      .select()
+      .from(users)
+      .where(and(eq(users.id, live.userId), live.condition))
+      .limit(1)
+      .prepare("find_user_if_session_live");
+    usersIfSessionLive.set(db, prepared);
+  }
+  const rows = await prepared.execute(sessionParams(input));
   return rows[0] ?? null;
+}
+
+// Isolate-lifetime cache: GET /user/me runs this on every call; prepared once per database
+// instance, a call only fills in the parameters (no query building per request).
+const usersIfSessionLive = new WeakMap<Database, PreparedUserRead>();
+
+interface PreparedUserRead {
+  execute(params: ReturnType<typeof sessionParams>): Promise<UserRow[]>;
 }
 
 /**
