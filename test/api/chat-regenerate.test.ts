@@ -8,6 +8,7 @@ import {
   newChatroom,
   sendPrompt,
   settledReply,
+  sql,
 } from "./chat-support.ts";
 
 function regenerate(
@@ -107,6 +108,46 @@ describe("POST /chatroom/:id/messages/:message_id/regenerate", () => {
     expect(Number(probe.headers.get("ratelimit-remaining"))).toBe(
       Number(sent.headers.get("ratelimit-remaining")) - 2,
     );
+  });
+
+  it("leaves exactly one current reply after parallel regenerates, each accepted one spending one prompt", async () => {
+    // Soak review: on PostgreSQL (READ COMMITTED) each regenerate's supersede saw only what was
+    // committed when it started, so two in parallel both stayed current. The embedded PGlite
+    // runs batches one at a time; the real-backend run of this file is where it showed.
+    const pro = await createProSession();
+    const room = await newChatroom(pro);
+    const sent = await sendPrompt(pro, room.id, marker("parallel"));
+    const first = await settledReply(pro, room.id, sent.body.reply.id);
+    const before = Number(sent.headers.get("ratelimit-remaining"));
+
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, () => regenerate(pro, room.id, first.id)),
+    );
+    // All are accepted, one after another (no deadlock, no lost write answered 503).
+    expect(answers.map((a) => a.status)).toEqual(answers.map(() => 202));
+    const accepted = answers;
+
+    const replies = await sql().query(
+      "select id, superseded_by from messages where reply_to_id = $1 and role = 'model'",
+      [sent.body.message.id],
+    );
+    // Every accepted regenerate wrote its reply, and only those did.
+    expect(replies.map((r) => r.id).sort()).toEqual(
+      [first.id, ...accepted.map((a) => a.body.reply.id as string)].sort(),
+    );
+    const current = replies.filter((r) => r.superseded_by === null);
+    expect(current).toHaveLength(1);
+    // Every other reply points at the current one.
+    for (const r of replies) {
+      if (r.id !== current[0]?.id) expect(r.superseded_by).toBe(current[0]?.id);
+    }
+    const view = await call("GET", `/chatroom/${room.id}`, { token: pro.token });
+    expect(view.body.messages.filter((m: { role: string }) => m.role === "model")).toHaveLength(1);
+
+    // One prompt per accepted regenerate: the probe sees the rest of the day's count.
+    const probe = await sendPrompt(pro, room.id, marker("probe"));
+    expect(Number(probe.headers.get("ratelimit-remaining"))).toBe(before - accepted.length - 1);
+    await Promise.all(accepted.map((a) => settledReply(pro, room.id, a.body.reply.id)));
   });
 
   it("refuses pending replies, prompts and others' replies; takes cancelled ones; stops at the daily limit", async () => {

@@ -126,7 +126,12 @@ export async function redis(...command: (string | number)[]): Promise<unknown> {
 
 export async function geminiCalls(match: string) {
   const res = await control(`gemini/calls?match=${encodeURIComponent(match)}`);
-  return res.body.calls as { status: number; fault: string | null; method: string }[];
+  return res.body.calls as {
+    status: number;
+    fault: string | null;
+    method: string;
+    prompt: string;
+  }[];
 }
 
 export async function geminiFault(fault: {

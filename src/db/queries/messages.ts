@@ -85,10 +85,14 @@ export function selectHistoryWindow(
     .limit(limit);
 }
 
-/** History as it stood when `replyId` was created (its prompt included), newest first. */
+/**
+ * The history a reply answers, newest first: its prompt and what came before that prompt, as
+ * its first publish sent it (a regenerated reply is created after later exchanges, which it
+ * must not see). The sweep's republish reads this, like regenerate's round 1.
+ */
 export function selectHistoryForReply(
   db: Database,
-  reply: { id: string; chatroomId: string; createdAt: Date },
+  reply: { chatroomId: string; replyToId: string | null },
   limit: number,
 ) {
   return db
@@ -98,7 +102,7 @@ export function selectHistoryForReply(
       and(
         eq(messages.chatroomId, reply.chatroomId),
         inHistory,
-        sql`(${messages.createdAt}, ${messages.id}) < (${reply.createdAt.toISOString()}::timestamptz, ${reply.id})`,
+        sql`(${messages.createdAt}, ${messages.id}) <= (select p.created_at, p.id from messages p where p.id = ${reply.replyToId} and p.chatroom_id = ${reply.chatroomId})`,
       ),
     )
     .orderBy(desc(messages.createdAt), desc(messages.id))
@@ -393,6 +397,23 @@ export function selectHistoryBeforeReply(
     )
     .orderBy(desc(messages.createdAt), desc(messages.id))
     .limit(limit);
+}
+
+/**
+ * Row-locks the prompt `promptId` until the transaction ends, so regenerates of one prompt
+ * commit one after another. Under READ COMMITTED an UPDATE sees only what was committed when it
+ * started: two regenerates in parallel each superseded the replies they could see and left both
+ * new replies current (soak review). Taken before `supersedeReplies` in the same batch, a
+ * parallel regenerate waits here for the first to end, and its supersede, a later statement with
+ * a fresh snapshot, sees the first's reply. The prompt row and not the current reply: when the
+ * holder commits, a reply it superseded no longer matches, so every waiter would go on at once.
+ */
+export function lockPrompt(db: Database, promptId: string) {
+  return db
+    .select({ id: messages.id })
+    .from(messages)
+    .where(and(eq(messages.id, promptId), eq(messages.role, "user")))
+    .for("update");
 }
 
 /** Points every other reply to `promptId` at its newest successor `replyId`. */

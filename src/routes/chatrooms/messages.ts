@@ -59,7 +59,7 @@ export const regenerateReplyRoute = createRoute({
   tags: ["Chat"],
   summary: "Ask again: a new pending reply to the same prompt",
   description:
-    "Takes a model reply that is complete, failed or cancelled and queues a new reply to its prompt, with the history before that prompt. Counts against the daily quota and MAX_PENDING_REPLIES like a prompt (409 reply_in_progress, 429 daily_limit_reached) and honours `Idempotency-Key` the same way. Earlier replies to the prompt get `superseded_by` (the new reply); GET /chatroom/:id shows only the newest.",
+    "Takes a model reply that is complete, failed or cancelled and queues a new reply to its prompt, with the history up to that prompt (as its first request had it). Counts against the daily quota and MAX_PENDING_REPLIES like a prompt (409 reply_in_progress, 429 daily_limit_reached) and honours `Idempotency-Key` the same way. Earlier replies to the prompt get `superseded_by` (the new reply); GET /chatroom/:id shows only the newest. Regenerates of one prompt sent at once are each accepted and counted, as if sent one after another: the last one written is the current reply.",
   middleware: [requireAuthDeferred] as const,
   request: { params: MessageParams, headers: IdempotencyHeader },
   responses: {
@@ -85,7 +85,7 @@ export const cancelReplyRoute = createRoute({
   tags: ["Chat"],
   summary: "Stop a pending reply (queued or streaming)",
   description:
-    "A queued reply's QStash job is cancelled and its prompt refunded; a streaming reply stops within a second, keeps the text already streamed (the stream ends with a `cancelled` event) and is refunded only if no text was sent. A callback arriving later changes nothing. Cancelling again answers the same 200; a finished reply is 409 reply_finished.",
+    "A queued reply's QStash job is cancelled and its prompt refunded; a streaming reply stops within a second, keeps the text already streamed (the stream ends with a `cancelled` event) and is refunded only if no text was sent. A callback arriving later changes nothing. Cancelling again answers the same 200 and completes what the first cancel may not have (a retry after a lost answer still refunds the prompt and stops the job; the refund is given once per reply); a finished reply is 409 reply_finished.",
   middleware: [requireAuthDeferred] as const,
   request: { params: MessageParams },
   responses: {

@@ -19,7 +19,8 @@ import { type MessageView, messageView } from "./views";
  * [QStash cancel ‖ quota refund]. The conditional UPDATE decides every race: a callback or a
  * stream that settles first makes this a 409 `reply_finished`; a cancel that lands first makes
  * their writes no-ops (they too update only pending replies). Cancelling again answers the same
- * 200 with the cancelled reply.
+ * 200 with the cancelled reply, and runs the steps after the batch again (all idempotent), so a
+ * retry of a cancel whose answer was lost still refunds the prompt and cancels the job.
  *
  * A queued reply has no text before its callback, so its prompt is refunded, unless it is a stream
  * handed to the queue (its delivered text is on the row and kept). A streamed reply's
@@ -48,20 +49,31 @@ export async function cancelReply(
   ]);
   const done = cancelled[0];
   if (done) {
-    leavePending(deps, done.userId, done.id);
-    if (done.jobId !== STREAM_JOB_ID) {
-      // A queued reply has no text unless it is a stream handed to the queue, which stored what
-      // it had delivered: that text stays on the cancelled reply and its prompt counts.
-      await Promise.all([
-        done.jobId ? cancelJob(deps, done.jobId) : Promise.resolve(),
-        done.content === "" ? refundPrompt(deps, done.userId, done.quotaDay, done.id) : undefined,
-      ]);
-    }
+    await finishCancel(deps, done);
     return messageView(done);
   }
   if (row?.role !== "model") throw new NotFoundError("No such reply.");
-  if (row.status === "cancelled") return messageView(row);
+  if (row.status === "cancelled") {
+    // Cancelled already, perhaps by this client's earlier attempt whose batch committed but
+    // whose answer was lost (a 503): the steps after the batch may never have run. Each is
+    // idempotent (the refund once per reply in Redis, the job's cancel, the gate's release).
+    await finishCancel(deps, row);
+    return messageView(row);
+  }
   throw new ConflictError(`The reply is already ${row.status}.`, "reply_finished");
+}
+
+/** What follows a committed cancel, safe to run again: the gate, the QStash job, the refund. */
+async function finishCancel(deps: ChatDeps, reply: MessageRow): Promise<void> {
+  leavePending(deps, reply.userId, reply.id);
+  // A streamed reply's own loop keeps its text or refunds it (`finishCancelledStream`).
+  if (reply.jobId === STREAM_JOB_ID) return;
+  // A queued reply has no text unless it is a stream handed to the queue, which stored what it
+  // had delivered: that text stays on the cancelled reply and its prompt counts.
+  await Promise.all([
+    reply.jobId ? cancelJob(deps, reply.jobId) : undefined,
+    reply.content === "" ? refundPrompt(deps, reply.userId, reply.quotaDay, reply.id) : undefined,
+  ]);
 }
 
 /** Best effort: a job QStash still delivers reports to a callback that changes nothing. */

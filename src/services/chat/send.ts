@@ -12,6 +12,7 @@ import {
 } from "../../db/queries/idempotency";
 import {
   insertMessages,
+  lockPrompt,
   type MessageRow,
   selectHistoryBeforeReply,
   selectHistoryWindow,
@@ -166,12 +167,13 @@ async function sendClaimedMessage(
     selectTier(db, input.userId),
     selectOwnedChatroom(db, input.chatroomId, input.userId),
     regen
-      ? selectHistoryBeforeReply(
+      ? // The prompt and the window before it, as the prompt's own send read them (+ 1).
+        selectHistoryBeforeReply(
           db,
           input.chatroomId,
           input.userId,
           regen.replyId,
-          config.historyMaxMessages,
+          config.historyMaxMessages + 1,
         )
       : selectHistoryWindow(db, input.chatroomId, input.userId, config.historyMaxMessages),
     selectPendingReplyIds(db, input.userId, maxPending + 1),
@@ -371,7 +373,14 @@ async function sendClaimedMessage(
   const [written] = await Promise.allSettled([
     db.batch([
       insertMessages(db, regen ? [replyRow] : [promptRow, replyRow]),
-      ...(regen ? [supersedeReplies(db, replyRow.replyToId as string, replyRow.id)] : []),
+      // A regenerate locks its prompt before superseding: a parallel regenerate waits there
+      // until this batch ends, so its supersede, on a later snapshot, sees this reply (ADR 5).
+      ...(regen
+        ? [
+            lockPrompt(db, replyRow.replyToId as string),
+            supersedeReplies(db, replyRow.replyToId as string, replyRow.id),
+          ]
+        : []),
       // A live record with the same key fails the insert and rolls the whole batch back.
       ...(key
         ? [

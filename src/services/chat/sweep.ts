@@ -42,7 +42,8 @@ export interface SweepReport {
  *   fail with `timeout` and refund their prompt unless it already holds delivered text, up to
  *   FAIL_BATCH per run;
  * - replies pending without a QStash job (the publish failed) are published again, with the
- *   reply id as deduplication id so a publish that did land is not doubled;
+ *   history their first publish had (up to their prompt) and the reply id as deduplication id
+ *   so a publish that did land is not doubled;
  * - expired Idempotency-Key records are deleted, and Stripe event records past retention.
  */
 export async function sweepOverdueWork(deps: ChatDeps, now: Date): Promise<SweepReport> {
@@ -82,6 +83,8 @@ export async function sweepOverdueWork(deps: ChatDeps, now: Date): Promise<Sweep
   const republished = await Promise.allSettled(
     unqueued.map(async (reply) => {
       const [history, [owner], [room]] = await deps.db.batch([
+        // The history the first publish sent: the prompt and the window before it (a
+        // regenerated reply is newer than the exchanges after its prompt; they are not its).
         selectHistoryForReply(deps.db, reply, deps.config.historyMaxMessages + 1),
         deps.db.select({ tier: users.tier }).from(users).where(eq(users.id, reply.userId)).limit(1),
         deps.db

@@ -1,8 +1,9 @@
 import { v7 } from "uuid";
 import { describe, expect, it } from "vitest";
-import { control } from "../../support/api.ts";
+import { call, control } from "../../support/api.ts";
 import { createSession } from "../../support/session.ts";
 import {
+  geminiCalls,
   getMessage,
   marker,
   newChatroom,
@@ -44,6 +45,46 @@ describe("the scheduled reply sweep", () => {
     expect(published?.deduplication_id).toBe(replyId);
     const after = await sql().query("select job_id from messages where id = $1", [replyId]);
     expect(after[0]?.job_id).toBe(published?.message_id);
+  });
+
+  it("republishes a regenerated reply with the history its first publish had, not the later exchanges", async () => {
+    // Soak review: the republish read everything before the reply row, and a regenerated reply
+    // is created after the exchanges that followed its prompt, so Gemini was asked to answer
+    // the newest exchange instead of the prompt being regenerated.
+    const me = await createSession();
+    const room = await newChatroom(me);
+    const content = marker("sweep-regen");
+    const sent = await sendPrompt(me, room.id, content);
+    await settledReply(me, room.id, sent.body.reply.id);
+    const later = marker("sweep-later");
+    const next = await sendPrompt(me, room.id, later);
+    await settledReply(me, room.id, next.body.reply.id);
+
+    // Faults on the prompt only now: the later exchange's history carries it too.
+    await control("qstash/publish-fault", { match: content, mode: "error" });
+    let replyId: string;
+    try {
+      const res = await call(
+        "POST",
+        `/chatroom/${room.id}/messages/${sent.body.reply.id}/regenerate`,
+        { token: me.token },
+      );
+      expect(res.status).toBe(202);
+      replyId = res.body.reply.id;
+    } finally {
+      await control("qstash/publish-fault", { match: content, mode: "none" });
+    }
+    const before = await sql().query("select job_id from messages where id = $1", [replyId]);
+    expect(before[0]?.job_id).toBeNull();
+
+    await runSweep(Date.now() + 15_000);
+    expect((await settledReply(me, room.id, replyId)).status).toBe("complete");
+    const seen = await geminiCalls(content);
+    // The prompt's own call, the later exchange's (its history), then the republished one.
+    expect(seen).toHaveLength(3);
+    const [original, , republished] = seen.map((c) => c.prompt);
+    expect(republished).toBe(original);
+    expect(republished).not.toContain(later);
   });
 
   it("fails a reply still pending after REPLY_DEADLINE_SECONDS with timeout and refunds the prompt", async () => {
