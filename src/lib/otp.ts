@@ -118,6 +118,8 @@ export interface OtpStore {
    * Admits one attempt (a send, a password login) for the number from `network`: a known network
    * (it proved the number within `knownTtlSeconds`) is exempt; unknown networks together share
    * `max` per fixed window of `windowSeconds`, counted under `ceiling` (e.g. "send:login").
+   * With a `token` (one per request) the take is recorded under it: a repeat counts once, and
+   * after `refundStranger` with the same token a late run takes nothing.
    */
   admitStranger(input: {
     /** `numberTag` of the number (the access token carries it, so no read is needed first). */
@@ -133,9 +135,14 @@ export interface OtpStore {
     windowSeconds: number;
     nowMs: number;
     knownTtlSeconds: number;
+    token?: string;
   }): Promise<StrangerAdmission>;
-  /** Gives back an attempt `admitStranger` counted ("taken") for a request that was refused. */
-  refundStranger(input: { numberTag: string; ceiling: string }): Promise<void>;
+  /**
+   * Gives back an attempt `admitStranger` counted ("taken") for a request that was refused. With
+   * the admission's `token`: gives back only what that admission took, whether or not its answer
+   * arrived, and stops it from taking anything if Redis runs it later; idempotent.
+   */
+  refundStranger(input: { numberTag: string; ceiling: string; token?: string }): Promise<void>;
   /** Records that `network` proved the number (a password login succeeded from it). */
   rememberNetwork(input: {
     numberTag: string;
@@ -145,17 +152,19 @@ export interface OtpStore {
   }): Promise<void>;
   /**
    * Starts the send cool-down for the slot unless one is running; answers how long the running
-   * one has left. Exact, unlike a 1-token window, which lets two sends straddle a boundary.
+   * one has left. Exact, unlike a 1-token window, which lets two sends straddle a boundary. The
+   * cool-down is named by the request's `token`: a repeat of the same start answers started, and
+   * a start that Redis runs after `clearCooldown` with its token starts nothing.
    */
   startCooldown(
-    input: CodeSlot & { seconds: number; token?: string },
+    input: CodeSlot & { seconds: number; token: string },
   ): Promise<{ started: true } | { started: false; retryAfterSeconds: number }>;
   /**
-   * Ends a cool-down this request started (the send was refused for another reason). With the
-   * `token` it was started with, only if it is still that one: safe when the start's answer was
-   * lost and it is unknown whether it ran.
+   * Ends the cool-down the start with this `token` began (the send failed or was refused for
+   * another reason), whether or not the start's answer arrived, and stops that start if Redis
+   * has not run it yet; another request's cool-down stays. Idempotent, so it can be retried.
    */
-  clearCooldown(input: CodeSlot & { token?: string }): Promise<void>;
+  clearCooldown(input: CodeSlot & { token: string }): Promise<void>;
   /** Puts a consumed code back unless a newer one was issued meanwhile. */
   restore(
     input: CodeSlot & { mac: string; challengeId: string; expiresAtMs: number; ttlSeconds: number },
@@ -282,11 +291,21 @@ end
 return {'wrong', left}
 `;
 
-// KEYS[1] the known set, KEYS[2] the strangers' counter, KEYS[3] (optional) the number's pre-tag
-// known set. A known network passes uncounted; an unknown one takes one from the shared fixed
-// window, or is refused without taking anything.
+// KEYS[1] the known set, KEYS[2] the strangers' counter, KEYS[3] the request's take record when
+// ARGV[8] is '1' (see REFUND_SCRIPT), KEYS[4] (optional) the number's pre-tag known set. A
+// known network passes uncounted; an unknown one takes one from the shared fixed window, or is
+// refused without taking anything. A take already given back ('void') or already made ('taken':
+// the SDK repeating a command whose answer was lost) takes nothing more.
 const ADMIT_SCRIPT = `${REMEMBER_LUA}
-if knownOrCarried(KEYS[1], KEYS[3], ARGV[1], ARGV[5], ARGV[2], ARGV[6]) then
+local recorded = ARGV[8] == '1'
+local record = recorded and redis.call('GET', KEYS[3])
+if record == 'void' then
+  return {'void', 0}
+end
+if record == 'taken' then
+  return {'taken', 0}
+end
+if knownOrCarried(KEYS[1], KEYS[4], ARGV[1], ARGV[5], ARGV[2], ARGV[6]) then
   return {'known', 0}
 end
 local n = redis.call('INCR', KEYS[2])
@@ -297,10 +316,24 @@ if n > tonumber(ARGV[3]) then
   redis.call('DECR', KEYS[2])
   return {'refused', redis.call('TTL', KEYS[2])}
 end
+if recorded then
+  redis.call('SET', KEYS[3], 'taken', 'EX', tonumber(ARGV[7]))
+end
 return {'taken', 0}
 `;
 
+// KEYS[1] the strangers' counter; KEYS[2] (optional) the take record of the admission to give
+// back. With a record: gives back only a take that admission made, once, and leaves 'void' so
+// that admission, if Redis runs it later, takes nothing. Without one (password logins, which
+// know they took): gives back one.
 const REFUND_SCRIPT = `
+if KEYS[2] then
+  local record = redis.call('GET', KEYS[2])
+  redis.call('SET', KEYS[2], 'void', 'EX', tonumber(ARGV[1]))
+  if record ~= 'taken' then
+    return 0
+  end
+end
 if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
   redis.call('DECR', KEYS[1])
 end
@@ -328,17 +361,38 @@ end
 return 1
 `;
 
+// KEYS[1] the slot's cool-down (its value: the token of the request that started it), KEYS[2]
+// the token's tombstone. A start whose request already gave it back (the Worker's deadline passed,
+// then its clear ran before Redis ran this start: soak finding 6) starts nothing; a repeat of a
+// start that ran (the SDK's retry of a lost answer) is answered as started, not as a cool-down.
 const COOLDOWN_SCRIPT = `
-if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', tonumber(ARGV[1])) then
-  return 0
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return {'void', 0}
 end
-return redis.call('PTTL', KEYS[1])
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[2] then
+  return {'started', 0}
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', tonumber(ARGV[1]))
+  return {'started', 0}
+end
+return {'running', redis.call('PTTL', KEYS[1])}
 `;
 
+// The tombstone first, so a start still on its way is stopped; then the cool-down, only if it is
+// this token's (an earlier send's stays).
 const CLEAR_OWN_COOLDOWN_SCRIPT = `
+redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[2]))
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 0
 `;
+
+/**
+ * How long a give-back's tombstone (a cleared cool-down's, a refunded strangers' take's) stays:
+ * far longer than any command waits between the Worker's 2 s deadline and Redis running it.
+ */
+export const GIVE_BACK_TOMBSTONE_SECONDS = 600;
 
 const codeKey = (s: CodeSlot) => `otp:v3:${s.purpose}:${s.mobileNumber}:${s.network}`;
 const failuresKey = (mobileNumber: string) => `otp:v1:failures:${mobileNumber}`;
@@ -349,7 +403,9 @@ const triesKey = (clientIp: string) => `otp:v2:tries:${clientIp}`;
 const knownKey = (numberTag: string) => `auth:v2:known:${numberTag}`;
 const strangersKey = (numberTag: string, ceiling: string) =>
   `auth:v2:strangers:${ceiling}:${numberTag}`;
+const strangerTakeKey = (token: string) => `auth:v2:strangers-take:${token}`;
 const cooldownKey = (s: CodeSlot) => `otp:v2:cooldown:${s.purpose}:${s.mobileNumber}:${s.network}`;
+const cooldownTombstoneKey = (token: string) => `otp:v2:cooldown-void:${token}`;
 
 // The number-keyed sets written before the tag: read only during the transition (below).
 const preTagKnownKey = (mobileNumber: string) => `auth:v1:known:${mobileNumber}`;
@@ -432,6 +488,8 @@ export function createOtpStore(redis: RedisClient): OtpStore {
         [
           knownKey(i.numberTag),
           strangersKey(i.numberTag, i.ceiling),
+          // Without a token the slot is a placeholder the script leaves alone (ARGV[8] is '0').
+          i.token === undefined ? strangersKey(i.numberTag, i.ceiling) : strangerTakeKey(i.token),
           ...preTagKeys(i.mobileNumber, i.nowMs),
         ],
         [
@@ -441,15 +499,26 @@ export function createOtpStore(redis: RedisClient): OtpStore {
           String(i.windowSeconds),
           String(i.nowMs),
           String(i.knownTtlSeconds),
+          String(GIVE_BACK_TOMBSTONE_SECONDS),
+          i.token === undefined ? "0" : "1",
         ],
       )) as [string, number | string];
       if (status === "known") return { status: "known" };
       if (status === "taken") return { status: "taken" };
+      // Only a request that already gave its admission back meets this; nobody reads the answer.
+      if (status === "void") throw new Error("strangers' admission given back before it ran");
       const n = Number(ttl);
       return { status: "refused", retryAfterSeconds: n > 0 ? n : 1 };
     },
     async refundStranger(i) {
-      await redis.eval(REFUND_SCRIPT, [strangersKey(i.numberTag, i.ceiling)], []);
+      await redis.eval(
+        REFUND_SCRIPT,
+        [
+          strangersKey(i.numberTag, i.ceiling),
+          ...(i.token === undefined ? [] : [strangerTakeKey(i.token)]),
+        ],
+        [String(GIVE_BACK_TOMBSTONE_SECONDS)],
+      );
     },
     async rememberNetwork(i) {
       await redis.eval(
@@ -464,19 +533,22 @@ export function createOtpStore(redis: RedisClient): OtpStore {
       );
     },
     async startCooldown(i) {
-      const pttl = Number(
-        await redis.eval(
-          COOLDOWN_SCRIPT,
-          [cooldownKey(i)],
-          [String(i.seconds * 1000), i.token ?? "1"],
-        ),
-      );
-      if (pttl === 0) return { started: true };
-      return { started: false, retryAfterSeconds: Math.max(1, Math.ceil(pttl / 1000)) };
+      const [status, pttl] = (await redis.eval(
+        COOLDOWN_SCRIPT,
+        [cooldownKey(i), cooldownTombstoneKey(i.token)],
+        [String(i.seconds * 1000), i.token],
+      )) as [string, number | string];
+      if (status === "started") return { started: true };
+      // Only a request that already gave its cool-down back meets this; nobody reads the answer.
+      if (status === "void") throw new Error("cool-down given back before its start ran");
+      return { started: false, retryAfterSeconds: Math.max(1, Math.ceil(Number(pttl) / 1000)) };
     },
     async clearCooldown(i) {
-      if (i.token === undefined) await redis.del(cooldownKey(i));
-      else await redis.eval(CLEAR_OWN_COOLDOWN_SCRIPT, [cooldownKey(i)], [i.token]);
+      await redis.eval(
+        CLEAR_OWN_COOLDOWN_SCRIPT,
+        [cooldownKey(i), cooldownTombstoneKey(i.token)],
+        [i.token, String(GIVE_BACK_TOMBSTONE_SECONDS)],
+      );
     },
     async restore(i) {
       await redis.eval(

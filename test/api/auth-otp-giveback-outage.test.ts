@@ -12,6 +12,7 @@ import { responseDelivery } from "../../src/lib/otp-delivery.ts";
 import { createRedis } from "../../src/lib/redis.ts";
 import { createAccessTokens } from "../../src/lib/tokens.ts";
 import { rootLogger } from "../../src/log.ts";
+import { sendLoginCode, signUp } from "../../src/services/auth/accounts.ts";
 import { type AuthDeps, createAuthLimiters } from "../../src/services/auth/deps.ts";
 import { takeSendAllowance } from "../../src/services/auth/otp.ts";
 import { cloudUrl, testEnv, uniqueMobileNumber } from "../support/api.ts";
@@ -109,5 +110,105 @@ describe("send allowance when Redis fails for a while", () => {
       /answer was lost/,
     );
     await expect(takeSendAllowance(healthy, request)).rejects.toThrow(/Too many codes/);
+  });
+});
+
+// Finding 6 again (seed 2026 on a box at load 11): in a `slow` window the cool-down's start
+// reached Redis but ran only after the Worker had given up at its 2 s deadline AND after the
+// give-back's clear, which found nothing to clear; the start then set a 30-second cool-down
+// nobody would clear, and the client's retry met it. These tests run the start (or the strangers'
+// admission) late by hand: the Worker sees its deadline pass, then Redis runs the held command.
+describe("send allowance when Redis runs a command after the Worker gave up", () => {
+  /** A store whose chosen command times out for the Worker and runs in Redis only when told. */
+  function lateStore(which: "startCooldown" | "admitStranger") {
+    const store = createOtpStore(redis);
+    const held: (() => Promise<unknown>)[] = [];
+    const timeout = () => Promise.reject(new Error("TimeoutError: the operation timed out"));
+    const late: AuthDeps["otpStore"] =
+      which === "startCooldown"
+        ? {
+            ...store,
+            startCooldown: (i) => {
+              held.push(() => store.startCooldown(i).catch(() => undefined));
+              return timeout();
+            },
+          }
+        : {
+            ...store,
+            admitStranger: (i) => {
+              held.push(() => store.admitStranger(i).catch(() => undefined));
+              return timeout();
+            },
+          };
+    return { late, runHeld: async () => Promise.all(held.splice(0).map((run) => run())) };
+  }
+
+  it("does not let a start that Redis runs after the clear hold the retry with its cool-down", async () => {
+    const { late, runHeld } = lateStore("startCooldown");
+    const request = {
+      mobileNumber: uniqueMobileNumber(),
+      purpose: "login" as const,
+      clientIp: uniqueClientIp(),
+    };
+    await expect(takeSendAllowance(deps({ otpStore: late }), request)).rejects.toThrow(/timed out/);
+    await runHeld();
+    await expect(takeSendAllowance(deps(), request)).resolves.toBeDefined();
+    // The attacker's side: that send counts now, so an immediate second one is refused.
+    await expect(takeSendAllowance(deps(), request)).rejects.toThrow(/Too many codes/);
+  });
+
+  it("answers a repeated start (the SDK's retry of a lost answer) as started, not as a cool-down", async () => {
+    const store = createOtpStore(redis);
+    const slot = {
+      mobileNumber: uniqueMobileNumber(),
+      purpose: "login" as const,
+      network: "0123456789abcdef",
+      seconds: 30,
+      token: crypto.randomUUID(),
+    };
+    await expect(store.startCooldown(slot)).resolves.toEqual({ started: true });
+    await expect(store.startCooldown(slot)).resolves.toEqual({ started: true });
+    const other = await store.startCooldown({ ...slot, token: crypto.randomUUID() });
+    expect(other.started).toBe(false);
+  });
+
+  it("does not let strangers' admissions Redis runs late use up the number's daily ceiling", async () => {
+    const mobileNumber = uniqueMobileNumber();
+    // 10 sends a day from networks that never proved the number; each of these fails and its
+    // admission runs in Redis after the give-back.
+    for (let i = 0; i < 10; i++) {
+      const { late, runHeld } = lateStore("admitStranger");
+      const request = { mobileNumber, purpose: "login" as const, clientIp: uniqueClientIp() };
+      await expect(takeSendAllowance(deps({ otpStore: late }), request)).rejects.toThrow(
+        /timed out/,
+      );
+      await runHeld();
+    }
+    const request = { mobileNumber, purpose: "login" as const, clientIp: uniqueClientIp() };
+    await expect(takeSendAllowance(deps(), request)).resolves.toBeDefined();
+  });
+});
+
+describe("send allowance when storing the code fails after the limits admitted the send", () => {
+  it("gives the cool-down back, so the retry of the 503 gets its code, and a later send is refused", async () => {
+    const healthy = deps();
+    const store = createOtpStore(redis);
+    // The limits pass (round 1); Redis fails the code's write (round 2): the request is a 503.
+    const failingIssue: AuthDeps["otpStore"] = {
+      ...store,
+      issue: () => Promise.reject(new Error("fetch failed: Redis unreachable")),
+    };
+    const mobileNumber = uniqueMobileNumber();
+    const clientIp = uniqueClientIp();
+    await signUp(healthy, { mobileNumber, clientIp });
+    await expect(
+      sendLoginCode(deps({ otpStore: failingIssue }), { mobileNumber, clientIp }),
+    ).rejects.toThrow(/Redis unreachable/);
+    await expect(sendLoginCode(healthy, { mobileNumber, clientIp })).resolves.toMatchObject({
+      expiresIn: 300,
+    });
+    await expect(sendLoginCode(healthy, { mobileNumber, clientIp })).rejects.toThrow(
+      /Too many codes/,
+    );
   });
 });

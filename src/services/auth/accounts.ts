@@ -37,6 +37,7 @@ import {
   giveBackSendAllowance,
   issueCode,
   restoreCode,
+  type SendAllowance,
   type SentCode,
   takeSendAllowance,
 } from "./otp";
@@ -59,7 +60,7 @@ export interface Session extends TokenPair {
 async function findUserTakingSendAllowance(
   deps: AuthDeps,
   input: { mobileNumber: string; clientIp: string; purpose: OtpPurpose },
-): Promise<UserRow | null> {
+): Promise<{ user: UserRow | null; allowance: SendAllowance }> {
   const [found, allowance] = await Promise.allSettled([
     findUserByMobileNumber(deps.db, input.mobileNumber),
     takeSendAllowance(deps, input),
@@ -69,7 +70,7 @@ async function findUserTakingSendAllowance(
     await giveBackSendAllowance(deps, input, allowance.value);
     throw found.reason;
   }
-  return found.value;
+  return { user: found.value, allowance: allowance.value };
 }
 
 /**
@@ -171,9 +172,12 @@ export async function sendLoginCode(
   deps: AuthDeps,
   input: { mobileNumber: string; clientIp: string },
 ): Promise<SentCode> {
-  const user = await findUserTakingSendAllowance(deps, { ...input, purpose: "login" });
+  const { user, allowance } = await findUserTakingSendAllowance(deps, {
+    ...input,
+    purpose: "login",
+  });
   if (!user) throw new NotFoundError("No account uses this mobile number.", "user_not_found");
-  return issueCode(deps, { ...input, purpose: "login" });
+  return issueCode(deps, { ...input, purpose: "login", allowance });
 }
 
 /**
@@ -447,9 +451,12 @@ export async function sendResetCode(
   deps: AuthDeps,
   input: { mobileNumber: string; clientIp: string },
 ): Promise<SentCode> {
-  const user = await findUserTakingSendAllowance(deps, { ...input, purpose: "password_reset" });
-  if (!user) return decoyCode(deps, { ...input, purpose: "password_reset" });
-  return issueCode(deps, { ...input, purpose: "password_reset" });
+  const { user, allowance } = await findUserTakingSendAllowance(deps, {
+    ...input,
+    purpose: "password_reset",
+  });
+  if (!user) return decoyCode(deps, { ...input, purpose: "password_reset", allowance });
+  return issueCode(deps, { ...input, purpose: "password_reset", allowance });
 }
 
 /** reset-password: consumes a reset code, sets the password, revokes every session. No login. */

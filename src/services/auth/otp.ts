@@ -50,9 +50,11 @@ async function slotOf(deps: AuthDeps, input: CodeRequest): Promise<CodeSlot> {
   };
 }
 
-/** What a send took from the strangers' ceiling, so a failed request can give it back. */
+/** What a send took, so a request that then fails can give it back. */
 export interface SendAllowance {
   strangerTaken: boolean;
+  /** Names this send's cool-down and strangers' take (see `takeSendAllowance`). */
+  token: string;
 }
 
 /**
@@ -72,13 +74,14 @@ export async function takeSendAllowance(
     slotOf(deps, input),
     numberTag(deps.config.otpSecret, input.mobileNumber),
   ]);
-  // Names this request's cool-down, so one whose start lost its answer can be cleared if ours.
-  const cooldownToken = crypto.randomUUID();
+  // Names this request's cool-down and strangers' take: a give-back undoes exactly what they
+  // did, whether or not their answers arrived, and stops them if Redis runs them later.
+  const token = crypto.randomUUID();
   const settled = await Promise.allSettled([
     deps.otpStore.startCooldown({
       ...slot,
       seconds: AUTH_LIMITS.otpCooldownSeconds,
-      token: cooldownToken,
+      token,
     }),
     deps.limiters.otpPerNumber.limit(perNumberId(slot)),
     deps.limiters.otpPerNumberAll.limit(`${slot.purpose}:${slot.mobileNumber}`),
@@ -92,6 +95,7 @@ export async function takeSendAllowance(
       windowSeconds: 24 * 3600,
       nowMs: deps.clock.now().getTime(),
       knownTtlSeconds: AUTH_LIMITS.knownNetworkTtlSeconds,
+      token,
     }),
   ]);
   const [cooldownR, perNumberR, perNumberAllR, perIpR, strangerR] = settled;
@@ -108,16 +112,18 @@ export async function takeSendAllowance(
       deps,
       input,
       slot,
+      token,
       {
-        // A start whose answer was lost may have run (Redis slower than the deadline): its
-        // cool-down is cleared only if it is this request's (the soak's finding 6).
+        // A start or admission whose answer was lost may have run, or may run later (Redis
+        // slower than the deadline): both are given back by the token, which undoes only this
+        // request's and stops a late run (the soak's finding 6).
         cooldown: cooldownR.status === "rejected" || cooldownR.value.started,
         perNumber: perNumberR.status === "fulfilled" && perNumberR.value.success,
         perNumberAll: perNumberAllR.status === "fulfilled" && perNumberAllR.value.success,
         perIp: perIpR.status === "fulfilled" && perIpR.value.success,
-        stranger: strangerR.status === "fulfilled" && strangerR.value.status === "taken",
+        stranger: strangerR.status === "rejected" || strangerR.value.status === "taken",
       },
-      { whileRedisFails: true, cooldownToken },
+      { whileRedisFails: true },
     );
     throw (settled.find((r) => r.status === "rejected") as PromiseRejectedResult).reason;
   }
@@ -136,9 +142,9 @@ export async function takeSendAllowance(
     perIp.success &&
     stranger.status !== "refused"
   ) {
-    return { strangerTaken };
+    return { strangerTaken, token };
   }
-  await giveBack(deps, input, slot, {
+  await giveBack(deps, input, slot, token, {
     cooldown: cooldown.started,
     perNumber: perNumber.success,
     perNumberAll: perNumberAll.success,
@@ -162,8 +168,9 @@ const strangerSendCeiling = (purpose: OtpPurpose) => `send:${purpose}`;
 const perNumberId = (slot: CodeSlot) => `${slot.purpose}:${slot.mobileNumber}:${slot.network}`;
 
 /**
- * Gives back a send allowance taken for a request that then failed (the database was down), so
- * the same request works as soon as the dependency is back instead of hitting the cool-down.
+ * Gives back a send allowance taken for a request that then failed (the database was down, or
+ * Redis refused the code's write), so the same request works as soon as the dependency is back
+ * instead of hitting the cool-down.
  */
 export async function giveBackSendAllowance(
   deps: AuthDeps,
@@ -174,6 +181,7 @@ export async function giveBackSendAllowance(
     deps,
     input,
     await slotOf(deps, input),
+    allowance.token,
     {
       cooldown: true,
       perNumber: true,
@@ -189,6 +197,7 @@ async function giveBack(
   deps: AuthDeps,
   input: CodeRequest,
   slot: CodeSlot,
+  token: string,
   taken: {
     cooldown: boolean;
     perNumber: boolean;
@@ -196,36 +205,44 @@ async function giveBack(
     perIp: boolean;
     stranger: boolean;
   },
-  options: { whileRedisFails?: boolean; cooldownToken?: string } = {},
+  options: { whileRedisFails?: boolean } = {},
 ): Promise<void> {
-  const own = { ...slot, token: options.cooldownToken };
-  const [, cooldown] = await Promise.allSettled([
-    taken.stranger
-      ? deps.otpStore.refundStranger({
-          numberTag: await numberTag(deps.config.otpSecret, slot.mobileNumber),
-          ceiling: strangerSendCeiling(slot.purpose),
-        })
-      : null,
-    taken.cooldown ? deps.otpStore.clearCooldown(own) : null,
-    taken.perNumber ? deps.limiters.otpPerNumber.limit(perNumberId(slot), { rate: -1 }) : null,
-    taken.perNumberAll
-      ? deps.limiters.otpPerNumberAll.limit(`${slot.purpose}:${slot.mobileNumber}`, { rate: -1 })
-      : null,
-    taken.perIp ? deps.limiters.otpPerIp.limit(input.clientIp, { rate: -1 }) : null,
+  const tag = taken.stranger ? await numberTag(deps.config.otpSecret, slot.mobileNumber) : "";
+  // The cool-down's clear and the strangers' refund are keyed by the token, so they are
+  // idempotent: each is tried again while Redis fails.
+  const retryable: (() => Promise<void>)[] = [];
+  if (taken.cooldown) retryable.push(() => deps.otpStore.clearCooldown({ ...slot, token }));
+  if (taken.stranger) {
+    retryable.push(() =>
+      deps.otpStore.refundStranger({
+        numberTag: tag,
+        ceiling: strangerSendCeiling(slot.purpose),
+        token,
+      }),
+    );
+  }
+  const [settled] = await Promise.all([
+    Promise.allSettled(retryable.map((run) => run())),
+    Promise.allSettled([
+      taken.perNumber ? deps.limiters.otpPerNumber.limit(perNumberId(slot), { rate: -1 }) : null,
+      taken.perNumberAll
+        ? deps.limiters.otpPerNumberAll.limit(`${slot.purpose}:${slot.mobileNumber}`, {
+            rate: -1,
+          })
+        : null,
+      taken.perIp ? deps.limiters.otpPerIp.limit(input.clientIp, { rate: -1 }) : null,
+    ]),
   ]);
-  // The cool-down is what a retry meets first. Clearing it is idempotent, so when Redis is
-  // failing it is tried again for ~5 s, past a fault window (the soak's finding 6); the
-  // counters' refunds are not idempotent, so they are not.
-  if (options.whileRedisFails && taken.cooldown && cooldown.status === "rejected") {
-    for (const wait of [250, 750, 1_500, 2_500]) {
-      await new Promise((resolve) => setTimeout(resolve, wait));
-      try {
-        await deps.otpStore.clearCooldown(own);
-        return;
-      } catch {
-        // still failing: try once more, then leave it to expire
-      }
-    }
+  // The cool-down is what a retry meets first: when Redis is failing the idempotent give-backs
+  // are tried again for ~5 s, past a fault window (the soak's finding 6). The counters' refunds
+  // are not idempotent, so they are not.
+  let failing = retryable.filter((_, i) => settled[i]?.status === "rejected");
+  if (!options.whileRedisFails) return;
+  for (const wait of [250, 750, 1_500, 2_500]) {
+    if (failing.length === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    const again = await Promise.allSettled(failing.map((run) => run()));
+    failing = failing.filter((_, i) => again[i]?.status === "rejected");
   }
 }
 
@@ -237,22 +254,36 @@ async function giveBack(
  */
 export async function issueCode(
   deps: AuthDeps,
-  input: CodeRequest & { deliver?: boolean },
+  input: CodeRequest & {
+    deliver?: boolean;
+    /**
+     * The send allowance this code was admitted with: given back when the code cannot be stored
+     * (Redis failed after admitting the send), so the client's retry of that 503 is not held by
+     * this send's cool-down. Not after delivery has begun: a code may have gone out.
+     */
+    allowance?: SendAllowance;
+  },
 ): Promise<SentCode> {
   const code = generateOtp();
   const now = deps.clock.now().getTime();
   const slot = await slotOf(deps, input);
   const challengeId = newChallengeId(slot.network);
   const mac = await otpMac(deps.config.otpSecret, { ...slot, code });
-  await deps.otpStore.issue({
-    ...slot,
-    mac,
-    challengeId,
-    expiresAtMs: now + OTP_TTL_SECONDS * 1000,
-    nowMs: now,
-    // The stored expiry decides validity; the Redis TTL only collects garbage a little later.
-    ttlSeconds: OTP_TTL_SECONDS + 60,
-  });
+  try {
+    await deps.otpStore.issue({
+      ...slot,
+      mac,
+      challengeId,
+      expiresAtMs: now + OTP_TTL_SECONDS * 1000,
+      nowMs: now,
+      // The stored expiry decides validity; the Redis TTL only collects garbage a little later.
+      ttlSeconds: OTP_TTL_SECONDS + 60,
+    });
+  } catch (err) {
+    // A write whose answer was lost may have stored the code: harmless, nobody received it.
+    if (input.allowance) await giveBackSendAllowance(deps, input, input.allowance);
+    throw err;
+  }
   if (input.deliver === false) {
     return {
       ...(deps.otpDelivery.echoesCode ? { otp: generateOtp() } : {}),
@@ -277,7 +308,10 @@ export async function issueCode(
  * What an unknown number gets from forgot-password: the same shape as a real code, and a
  * stored, never-delivered code, so wrong guesses answer the same attempts_left as for a known one.
  */
-export function decoyCode(deps: AuthDeps, input: CodeRequest): Promise<SentCode> {
+export function decoyCode(
+  deps: AuthDeps,
+  input: CodeRequest & { allowance?: SendAllowance },
+): Promise<SentCode> {
   return issueCode(deps, { ...input, deliver: false });
 }
 
