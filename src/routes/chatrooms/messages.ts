@@ -85,7 +85,7 @@ export const cancelReplyRoute = createRoute({
   tags: ["Chat"],
   summary: "Stop a pending reply (queued or streaming)",
   description:
-    "A queued reply's QStash job is cancelled and its prompt refunded; a streaming reply stops within a second, keeps the text already streamed (the stream ends with a `cancelled` event) and is refunded only if no text was sent. A callback arriving later changes nothing. Cancelling again answers the same 200 and completes what the first cancel may not have (a retry after a lost answer still refunds the prompt and stops the job; the refund is given once per reply); a finished reply is 409 reply_finished.",
+    "A queued reply's QStash job is cancelled and its prompt refunded; a streaming reply stops within a second, keeps the text already streamed (the stream ends with a `cancelled` event) and is refunded only if no text was sent. A callback arriving later changes nothing. Cancelling again answers the same 200 and completes what the first cancel may not have (within 5 minutes of the cancel, a retry after a lost answer still refunds the prompt and stops the job; the refund is given once per reply); a finished reply is 409 reply_finished.",
   middleware: [requireAuthDeferred] as const,
   request: { params: MessageParams },
   responses: {

@@ -57,11 +57,21 @@ export async function cancelReply(
     // Cancelled already, perhaps by this client's earlier attempt whose batch committed but
     // whose answer was lost (a 503): the steps after the batch may never have run. Each is
     // idempotent (the refund once per reply in Redis, the job's cancel, the gate's release).
-    await finishCancel(deps, row);
+    // Only while such a retry is plausible: a loop of cancels on an old reply would otherwise
+    // buy a QStash call and a Redis script per request.
+    const since = now.getTime() - (row.completedAt?.getTime() ?? 0);
+    if (since <= CANCEL_RETRY_WINDOW_MS) await finishCancel(deps, row);
     return messageView(row);
   }
   throw new ConflictError(`The reply is already ${row.status}.`, "reply_finished");
 }
+
+/**
+ * How long after a cancel a repeat of it still redoes the steps after the batch: a client's
+ * retry of a lost answer comes within seconds to a minute (its 503 backoff); later repeats only
+ * read the reply.
+ */
+export const CANCEL_RETRY_WINDOW_MS = 5 * 60_000;
 
 /** What follows a committed cancel, safe to run again: the gate, the QStash job, the refund. */
 async function finishCancel(deps: ChatDeps, reply: MessageRow): Promise<void> {
