@@ -5,6 +5,7 @@ import type { HttpRecord } from "./client.ts";
 import type { SoakStats } from "./users.ts";
 
 interface GeminiCallRecord {
+  seq: number;
   prompt: string;
   method: string;
   status: number;
@@ -12,38 +13,51 @@ interface GeminiCallRecord {
 }
 
 /**
- * The local Gemini keeps its last 5,000 calls only, fewer than a long soak makes: this reads its
- * record every few seconds and keeps the union (a call is known by time, method, status and
- * prompt), so no call is lost as long as fewer than 5,000 happen between two reads.
+ * The local Gemini keeps only its newest calls (local/gemini/service.ts), fewer than a long soak
+ * makes: this reads its record every few seconds from a cursor (`?since=<seq>`), so each read
+ * returns only the calls since the last one, and each call is known by its seq (two identical
+ * calls in one millisecond stay two). `lost` is what the record says it dropped before a read
+ * reached it: 0 unless more calls than it keeps happened between two reads.
  */
 export function collectGeminiCalls(cloudUrl: string, tag: string) {
-  const seen = new Map<string, GeminiCallRecord>();
-  const read = async () => {
-    const res = await fetch(`${cloudUrl}/_control/gemini/calls?match=${encodeURIComponent(tag)}`);
-    const { calls } = (await res.json()) as { calls: GeminiCallRecord[] };
-    for (const c of calls) seen.set(`${c.at} ${c.method} ${c.status} ${c.prompt}`, c);
-    return calls.length;
+  const seen = new Map<number, GeminiCallRecord>();
+  let since = 0;
+  let lost = 0;
+  let reading: Promise<void> = Promise.resolve();
+  const readOnce = async () => {
+    const res = await fetch(
+      `${cloudUrl}/_control/gemini/calls?since=${since}&match=${encodeURIComponent(tag)}`,
+    );
+    if (!res.ok) throw new Error(`gemini/calls answered ${res.status}`);
+    const body = (await res.json()) as {
+      calls: GeminiCallRecord[];
+      next_since: number;
+      lost: number;
+    };
+    for (const c of body.calls) seen.set(c.seq, c);
+    lost += body.lost;
+    since = body.next_since;
   };
-  let full = false;
+  // One read at a time, so the cursor only moves forward.
+  const read = () => {
+    reading = reading.then(readOnce, readOnce);
+    return reading;
+  };
   const timer = setInterval(() => {
-    read()
-      .then((n) => {
-        if (n >= 5000) full = true;
-      })
-      .catch(() => undefined);
+    read().catch(() => undefined);
   }, 3000);
   return {
-    async stop(): Promise<{ calls: GeminiCallRecord[]; mayHaveLost: boolean }> {
+    async stop(): Promise<{ calls: GeminiCallRecord[]; lost: number }> {
       clearInterval(timer);
       await read();
-      return { calls: [...seen.values()], mayHaveLost: full };
+      return { calls: [...seen.values()], lost };
     },
   };
 }
 
 export interface AuditInput {
   /** Every Gemini call the soak's prompts caused (collectGeminiCalls). */
-  geminiCalls: { calls: GeminiCallRecord[]; mayHaveLost: boolean };
+  geminiCalls: { calls: GeminiCallRecord[]; lost: number };
   cloudUrl: string;
   vars: Record<string, string>;
   tag: string;
@@ -312,10 +326,10 @@ export async function audit(o: AuditInput): Promise<{
     }
   }
 
-  const { calls, mayHaveLost } = o.geminiCalls;
-  if (mayHaveLost) {
+  const { calls, lost } = o.geminiCalls;
+  if (lost > 0) {
     inv["Gemini calls <= replies x (1 + retry budget)"]?.push(
-      "the local Gemini's call record filled up between two reads: calls may be missing",
+      `the local Gemini's record dropped ${lost} call(s) before the soak read them`,
     );
   }
   // Per reply, not per prompt: a regenerate asks Gemini again for the same prompt.
