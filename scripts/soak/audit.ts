@@ -161,6 +161,8 @@ export async function audit(o: AuditInput): Promise<{
   invariants: Invariants;
   replies: Record<string, number>;
   reply_actions: ReplyActionCounts;
+  /** Prompts resent after a 503, and the keyless ones that were stored more than once. */
+  prompt_copies: Record<string, number>;
   gemini_calls: number;
 }> {
   const inv: Invariants = {
@@ -170,7 +172,8 @@ export async function audit(o: AuditInput): Promise<{
     "complete replies have text": [],
     "failed replies have an error code": [],
     "every reply a client was given is stored": [],
-    "no prompt stored twice": [],
+    "no keyed prompt stored twice": [],
+    "a keyless prompt stored twice only when resent after a 503 (a copy per resend at most)": [],
     "usage ledger == prompts that count (per user and day)": [],
     "Redis daily counter == prompts that count today": [],
     "each reply's quota token is kept iff it counts, refunded otherwise": [],
@@ -179,6 +182,9 @@ export async function audit(o: AuditInput): Promise<{
     "tier == Stripe's current subscription state": [],
     "no 500 response": [...o.record.errors500],
     "every retried 503 later succeeded": [...o.record.unrecovered503],
+    "every 409 idempotency_in_progress settled within the client's patience": [
+      ...o.record.inProgressOutlasted,
+    ],
   };
   const users = await query(
     o.cloudUrl,
@@ -253,11 +259,40 @@ export async function audit(o: AuditInput): Promise<{
   for (const id of o.stats.reply_ids) {
     if (!stored.has(id)) inv["every reply a client was given is stored"]?.push(id);
   }
+  // A keyed prompt is stored once whatever the client resends (the key's row is in the prompt's
+  // batch). A keyless one resent after a 503 may be stored once per send: the 503 came at the
+  // Worker's deadline while the write could still commit (ADR 3). Each copy is a prompt like any
+  // other, so the invariants above and below (one current reply, the ledger, the counter, the
+  // tokens) hold for every copy.
   const byContent = new Map<string, number>();
   for (const p of prompts)
     byContent.set(p.content as string, (byContent.get(p.content as string) ?? 0) + 1);
+  const prompt_copies = {
+    keyless_prompts_resent_after_503: 0,
+    keyed_prompts_resent_after_503: 0,
+    keyless_prompts_stored_more_than_once: 0,
+    keyless_extra_copies: 0,
+  };
+  for (const s of o.record.prompts.values()) {
+    if (s.resentAfter503 === 0) continue;
+    if (s.keyed) prompt_copies.keyed_prompts_resent_after_503++;
+    else prompt_copies.keyless_prompts_resent_after_503++;
+  }
   for (const [content, n] of byContent) {
-    if (n > 1) inv["no prompt stored twice"]?.push(`"${content}" ×${n}`);
+    if (n < 2) continue;
+    const sends = o.record.prompts.get(content);
+    if (!sends || sends.keyed) {
+      inv["no keyed prompt stored twice"]?.push(
+        `"${content}" ×${n}${sends ? "" : " (the client record has no such send)"}`,
+      );
+    } else if (n > 1 + sends.resentAfter503) {
+      inv[
+        "a keyless prompt stored twice only when resent after a 503 (a copy per resend at most)"
+      ]?.push(`"${content}" ×${n} after ${sends.resentAfter503} resend(s)`);
+    } else {
+      prompt_copies.keyless_prompts_stored_more_than_once++;
+      prompt_copies.keyless_extra_copies += n - 1;
+    }
   }
 
   // ADR 0005, per reply (each regenerate spends quota, so superseded replies count too): a
@@ -373,5 +408,11 @@ export async function audit(o: AuditInput): Promise<{
     cancelled_with_text: cancelled.filter((r) => Number(r.text_length) > 0).length,
     cancelled_without_text: cancelled.filter((r) => !Number(r.text_length)).length,
   };
-  return { invariants: inv, replies: outcomes, reply_actions, gemini_calls: calls.length };
+  return {
+    invariants: inv,
+    replies: outcomes,
+    reply_actions,
+    prompt_copies,
+    gemini_calls: calls.length,
+  };
 }
