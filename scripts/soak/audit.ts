@@ -1,7 +1,7 @@
 // The books, audited after the run from the database, Redis and the stand-ins' own records,
 // once the Worker's sweep has run past every reply deadline. Each invariant is a named list of
 // violations; the run fails on any.
-import type { HttpRecord } from "./client.ts";
+import type { HttpRecord, PromptSends } from "./client.ts";
 import type { SoakStats } from "./users.ts";
 
 interface GeminiCallRecord {
@@ -157,6 +157,51 @@ export interface ReplyActionCounts {
   cancelled_without_text: number;
 }
 
+/**
+ * The stored prompts (their texts) against what the client sent. A keyed prompt is stored once
+ * whatever the client resends (the key's row is in the prompt's batch). A keyless one resent
+ * after a 503 may be stored once per send: the 503 came at the Worker's deadline while the write
+ * could still commit (ADR 3). Each copy is a prompt like any other, so the audit's other
+ * invariants (one current reply, the ledger, the counter, the tokens) hold for every copy.
+ */
+export function promptCopies(
+  storedContents: string[],
+  sent: Map<string, PromptSends>,
+): {
+  keyedTwice: string[];
+  keylessUnexplained: string[];
+  counts: Record<string, number>;
+} {
+  const byContent = new Map<string, number>();
+  for (const c of storedContents) byContent.set(c, (byContent.get(c) ?? 0) + 1);
+  const counts = {
+    keyless_prompts_resent_after_503: 0,
+    keyed_prompts_resent_after_503: 0,
+    keyless_prompts_stored_more_than_once: 0,
+    keyless_extra_copies: 0,
+  };
+  for (const s of sent.values()) {
+    if (s.resentAfter503 === 0) continue;
+    if (s.keyed) counts.keyed_prompts_resent_after_503++;
+    else counts.keyless_prompts_resent_after_503++;
+  }
+  const keyedTwice: string[] = [];
+  const keylessUnexplained: string[] = [];
+  for (const [content, n] of byContent) {
+    if (n < 2) continue;
+    const sends = sent.get(content);
+    if (!sends || sends.keyed) {
+      keyedTwice.push(`"${content}" ×${n}${sends ? "" : " (the client record has no such send)"}`);
+    } else if (n > 1 + sends.resentAfter503) {
+      keylessUnexplained.push(`"${content}" ×${n} after ${sends.resentAfter503} resend(s)`);
+    } else {
+      counts.keyless_prompts_stored_more_than_once++;
+      counts.keyless_extra_copies += n - 1;
+    }
+  }
+  return { keyedTwice, keylessUnexplained, counts };
+}
+
 export async function audit(o: AuditInput): Promise<{
   invariants: Invariants;
   replies: Record<string, number>;
@@ -264,36 +309,15 @@ export async function audit(o: AuditInput): Promise<{
   // Worker's deadline while the write could still commit (ADR 3). Each copy is a prompt like any
   // other, so the invariants above and below (one current reply, the ledger, the counter, the
   // tokens) hold for every copy.
-  const byContent = new Map<string, number>();
-  for (const p of prompts)
-    byContent.set(p.content as string, (byContent.get(p.content as string) ?? 0) + 1);
-  const prompt_copies = {
-    keyless_prompts_resent_after_503: 0,
-    keyed_prompts_resent_after_503: 0,
-    keyless_prompts_stored_more_than_once: 0,
-    keyless_extra_copies: 0,
-  };
-  for (const s of o.record.prompts.values()) {
-    if (s.resentAfter503 === 0) continue;
-    if (s.keyed) prompt_copies.keyed_prompts_resent_after_503++;
-    else prompt_copies.keyless_prompts_resent_after_503++;
-  }
-  for (const [content, n] of byContent) {
-    if (n < 2) continue;
-    const sends = o.record.prompts.get(content);
-    if (!sends || sends.keyed) {
-      inv["no keyed prompt stored twice"]?.push(
-        `"${content}" ×${n}${sends ? "" : " (the client record has no such send)"}`,
-      );
-    } else if (n > 1 + sends.resentAfter503) {
-      inv[
-        "a keyless prompt stored twice only when resent after a 503 (a copy per resend at most)"
-      ]?.push(`"${content}" ×${n} after ${sends.resentAfter503} resend(s)`);
-    } else {
-      prompt_copies.keyless_prompts_stored_more_than_once++;
-      prompt_copies.keyless_extra_copies += n - 1;
-    }
-  }
+  const copies = promptCopies(
+    prompts.map((p) => p.content as string),
+    o.record.prompts,
+  );
+  inv["no keyed prompt stored twice"]?.push(...copies.keyedTwice);
+  inv[
+    "a keyless prompt stored twice only when resent after a 503 (a copy per resend at most)"
+  ]?.push(...copies.keylessUnexplained);
+  const prompt_copies = copies.counts;
 
   // ADR 0005, per reply (each regenerate spends quota, so superseded replies count too): a
   // complete reply counts; a failed one counts if it produced output (text the client saw, or
