@@ -204,6 +204,11 @@ try {
   };
   console.log(`\n${table(["cancel / regenerate", "n"], Object.entries(replyActions))}`);
   console.log(`\n${table(["client", "n"], Object.entries(counts))}`);
+  const resends = {
+    resent_after_409_in_progress: run.record.resentInProgress,
+    ...result.prompt_copies,
+  };
+  console.log(`\n${table(["resends", "n"], Object.entries(resends))}`);
   console.log(`\n${table(["responses", "n"], Object.entries(run.record.statuses))}`);
   console.log(
     `\n${table(
@@ -233,6 +238,7 @@ try {
     client: counts,
     replies: result.replies,
     reply_actions: replyActions,
+    resends,
     responses: run.record.statuses,
     unexpected: unexpected.length,
     violations,

@@ -33,6 +33,8 @@ export interface GeminiFault {
 }
 
 export interface GeminiCall {
+  /** 1, 2, 3…: the call's place in the record, never reused (the cursor of `GET /calls?since=`). */
+  seq: number;
   model: string;
   method: "generateContent" | "streamGenerateContent";
   prompt: string;
@@ -51,6 +53,10 @@ export interface GeminiCall {
 export interface GeminiState {
   faults: GeminiFault[];
   calls: GeminiCall[];
+  /** The last `seq` given to a call (0 before the first). */
+  lastSeq: number;
+  /** The highest `seq` the record dropped to stay within its size (0 if none). */
+  evictedThrough: number;
 }
 
 function parseFault(input: unknown): GeminiFault | string {
@@ -84,6 +90,11 @@ function parseFault(input: unknown): GeminiFault | string {
  * `/_control/gemini`: `POST /faults` (a fault scoped to prompts containing `match`),
  * `GET|DELETE /faults[?match=]`, `DELETE /faults/:id`, and `GET|DELETE /calls[?match=]` to read or
  * forget the calls whose prompt contains `match`.
+ *
+ * `GET /calls?since=<seq>` reads only the calls recorded after `seq`, with `next_since` (the cursor
+ * for the next read: the last seq given, matching or not) and `lost` (how many calls after `seq`
+ * the record dropped to stay within its size before this read: a reader that sees 0 every time
+ * has seen every call). Without `since`, `lost` counts from the first call.
  */
 export function createControlApp(state: GeminiState): Hono {
   const control = new Hono();
@@ -107,9 +118,17 @@ export function createControlApp(state: GeminiState): Hono {
   });
   control.get("/calls", (c) => {
     const match = c.req.query("match");
+    const rawSince = c.req.query("since") ?? "0";
+    const since = Number(rawSince);
+    if (!/^\d+$/.test(rawSince) || !Number.isSafeInteger(since)) {
+      return c.json({ error: "since must be a non-negative integer (a call's seq)" }, 400);
+    }
     return c.json({
-      calls:
-        match === undefined ? state.calls : state.calls.filter((x) => x.prompt.includes(match)),
+      calls: state.calls.filter(
+        (x) => x.seq > since && (match === undefined || x.prompt.includes(match)),
+      ),
+      next_since: state.lastSeq,
+      lost: Math.max(0, state.evictedThrough - since),
     });
   });
   control.delete("/calls", (c) => {

@@ -30,7 +30,8 @@ const STREAM_FAULTS: ReadonlySet<GeminiFaultKind> = new Set([
   "late_safety",
 ]);
 const STREAM_FAULT_PACE_MS = 20;
-const MAX_CALLS_KEPT = 5000;
+/** Calls the record keeps (the oldest go first); a reader with `?since=` is told of any it missed. */
+const MAX_CALLS_KEPT = 20_000;
 const STREAM_CHUNKS = 4;
 const SERVICE = "generativelanguage.googleapis.com";
 
@@ -206,8 +207,12 @@ function newId(bytes: number): string {
  * Local Gemini (generativelanguage v1 and v1beta): generateContent and streamGenerateContent as
  * @google/genai calls them, with deterministic echo replies and prompt-scoped faults.
  */
-export async function createGeminiService(config: LocalCloudConfig): Promise<LocalService> {
-  const state: GeminiState = { faults: [], calls: [] };
+export async function createGeminiService(
+  config: LocalCloudConfig,
+  options: { maxCallsKept?: number } = {},
+): Promise<LocalService> {
+  const maxCallsKept = options.maxCallsKept ?? MAX_CALLS_KEPT;
+  const state: GeminiState = { faults: [], calls: [], lastSeq: 0, evictedThrough: 0 };
   const usage = new GeminiUsage();
   const sleepers = new Set<() => void>();
   let closed = false;
@@ -226,10 +231,13 @@ export async function createGeminiService(config: LocalCloudConfig): Promise<Loc
     });
   }
 
-  function record(call: Omit<GeminiCall, "at">): void {
+  function record(call: Omit<GeminiCall, "at" | "seq">): void {
     usage.call(call.method, call.status);
-    state.calls.push({ ...call, at: new Date().toISOString() });
-    if (state.calls.length > MAX_CALLS_KEPT) state.calls = state.calls.slice(-MAX_CALLS_KEPT);
+    state.calls.push({ ...call, seq: ++state.lastSeq, at: new Date().toISOString() });
+    if (state.calls.length > maxCallsKept) {
+      const dropped = state.calls.splice(0, state.calls.length - maxCallsKept);
+      state.evictedThrough = dropped.at(-1)?.seq ?? state.evictedThrough;
+    }
   }
 
   /** Takes one use of the first fault matching the prompt. */

@@ -1,10 +1,11 @@
 // The books, audited after the run from the database, Redis and the stand-ins' own records,
 // once the Worker's sweep has run past every reply deadline. Each invariant is a named list of
 // violations; the run fails on any.
-import type { HttpRecord } from "./client.ts";
+import type { HttpRecord, PromptSends } from "./client.ts";
 import type { SoakStats } from "./users.ts";
 
 interface GeminiCallRecord {
+  seq: number;
   prompt: string;
   method: string;
   status: number;
@@ -12,38 +13,51 @@ interface GeminiCallRecord {
 }
 
 /**
- * The local Gemini keeps its last 5,000 calls only, fewer than a long soak makes: this reads its
- * record every few seconds and keeps the union (a call is known by time, method, status and
- * prompt), so no call is lost as long as fewer than 5,000 happen between two reads.
+ * The local Gemini keeps only its newest calls (local/gemini/service.ts), fewer than a long soak
+ * makes: this reads its record every few seconds from a cursor (`?since=<seq>`), so each read
+ * returns only the calls since the last one, and each call is known by its seq (two identical
+ * calls in one millisecond stay two). `lost` is what the record says it dropped before a read
+ * reached it: 0 unless more calls than it keeps happened between two reads.
  */
 export function collectGeminiCalls(cloudUrl: string, tag: string) {
-  const seen = new Map<string, GeminiCallRecord>();
-  const read = async () => {
-    const res = await fetch(`${cloudUrl}/_control/gemini/calls?match=${encodeURIComponent(tag)}`);
-    const { calls } = (await res.json()) as { calls: GeminiCallRecord[] };
-    for (const c of calls) seen.set(`${c.at} ${c.method} ${c.status} ${c.prompt}`, c);
-    return calls.length;
+  const seen = new Map<number, GeminiCallRecord>();
+  let since = 0;
+  let lost = 0;
+  let reading: Promise<void> = Promise.resolve();
+  const readOnce = async () => {
+    const res = await fetch(
+      `${cloudUrl}/_control/gemini/calls?since=${since}&match=${encodeURIComponent(tag)}`,
+    );
+    if (!res.ok) throw new Error(`gemini/calls answered ${res.status}`);
+    const body = (await res.json()) as {
+      calls: GeminiCallRecord[];
+      next_since: number;
+      lost: number;
+    };
+    for (const c of body.calls) seen.set(c.seq, c);
+    lost += body.lost;
+    since = body.next_since;
   };
-  let full = false;
+  // One read at a time, so the cursor only moves forward.
+  const read = () => {
+    reading = reading.then(readOnce, readOnce);
+    return reading;
+  };
   const timer = setInterval(() => {
-    read()
-      .then((n) => {
-        if (n >= 5000) full = true;
-      })
-      .catch(() => undefined);
+    read().catch(() => undefined);
   }, 3000);
   return {
-    async stop(): Promise<{ calls: GeminiCallRecord[]; mayHaveLost: boolean }> {
+    async stop(): Promise<{ calls: GeminiCallRecord[]; lost: number }> {
       clearInterval(timer);
       await read();
-      return { calls: [...seen.values()], mayHaveLost: full };
+      return { calls: [...seen.values()], lost };
     },
   };
 }
 
 export interface AuditInput {
   /** Every Gemini call the soak's prompts caused (collectGeminiCalls). */
-  geminiCalls: { calls: GeminiCallRecord[]; mayHaveLost: boolean };
+  geminiCalls: { calls: GeminiCallRecord[]; lost: number };
   cloudUrl: string;
   vars: Record<string, string>;
   tag: string;
@@ -143,10 +157,57 @@ export interface ReplyActionCounts {
   cancelled_without_text: number;
 }
 
+/**
+ * The stored prompts (their texts) against what the client sent. A keyed prompt is stored once
+ * whatever the client resends (the key's row is in the prompt's batch). A keyless one resent
+ * after a 503 may be stored once per send: the 503 came at the Worker's deadline while the write
+ * could still commit (ADR 3). Each copy is a prompt like any other, so the audit's other
+ * invariants (one current reply, the ledger, the counter, the tokens) hold for every copy.
+ */
+export function promptCopies(
+  storedContents: string[],
+  sent: Map<string, PromptSends>,
+): {
+  keyedTwice: string[];
+  keylessUnexplained: string[];
+  counts: Record<string, number>;
+} {
+  const byContent = new Map<string, number>();
+  for (const c of storedContents) byContent.set(c, (byContent.get(c) ?? 0) + 1);
+  const counts = {
+    keyless_prompts_resent_after_503: 0,
+    keyed_prompts_resent_after_503: 0,
+    keyless_prompts_stored_more_than_once: 0,
+    keyless_extra_copies: 0,
+  };
+  for (const s of sent.values()) {
+    if (s.resentAfter503 === 0) continue;
+    if (s.keyed) counts.keyed_prompts_resent_after_503++;
+    else counts.keyless_prompts_resent_after_503++;
+  }
+  const keyedTwice: string[] = [];
+  const keylessUnexplained: string[] = [];
+  for (const [content, n] of byContent) {
+    if (n < 2) continue;
+    const sends = sent.get(content);
+    if (!sends || sends.keyed) {
+      keyedTwice.push(`"${content}" ×${n}${sends ? "" : " (the client record has no such send)"}`);
+    } else if (n > 1 + sends.resentAfter503) {
+      keylessUnexplained.push(`"${content}" ×${n} after ${sends.resentAfter503} resend(s)`);
+    } else {
+      counts.keyless_prompts_stored_more_than_once++;
+      counts.keyless_extra_copies += n - 1;
+    }
+  }
+  return { keyedTwice, keylessUnexplained, counts };
+}
+
 export async function audit(o: AuditInput): Promise<{
   invariants: Invariants;
   replies: Record<string, number>;
   reply_actions: ReplyActionCounts;
+  /** Prompts resent after a 503, and the keyless ones that were stored more than once. */
+  prompt_copies: Record<string, number>;
   gemini_calls: number;
 }> {
   const inv: Invariants = {
@@ -156,7 +217,8 @@ export async function audit(o: AuditInput): Promise<{
     "complete replies have text": [],
     "failed replies have an error code": [],
     "every reply a client was given is stored": [],
-    "no prompt stored twice": [],
+    "no keyed prompt stored twice": [],
+    "a keyless prompt stored twice only when resent after a 503 (a copy per resend at most)": [],
     "usage ledger == prompts that count (per user and day)": [],
     "Redis daily counter == prompts that count today": [],
     "each reply's quota token is kept iff it counts, refunded otherwise": [],
@@ -165,6 +227,9 @@ export async function audit(o: AuditInput): Promise<{
     "tier == Stripe's current subscription state": [],
     "no 500 response": [...o.record.errors500],
     "every retried 503 later succeeded": [...o.record.unrecovered503],
+    "every 409 idempotency_in_progress settled within the client's patience": [
+      ...o.record.inProgressOutlasted,
+    ],
   };
   const users = await query(
     o.cloudUrl,
@@ -239,12 +304,20 @@ export async function audit(o: AuditInput): Promise<{
   for (const id of o.stats.reply_ids) {
     if (!stored.has(id)) inv["every reply a client was given is stored"]?.push(id);
   }
-  const byContent = new Map<string, number>();
-  for (const p of prompts)
-    byContent.set(p.content as string, (byContent.get(p.content as string) ?? 0) + 1);
-  for (const [content, n] of byContent) {
-    if (n > 1) inv["no prompt stored twice"]?.push(`"${content}" ×${n}`);
-  }
+  // A keyed prompt is stored once whatever the client resends (the key's row is in the prompt's
+  // batch). A keyless one resent after a 503 may be stored once per send: the 503 came at the
+  // Worker's deadline while the write could still commit (ADR 3). Each copy is a prompt like any
+  // other, so the invariants above and below (one current reply, the ledger, the counter, the
+  // tokens) hold for every copy.
+  const copies = promptCopies(
+    prompts.map((p) => p.content as string),
+    o.record.prompts,
+  );
+  inv["no keyed prompt stored twice"]?.push(...copies.keyedTwice);
+  inv[
+    "a keyless prompt stored twice only when resent after a 503 (a copy per resend at most)"
+  ]?.push(...copies.keylessUnexplained);
+  const prompt_copies = copies.counts;
 
   // ADR 0005, per reply (each regenerate spends quota, so superseded replies count too): a
   // complete reply counts; a failed one counts if it produced output (text the client saw, or
@@ -312,10 +385,10 @@ export async function audit(o: AuditInput): Promise<{
     }
   }
 
-  const { calls, mayHaveLost } = o.geminiCalls;
-  if (mayHaveLost) {
+  const { calls, lost } = o.geminiCalls;
+  if (lost > 0) {
     inv["Gemini calls <= replies x (1 + retry budget)"]?.push(
-      "the local Gemini's call record filled up between two reads: calls may be missing",
+      `the local Gemini's record dropped ${lost} call(s) before the soak read them`,
     );
   }
   // Per reply, not per prompt: a regenerate asks Gemini again for the same prompt.
@@ -359,5 +432,11 @@ export async function audit(o: AuditInput): Promise<{
     cancelled_with_text: cancelled.filter((r) => Number(r.text_length) > 0).length,
     cancelled_without_text: cancelled.filter((r) => !Number(r.text_length)).length,
   };
-  return { invariants: inv, replies: outcomes, reply_actions, gemini_calls: calls.length };
+  return {
+    invariants: inv,
+    replies: outcomes,
+    reply_actions,
+    prompt_copies,
+    gemini_calls: calls.length,
+  };
 }

@@ -1,6 +1,12 @@
 // The simulated clients' HTTP layer: the typed client (src/client.ts) over a fetch that records
-// every status, counts 500s, and retries a 503 (or a dropped connection on a read) the way a
-// well-behaved client does, recording whether the retried request finally succeeded.
+// every status, counts 500s, and retries a 503 the way a well-behaved client does, recording
+// whether the retried request finally succeeded. A 503 is resent whether or not the request has
+// an Idempotency-Key, as a naive client does: a keyless prompt whose write committed after its
+// 503 (ADR 3: the batch may commit until ~15 s, the 503 comes at 10 s) is then stored twice,
+// which is what Idempotency-Key is for; the record says which prompts were resent, so the audit
+// holds keyed prompts to "never twice" and allows a keyless copy per resend only. A 409
+// idempotency_in_progress ("still being processed; retry shortly") is resent too, after its
+// Retry-After or a short backoff, for up to IN_PROGRESS_RESEND_MS (as scripts/load.ts does).
 import { type ApiClient, createClient } from "../../src/client.ts";
 
 export interface HttpRecord {
@@ -12,7 +18,18 @@ export interface HttpRecord {
   recovered503: number;
   /** Retried 503s that never recovered within the client's patience. */
   unrecovered503: string[];
+  /** Resends after a 409 idempotency_in_progress, and answers still 409 when patience ran out. */
+  resentInProgress: number;
+  inProgressOutlasted: string[];
+  /** Each prompt sent (by its text): whether it had an Idempotency-Key, and its 503 resends. */
+  prompts: Map<string, PromptSends>;
   requests: number;
+}
+
+export interface PromptSends {
+  keyed: boolean;
+  /** Times the client sent the prompt again after a 503 (each could be stored if keyless). */
+  resentAfter503: number;
 }
 
 export function newHttpRecord(): HttpRecord {
@@ -22,6 +39,9 @@ export function newHttpRecord(): HttpRecord {
     retried503: 0,
     recovered503: 0,
     unrecovered503: [],
+    resentInProgress: 0,
+    inProgressOutlasted: [],
+    prompts: new Map(),
     requests: 0,
   };
 }
@@ -29,6 +49,38 @@ export function newHttpRecord(): HttpRecord {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Attempts after the first 503: 250 ms doubling to 2 s, about 25 s in all (faults last ≤ 3 s). */
 const MAX_RETRIES = 14;
+/**
+ * How long a 409 idempotency_in_progress is resent: the same key's write settles within ~20 s
+ * (the 15 s commit window plus the settle read, ADR 3), so 45 s outlasts it on a loaded box.
+ */
+const IN_PROGRESS_RESEND_MS = 45_000;
+const PROMPT_PATH = /^POST \/chatroom\/[^/]+\/message$/;
+
+/** The prompt's text and whether it carries an Idempotency-Key (a POST …/message), else null. */
+function promptOf(request: string, init?: RequestInit): { content: string; keyed: boolean } | null {
+  if (!PROMPT_PATH.test(request) || typeof init?.body !== "string") return null;
+  const content = (JSON.parse(init.body) as { content?: unknown }).content;
+  if (typeof content !== "string") return null;
+  return { content, keyed: new Headers(init.headers).has("idempotency-key") };
+}
+
+/** A 409 idempotency_in_progress: the same key's request is still being written. */
+async function inProgress(res: Response): Promise<boolean> {
+  if (res.status !== 409) return false;
+  const body = (await res
+    .clone()
+    .json()
+    .catch(() => null)) as { error?: { code?: string } } | null;
+  return body?.error?.code === "idempotency_in_progress";
+}
+
+/** Retry-After (capped at 10 s) or 500 ms doubling to 4 s. */
+function inProgressDelayMs(res: Response, waits: number): number {
+  const after = Number(res.headers.get("retry-after"));
+  return Number.isFinite(after) && after > 0
+    ? Math.min(after, 10) * 1000
+    : Math.min(4000, 500 * 2 ** waits);
+}
 
 function describe(input: RequestInfo | URL, init?: RequestInit): string {
   const url = new URL(input instanceof Request ? input.url : String(input));
@@ -44,7 +96,7 @@ function describe(input: RequestInfo | URL, init?: RequestInit): string {
  */
 function succeeded(request: string, status: number): boolean {
   if (status >= 200 && status < 300) return true;
-  if (/^POST \/chatroom\/[^/]+\/message$/.test(request)) return status === 409 || status === 429;
+  if (PROMPT_PATH.test(request)) return status === 409 || status === 429;
   // A regenerate meets the same limits as a prompt; a cancel may find the reply finished.
   if (/^POST \/chatroom\/[^/]+\/messages\/[^/]+\/regenerate$/.test(request)) {
     return status === 409 || status === 429;
@@ -56,11 +108,21 @@ function succeeded(request: string, status: number): boolean {
   return false;
 }
 
-/** A fetch that retries 503s; `record` collects what the simulated clients saw. */
+/** A fetch that retries 503s and 409 idempotency_in_progress; `record` collects what it saw. */
 export function retryingFetch(record: HttpRecord): typeof fetch {
   return async (input, init) => {
+    const request = describe(input, init);
+    const prompt = promptOf(request, init);
+    // A prompt's text is unique to one prompt of the soak (users.ts promptText); a keyed repeat
+    // of it (a client that lost the first answer) adds its resends to the same entry.
+    const sends: PromptSends = (prompt && record.prompts.get(prompt.content)) || {
+      keyed: prompt?.keyed ?? false,
+      resentAfter503: 0,
+    };
+    if (prompt) record.prompts.set(prompt.content, sends);
     let saw503 = false;
-    for (let attempt = 0; ; attempt++) {
+    let inProgressUntil = 0;
+    for (let attempt = 0, waits = 0; ; ) {
       let res: Response;
       try {
         res = await fetch(input as RequestInfo, init);
@@ -73,25 +135,38 @@ export function retryingFetch(record: HttpRecord): typeof fetch {
       record.requests++;
       record.statuses[res.status] = (record.statuses[res.status] ?? 0) + 1;
       if (res.status === 500) {
-        record.errors500.push(
-          `${describe(input, init)}: ${(await res.clone().text()).slice(0, 200)}`,
+        record.errors500.push(`${request}: ${(await res.clone().text()).slice(0, 200)}`);
+      }
+      if (await inProgress(res)) {
+        // Not a failure: the API asks to retry shortly. Bounded by time, not by MAX_RETRIES.
+        inProgressUntil ||= Date.now() + IN_PROGRESS_RESEND_MS;
+        if (Date.now() < inProgressUntil) {
+          record.resentInProgress++;
+          await res.body?.cancel();
+          await sleep(inProgressDelayMs(res, waits++));
+          continue;
+        }
+        record.inProgressOutlasted.push(
+          `${request} still 409 idempotency_in_progress after ${IN_PROGRESS_RESEND_MS / 1000} s`,
         );
       }
       if (res.status !== 503) {
         if (saw503) {
-          if (succeeded(describe(input, init), res.status)) record.recovered503++;
-          else record.unrecovered503.push(`${describe(input, init)} ended ${res.status}`);
+          if (succeeded(request, res.status)) record.recovered503++;
+          else record.unrecovered503.push(`${request} ended ${res.status}`);
         }
         return res;
       }
       if (!saw503) record.retried503++;
       saw503 = true;
       if (attempt >= MAX_RETRIES) {
-        record.unrecovered503.push(`${describe(input, init)} still 503 after ${attempt} retries`);
+        record.unrecovered503.push(`${request} still 503 after ${attempt} retries`);
         return res;
       }
       await res.body?.cancel();
       await sleep(Math.min(2000, 250 * 2 ** attempt));
+      attempt++;
+      sends.resentAfter503++;
     }
   };
 }

@@ -583,3 +583,62 @@ describe("local Gemini faults", () => {
     expect(res.status).toBe(400);
   });
 });
+
+describe("local Gemini call record cursor", () => {
+  it("reads only the calls after `since`, with the cursor for the next read", async () => {
+    const m = marker();
+    const { body: before } = await control(`/calls?since=0&match=${m}`);
+    const cursor = before.next_since as number;
+    await ai.models.generateContent({ model: MODEL, contents: `${m} one` });
+    await ai.models.generateContent({ model: MODEL, contents: `${m} two` });
+    const first = await control(`/calls?since=${cursor}&match=${encodeURIComponent(m)}`);
+    const calls = first.body.calls as (CallSeen & { seq: number })[];
+    expect(calls.map((c) => c.prompt)).toEqual([`${m} one`, `${m} two`]);
+    expect(calls[1]?.seq).toBe((calls[0]?.seq ?? 0) + 1);
+    expect(first.body.next_since).toBe(calls[1]?.seq);
+    expect(first.body.lost).toBe(0);
+
+    await ai.models.generateContent({ model: MODEL, contents: `${m} three` });
+    const next = await control(`/calls?since=${first.body.next_since}&match=${m}`);
+    expect((next.body.calls as CallSeen[]).map((c) => c.prompt)).toEqual([`${m} three`]);
+  });
+
+  it("says how many calls after `since` the full record dropped before they were read", async () => {
+    const small = await startLocalCloud(testCloudConfig(), [
+      (config) => createGeminiService(config, { maxCallsKept: 3 }),
+    ]);
+    try {
+      const gen = new GoogleGenAI({
+        apiKey: TEST_KEYS.geminiApiKey,
+        httpOptions: { baseUrl: `${small.url}/gemini` },
+      });
+      const read = async (since: number) => {
+        const res = await fetch(`${small.url}/_control/gemini/calls?since=${since}`);
+        return (await res.json()) as { calls: { seq: number }[]; next_since: number; lost: number };
+      };
+      for (let i = 1; i <= 3; i++)
+        await gen.models.generateContent({ model: MODEL, contents: `c${i}` });
+      const kept = await read(0);
+      expect(kept.calls.map((c) => c.seq)).toEqual([1, 2, 3]);
+      expect(kept.lost).toBe(0);
+      // Five more calls before the next read: the record keeps 6, 7, 8; 4 and 5 are gone unread.
+      for (let i = 4; i <= 8; i++)
+        await gen.models.generateContent({ model: MODEL, contents: `c${i}` });
+      const late = await read(kept.next_since);
+      expect(late.calls.map((c) => c.seq)).toEqual([6, 7, 8]);
+      expect(late.lost).toBe(2);
+      expect(late.next_since).toBe(8);
+      // A reader that kept up is told nothing was lost, though older calls were dropped.
+      expect((await read(5)).lost).toBe(0);
+      expect((await read(7)).calls.map((c) => c.seq)).toEqual([8]);
+    } finally {
+      await small.close();
+    }
+  });
+
+  it("rejects a `since` that is not a call's seq", async () => {
+    for (const since of ["-1", "abc", "1.5"]) {
+      expect((await control(`/calls?since=${since}`)).status).toBe(400);
+    }
+  });
+});
