@@ -225,9 +225,16 @@ export function createDailyQuota(options: {
       await options.redis.hset(UNSETTLED_KEY, { [replyId]: `${userId} ${day} ${atMs}` });
     },
     async unsettled() {
-      const all = (await options.redis.hgetall<Record<string, string>>(UNSETTLED_KEY)) ?? {};
+      // Without the SDK's deserialization (src/lib/redis.ts) HGETALL answers Redis's flat list.
+      const flat: unknown = await options.redis.hgetall(UNSETTLED_KEY);
+      const pairs: [string, unknown][] = [];
+      if (Array.isArray(flat)) {
+        for (let i = 0; i + 1 < flat.length; i += 2) pairs.push([String(flat[i]), flat[i + 1]]);
+      } else if (flat && typeof flat === "object") {
+        pairs.push(...Object.entries(flat));
+      }
       const takes: UnsettledTake[] = [];
-      for (const [replyId, value] of Object.entries(all)) {
+      for (const [replyId, value] of pairs) {
         const [userId = "", day = "", at = "0"] = String(value).split(" ");
         takes.push({ replyId, userId, day, atMs: Number(at) || 0 });
       }
