@@ -135,8 +135,30 @@ export interface DailyQuota {
    * without it, throws.
    */
   refund(userId: string, day: string, refundId: string): Promise<void>;
+  /**
+   * Hands a take whose write outcome could not be settled in its request to the sweep (one
+   * HSET into `quota:unsettled`; throws if Redis fails). See `sweepOverdueWork`.
+   */
+  deferSettle(take: UnsettledTake): Promise<void>;
+  /** The takes handed to the sweep, oldest first (one HGETALL; throws if Redis fails). */
+  unsettled(): Promise<UnsettledTake[]>;
+  /** Forgets takes the sweep settled (one HDEL; throws if Redis fails). */
+  forgetUnsettled(replyIds: string[]): Promise<void>;
   limits: { basic: number; pro: number };
 }
+
+/** A prompt's take whose reply row could not be looked for: settled later by the sweep. */
+export interface UnsettledTake {
+  replyId: string;
+  userId: string;
+  /** The UTC day the token was counted in. */
+  day: string;
+  /** Unix ms when it was handed over (entries past a bound are dropped). */
+  atMs: number;
+}
+
+/** Hash of takes handed to the sweep: reply id → "<user id> <day> <ms>". */
+export const UNSETTLED_KEY = "quota:unsettled";
 
 export function createDailyQuota(options: {
   redis: RedisClient;
@@ -198,6 +220,28 @@ export function createDailyQuota(options: {
     async refund(userId, day, refundId) {
       if (day !== utcDay(now())) return;
       await giveBack(userId, Date.parse(`${day}T00:00:00Z`) / DAY_MS, refundId, true);
+    },
+    async deferSettle({ replyId, userId, day, atMs }) {
+      await options.redis.hset(UNSETTLED_KEY, { [replyId]: `${userId} ${day} ${atMs}` });
+    },
+    async unsettled() {
+      // Without the SDK's deserialization (src/lib/redis.ts) HGETALL answers Redis's flat list.
+      const flat: unknown = await options.redis.hgetall(UNSETTLED_KEY);
+      const pairs: [string, unknown][] = [];
+      if (Array.isArray(flat)) {
+        for (let i = 0; i + 1 < flat.length; i += 2) pairs.push([String(flat[i]), flat[i + 1]]);
+      } else if (flat && typeof flat === "object") {
+        pairs.push(...Object.entries(flat));
+      }
+      const takes: UnsettledTake[] = [];
+      for (const [replyId, value] of pairs) {
+        const [userId = "", day = "", at = "0"] = String(value).split(" ");
+        takes.push({ replyId, userId, day, atMs: Number(at) || 0 });
+      }
+      return takes.sort((a, b) => a.atMs - b.atMs);
+    },
+    async forgetUnsettled(replyIds) {
+      if (replyIds.length > 0) await options.redis.hdel(UNSETTLED_KEY, ...replyIds);
     },
   };
 

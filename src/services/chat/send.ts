@@ -505,16 +505,28 @@ export const WRITE_SETTLE_MARGIN_MS = 5_000;
  * Within the ~30 s `waitUntil` grants after the response (sent at most 10 s after round 2).
  */
 export const UNKNOWN_WRITE_SETTLE_MS = WRITE_COMMIT_WINDOW_MS + WRITE_SETTLE_MARGIN_MS;
-/** Waits before a further existence check while the database still fails. */
-const UNKNOWN_WRITE_RECHECK_MS = [3_000];
+/**
+ * `waitUntil` keeps work ~30 s past the response; the settle starts at the response and stops
+ * checking this long after it, leaving room for its hand-over to the sweep (one Redis command,
+ * at most REDIS_TIMEOUT_MS plus a retry).
+ */
+const UNKNOWN_WRITE_BUDGET_MS = 25_000;
+/**
+ * Waits before each further existence check while the database still fails, spread over the
+ * rest of the budget (the soak: one recheck 3 s after the first read left a Neon down window
+ * of a few seconds to decide the token); a wait that would pass the budget is not taken.
+ */
+const UNKNOWN_WRITE_RECHECK_MS = [2_000, 3_000, 4_000, 5_000];
 /** The key's hold outlasts the settle's checks by this much, should the settle be cut short. */
-const UNKNOWN_WRITE_HOLD_EXTRA_MS = 5_000;
+const UNKNOWN_WRITE_HOLD_EXTRA_MS = UNKNOWN_WRITE_RECHECK_MS.reduce((a, b) => a + b, 5_000);
 
 /**
  * Gives a prompt's token back once its batch, whose outcome was unknown, is settled and its
  * reply row does not exist. A reply that exists is counted: its retry replays the stored 202,
- * and the sweep publishes it. If the database cannot say, the token stays counted (logged).
- * Then releases the prompt's Idempotency-Key, held meanwhile.
+ * and the sweep publishes it. If the database cannot say within the budget, the take is handed
+ * to the sweep (`quota:unsettled`), which settles it once the database answers: the row's
+ * absence is final then as now (the clock guard, ADR 3). Only if Redis refuses that too is the
+ * token kept (logged). Then releases the prompt's Idempotency-Key, held meanwhile.
  */
 async function settleUnknownWrite(
   deps: ChatDeps,
@@ -528,10 +540,12 @@ async function settleUnknownWrite(
   },
 ): Promise<void> {
   const { day, replyId } = write;
+  const budgetEndMs = deps.clock.now().getTime() + UNKNOWN_WRITE_BUDGET_MS;
   try {
     let failure: unknown;
     const firstWait = Math.max(0, write.settleAtMs - deps.clock.now().getTime());
     for (const wait of [firstWait, ...UNKNOWN_WRITE_RECHECK_MS]) {
+      if (wait !== firstWait && deps.clock.now().getTime() + wait > budgetEndMs) break;
       await new Promise((resolve) => setTimeout(resolve, wait));
       let exists: boolean;
       try {
@@ -543,11 +557,17 @@ async function settleUnknownWrite(
       if (!exists) await deps.quota.refund(userId, day, replyId);
       return;
     }
-    deps.log.error("quota_refund_failed", {
-      reason: "unknown_write",
-      reply_id: replyId,
-      error: describeError(failure),
-    });
+    try {
+      await deps.quota.deferSettle({ replyId, userId, day, atMs: deps.clock.now().getTime() });
+      deps.log.warn("quota_settle_deferred", { reply_id: replyId, error: describeError(failure) });
+    } catch (err) {
+      deps.log.error("quota_refund_failed", {
+        reason: "unknown_write",
+        reply_id: replyId,
+        error: describeError(failure),
+        defer_error: describeError(err),
+      });
+    }
   } finally {
     // Settled (or past its deadline for good): a resend now replays or goes ahead on its own.
     if (write.scope) await deps.promptClaims.release(write.scope, write.owner).catch(() => {});

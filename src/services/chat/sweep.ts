@@ -1,4 +1,4 @@
-import { eq } from "drizzle-orm";
+import { eq, inArray } from "drizzle-orm";
 import { purgeExpiredIdempotencyRecords } from "../../db/queries/idempotency";
 import {
   failOverdueReplies,
@@ -8,6 +8,7 @@ import {
 } from "../../db/queries/messages";
 import { purgeProcessedWebhookEvents } from "../../db/queries/webhook-events";
 import { chatrooms } from "../../db/schema/chatrooms";
+import { messages } from "../../db/schema/messages";
 import { users } from "../../db/schema/users";
 import { describeError } from "../../log";
 import type { ChatDeps } from "./deps";
@@ -28,8 +29,22 @@ const PURGE_BATCH = 1000;
 /** Stripe redelivers for up to 3 days; event records are kept ten times that. */
 export const WEBHOOK_EVENT_RETENTION_MS = 30 * 24 * 3600 * 1000;
 
+/**
+ * A take handed over by settleUnknownWrite is dropped unsettled after this long: its counter's
+ * day is over, so a refund would change nothing (the counter expires with its day).
+ */
+export const UNSETTLED_MAX_AGE_MS = 2 * 86_400_000;
+/** Takes settled per run: one existence query and up to this many refunds. */
+const UNSETTLED_BATCH = 100;
+
 export interface SweepReport {
   failed: number;
+  /** Unknown writes settled: their reply row absent, so their token given back. */
+  unsettled_refunded: number;
+  /** Unknown writes settled: their reply row exists, so their token stays counted. */
+  unsettled_kept: number;
+  /** Unknown writes past UNSETTLED_MAX_AGE_MS, dropped unsettled. */
+  unsettled_dropped: number;
   republished: number;
   republish_errors: number;
   idempotency_keys_purged: number;
@@ -44,11 +59,15 @@ export interface SweepReport {
  * - replies pending without a QStash job (the publish failed) are published again, with the
  *   history their first publish had (up to their prompt) and the reply id as deduplication id
  *   so a publish that did land is not doubled;
- * - expired Idempotency-Key records are deleted, and Stripe event records past retention.
+ * - expired Idempotency-Key records are deleted, and Stripe event records past retention;
+ * - prompts whose write outcome was unknown and whose request could not look for the reply
+ *   (settleUnknownWrite, `quota:unsettled`) are settled: the token is given back if the reply
+ *   row does not exist (final: the clock guard, ADR 3), kept if it does; a take whose check
+ *   fails is left for the next run, one older than UNSETTLED_MAX_AGE_MS is dropped.
  */
 export async function sweepOverdueWork(deps: ChatDeps, now: Date): Promise<SweepReport> {
   const cutoff = new Date(now.getTime() - deps.config.replyDeadlineSeconds * 1000);
-  const [failing, listing, purging, purgingEvents] = await Promise.allSettled([
+  const [failing, listing, purging, purgingEvents, settling] = await Promise.allSettled([
     failOverdueReplies(deps.db, {
       cutoff,
       streamCutoff: new Date(now.getTime() - STREAM_REPLY_DEADLINE_MS),
@@ -68,7 +87,14 @@ export async function sweepOverdueWork(deps: ChatDeps, now: Date): Promise<Sweep
       new Date(now.getTime() - WEBHOOK_EVENT_RETENTION_MS),
       PURGE_BATCH,
     ),
+    settleUnknownWrites(deps, now),
   ]);
+  if (settling.status === "rejected") {
+    // Left for the next run: REFUND_ONCE makes a repeated refund harmless.
+    deps.log.warn("sweep_settle_unknown_writes_failed", { error: describeError(settling.reason) });
+  }
+  const settled =
+    settling.status === "fulfilled" ? settling.value : { refunded: 0, kept: 0, dropped: 0 };
   // Replies that were failed get their refunds even when the other queries did not succeed;
   // not one that holds text (a stream handed to the queue): its prompt produced output.
   const overdue = failing.status === "fulfilled" ? failing.value : [];
@@ -111,9 +137,57 @@ export async function sweepOverdueWork(deps: ChatDeps, now: Date): Promise<Sweep
   if (listing.status === "rejected") throw listing.reason;
   return {
     failed: overdue.length,
+    unsettled_refunded: settled.refunded,
+    unsettled_kept: settled.kept,
+    unsettled_dropped: settled.dropped,
     republished: republished.length - errors.length,
     republish_errors: errors.length,
     idempotency_keys_purged: purging.status === "fulfilled" ? purging.value : 0,
     webhook_events_purged: purgingEvents.status === "fulfilled" ? purgingEvents.value : 0,
   };
+}
+
+/**
+ * Settles the takes settleUnknownWrite handed over: one Redis read, one query for which of their
+ * replies exist, a refund (once per reply id) for each absent one, then one HDEL of the settled.
+ * Throws (leaving every entry) when Redis or the database fails.
+ */
+async function settleUnknownWrites(
+  deps: ChatDeps,
+  now: Date,
+): Promise<{ refunded: number; kept: number; dropped: number }> {
+  const all = await deps.quota.unsettled();
+  if (all.length === 0) return { refunded: 0, kept: 0, dropped: 0 };
+  const oldest = now.getTime() - UNSETTLED_MAX_AGE_MS;
+  const expired = all.filter((t) => t.atMs < oldest);
+  const takes = all.filter((t) => t.atMs >= oldest).slice(0, UNSETTLED_BATCH);
+  for (const t of expired) {
+    deps.log.warn("quota_unsettled_dropped", {
+      reply_id: t.replyId,
+      user_id: t.userId,
+      day: t.day,
+    });
+  }
+  const found =
+    takes.length === 0
+      ? []
+      : await deps.db
+          .select({ id: messages.id })
+          .from(messages)
+          .where(
+            inArray(
+              messages.id,
+              takes.map((t) => t.replyId),
+            ),
+          );
+  const exists = new Set(found.map((r) => r.id));
+  const absent = takes.filter((t) => !exists.has(t.replyId));
+  // A refund that fails leaves its entry for the next run; a refund of a past day is a no-op.
+  const refunds = await Promise.allSettled(
+    absent.map((t) => deps.quota.refund(t.userId, t.day, t.replyId)),
+  );
+  const refunded = absent.filter((_, i) => refunds[i]?.status === "fulfilled");
+  const kept = takes.filter((t) => exists.has(t.replyId));
+  await deps.quota.forgetUnsettled([...expired, ...kept, ...refunded].map((t) => t.replyId));
+  return { refunded: refunded.length, kept: kept.length, dropped: expired.length };
 }
