@@ -13,8 +13,9 @@ const app = createApp();
 export default {
   fetch: app.fetch,
   /**
-   * Cron trigger: fails overdue replies, republishes replies whose publish failed, and purges
-   * expired idempotency records and old webhook events.
+   * Cron trigger: fails overdue replies, republishes replies whose publish failed, settles the
+   * quota tokens of prompts whose write outcome the request could not learn (`quota:unsettled`),
+   * and purges expired idempotency records and old webhook events.
    */
   async scheduled(controller, bindings, ctx) {
     const services = serviceContextFromBindings(bindings, rootLogger, (p) => ctx.waitUntil(p));
