@@ -1,33 +1,38 @@
 import { describe, expect, it } from "vitest";
+import { REFRESH_REUSE_INTERVAL_SECONDS } from "../../src/services/auth/sessions.ts";
 import { call } from "../support/api.ts";
 import { createSession } from "../support/session.ts";
 import { sql } from "./chat-support.ts";
+import { backdateRotation, hashOf, liveTokenHashes, refresh, rowOf } from "./refresh-support.ts";
 
-const refresh = (refresh_token: unknown) =>
-  call("POST", "/auth/refresh", { body: { refresh_token } });
+const me = (token: string) => call("GET", "/user/me", { token });
 
 describe("POST /auth/refresh", () => {
-  it("rotates: a new pair is issued and the old refresh token stops working", async () => {
+  it("rotates: a new pair is issued and the old refresh token stops working once the new one is used", async () => {
     const s = await createSession();
     const first = await refresh(s.refresh_token);
     expect(first.status).toBe(200);
     expect(first.body).toMatchObject({ token_type: "Bearer", expires_in: 900 });
     expect(first.body.refresh_token).not.toBe(s.refresh_token);
-    expect((await call("GET", "/user/me", { token: first.body.token })).status).toBe(200);
+    expect((await me(first.body.token)).status).toBe(200);
+    expect((await refresh(first.body.refresh_token)).status).toBe(200);
 
     const old = await refresh(s.refresh_token);
     expect(old.status).toBe(401);
     expect(old.body.error.code).toBe("unauthorized");
   });
 
-  it("revokes the whole family when a rotated token is presented again (theft detection)", async () => {
+  it("revokes the whole family when a rotated token is replayed after its successor was used (theft detection)", async () => {
     const s = await createSession();
     const r1 = await refresh(s.refresh_token);
     const r2 = await refresh(r1.body.refresh_token);
     expect(r2.status).toBe(200);
-    // The attacker replays the first token: refused, and the owner's live token dies with it.
+    // The attacker replays the first token well within the reuse interval, but the owner has
+    // moved on: refused, and the owner's live token and access token die with it.
     expect((await refresh(s.refresh_token)).status).toBe(401);
     expect((await refresh(r2.body.refresh_token)).status).toBe(401);
+    expect((await me(r2.body.token)).status).toBe(401);
+    expect(await liveTokenHashes(s.user.id)).toEqual([]);
   });
 
   it("does not touch the user's other sessions when one family is revoked", async () => {
@@ -37,15 +42,24 @@ describe("POST /auth/refresh", () => {
     });
     expect(other.status).toBe(200);
     const r1 = await refresh(s.refresh_token);
+    const r2 = await refresh(r1.body.refresh_token);
+    expect(r2.status).toBe(200);
     expect((await refresh(s.refresh_token)).status).toBe(401); // reuse: this family is revoked
-    expect((await refresh(r1.body.refresh_token)).status).toBe(401);
+    expect((await refresh(r2.body.refresh_token)).status).toBe(401);
     expect((await refresh(other.body.refresh_token)).status).toBe(200);
   });
 
-  it("lets exactly one of two parallel refreshes with the same token succeed", async () => {
+  it("leaves exactly one live refresh token when two refreshes with the same token race", async () => {
     const s = await createSession();
     const results = await Promise.all([refresh(s.refresh_token), refresh(s.refresh_token)]);
-    expect(results.map((r) => r.status).sort()).toEqual([200, 401]);
+    // The later one is a retry within the reuse interval: it supersedes the earlier successor.
+    const issued = results.filter((r) => r.status === 200).map((r) => r.body.refresh_token);
+    expect(issued.length).toBeGreaterThanOrEqual(1);
+    const live = await liveTokenHashes(s.user.id);
+    expect(live).toHaveLength(1);
+    expect(issued.map(hashOf)).toContain(live[0]);
+    const winner = issued.find((t) => hashOf(t) === live[0]) as string;
+    expect((await refresh(winner)).status).toBe(200);
   });
 
   it("keeps the session a password change issues refreshable, and nothing from before it", async () => {
@@ -118,6 +132,110 @@ describe("POST /auth/refresh", () => {
     const res = await call("POST", "/auth/refresh", { body });
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe("invalid_request");
+  });
+});
+
+describe("the reuse interval: a rotated token presented again while its successor is unused", () => {
+  it("reissues within the interval: a working pair, the family alive, the unused successor superseded", async () => {
+    const s = await createSession();
+    // The rotation commits but its answer never reaches the client (the fault test makes that
+    // happen for real); the client retries the same token.
+    const lost = await refresh(s.refresh_token);
+    expect(lost.status).toBe(200);
+    const retry = await refresh(s.refresh_token);
+    expect(retry.status).toBe(200);
+    expect(retry.body.refresh_token).not.toBe(lost.body.refresh_token);
+    expect((await me(retry.body.token)).status).toBe(200);
+    // One live token, the retry's; the lost successor is superseded (rotated and revoked).
+    expect(await liveTokenHashes(s.user.id)).toEqual([hashOf(retry.body.refresh_token)]);
+    const superseded = await rowOf(lost.body.refresh_token);
+    expect(superseded?.revoked_at).not.toBeNull();
+    const reissued = await rowOf(retry.body.refresh_token);
+    const original = await rowOf(s.refresh_token);
+    expect(reissued?.parent_id).toBe(original?.id);
+    // The session goes on: the new token rotates, and so does its successor.
+    const next = await refresh(retry.body.refresh_token);
+    expect(next.status).toBe(200);
+    expect((await refresh(next.body.refresh_token)).status).toBe(200);
+  });
+
+  it("keeps reissuing while each retry's answer is lost, leaving one live token each time", async () => {
+    const s = await createSession();
+    const answers = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await refresh(s.refresh_token);
+      expect(res.status).toBe(200);
+      expect(await liveTokenHashes(s.user.id)).toEqual([hashOf(res.body.refresh_token)]);
+      answers.push(res.body.refresh_token as string);
+    }
+    expect((await refresh(answers[2])).status).toBe(200);
+  });
+
+  it("gives exactly one live pair to parallel retries within the interval", async () => {
+    const s = await createSession();
+    const lost = await refresh(s.refresh_token);
+    expect(lost.status).toBe(200);
+    const retries = await Promise.all([1, 2, 3].map(() => refresh(s.refresh_token)));
+    const issued = retries.filter((r) => r.status === 200).map((r) => r.body.refresh_token);
+    expect(issued.length).toBeGreaterThanOrEqual(1);
+    const live = await liveTokenHashes(s.user.id);
+    expect(live).toHaveLength(1);
+    expect(issued.map(hashOf)).toContain(live[0]);
+    expect(live[0]).not.toBe(hashOf(lost.body.refresh_token));
+    const winner = issued.find((t) => hashOf(t) === live[0]) as string;
+    expect((await refresh(winner)).status).toBe(200);
+  });
+
+  it("revokes the family when the rotated token comes back after the interval, successor unused", async () => {
+    const s = await createSession();
+    const r1 = await refresh(s.refresh_token);
+    expect(r1.status).toBe(200);
+    await backdateRotation(s.refresh_token, REFRESH_REUSE_INTERVAL_SECONDS + 1);
+    expect((await refresh(s.refresh_token)).status).toBe(401);
+    // The owner's unused successor and its access token die with the family.
+    expect((await refresh(r1.body.refresh_token)).status).toBe(401);
+    expect((await me(r1.body.token)).status).toBe(401);
+    expect(await liveTokenHashes(s.user.id)).toEqual([]);
+  });
+
+  it("revokes the family when the owner presents the successor a thief's replay superseded", async () => {
+    // A thief who copied the token replays it within the interval, before the owner's client
+    // has used its successor: the thief gets a pair (the price of the interval), but the
+    // owner's next refresh is a replay of a superseded token, which ends the thief's pair too.
+    const s = await createSession();
+    const owner = await refresh(s.refresh_token);
+    const thief = await refresh(s.refresh_token);
+    expect(thief.status).toBe(200);
+    expect((await refresh(owner.body.refresh_token)).status).toBe(401);
+    expect((await refresh(thief.body.refresh_token)).status).toBe(401);
+    expect((await me(thief.body.token)).status).toBe(401);
+    expect(await liveTokenHashes(s.user.id)).toEqual([]);
+  });
+
+  it("does not revive a session that was logged out", async () => {
+    const s = await createSession();
+    const r1 = await refresh(s.refresh_token);
+    expect(r1.status).toBe(200);
+    const out = await call("POST", "/auth/logout", {
+      body: { refresh_token: r1.body.refresh_token },
+    });
+    expect(out.status).toBe(204);
+    expect((await refresh(s.refresh_token)).status).toBe(401);
+    expect(await liveTokenHashes(s.user.id)).toEqual([]);
+  });
+
+  it("does not reissue a rotated token issued before a password change", async () => {
+    const s = await createSession({ password: "correct horse battery" });
+    const r1 = await refresh(s.refresh_token);
+    expect(r1.status).toBe(200);
+    const changed = await call("POST", "/auth/change-password", {
+      token: r1.body.token,
+      body: { current_password: "correct horse battery", new_password: "new horse battery staple" },
+    });
+    expect(changed.status).toBe(200);
+    expect((await refresh(s.refresh_token)).status).toBe(401);
+    // Only the session the change issued is live.
+    expect(await liveTokenHashes(s.user.id)).toEqual([hashOf(changed.body.refresh_token)]);
   });
 });
 

@@ -1,4 +1,4 @@
-import { and, eq, inArray, isNotNull, isNull, type SQL, sql } from "drizzle-orm";
+import { and, eq, inArray, isNotNull, isNull, notExists, type SQL, sql } from "drizzle-orm";
 import type { Database } from "../client";
 import { refreshTokens } from "../schema/refresh-tokens";
 import { users } from "../schema/users";
@@ -60,6 +60,13 @@ export async function insertRefreshTokenForPassword(
   return result.rows.length > 0;
 }
 
+/** What a rotation (or a reissue within the reuse interval) hands back for the access token. */
+export interface RotatedSession {
+  userId: string;
+  familyId: string;
+  mobileNumber: string;
+}
+
 /**
  * Rotates a live refresh token into a new one in ONE statement: the conditional UPDATE (`rotated_at
  * is null`) row-locks the old token, so of two concurrent rotations exactly one gets a row and
@@ -84,7 +91,7 @@ export async function rotateRefreshToken(
     /** The family's first token must be younger than this (its absolute lifetime). */
     familyStartedAfter: Date;
   },
-): Promise<{ userId: string; familyId: string; mobileNumber: string } | null> {
+): Promise<RotatedSession | null> {
   const now = input.now.toISOString();
   const result = await db.execute<{
     user_id: string;
@@ -111,10 +118,11 @@ export async function rotateRefreshToken(
          and revoked_at is null
          and expires_at > ${now}::timestamptz
          and user_id in (select id from owner)
-      returning user_id, family_id
+      returning id, user_id, family_id
     ), inserted as (
-      insert into ${refreshTokens} (id, user_id, family_id, token_hash, expires_at, created_at)
-      select ${input.newId}, user_id, family_id, ${input.newTokenHash},
+      insert into ${refreshTokens}
+             (id, user_id, family_id, parent_id, token_hash, expires_at, created_at)
+      select ${input.newId}, user_id, family_id, id, ${input.newTokenHash},
              ${input.expiresAt.toISOString()}::timestamptz, ${now}::timestamptz
         from rotated
       returning user_id, family_id
@@ -154,19 +162,108 @@ async function revokeFamilyOf(db: Database, owned: SQL | undefined, now: Date): 
 }
 
 /**
- * Theft detection: when the presented token was already rotated, someone replayed it, so every
- * live token of its family (the thief's and the owner's) is revoked. Returns how many were.
+ * A token that was already rotated, presented again: either the retry of a rotation whose answer
+ * was lost, or a replay (stolen or leaked). ONE transaction decides which:
+ *
+ * 1. The owner's row is locked `for update` (as for any revocation, see lockOwners), so parallel
+ *    presentations of the token, a rotation of its successor in flight, a logout and a password
+ *    change all run one after the other, and each statement below sees what they committed.
+ * 2. **Reissue** when the token was rotated after `rotatedAfter` (the reuse interval), is not
+ *    revoked, and its successor is still live (neither used nor revoked): the successor is
+ *    superseded (marked rotated and revoked, so whoever presents it later is treated as a
+ *    replay) and a new successor of the same token is inserted. The conditional UPDATE of the
+ *    successor (`rotated_at is null and revoked_at is null`) is what admits one reissue per live
+ *    successor, so a token never has two live children. The owner and family conditions of
+ *    rotateRefreshToken apply too.
+ * 3. **Theft detection** otherwise (the interval is over, or the successor was used: the
+ *    legitimate holder has moved on): every live token of the family, the thief's and the
+ *    owner's, is revoked, unless step 2 inserted the new token.
+ *
+ * Returns the reissued session (or null) and how many tokens theft detection revoked.
  */
-export function revokeFamilyOfRotatedToken(
+export async function reissueOrRevokeRotatedToken(
   db: Database,
-  tokenHash: string,
-  now: Date,
-): Promise<number> {
-  return revokeFamilyOf(
-    db,
-    and(eq(refreshTokens.tokenHash, tokenHash), isNotNull(refreshTokens.rotatedAt)),
-    now,
+  input: {
+    tokenHash: string;
+    newId: string;
+    newTokenHash: string;
+    expiresAt: Date;
+    now: Date;
+    /** The reuse interval's start: a token rotated at or before it is never reissued. */
+    rotatedAfter: Date;
+    familyStartedAfter: Date;
+  },
+): Promise<{ reissued: RotatedSession | null; revoked: number }> {
+  const now = input.now.toISOString();
+  const presentedRotated = and(
+    eq(refreshTokens.tokenHash, input.tokenHash),
+    isNotNull(refreshTokens.rotatedAt),
   );
+  const family = db
+    .select({ familyId: refreshTokens.familyId })
+    .from(refreshTokens)
+    .where(presentedRotated);
+  const [, reissued, revoked] = await db.batch([
+    lockOwners(db, presentedRotated),
+    db.execute<{ user_id: string; family_id: string; mobile_number: string }>(sql`
+      with presented as (
+        select t.id, t.family_id, u.id as user_id, u.mobile_number
+          from ${refreshTokens} t
+          join ${users} u on u.id = t.user_id
+         where t.token_hash = ${input.tokenHash}
+           and t.rotated_at > ${input.rotatedAfter.toISOString()}::timestamptz
+           and t.revoked_at is null
+           and u.mobile_verified_at is not null
+           and (u.password_changed_at is null or u.password_changed_at <= t.created_at)
+           and not exists (
+             select 1 from ${refreshTokens} f
+              where f.family_id = t.family_id
+                and f.created_at <= ${input.familyStartedAfter.toISOString()}::timestamptz)
+      ), superseded as (
+        update ${refreshTokens} c
+           set rotated_at = ${now}::timestamptz, revoked_at = ${now}::timestamptz
+          from presented p
+         where c.family_id = p.family_id
+           and c.parent_id = p.id
+           and c.rotated_at is null
+           and c.revoked_at is null
+        returning p.id as parent_id, p.user_id, p.family_id, p.mobile_number
+      ), inserted as (
+        insert into ${refreshTokens}
+               (id, user_id, family_id, parent_id, token_hash, expires_at, created_at)
+        select ${input.newId}, user_id, family_id, parent_id, ${input.newTokenHash},
+               ${input.expiresAt.toISOString()}::timestamptz, ${now}::timestamptz
+          from superseded
+         limit 1
+        returning user_id, family_id
+      )
+      select i.user_id, i.family_id, s.mobile_number
+        from inserted i join superseded s on s.family_id = i.family_id
+       limit 1`),
+    db
+      .update(refreshTokens)
+      .set({ revokedAt: input.now })
+      .where(
+        and(
+          inArray(refreshTokens.familyId, family),
+          isNull(refreshTokens.revokedAt),
+          notExists(
+            db
+              .select({ id: refreshTokens.id })
+              .from(refreshTokens)
+              .where(eq(refreshTokens.id, input.newId)),
+          ),
+        ),
+      )
+      .returning({ id: refreshTokens.id }),
+  ]);
+  const row = reissued.rows[0];
+  return {
+    reissued: row
+      ? { userId: row.user_id, familyId: row.family_id, mobileNumber: row.mobile_number }
+      : null,
+    revoked: revoked.length,
+  };
 }
 
 /**

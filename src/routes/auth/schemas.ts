@@ -101,7 +101,8 @@ export const TokenPairSchema = z
       .openapi({ example: 900, description: "Seconds until the access token expires." }),
     refresh_token: z.string().openapi({
       example: "rt_01936f4e1c2d7b3a.kX9vQ2mZ8pL4rT6w",
-      description: "Exchange at /auth/refresh for a new pair; works once.",
+      description:
+        "Exchange at /auth/refresh for a new pair; works once (a retry after a lost answer aside: see /auth/refresh).",
     }),
   })
   .openapi("TokenPair");

@@ -1,8 +1,8 @@
 import {
   insertRefreshToken,
   insertRefreshTokenForPassword,
+  reissueOrRevokeRotatedToken,
   revokeFamily,
-  revokeFamilyOfRotatedToken,
   revokeFamilyOfToken,
   rotateRefreshToken,
 } from "../../db/queries/refresh-tokens";
@@ -101,8 +101,21 @@ export async function startPasswordSession(
 const INVALID_REFRESH = "The refresh token is invalid, expired or revoked.";
 
 /**
- * Rotates a refresh token. A token that was already rotated is a replay (stolen or leaked): its
- * whole family is revoked, so the thief and the owner both have to authenticate again.
+ * How long a rotated refresh token may be presented again as the retry of a rotation whose
+ * answer was lost (Auth0's "reuse interval", Okta's "grace period"; Okta allows at most 60 s).
+ * A retry arrives after the Worker's database deadline (QUERY_TIMEOUT_MS, 10 s) and the 503's
+ * `Retry-After: 5`, and a client may need several retries through a database outage: 60 s covers
+ * the deadline and about ten retries. Longer only widens what a thief holding a rotated token
+ * can do before the owner's next refresh (docs/adr/0008-credentials.md, item 11).
+ */
+export const REFRESH_REUSE_INTERVAL_SECONDS = 60;
+
+/**
+ * Rotates a refresh token. A token that was already rotated is either the retry of a rotation
+ * whose answer was lost, or a replay (stolen or leaked): within the reuse interval, while its
+ * successor is unused, it is reissued (the successor is superseded); otherwise its whole family
+ * is revoked, so the thief and the owner both have to authenticate again. A token that is not
+ * rotated costs one round; an already-rotated one two, either way.
  */
 export async function refreshSession(deps: AuthDeps, refreshToken: string): Promise<TokenPair> {
   if (!REFRESH_TOKEN_PATTERN.test(refreshToken)) throw new UnauthorizedError(INVALID_REFRESH);
@@ -112,20 +125,26 @@ export async function refreshSession(deps: AuthDeps, refreshToken: string): Prom
     hashRefreshToken(refreshToken),
     hashRefreshToken(next),
   ]);
-  const rotated = await rotateRefreshToken(deps.db, {
+  const successor = {
     tokenHash,
     newId: newId(),
     newTokenHash,
     expiresAt: new Date(now.getTime() + deps.config.refreshTokenTtlSeconds * 1000),
     now,
     familyStartedAfter: new Date(now.getTime() - deps.config.refreshFamilyMaxAgeSeconds * 1000),
-  });
+  };
+  let rotated = await rotateRefreshToken(deps.db, successor);
   if (!rotated) {
-    const revoked = await revokeFamilyOfRotatedToken(deps.db, tokenHash, now);
-    if (revoked > 0) {
-      deps.log.warn("refresh_token_reuse", { revoked_tokens: revoked });
+    const replay = await reissueOrRevokeRotatedToken(deps.db, {
+      ...successor,
+      rotatedAfter: new Date(now.getTime() - REFRESH_REUSE_INTERVAL_SECONDS * 1000),
+    });
+    if (replay.revoked > 0) {
+      deps.log.warn("refresh_token_reuse", { revoked_tokens: replay.revoked });
     }
-    throw new UnauthorizedError(INVALID_REFRESH);
+    if (!replay.reissued) throw new UnauthorizedError(INVALID_REFRESH);
+    deps.log.info("refresh_token_reissued");
+    rotated = replay.reissued;
   }
   const access = await signAccessToken(
     deps,
