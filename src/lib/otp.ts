@@ -112,6 +112,12 @@ export interface OtpStore {
       numberTag: string;
       /** How long a network stays known after its last proof. */
       knownTtlSeconds: number;
+      /**
+       * Names this consume (one per request): a right code's consume is recorded under it, so
+       * `restoreConsumed` with the same token can put the code back if the answer was lost, and
+       * stops it if Redis has not run it yet. A repeat with the token answers the first run.
+       */
+      token: string;
     },
   ): Promise<ConsumeResult>;
   /**
@@ -165,6 +171,12 @@ export interface OtpStore {
    * has not run it yet; another request's cool-down stays. Idempotent, so it can be retried.
    */
   clearCooldown(input: CodeSlot & { token: string }): Promise<void>;
+  /**
+   * For a request whose consume (named by `token`) lost its answer: puts back the code that
+   * consume took, if it ran and the code was right (a wrong guess gets nothing back), and stops
+   * it if Redis has not run it yet. Answers whether a code went back. Idempotent.
+   */
+  restoreConsumed(input: CodeSlot & { token: string; ttlSeconds: number }): Promise<boolean>;
   /** Puts a consumed code back unless a newer one was issued meanwhile. */
   restore(
     input: CodeSlot & { mac: string; challengeId: string; expiresAtMs: number; ttlSeconds: number },
@@ -233,7 +245,19 @@ end
 // right code records the caller's network as known. Expiry is checked against the caller's clock
 // (stored 'exp'); the Redis TTL only collects garbage. MACs are compared as strings: they are
 // keyed, so timing reveals nothing usable.
+//
+// KEYS[5] is the request's record, named by its token: a right code writes what it consumed there
+// (for ARGV[12] seconds), so a request that lost the answer can put it back (RESTORE_BY_TOKEN);
+// 'void' there (that give-back ran first) makes this run do nothing, and a repeat of a run that
+// consumed (the SDK resending a command whose answer was lost) answers that consume again.
 const CONSUME_SCRIPT = `${REMEMBER_LUA}
+local record = redis.call('HMGET', KEYS[5], 'state', 'exp', 'cid')
+if record[1] == 'void' then
+  return {'void', 0}
+end
+if record[1] == 'ok' then
+  return {'ok', record[2], record[3]}
+end
 local now = tonumber(ARGV[2])
 local tried = tonumber(redis.call('GET', KEYS[3]) or '0')
 if tried >= tonumber(ARGV[7]) then
@@ -252,7 +276,7 @@ if given ~= '' and not mac then
   return {'missing', 0}
 end
 local challenged = given ~= ''
-local stranger = not knownOrCarried(KEYS[4], KEYS[5], ARGV[9], ARGV[2], ARGV[10], ARGV[11])
+local stranger = not knownOrCarried(KEYS[4], KEYS[6], ARGV[9], ARGV[2], ARGV[10], ARGV[11])
 if stranger and not challenged then
   local failures = tonumber(redis.call('GET', KEYS[2]) or '0')
   if failures >= tonumber(ARGV[4]) then
@@ -268,16 +292,20 @@ local function drop()
     redis.call('HDEL', KEYS[1], 'latest')
   end
 end
-local exp = tonumber(redis.call('HGET', KEYS[1], cid .. ':exp'))
+local rawExp = redis.call('HGET', KEYS[1], cid .. ':exp')
+local exp = tonumber(rawExp)
 if exp <= now then
   drop()
   return {'expired', 0}
 end
 if mac == ARGV[1] then
+  local spent = redis.call('HGET', KEYS[1], cid .. ':fails') or '0'
   drop()
   redis.call('DEL', KEYS[2])
   remember(KEYS[4], ARGV[9], ARGV[2], ARGV[10], ARGV[11])
-  return {'ok', tostring(exp), cid}
+  redis.call('HSET', KEYS[5], 'state', 'ok', 'mac', mac, 'exp', rawExp, 'cid', cid, 'fails', spent)
+  redis.call('EXPIRE', KEYS[5], tonumber(ARGV[12]))
+  return {'ok', rawExp, cid}
 end
 local fails = redis.call('HINCRBY', KEYS[1], cid .. ':fails', 1)
 if stranger and redis.call('INCR', KEYS[2]) == 1 then
@@ -361,6 +389,33 @@ end
 return 1
 `;
 
+// KEYS[1] the slot's code hash, KEYS[2] a consume's record (see CONSUME_SCRIPT). The tombstone
+// first, so a consume still on its way does nothing; then, only if that consume took a right
+// code, the code goes back as it was (its spent attempts too), unless its challenge id holds a
+// code again. A wrong guess's record is empty: nothing is given back. Idempotent.
+const RESTORE_BY_TOKEN_SCRIPT = `
+local record = redis.call('HMGET', KEYS[2], 'state', 'mac', 'exp', 'cid', 'fails')
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], 'state', 'void')
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
+if record[1] ~= 'ok' then
+  return 0
+end
+local cid = record[4]
+if redis.call('HEXISTS', KEYS[1], cid .. ':mac') == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], cid .. ':mac', record[2], cid .. ':exp', record[3], cid .. ':fails',
+  record[5])
+if redis.call('HEXISTS', KEYS[1], 'latest') == 0 then
+  redis.call('HSET', KEYS[1], 'latest', cid)
+end
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+end
+return 1
+`;
+
 // KEYS[1] the slot's cool-down (its value: the token of the request that started it), KEYS[2]
 // the token's tombstone. A start whose request already gave it back (the Worker's deadline passed,
 // then its clear ran before Redis ran this start: soak finding 6) starts nothing; a repeat of a
@@ -394,7 +449,15 @@ return 0
  */
 export const GIVE_BACK_TOMBSTONE_SECONDS = 600;
 
+/**
+ * How long a right consume's record stays, for its request to put the code back if the answer
+ * was lost: the give-back runs within seconds of the consume (its tries end ~15 s after the
+ * request), so a minute is ample.
+ */
+export const CONSUME_RECORD_SECONDS = 60;
+
 const codeKey = (s: CodeSlot) => `otp:v3:${s.purpose}:${s.mobileNumber}:${s.network}`;
+const consumeRecordKey = (token: string) => `otp:v3:consume:${token}`;
 const failuresKey = (mobileNumber: string) => `otp:v1:failures:${mobileNumber}`;
 const triesKey = (clientIp: string) => `otp:v2:tries:${clientIp}`;
 // Keyed by the number's tag, not the number: change-password takes the password budget from the
@@ -449,6 +512,7 @@ export function createOtpStore(redis: RedisClient): OtpStore {
           failuresKey(i.mobileNumber),
           triesKey(i.clientIp),
           knownKey(i.numberTag),
+          consumeRecordKey(i.token),
           ...preTagKeys(i.mobileNumber, i.nowMs),
         ],
         [
@@ -463,11 +527,15 @@ export function createOtpStore(redis: RedisClient): OtpStore {
           i.callerNetwork,
           String(i.nowMs - i.knownTtlSeconds * 1000),
           String(i.knownTtlSeconds),
+          String(CONSUME_RECORD_SECONDS),
         ],
       )) as [string, number | string, string?];
       const [status, value, cid] = raw;
       const n = Number(value);
       switch (status) {
+        // Only a request that already gave its consume back meets this; nobody reads the answer.
+        case "void":
+          throw new Error("code consume given back before it ran");
         case "ok":
           return { status: "ok", expiresAtMs: n, challengeId: cid ?? "" };
         case "expired":
@@ -556,6 +624,14 @@ export function createOtpStore(redis: RedisClient): OtpStore {
         [codeKey(i)],
         [i.mac, String(i.expiresAtMs), String(i.ttlSeconds), i.challengeId],
       );
+    },
+    async restoreConsumed(i) {
+      const restored = await redis.eval(
+        RESTORE_BY_TOKEN_SCRIPT,
+        [codeKey(i), consumeRecordKey(i.token)],
+        [String(i.ttlSeconds), String(GIVE_BACK_TOMBSTONE_SECONDS)],
+      );
+      return Number(restored) === 1;
     },
   };
 }

@@ -82,3 +82,74 @@ describe("verify-otp when the database fails after the code was used", () => {
     await expect(verifyLoginCode(deps(), attempt)).rejects.toMatchObject({ code: "invalid_otp" });
   });
 });
+
+// The load test's finding (`npm run load -- --self-host --users 200`): the consume passed the 2 s
+// Redis deadline but Redis ran it, so the retry of the 503 met 401 invalid_otp. These run the
+// consume by hand around a lost answer: before it is lost (it ran), or after the give-back.
+describe("verify-otp when the code's consume loses its answer", () => {
+  const timeout = () => Promise.reject(new Error("TimeoutError: the operation timed out"));
+
+  async function loginCode() {
+    const mobileNumber = uniqueMobileNumber();
+    const clientIp = uniqueClientIp();
+    await signUp(deps(), { mobileNumber, clientIp });
+    const sent = await sendLoginCode(deps(), { mobileNumber, clientIp });
+    return { mobileNumber, clientIp, code: sent.otp as string, challengeId: sent.challengeId };
+  }
+
+  /** Deps whose consume runs in Redis and then loses its answer (Redis ran it past the deadline). */
+  function ranThenLost(): AuthDeps {
+    const store = createOtpStore(redis);
+    return {
+      ...deps(),
+      otpStore: {
+        ...store,
+        consume: async (i) => {
+          await store.consume(i);
+          return timeout();
+        },
+      },
+    };
+  }
+
+  it("puts back a right code whose consume ran: the retry logs in, once", async () => {
+    const attempt = await loginCode();
+    await expect(verifyLoginCode(ranThenLost(), attempt)).rejects.toThrow(/timed out/);
+    await expect(verifyLoginCode(deps(), attempt)).resolves.toMatchObject({
+      token: expect.any(String),
+    });
+    await expect(verifyLoginCode(deps(), attempt)).rejects.toMatchObject({ code: "invalid_otp" });
+  });
+
+  it("stops a consume Redis runs after the give-back: the retry logs in, the late run uses nothing", async () => {
+    const attempt = await loginCode();
+    const store = createOtpStore(redis);
+    const held: (() => Promise<unknown>)[] = [];
+    const late: AuthDeps = {
+      ...deps(),
+      otpStore: {
+        ...store,
+        consume: (i) => {
+          held.push(() => store.consume(i).catch((err: Error) => err.message));
+          return timeout();
+        },
+      },
+    };
+    await expect(verifyLoginCode(late, attempt)).rejects.toThrow(/timed out/);
+    const [lateRun] = await Promise.all(held.map((run) => run()));
+    expect(lateRun).toMatch(/given back before it ran/);
+    await expect(verifyLoginCode(deps(), attempt)).resolves.toMatchObject({
+      token: expect.any(String),
+    });
+  });
+
+  it("gives a wrong guess whose answer was lost nothing back: its attempt stays spent", async () => {
+    const attempt = await loginCode();
+    const wrong = { ...attempt, code: String((Number(attempt.code) + 1) % 1e6).padStart(6, "0") };
+    await expect(verifyLoginCode(ranThenLost(), wrong)).rejects.toThrow(/timed out/);
+    await expect(verifyLoginCode(deps(), wrong)).rejects.toMatchObject({
+      code: "invalid_otp",
+      details: { attempts_left: 3 },
+    });
+  });
+});

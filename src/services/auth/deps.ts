@@ -80,6 +80,11 @@ export interface AuthDeps {
     "otpSecret" | "refreshTokenTtlSeconds" | "refreshFamilyMaxAgeSeconds"
   >;
   log: Logger;
+  /**
+   * Work that may finish after the response (ctx.waitUntil in the Worker); without it (tests
+   * calling services directly) such work is awaited before the answer.
+   */
+  waitUntil?: (p: Promise<unknown>) => void;
 }
 
 export function createAuthLimiters(redis: RedisClient): AuthLimiters {

@@ -2,6 +2,7 @@ import { LimitExceededError, UnauthorizedError } from "../../errors";
 import {
   CHALLENGE_ID_PATTERN,
   type CodeSlot,
+  type ConsumeResult,
   generateOtp,
   networkTag,
   newChallengeId,
@@ -236,14 +237,25 @@ async function giveBack(
   // The cool-down is what a retry meets first: when Redis is failing the idempotent give-backs
   // are tried again for ~5 s, past a fault window (the soak's finding 6). The counters' refunds
   // are not idempotent, so they are not.
-  let failing = retryable.filter((_, i) => settled[i]?.status === "rejected");
-  if (!options.whileRedisFails) return;
+  const failing = retryable.filter((_, i) => settled[i]?.status === "rejected");
+  if (options.whileRedisFails) await retryWhileFailing(failing);
+}
+
+/**
+ * Runs idempotent give-backs that failed once again after 250 ms, 1 s, 2.5 s and 5 s, each until
+ * it succeeds: past a Redis fault window. Answers the ones that never succeeded.
+ */
+async function retryWhileFailing(
+  failing: (() => Promise<unknown>)[],
+): Promise<(() => Promise<unknown>)[]> {
+  let left = failing;
   for (const wait of [250, 750, 1_500, 2_500]) {
-    if (failing.length === 0) return;
+    if (left.length === 0) break;
     await new Promise((resolve) => setTimeout(resolve, wait));
-    const again = await Promise.allSettled(failing.map((run) => run()));
-    failing = failing.filter((_, i) => again[i]?.status === "rejected");
+    const again = await Promise.allSettled(left.map((run) => run()));
+    left = left.filter((_, i) => again[i]?.status === "rejected");
   }
+  return left;
 }
 
 /**
@@ -363,21 +375,33 @@ export async function consumeCodeWithReceipt(
     named ? networkTag(deps.config.otpSecret, input.clientIp) : slot.network,
     numberTag(deps.config.otpSecret, input.mobileNumber),
   ]);
-  const result = await deps.otpStore.consume({
-    ...slot,
-    mac,
-    challengeId,
-    clientIp: input.clientIp,
-    clientMaxTries: AUTH_LIMITS.verifyPerIpPer15Min,
-    clientWindowSeconds: OTP_CLIENT_WINDOW_SECONDS,
-    nowMs: deps.clock.now().getTime(),
-    maxAttempts: OTP_MAX_ATTEMPTS,
-    maxConsecutiveFailures: OTP_MAX_CONSECUTIVE_FAILURES,
-    failureWindowSeconds: OTP_FAILURE_WINDOW_SECONDS,
-    callerNetwork,
-    numberTag: tag,
-    knownTtlSeconds: AUTH_LIMITS.knownNetworkTtlSeconds,
-  });
+  // Names this request's consume, so a consume whose answer was lost can be given back.
+  const token = crypto.randomUUID();
+  let result: ConsumeResult;
+  try {
+    result = await deps.otpStore.consume({
+      ...slot,
+      mac,
+      challengeId,
+      clientIp: input.clientIp,
+      clientMaxTries: AUTH_LIMITS.verifyPerIpPer15Min,
+      clientWindowSeconds: OTP_CLIENT_WINDOW_SECONDS,
+      nowMs: deps.clock.now().getTime(),
+      maxAttempts: OTP_MAX_ATTEMPTS,
+      maxConsecutiveFailures: OTP_MAX_CONSECUTIVE_FAILURES,
+      failureWindowSeconds: OTP_FAILURE_WINDOW_SECONDS,
+      callerNetwork,
+      numberTag: tag,
+      knownTtlSeconds: AUTH_LIMITS.knownNetworkTtlSeconds,
+      token,
+    });
+  } catch (err) {
+    // No answer (Redis slower than the deadline, the network): the consume may have run, or may
+    // run later. This request fails (503), so what it took goes back, by its token only: a right
+    // code is put back, a wrong guess keeps its attempt, and a late run does nothing.
+    await giveBackConsume(deps, { ...slot, token });
+    throw err;
+  }
   switch (result.status) {
     case "ok":
       // The code's own challenge id, so a restored code still answers to its challenge.
@@ -399,4 +423,28 @@ export async function consumeCodeWithReceipt(
     default:
       throw new UnauthorizedError(INVALID_OTP, "invalid_otp", { attempts_left: 0 });
   }
+}
+
+/**
+ * Puts back what the consume named by `token` took, if anything, and stops it if Redis has not
+ * run it yet (see `OtpStore.restoreConsumed`); retried for ~5 s while Redis fails, after the
+ * response when the platform allows (`waitUntil`), so the 503 is not held. The client retries
+ * after Retry-After (5 s), by when this has normally run.
+ */
+function giveBackConsume(deps: AuthDeps, consumed: CodeSlot & { token: string }): Promise<void> {
+  const run = () =>
+    deps.otpStore.restoreConsumed({ ...consumed, ttlSeconds: OTP_TTL_SECONDS + 60 });
+  const work = run()
+    .then(
+      () => [],
+      () => retryWhileFailing([run]),
+    )
+    .then((left) => {
+      if (left.length > 0) deps.log.error("otp_restore_failed", { by: "token" });
+    });
+  if (deps.waitUntil) {
+    deps.waitUntil(work);
+    return Promise.resolve();
+  }
+  return work;
 }
