@@ -124,6 +124,21 @@ export async function redis(...command: (string | number)[]): Promise<unknown> {
   return json.result;
 }
 
+/** The user's daily prompt counter in Redis today (ADR 3: `quota:prompts:<user>:<UTC day>`). */
+export async function quotaCounter(userId: string): Promise<number> {
+  const day = Math.floor(Date.now() / 86_400_000);
+  return Number((await redis("GET", `quota:prompts:${userId}:${day}`)) ?? 0);
+}
+
+/** How many prompts (user messages) a chatroom holds, read straight from the database. */
+export async function promptRows(chatroomId: string): Promise<number> {
+  const rows = await sql().query(
+    "select count(*)::int as n from messages where chatroom_id = $1 and role = 'user'",
+    [chatroomId],
+  );
+  return rows[0]?.n as number;
+}
+
 export async function geminiCalls(match: string) {
   const res = await control(`gemini/calls?match=${encodeURIComponent(match)}`);
   return res.body.calls as {

@@ -7,7 +7,7 @@ import {
   marker,
   newChatroom,
   qstashMessages,
-  redis,
+  quotaCounter,
   sendPrompt,
   sql,
 } from "../chat-support.ts";
@@ -21,11 +21,6 @@ afterEach(async () => {
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function quotaCounter(userId: string): Promise<number> {
-  const day = Math.floor(Date.now() / 86_400_000);
-  return redis("GET", `quota:prompts:${userId}:${day}`).then(Number);
-}
 
 async function replyRow(replyId: string) {
   const rows = await sql().query("select status, job_id from messages where id = $1", [replyId]);

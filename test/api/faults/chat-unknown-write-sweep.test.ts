@@ -3,7 +3,15 @@ import { QUERY_TIMEOUT_MS } from "../../../src/db/client.ts";
 import { UNKNOWN_WRITE_SETTLE_MS } from "../../../src/services/chat/send.ts";
 import { control } from "../../support/api.ts";
 import { createSession } from "../../support/session.ts";
-import { marker, newChatroom, redis, runSweep, sendPrompt, sql } from "../chat-support.ts";
+import {
+  marker,
+  newChatroom,
+  promptRows,
+  quotaCounter,
+  redis,
+  runSweep,
+  sendPrompt,
+} from "../chat-support.ts";
 
 const ROUND_ONE_DELAY_MS = 1_000;
 /** Round 2's batch runs this long after it was sent: past the Worker's deadline (a 503). */
@@ -19,19 +27,6 @@ afterEach(async () => {
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function quotaCounter(userId: string): Promise<number> {
-  const day = Math.floor(Date.now() / 86_400_000);
-  return redis("GET", `quota:prompts:${userId}:${day}`).then(Number);
-}
-
-async function promptRows(chatroomId: string): Promise<number> {
-  const rows = await sql().query(
-    "select count(*)::int as n from messages where chatroom_id = $1 and role = 'user'",
-    [chatroomId],
-  );
-  return rows[0]?.n as number;
-}
 
 describe("an unknown write whose settle the database was down for", () => {
   it(

@@ -3,7 +3,7 @@ import { QUERY_TIMEOUT_MS } from "../../../src/db/client.ts";
 import { UNKNOWN_WRITE_SETTLE_MS } from "../../../src/services/chat/send.ts";
 import { call, control, waitFor } from "../../support/api.ts";
 import { createSession } from "../../support/session.ts";
-import { marker, newChatroom, redis, sendPrompt, sql } from "../chat-support.ts";
+import { marker, newChatroom, promptRows, quotaCounter, sendPrompt } from "../chat-support.ts";
 
 const ROUND_ONE_DELAY_MS = 1_000;
 /** Round 2's batch runs this long after it was sent: past the Worker's deadline, then commits. */
@@ -32,19 +32,6 @@ async function sendWithLateWrite(
   const res = await sent;
   await control("neon/fault", { mode: "none" });
   return res;
-}
-
-function quotaCounter(userId: string): Promise<number> {
-  const day = Math.floor(Date.now() / 86_400_000);
-  return redis("GET", `quota:prompts:${userId}:${day}`).then(Number);
-}
-
-async function promptRows(chatroomId: string): Promise<number> {
-  const rows = await sql().query(
-    "select count(*)::int as n from messages where chatroom_id = $1 and role = 'user'",
-    [chatroomId],
-  );
-  return rows[0]?.n as number;
 }
 
 describe("a prompt whose write commits after the Worker's database deadline", () => {
@@ -85,8 +72,7 @@ describe("a prompt whose write commits after the Worker's database deadline", ()
       await sleep(Math.max(0, failedAt + UNKNOWN_WRITE_SETTLE_MS + 3_000 - Date.now()));
       const status = await call("GET", "/subscription/status", { token: me.token });
       expect(status.body.usage.used_today).toBe(2);
-      const day = Math.floor(Date.now() / 86_400_000);
-      expect(Number(await redis("GET", `quota:prompts:${me.user.id}:${day}`))).toBe(2);
+      expect(await quotaCounter(me.user.id)).toBe(2);
       expect(await promptRows(room.id)).toBe(2);
 
       // Exactly 5 prompts for a Basic user: 3 more, then a 429.
@@ -134,8 +120,7 @@ describe("a prompt whose write commits after the Worker's database deadline", ()
       await sleep(Math.max(0, failedAt + UNKNOWN_WRITE_SETTLE_MS + 3_000 - Date.now()));
       const status = await call("GET", "/subscription/status", { token: me.token });
       expect(status.body.usage.used_today).toBe(0);
-      const day = Math.floor(Date.now() / 86_400_000);
-      expect(Number(await redis("GET", `quota:prompts:${me.user.id}:${day}`))).toBe(0);
+      expect(await quotaCounter(me.user.id)).toBe(0);
     },
     QUERY_TIMEOUT_MS + UNKNOWN_WRITE_SETTLE_MS + 40_000,
   );
