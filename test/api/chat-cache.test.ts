@@ -24,6 +24,7 @@ describe("GET /chatroom cache", () => {
     const { first, hit } = await warmList(me);
     expect(first.headers.get("x-cache")).toBe("MISS");
     expect(hit.text).toBe(first.text);
+    expect(hit.headers.get("content-type")).toBe(first.headers.get("content-type"));
     expect(hit.headers.get("cache-control")).toBe("private, no-store");
     expect(first.headers.get("cache-control")).toBe("private, no-store");
   });
@@ -120,14 +121,27 @@ describe("GET /chatroom cache", () => {
     const prefix = `cache:chatrooms:${me.user.id}`;
     const version = ((await redis("GET", `${prefix}:ver`)) as string | null) ?? "0";
     // Planted on pages never read, so no background write of this test's reads can replace them.
-    await redis("SET", `${prefix}:entry:5:`, `${version}\n{"chatrooms": [ truncated`);
+    await redis("SET", `${prefix}:entry:p2:5:`, `${version}\n{"chatrooms": [ truncated`);
     const res = await list(me, "?limit=5");
     expect(res.headers.get("x-cache")).toBe("MISS");
     expect(res.body.chatrooms).toHaveLength(1);
     await warmList(me, "?limit=5");
 
-    await redis("SET", `${prefix}:entry:4:`, `${version}\n{"unexpected":"shape"}`);
+    await redis("SET", `${prefix}:entry:p2:4:`, `${version}\n{"unexpected":"shape"}`);
     expect((await list(me, "?limit=4")).headers.get("x-cache")).toBe("MISS");
+  });
+
+  it("never serves a page stored in another format (an older deploy's key)", async () => {
+    const me = await createSession();
+    const room = await newChatroom(me, "current");
+    await warmList(me, "?limit=8");
+    const prefix = `cache:chatrooms:${me.user.id}`;
+    const version = ((await redis("GET", `${prefix}:ver`)) as string | null) ?? "0";
+    // Well formed, under the current version, but at the key an unformatted page had.
+    await redis("SET", `${prefix}:entry:9:`, `${version}\n{"chatrooms":[],"next_cursor":null}`);
+    const res = await list(me, "?limit=9");
+    expect(res.headers.get("x-cache")).toBe("MISS");
+    expect(res.body.chatrooms.map((r: { id: string }) => r.id)).toEqual([room.id]);
   });
 
   it("never serves an old page after its version key expired and the list changed", async () => {
@@ -147,7 +161,7 @@ describe("GET /chatroom cache", () => {
     const me = await createSession();
     await newChatroom(me);
     await warmList(me, "?limit=3");
-    const ttl = (await redis("TTL", `cache:chatrooms:${me.user.id}:entry:3:`)) as number;
+    const ttl = (await redis("TTL", `cache:chatrooms:${me.user.id}:entry:p2:3:`)) as number;
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(600);
   });

@@ -27,6 +27,7 @@ import { sendMessage } from "../../services/chat/send";
 import { streamReply } from "../../services/chat/stream";
 import { getUsage, USAGE_MAX_DAYS } from "../../services/chat/usage";
 import { createRouter, errorResponses, jsonContent } from "../router";
+import { jsonText } from "../shared/json-text";
 import { eventStreamResponse } from "../shared/sse";
 
 import {
@@ -203,12 +204,16 @@ export const chatroomRoutes = createRouter({ auth: true })
   })
   .openapi(listChatroomsRoute, async (c) => {
     const { limit, cursor } = c.req.valid("query");
-    const { page, cache } = await listChatroomsCached(c.get("ctx"), {
+    const { json, cache } = await listChatroomsCached(c.get("ctx"), {
       userId: c.get("userId"),
       limit,
       cursor,
     });
-    return c.json(page, 200, { "X-Cache": cache, "Cache-Control": "private, no-store" });
+    // Already JSON (a hit is the stored text): sent as is.
+    return jsonText<z.infer<typeof ChatroomPage>>(c, json, {
+      "X-Cache": cache,
+      "Cache-Control": "private, no-store",
+    });
   })
   .openapi(getChatroomRoute, async (c) => {
     const detail = await getChatroom(c.get("ctx"), {
