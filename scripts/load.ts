@@ -15,10 +15,11 @@
 // A 503 (dependency_unavailable: a vendor too slow or down, "try again shortly") is resent after
 // its Retry-After, up to --retries times (default 8), as the API asks a client to; prompts carry an
 // Idempotency-Key, so a resent prompt counts once. A 409 idempotency_in_progress ("still being
-// processed; retry shortly": the same prompt is being written, or its write's outcome is not
-// known yet) is resent too, after its Retry-After or a short backoff, for up to
-// IN_PROGRESS_RESEND_MS. The report counts the resends; an answer that outlasts them is a
-// violation. --ramp-seconds spreads the users' start (default 0: all at once).
+// processed": the same prompt is being written, or its write's outcome is not known yet) is
+// resent too, after its Retry-After, for up to IN_PROGRESS_RESEND_MS (45 s; the policy is
+// scripts/support/in-progress.ts, shared with the soak). The report counts the resends; an answer
+// that outlasts them is a violation. --ramp-seconds spreads the users' start (default 0: all at
+// once).
 //
 // The Worker's sweep (its cron, which republishes a committed reply whose publish was lost, e.g. a
 // write that committed after the Worker's deadline) runs every minute during the drive, as in
@@ -43,6 +44,7 @@ import {
   table,
   timedRequest,
 } from "./support/http.ts";
+import { InProgressResends, isIdempotencyInProgress } from "./support/in-progress.ts";
 import {
   type CpuReport,
   type CpuTarget,
@@ -100,8 +102,6 @@ const RUN_ID = crypto.randomUUID().slice(0, 8);
  */
 const SETTLE_MS = (15 + 10 + 2 + 12 + 30) * 1000;
 const SWEEP_EVERY_MS = 2000;
-/** How long a prompt answered 409 idempotency_in_progress is resent (its write settles in ~20 s). */
-const IN_PROGRESS_RESEND_MS = 45_000;
 
 const samples = new Samples();
 const violations: string[] = [];
@@ -133,11 +133,6 @@ function resendable(status: number, attempt: number, lastStatus: number): boolea
   return status === 503 || (status === 429 && lastStatus === 503);
 }
 
-/** A 409 idempotency_in_progress: the prompt is being written; the API asks to retry shortly. */
-function inProgress(res: Reply): boolean {
-  return res.status === 409 && res.body?.error?.code === "idempotency_in_progress";
-}
-
 function noteRetry(label: string): void {
   retried.set(label, (retried.get(label) ?? 0) + 1);
 }
@@ -164,22 +159,17 @@ async function api(
   opts?: RequestOptions,
 ): Promise<Sent> {
   let lastStatus = 0;
-  let inProgressUntil = 0;
-  for (let attempt = 0, waits = 0; ; ) {
+  const inProgress = new InProgressResends();
+  for (let attempt = 0; ; ) {
     const res = await timedRequest(baseUrl, method, path, opts);
     requests++;
     samples.add(label, res.ms);
-    if (inProgress(res)) {
+    if (isIdempotencyInProgress(res.status, res.body)) {
       // Not a failure: bounded by time, not by --retries.
-      inProgressUntil ||= Date.now() + IN_PROGRESS_RESEND_MS;
-      if (Date.now() >= inProgressUntil) return { ...res, resent503: attempt };
+      const wait = inProgress.next(res.headers.get("retry-after"));
+      if (wait === null) return { ...res, resent503: attempt };
       resentInProgress++;
-      const after = Number(res.headers.get("retry-after"));
-      await sleep(
-        Number.isFinite(after) && after > 0
-          ? Math.min(after, 10) * 1000
-          : Math.min(4000, 500 * 2 ** waits++),
-      );
+      await sleep(wait);
       continue;
     }
     if (!resendable(res.status, attempt, lastStatus)) return { ...res, resent503: attempt };

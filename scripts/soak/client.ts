@@ -5,9 +5,14 @@
 // 503 (ADR 3: the batch may commit until ~15 s, the 503 comes at 10 s) is then stored twice,
 // which is what Idempotency-Key is for; the record says which prompts were resent, so the audit
 // holds keyed prompts to "never twice" and allows a keyless copy per resend only. A 409
-// idempotency_in_progress ("still being processed; retry shortly") is resent too, after its
-// Retry-After or a short backoff, for up to IN_PROGRESS_RESEND_MS (as scripts/load.ts does).
+// idempotency_in_progress ("still being processed") is resent too, after its Retry-After, for up
+// to IN_PROGRESS_RESEND_MS (scripts/support/in-progress.ts, shared with scripts/load.ts).
 import { type ApiClient, createClient } from "../../src/client.ts";
+import {
+  IN_PROGRESS_RESEND_MS,
+  InProgressResends,
+  isIdempotencyInProgress,
+} from "../support/in-progress.ts";
 
 export interface HttpRecord {
   statuses: Record<string, number>;
@@ -49,11 +54,6 @@ export function newHttpRecord(): HttpRecord {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Attempts after the first 503: 250 ms doubling to 2 s, about 25 s in all (faults last ≤ 3 s). */
 const MAX_RETRIES = 14;
-/**
- * How long a 409 idempotency_in_progress is resent: the same key's write settles within ~20 s
- * (the 15 s commit window plus the settle read, ADR 3), so 45 s outlasts it on a loaded box.
- */
-const IN_PROGRESS_RESEND_MS = 45_000;
 const PROMPT_PATH = /^POST \/chatroom\/[^/]+\/message$/;
 
 /** The prompt's text and whether it carries an Idempotency-Key (a POST …/message), else null. */
@@ -67,19 +67,11 @@ function promptOf(request: string, init?: RequestInit): { content: string; keyed
 /** A 409 idempotency_in_progress: the same key's request is still being written. */
 async function inProgress(res: Response): Promise<boolean> {
   if (res.status !== 409) return false;
-  const body = (await res
+  const body: unknown = await res
     .clone()
     .json()
-    .catch(() => null)) as { error?: { code?: string } } | null;
-  return body?.error?.code === "idempotency_in_progress";
-}
-
-/** Retry-After (capped at 10 s) or 500 ms doubling to 4 s. */
-function inProgressDelayMs(res: Response, waits: number): number {
-  const after = Number(res.headers.get("retry-after"));
-  return Number.isFinite(after) && after > 0
-    ? Math.min(after, 10) * 1000
-    : Math.min(4000, 500 * 2 ** waits);
+    .catch(() => null);
+  return isIdempotencyInProgress(res.status, body);
 }
 
 function describe(input: RequestInfo | URL, init?: RequestInit): string {
@@ -121,8 +113,8 @@ export function retryingFetch(record: HttpRecord): typeof fetch {
     };
     if (prompt) record.prompts.set(prompt.content, sends);
     let saw503 = false;
-    let inProgressUntil = 0;
-    for (let attempt = 0, waits = 0; ; ) {
+    const inProgressResends = new InProgressResends();
+    for (let attempt = 0; ; ) {
       let res: Response;
       try {
         res = await fetch(input as RequestInfo, init);
@@ -138,12 +130,13 @@ export function retryingFetch(record: HttpRecord): typeof fetch {
         record.errors500.push(`${request}: ${(await res.clone().text()).slice(0, 200)}`);
       }
       if (await inProgress(res)) {
-        // Not a failure: the API asks to retry shortly. Bounded by time, not by MAX_RETRIES.
-        inProgressUntil ||= Date.now() + IN_PROGRESS_RESEND_MS;
-        if (Date.now() < inProgressUntil) {
+        // Not a failure: the API asks to retry after Retry-After. Bounded by time, not by
+        // MAX_RETRIES.
+        const wait = inProgressResends.next(res.headers.get("retry-after"));
+        if (wait !== null) {
           record.resentInProgress++;
           await res.body?.cancel();
-          await sleep(inProgressDelayMs(res, waits++));
+          await sleep(wait);
           continue;
         }
         record.inProgressOutlasted.push(

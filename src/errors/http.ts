@@ -11,6 +11,7 @@ import {
   DomainError,
   type ErrorCode,
   ForbiddenError,
+  IdempotencyInProgressError,
   LimitExceededError,
   MethodNotAllowedError,
   NotFoundError,
@@ -103,7 +104,9 @@ export function httpOf(err: DomainError): {
     Object.assign(headers, err.quota ? rateLimitHeaders(err.quota) : {});
     headers["Retry-After"] = String(err.retryAfterSeconds);
   }
-  if (err instanceof UnavailableError) headers["Retry-After"] = String(err.retryAfterSeconds);
+  if (err instanceof UnavailableError || err instanceof IdempotencyInProgressError) {
+    headers["Retry-After"] = String(err.retryAfterSeconds);
+  }
   return { status, headers };
 }
 

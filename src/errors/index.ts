@@ -97,6 +97,23 @@ export class ConflictError extends DomainError {
   }
 }
 
+/**
+ * Another request with the same Idempotency-Key is still being processed (or its outcome is not
+ * known yet): the same request sent again after `retryAfterSeconds` may find its answer.
+ */
+export class IdempotencyInProgressError extends ConflictError {
+  override name = "IdempotencyInProgressError";
+  /** Whole seconds (at least 1) the caller should wait before sending the request again. */
+  readonly retryAfterSeconds: number;
+  constructor(retryAfterSeconds: number) {
+    super(
+      "A request with this Idempotency-Key is still being processed; retry shortly.",
+      "idempotency_in_progress",
+    );
+    this.retryAfterSeconds = Math.max(1, Math.ceil(retryAfterSeconds));
+  }
+}
+
 /** A method the path does not serve; `allowed` are the ones it does. */
 export class MethodNotAllowedError extends DomainError {
   override name = "MethodNotAllowedError";

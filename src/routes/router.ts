@@ -10,6 +10,7 @@ import {
   requireAuthDeferred,
 } from "../middleware/auth";
 import { jsonBody } from "../middleware/body";
+import { IN_PROGRESS_RETRY_AFTER_MAX_SECONDS } from "../services/chat/idempotency";
 import { FIELD_ALIASES, fieldsOf, normaliseJsonBody, validationHook } from "./shared/fields";
 
 type Route = Parameters<OpenAPIHono<AppEnv>["openapi"]>[0];
@@ -209,6 +210,15 @@ function errorHeaders(status: ErrorStatus, codes: readonly ErrorCode[]) {
         : undefined;
     case 405:
       return { Allow: header("The methods this path accepts", true) };
+    case 409:
+      return codes.includes("idempotency_in_progress")
+        ? {
+            "Retry-After": header(
+              `With idempotency_in_progress: seconds (1–${IN_PROGRESS_RETRY_AFTER_MAX_SECONDS}) to wait before sending the same request again`,
+              false,
+            ),
+          }
+        : undefined;
     case 429:
       return {
         "Retry-After": header("Seconds to wait before trying again", true),

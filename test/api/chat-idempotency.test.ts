@@ -8,8 +8,23 @@ import {
   marker,
   newChatroom,
   qstashMessages,
+  quotaCounter,
+  redis,
   sendPrompt,
 } from "./chat-support.ts";
+
+/**
+ * Another request's claim on the user's Idempotency-Key, as the Worker writes it
+ * (src/lib/in-flight-claims.ts): in flight, or `held` while its write's outcome is unknown. Set
+ * straight in Redis, so the claim stands for exactly `ms` and no write of it ever lands.
+ */
+async function claimKey(userId: string, key: string, as: "in_flight" | "held", ms: number) {
+  const owner = `${as === "held" ? "held:" : ""}${randomUUID()}`;
+  await redis("SET", `claim:prompt:${userId}:${key}`, owner, "PX", ms);
+}
+
+/** The Retry-After of a response, as a number of seconds (NaN when absent). */
+const retryAfter = (res: { headers: Headers }) => Number(res.headers.get("retry-after") ?? NaN);
 
 async function messageCount(token: string, roomId: string) {
   const res = await call("GET", `/chatroom/${roomId}`, { token });
@@ -92,4 +107,65 @@ describe("Idempotency-Key on POST /chatroom/:id/message", () => {
       expect(res.status).toBe(400);
     },
   );
+});
+
+describe("409 idempotency_in_progress", () => {
+  it("names a Retry-After: until the key's hold ends, at most 5 s; uses no quota; only for its user", async () => {
+    const [me, stranger] = await Promise.all([createSession(), createSession()]);
+    const [room, strangerRoom] = await Promise.all([newChatroom(me), newChatroom(stranger)]);
+    const [longKey, shortKey] = [randomUUID(), randomUUID()];
+    await claimKey(me.user.id, longKey, "held", 60_000);
+    await claimKey(me.user.id, shortKey, "held", 2_500);
+
+    const long = await sendPrompt(me, room.id, marker("held-long"), { "idempotency-key": longKey });
+    expect(long.status, long.text).toBe(409);
+    expect(long.body.error.code).toBe("idempotency_in_progress");
+    expect(retryAfter(long)).toBe(5);
+
+    const short = await sendPrompt(me, room.id, marker("held-short"), {
+      "idempotency-key": shortKey,
+    });
+    expect(short.status, short.text).toBe(409);
+    expect(retryAfter(short)).toBeGreaterThanOrEqual(1);
+    expect(retryAfter(short)).toBeLessThanOrEqual(3);
+    expect(await quotaCounter(me.user.id)).toBe(0);
+
+    // Sent again after its Retry-After, the short one finds the key free and goes ahead.
+    await new Promise((r) => setTimeout(r, retryAfter(short) * 1000));
+    const again = await sendPrompt(me, room.id, marker("held-short"), {
+      "idempotency-key": shortKey,
+    });
+    expect(again.status, again.text).toBe(202);
+
+    // Another user's prompt with the same key is neither refused nor told to wait.
+    const theirs = await sendPrompt(stranger, strangerRoom.id, marker("not-held"), {
+      "idempotency-key": longKey,
+    });
+    expect(theirs.status, theirs.text).toBe(202);
+    expect(theirs.headers.get("retry-after")).toBeNull();
+  });
+
+  it("names a Retry-After when a repeat at the daily limit outwaits the first request's claim", async () => {
+    const me = await createSession();
+    const room = await newChatroom(me);
+    for (let i = 0; i < 5; i++) {
+      expect((await sendPrompt(me, room.id, marker(`spend-${i}`))).status).toBe(202);
+    }
+    // Two first requests that never write: the repeats wait for a record (6.3 s), then answer
+    // 409, one while its claim has a minute left (the cap), one with ~2 s left.
+    const [longKey, shortKey] = [randomUUID(), randomUUID()];
+    await claimKey(me.user.id, longKey, "in_flight", 60_000);
+    await claimKey(me.user.id, shortKey, "in_flight", 9_000);
+    const [long, short] = await Promise.all([
+      sendPrompt(me, room.id, marker("repeat-long"), { "idempotency-key": longKey }),
+      sendPrompt(me, room.id, marker("repeat-short"), { "idempotency-key": shortKey }),
+    ]);
+    expect(long.status, long.text).toBe(409);
+    expect(long.body.error.code).toBe("idempotency_in_progress");
+    expect(retryAfter(long)).toBe(5);
+    expect(short.status, short.text).toBe(409);
+    expect(short.body.error.code).toBe("idempotency_in_progress");
+    expect(retryAfter(short)).toBeGreaterThanOrEqual(1);
+    expect(retryAfter(short)).toBeLessThanOrEqual(3);
+  });
 });

@@ -1,5 +1,5 @@
 import { type IdempotencyRow, selectIdempotencyRecord } from "../../db/queries/idempotency";
-import { ConflictError, type QuotaState } from "../../errors";
+import { ConflictError, IdempotencyInProgressError, type QuotaState } from "../../errors";
 import type { ChatDeps } from "./deps";
 import type { MessageView } from "./views";
 
@@ -67,4 +67,28 @@ export async function awaitInFlightRecord(
     if (row) return row;
   }
   return null;
+}
+
+/**
+ * The longest wait a 409 idempotency_in_progress asks for. The claim it met may last much longer
+ * (a hold on an unknown write, ~30 s), yet the answer is often ready well before it ends: the
+ * first request's write commits and is replayed, or a late write commits within its 15 s window
+ * (ADR 3). A few seconds keeps a client from waiting long past that, for a handful of resends.
+ */
+export const IN_PROGRESS_RETRY_AFTER_MAX_SECONDS = 5;
+
+/**
+ * The 409 for a request whose Idempotency-Key another request holds: retry once that claim ends
+ * (its holder releases it sooner if it can, and the key is free for this request once it does),
+ * capped at IN_PROGRESS_RETRY_AFTER_MAX_SECONDS; the cap when the claim's end is not known.
+ */
+export function inProgressError(
+  claimEndsAtMs: number | null,
+  nowMs: number,
+): IdempotencyInProgressError {
+  const leftSeconds =
+    claimEndsAtMs === null ? IN_PROGRESS_RETRY_AFTER_MAX_SECONDS : (claimEndsAtMs - nowMs) / 1000;
+  return new IdempotencyInProgressError(
+    Math.min(IN_PROGRESS_RETRY_AFTER_MAX_SECONDS, Math.max(1, Math.ceil(leftSeconds))),
+  );
 }

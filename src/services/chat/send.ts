@@ -31,7 +31,7 @@ import {
 } from "../../errors";
 import type { GeminiRequest } from "../../lib/gemini";
 import { newId } from "../../lib/ids";
-import type { ClaimState } from "../../lib/in-flight-claims";
+import type { Claim, ClaimState } from "../../lib/in-flight-claims";
 import { describeError } from "../../log";
 import {
   dailyLimitError,
@@ -46,6 +46,7 @@ import { promptRequest } from "./history";
 import {
   awaitInFlightRecord,
   IDEMPOTENCY_TTL_MS,
+  inProgressError,
   type PromptReplay,
   type PromptResponse,
   type RegenerateResponse,
@@ -104,7 +105,12 @@ export async function sendMessage(
   const claim: KeyClaim = {
     scope,
     owner,
-    state: scope ? deps.promptClaims.claim(scope, owner).catch(() => null) : Promise.resolve(null),
+    state: scope
+      ? deps.promptClaims
+          .claim(scope, owner)
+          .then((found) => foundClaim(found, deps.clock.now().getTime()))
+          .catch(() => null)
+      : Promise.resolve(null),
     held: false,
   };
   try {
@@ -112,7 +118,7 @@ export async function sendMessage(
   } catch (err) {
     // A failed prompt gives its key back at once, so the client's retry is not kept waiting;
     // unless its write's outcome is unknown, and the key stays held until it is known.
-    if (scope && !claim.held && (await claim.state) === "ours") {
+    if (scope && !claim.held && (await claim.state)?.state === "ours") {
       await deps.promptClaims.release(scope, owner).catch(() => {});
     }
     throw err;
@@ -125,9 +131,23 @@ interface KeyClaim {
   /** This request's name on the claim: only it can release the claim or its hold. */
   owner: string;
   /** What the claim found, in round 1; null without a key or when Redis failed. */
-  state: Promise<ClaimState | null>;
+  state: Promise<FoundClaim | null>;
   /** Set once the key is held for a write of unknown outcome: not released on the way out. */
   held: boolean;
+}
+
+/** What a claim found, and when another request's claim or hold expires (null: ours, or unknown). */
+interface FoundClaim {
+  state: ClaimState;
+  endsAtMs: number | null;
+}
+
+function foundClaim(found: Claim, nowMs: number): FoundClaim {
+  return {
+    state: found.state,
+    endsAtMs:
+      found.state !== "ours" && found.expiresInMs !== null ? nowMs + found.expiresInMs : null,
+  };
 }
 
 async function sendClaimedMessage(
@@ -246,16 +266,13 @@ async function sendClaimedMessage(
   }
   if (!ticket) throw (taken as PromiseRejectedResult).reason;
   const claimed = claimState.status === "fulfilled" ? claimState.value : null;
-  if (claimed === "held") {
+  if (claimed?.state === "held") {
     // An earlier attempt with this key failed without knowing whether its write committed, and
     // holds its token until it knows (settleUnknownWrite). Going ahead would count this prompt
     // twice meanwhile (its RateLimit-Remaining one short, or a 429 for the day's last prompt);
     // the replay, or a clean retry, is seconds away.
     await refund();
-    throw new ConflictError(
-      "A request with this Idempotency-Key is still being processed; retry shortly.",
-      "idempotency_in_progress",
-    );
+    throw inProgressError(claimed.endsAtMs, deps.clock.now().getTime());
   }
   if (!user) {
     await refund();
@@ -283,7 +300,7 @@ async function sendClaimedMessage(
    */
   const repeatOfPromptInFlight = async () => {
     const key = input.idempotencyKey;
-    if (!key || claimed !== "in_flight") return undefined;
+    if (!key || claimed?.state !== "in_flight") return undefined;
     const first = await awaitInFlightRecord(deps, input.userId, key);
     return first ? replayOf(first, requestHash, replayQuota(user.tier)) : "still_in_flight";
   };
@@ -294,10 +311,7 @@ async function sendClaimedMessage(
     // Its response is the answer, not a 429.
     const repeat = await repeatOfPromptInFlight();
     if (repeat === "still_in_flight") {
-      throw new ConflictError(
-        "A request with this Idempotency-Key is still being processed; retry shortly.",
-        "idempotency_in_progress",
-      );
+      throw inProgressError(claimed?.endsAtMs ?? null, deps.clock.now().getTime());
     }
     if (repeat) return repeat;
     throw dailyLimitError(decision, nowMs);

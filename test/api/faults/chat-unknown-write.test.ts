@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { QUERY_TIMEOUT_MS } from "../../../src/db/client.ts";
+import { IN_PROGRESS_RETRY_AFTER_MAX_SECONDS } from "../../../src/services/chat/idempotency.ts";
 import { UNKNOWN_WRITE_SETTLE_MS } from "../../../src/services/chat/send.ts";
 import { call, control, waitFor } from "../../support/api.ts";
 import { createSession } from "../../support/session.ts";
@@ -170,11 +171,14 @@ describe("a prompt whose write commits after the Worker's database deadline", ()
       const early = await sendPrompt(me, room.id, content, { "Idempotency-Key": key });
       expect(early.status, early.text).toBe(409);
       expect(early.body.error.code).toBe("idempotency_in_progress");
+      // The hold lasts past the settle (~30 s); the 409 names the capped wait instead.
+      expect(early.headers.get("retry-after")).toBe(String(IN_PROGRESS_RETRY_AFTER_MAX_SECONDS));
 
-      // Retrying shortly, as the 409 asks: the first attempt's write commits, and is replayed.
+      // Retrying after Retry-After, as the 409 asks: the first attempt's write commits, and is
+      // replayed.
       let again = early;
       while (again.status === 409 && Date.now() < failedAt + UNKNOWN_WRITE_SETTLE_MS + 10_000) {
-        await sleep(1_000);
+        await sleep(Number(again.headers.get("retry-after")) * 1_000);
         again = await sendPrompt(me, room.id, content, { "Idempotency-Key": key });
       }
       expect(again.status, again.text).toBe(202);
