@@ -51,8 +51,11 @@ export async function otpMac(
 }
 
 export type ConsumeResult =
-  /** `expiresAtMs`: the consumed code's expiry, so a request that then fails can restore it. */
-  | { status: "ok"; expiresAtMs: number; challengeId: string }
+  /**
+   * `challengeId`: the consumed code's. A request that then fails puts the code back by its
+   * consume's token (`restoreConsumed`), which recorded the code with its spent attempts.
+   */
+  | { status: "ok"; challengeId: string }
   /** No live code: never issued, already used, killed by too many attempts, or replaced. */
   | { status: "missing" }
   | { status: "expired" }
@@ -172,15 +175,12 @@ export interface OtpStore {
    */
   clearCooldown(input: CodeSlot & { token: string }): Promise<void>;
   /**
-   * For a request whose consume (named by `token`) lost its answer: puts back the code that
-   * consume took, if it ran and the code was right (a wrong guess gets nothing back), and stops
-   * it if Redis has not run it yet. Answers whether a code went back. Idempotent.
+   * For a request whose consume (named by `token`) lost its answer, or whose later step failed
+   * (the database): puts back the code that consume took, with the attempts it had spent, if it
+   * ran and the code was right (a wrong guess gets nothing back), and stops it if Redis has not
+   * run it yet. Answers whether a code went back. Idempotent.
    */
   restoreConsumed(input: CodeSlot & { token: string; ttlSeconds: number }): Promise<boolean>;
-  /** Puts a consumed code back unless a newer one was issued meanwhile. */
-  restore(
-    input: CodeSlot & { mac: string; challengeId: string; expiresAtMs: number; ttlSeconds: number },
-  ): Promise<void>;
 }
 
 // A slot (number, purpose, network) is one hash holding each live code under its challenge id
@@ -247,9 +247,10 @@ end
 // keyed, so timing reveals nothing usable.
 //
 // KEYS[5] is the request's record, named by its token: a right code writes what it consumed there
-// (for ARGV[12] seconds), so a request that lost the answer can put it back (RESTORE_BY_TOKEN);
-// 'void' there (that give-back ran first) makes this run do nothing, and a repeat of a run that
-// consumed (the SDK resending a command whose answer was lost) answers that consume again.
+// (for ARGV[12] seconds), so a request that lost the answer, or whose database then failed, can
+// put it back (RESTORE_BY_TOKEN); 'void' there (that give-back ran first) makes this run do
+// nothing, and a repeat of a run that consumed (the SDK resending a command whose answer was
+// lost) answers that consume again.
 const CONSUME_SCRIPT = `${REMEMBER_LUA}
 local record = redis.call('HMGET', KEYS[5], 'state', 'exp', 'cid')
 if record[1] == 'void' then
@@ -373,26 +374,12 @@ remember(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 return 1
 `;
 
-// Puts a consumed code back under its challenge id (and as the latest, unless a newer code is).
-const RESTORE_SCRIPT = `
-local cid = ARGV[4]
-if redis.call('HEXISTS', KEYS[1], cid .. ':mac') == 1 then
-  return 0
-end
-redis.call('HSET', KEYS[1], cid .. ':mac', ARGV[1], cid .. ':exp', ARGV[2], cid .. ':fails', '0')
-if redis.call('HEXISTS', KEYS[1], 'latest') == 0 then
-  redis.call('HSET', KEYS[1], 'latest', cid)
-end
-if redis.call('TTL', KEYS[1]) < tonumber(ARGV[3]) then
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-end
-return 1
-`;
-
 // KEYS[1] the slot's code hash, KEYS[2] a consume's record (see CONSUME_SCRIPT). The tombstone
 // first, so a consume still on its way does nothing; then, only if that consume took a right
-// code, the code goes back as it was (its spent attempts too), unless its challenge id holds a
-// code again. A wrong guess's record is empty: nothing is given back. Idempotent.
+// code, the code goes back as it was, its spent attempts too (neither a lost answer nor a
+// database outage after the consume hands out fresh guesses), unless its challenge id holds a
+// code again; it is the latest again only if no code is. A wrong guess's record is empty:
+// nothing is given back. Idempotent.
 const RESTORE_BY_TOKEN_SCRIPT = `
 local record = redis.call('HMGET', KEYS[2], 'state', 'mac', 'exp', 'cid', 'fails')
 redis.call('DEL', KEYS[2])
@@ -451,8 +438,9 @@ export const GIVE_BACK_TOMBSTONE_SECONDS = 600;
 
 /**
  * How long a right consume's record stays, for its request to put the code back if the answer
- * was lost: the give-back runs within seconds of the consume (its tries end ~15 s after the
- * request), so a minute is ample.
+ * was lost or the database then failed: the give-back of a lost answer runs within seconds of
+ * the consume (its tries end ~15 s after the request), and the restore after a database failure
+ * within two database rounds (`QUERY_TIMEOUT_MS`, 10 s each), so a minute is ample.
  */
 export const CONSUME_RECORD_SECONDS = 60;
 
@@ -537,7 +525,7 @@ export function createOtpStore(redis: RedisClient): OtpStore {
         case "void":
           throw new Error("code consume given back before it ran");
         case "ok":
-          return { status: "ok", expiresAtMs: n, challengeId: cid ?? "" };
+          return { status: "ok", challengeId: cid ?? "" };
         case "expired":
           return { status: "expired" };
         case "wrong":
@@ -616,13 +604,6 @@ export function createOtpStore(redis: RedisClient): OtpStore {
         CLEAR_OWN_COOLDOWN_SCRIPT,
         [cooldownKey(i), cooldownTombstoneKey(i.token)],
         [i.token, String(GIVE_BACK_TOMBSTONE_SECONDS)],
-      );
-    },
-    async restore(i) {
-      await redis.eval(
-        RESTORE_SCRIPT,
-        [codeKey(i)],
-        [i.mac, String(i.expiresAtMs), String(i.ttlSeconds), i.challengeId],
       );
     },
     async restoreConsumed(i) {

@@ -83,6 +83,51 @@ describe("verify-otp when the database fails after the code was used", () => {
   });
 });
 
+// An outage must not hand out fresh guesses: the code put back after the database failed used to
+// come back with 0 attempts spent, so whoever was guessing at it (a stranger holding its challenge
+// id) got 5 more each time the owner's login met an outage.
+describe("verify-otp when the database fails after the code was used, with guesses spent on it", () => {
+  it("puts the code back with the stranger's spent attempts: the outage gives no fresh guesses", async () => {
+    const mobileNumber = uniqueMobileNumber();
+    const ownerIp = uniqueClientIp();
+    await signUp(deps(), { mobileNumber, clientIp: ownerIp });
+    const sent = await sendLoginCode(deps(), { mobileNumber, clientIp: ownerIp });
+    const owner = {
+      mobileNumber,
+      code: sent.otp as string,
+      clientIp: ownerIp,
+      challengeId: sent.challengeId,
+    };
+    // A second client with the code's challenge id (it reaches the code from any network).
+    const stranger = {
+      ...owner,
+      code: String((Number(owner.code) + 1) % 1e6).padStart(6, "0"),
+      clientIp: uniqueClientIp(),
+    };
+    for (const left of [4, 3, 2]) {
+      await expect(verifyLoginCode(deps(), stranger)).rejects.toMatchObject({
+        code: "invalid_otp",
+        details: { attempts_left: left },
+      });
+    }
+
+    // The owner's right code meets the outage (the proof's batch fails: 503); the code goes back.
+    await expect(verifyLoginCode(deps(batchFailingOnce()), owner)).rejects.toThrow(
+      /Network connection lost/,
+    );
+
+    // Still 3 spent: the stranger's next wrong guess is its 4th (1 left), not a fresh first (4).
+    await expect(verifyLoginCode(deps(), stranger)).rejects.toMatchObject({
+      code: "invalid_otp",
+      details: { attempts_left: 1 },
+    });
+    // And the owner's retry of the 503 still logs in with it.
+    await expect(verifyLoginCode(deps(), owner)).resolves.toMatchObject({
+      token: expect.any(String),
+    });
+  });
+});
+
 // The load test's finding (`npm run load -- --self-host --users 200`): the consume passed the 2 s
 // Redis deadline but Redis ran it, so the retry of the 503 met 401 invalid_otp. These run the
 // consume by hand around a lost answer: before it is lost (it ran), or after the give-back.

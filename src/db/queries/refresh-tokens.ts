@@ -68,6 +68,23 @@ export interface RotatedSession {
 }
 
 /**
+ * What a token's owner and family must still satisfy for the token to get a successor, by
+ * rotation or by a reissue within the reuse interval (docs/adr/0008-credentials.md, items 5, 8
+ * and 11): the number has been proved, the password has not changed since the token was issued,
+ * and the family started after `familyStartedAfter` (its absolute lifetime). One builder, so the
+ * two statements cannot drift apart. Written over the aliases both use: `t` is the presented
+ * token, `u` its owner.
+ */
+function liveRotationConditions(familyStartedAfter: Date): SQL {
+  return sql`u.mobile_verified_at is not null
+         and (u.password_changed_at is null or u.password_changed_at <= t.created_at)
+         and not exists (
+           select 1 from ${refreshTokens} f
+            where f.family_id = t.family_id
+              and f.created_at <= ${familyStartedAfter.toISOString()}::timestamptz)`;
+}
+
+/**
  * Rotates a live refresh token into a new one in ONE statement: the conditional UPDATE (`rotated_at
  * is null`) row-locks the old token, so of two concurrent rotations exactly one gets a row and
  * inserts the successor; the other gets nothing. Returns null when the token is unknown, expired,
@@ -103,12 +120,7 @@ export async function rotateRefreshToken(
         from ${users} u
         join ${refreshTokens} t on t.user_id = u.id
        where t.token_hash = ${input.tokenHash}
-         and u.mobile_verified_at is not null
-         and (u.password_changed_at is null or u.password_changed_at <= t.created_at)
-         and not exists (
-           select 1 from ${refreshTokens} f
-            where f.family_id = t.family_id
-              and f.created_at <= ${input.familyStartedAfter.toISOString()}::timestamptz)
+         and ${liveRotationConditions(input.familyStartedAfter)}
          for share of u
     ), rotated as (
       update ${refreshTokens}
@@ -174,7 +186,7 @@ async function revokeFamilyOf(db: Database, owned: SQL | undefined, now: Date): 
  *    replay) and a new successor of the same token is inserted. The conditional UPDATE of the
  *    successor (`rotated_at is null and revoked_at is null`) is what admits one reissue per live
  *    successor, so a token never has two live children. The owner and family conditions of
- *    rotateRefreshToken apply too.
+ *    rotateRefreshToken apply too (the same `liveRotationConditions`).
  * 3. **Theft detection** otherwise (the interval is over, or the successor was used: the
  *    legitimate holder has moved on): every live token of the family, the thief's and the
  *    owner's, is revoked, unless step 2 inserted the new token.
@@ -213,12 +225,7 @@ export async function reissueOrRevokeRotatedToken(
          where t.token_hash = ${input.tokenHash}
            and t.rotated_at > ${input.rotatedAfter.toISOString()}::timestamptz
            and t.revoked_at is null
-           and u.mobile_verified_at is not null
-           and (u.password_changed_at is null or u.password_changed_at <= t.created_at)
-           and not exists (
-             select 1 from ${refreshTokens} f
-              where f.family_id = t.family_id
-                and f.created_at <= ${input.familyStartedAfter.toISOString()}::timestamptz)
+           and ${liveRotationConditions(input.familyStartedAfter)}
       ), superseded as (
         update ${refreshTokens} c
            set rotated_at = ${now}::timestamptz, revoked_at = ${now}::timestamptz

@@ -337,20 +337,24 @@ export async function consumeCode(
   await consumeCodeWithReceipt(deps, input);
 }
 
-/** What `restoreCode` needs to put a consumed code back. */
+/**
+ * What `restoreCode` needs to put a consumed code back: the slot and the token that named the
+ * consume, under which the consume recorded the code as it took it (see `OtpStore.consume`).
+ */
 export interface CodeReceipt extends CodeSlot {
-  mac: string;
-  challengeId: string;
-  expiresAtMs: number;
+  token: string;
 }
 
 /**
  * Puts back a code whose request then failed before writing anything (the database was down),
- * so the user can retry with the same code instead of waiting out a send cool-down.
+ * so the user can retry with the same code instead of waiting out a send cool-down. By the
+ * consume's token, as a consume whose answer was lost is given back: the code returns with the
+ * attempts it had spent, so an outage never hands whoever is guessing at it fresh guesses.
+ * Awaited, unlike that give-back, so the client's retry of the 503 finds the code back.
  */
 export async function restoreCode(deps: AuthDeps, receipt: CodeReceipt): Promise<void> {
   try {
-    await deps.otpStore.restore({ ...receipt, ttlSeconds: OTP_TTL_SECONDS + 60 });
+    await deps.otpStore.restoreConsumed({ ...receipt, ttlSeconds: OTP_TTL_SECONDS + 60 });
   } catch (err) {
     deps.log.error("otp_restore_failed", { error: describeError(err) });
   }
@@ -404,8 +408,7 @@ export async function consumeCodeWithReceipt(
   }
   switch (result.status) {
     case "ok":
-      // The code's own challenge id, so a restored code still answers to its challenge.
-      return { ...slot, mac, challengeId: result.challengeId, expiresAtMs: result.expiresAtMs };
+      return { ...slot, token };
     case "limited":
       throw new LimitExceededError(
         "Too many codes tried from this network; try again later.",
