@@ -509,6 +509,23 @@ describe("every documented operation against the Worker", () => {
     });
     const id = room.body.chatroom.id as string;
     await bodyErrors("POST", "/chatroom", token, { title: "" });
+    const createKey = { "idempotency-key": marker("create") };
+    await expectStatus(201, "POST", "/chatroom", {
+      token,
+      body: { title: "keyed" },
+      headers: createKey,
+    });
+    const replayed = await expectStatus(201, "POST", "/chatroom", {
+      token,
+      body: { title: "keyed" },
+      headers: createKey,
+    });
+    expect(replayed.headers.get("idempotent-replayed")).toBe("true");
+    await expectStatus(409, "POST", "/chatroom", {
+      token,
+      body: { title: "other" },
+      headers: createKey,
+    });
 
     const first = await expectStatus(200, "GET", "/chatroom", { token });
     expect(first.headers.get("x-cache")).toBe("MISS");

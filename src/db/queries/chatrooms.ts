@@ -1,4 +1,4 @@
-import { and, desc, eq, sql } from "drizzle-orm";
+import { and, desc, eq, type SQL, sql } from "drizzle-orm";
 import type { Database } from "../client";
 import { type ChatroomRow, chatrooms } from "../schema/chatrooms";
 import { sessionLivePlaceholders, sessionParams } from "./refresh-tokens";
@@ -22,15 +22,7 @@ export function insertChatroom(db: Database, row: typeof chatrooms.$inferInsert)
  */
 export function insertChatroomIfSessionLive(
   db: Database,
-  row: {
-    id: string;
-    userId: string;
-    title: string;
-    titleSource: "auto" | "user";
-    description: string | null;
-    settings: Record<string, unknown> | null;
-    now: Date;
-  },
+  row: NewChatroom,
   session: { familyId: string; issuedAt: Date },
 ) {
   let prepared = insertsIfSessionLive.get(db);
@@ -49,6 +41,58 @@ export function insertChatroomIfSessionLive(
   });
 }
 
+/** A chatroom as a create writes it (no messages yet, created and updated `now`). */
+export interface NewChatroom {
+  id: string;
+  userId: string;
+  title: string;
+  titleSource: "auto" | "user";
+  description: string | null;
+  settings: Record<string, unknown> | null;
+  now: Date;
+}
+
+/**
+ * `insertChatroomIfSessionLive` for a create with an Idempotency-Key: built per call, so it can
+ * join the key's db.batch, and written only while `condition` holds (the session check, and no
+ * live record of the key).
+ */
+export function insertChatroomIf(db: Database, row: NewChatroom, condition: SQL) {
+  return db
+    .insert(chatrooms)
+    .select(
+      newChatroomSelect(
+        {
+          id: row.id,
+          userId: row.userId,
+          title: row.title,
+          titleSource: row.titleSource,
+          description: row.description,
+          settings: row.settings === null ? null : JSON.stringify(row.settings),
+          at: row.now.toISOString(),
+        },
+        condition,
+      ),
+    )
+    .returning();
+}
+
+/** True once the chatroom exists: a later statement of a batch sees an earlier one's insert. */
+export function chatroomExists(id: string): SQL {
+  return sql`exists (select 1 from ${chatrooms} where ${chatrooms.id} = ${id})`;
+}
+
+/**
+ * The SELECT of an INSERT ... SELECT of a new chatroom: every column in the table's order
+ * (drizzle names them all), the row only while `condition` holds.
+ */
+function newChatroomSelect(
+  v: Record<"id" | "userId" | "title" | "titleSource" | "description" | "settings" | "at", unknown>,
+  condition: SQL,
+): SQL {
+  return sql`select ${v.id}, ${v.userId}, ${v.title}, ${v.titleSource}, ${v.description}::text, ${v.settings}::jsonb, 0, null::timestamptz, ${v.at}::timestamptz, ${v.at}::timestamptz where ${condition}`;
+}
+
 // Isolate-lifetime cache: POST /chatroom runs this on every call; prepared once per database
 // instance, a call only fills in the parameters (no query building per request).
 const insertsIfSessionLive = new WeakMap<Database, ReturnType<typeof prepareInsertIfSessionLive>>();
@@ -56,11 +100,21 @@ const insertsIfSessionLive = new WeakMap<Database, ReturnType<typeof prepareInse
 function prepareInsertIfSessionLive(db: Database) {
   const live = sessionLivePlaceholders();
   const p = (name: string) => sql.placeholder(name);
-  // INSERT ... SELECT lists every column in the table's order (drizzle names them all).
   return db
     .insert(chatrooms)
     .select(
-      sql`select ${p("id")}, ${live.userId}, ${p("title")}, ${p("titleSource")}, ${p("description")}::text, ${p("settings")}::jsonb, 0, null::timestamptz, ${p("at")}::timestamptz, ${p("at")}::timestamptz where ${live.condition}`,
+      newChatroomSelect(
+        {
+          id: p("id"),
+          userId: live.userId,
+          title: p("title"),
+          titleSource: p("titleSource"),
+          description: p("description"),
+          settings: p("settings"),
+          at: p("at"),
+        },
+        live.condition,
+      ),
     )
     .returning()
     .prepare("insert_chatroom_if_session_live");

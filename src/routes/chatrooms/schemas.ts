@@ -276,6 +276,14 @@ export const IdempotencyHeader = z.object({
     .optional(),
 });
 
+/** The headers of an answer an Idempotency-Key can replay. */
+export const replayHeaders = z.object({
+  "Idempotent-Replayed": z.literal("true").optional().openapi({
+    description:
+      "Present on a resend of an Idempotency-Key: this is the first request's answer, replayed (nothing was created).",
+  }),
+});
+
 export const ResumeHeaders = z.object({
   "last-event-id": z
     .string()

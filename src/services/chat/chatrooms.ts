@@ -1,20 +1,34 @@
-import { eq } from "drizzle-orm";
+import { and, eq, type SQL } from "drizzle-orm";
+import { sqlStateOf } from "../../db/client";
 import {
   type ChatroomCursor,
+  type ChatroomRow,
+  chatroomExists,
   deleteChatroom as deleteChatroomRow,
   insertChatroom,
+  insertChatroomIf,
   insertChatroomIfSessionLive,
   listChatrooms as listChatroomRows,
   selectOwnedChatroom,
   updateChatroom as updateChatroomRow,
 } from "../../db/queries/chatrooms";
 import {
+  deleteExpiredIdempotencyRecord,
+  type IdempotencyRow,
+  insertIdempotencyRecord,
+  insertIdempotencyRecordIf,
+  noLiveIdempotencyRecord,
+  selectIdempotencyRecord,
+} from "../../db/queries/idempotency";
+import {
   selectLatestMessages,
   selectMessage,
   selectMessagesBefore,
 } from "../../db/queries/messages";
-import { users } from "../../db/schema/users";
+import { sessionLiveCondition } from "../../db/queries/refresh-tokens";
+import { type Tier, users } from "../../db/schema/users";
 import {
+  ConflictError,
   NotFoundError,
   UnauthorizedError,
   UnprocessableError,
@@ -24,6 +38,7 @@ import { type ChatSettings, settingsRefusal } from "../../lib/gemini-models";
 import { ID_PATTERN, newId } from "../../lib/ids";
 import { describeError } from "../../log";
 import { background, type ChatDeps } from "./deps";
+import { IDEMPOTENCY_TTL_MS, sha256Hex, storedAnswerOf } from "./idempotency";
 import { type ChatroomView, chatroomView, type MessageView, messageView } from "./views";
 
 /** Messages GET /chatroom/:id returns (the latest, oldest first). */
@@ -53,13 +68,23 @@ async function firstRound(
   const settings = input.settings;
   const needsTier = settings !== undefined && Object.keys(settings).length > 0;
   const [rows] = await Promise.all([
-    needsTier
-      ? deps.db.select({ tier: users.tier }).from(users).where(eq(users.id, input.userId)).limit(1)
-      : Promise.resolve(null),
+    needsTier ? selectTier(deps.db, input.userId) : Promise.resolve(null),
     input.sessionLive,
   ]);
   if (!rows || !settings) return;
-  const tier = rows[0]?.tier;
+  assertSettingsAllowed(deps, settings, rows[0]?.tier);
+}
+
+function selectTier(db: ChatDeps["db"], userId: string) {
+  return db.select({ tier: users.tier }).from(users).where(eq(users.id, userId)).limit(1);
+}
+
+/** Throws (401, 422 or 400) unless `settings` are within the plan of a user of `tier`. */
+function assertSettingsAllowed(
+  deps: Pick<ChatDeps, "config">,
+  settings: ChatSettings,
+  tier: Tier | undefined,
+): void {
   if (!tier) throw new UnauthorizedError("The account no longer exists.");
   const refusal = settingsRefusal(settings, tier, deps.config.replyBudgets[tier].maxOutputTokens);
   if (!refusal) return;
@@ -88,28 +113,41 @@ async function writeAndInvalidate<T>(deps: ChatDb, userId: string, write: Promis
   return written.value;
 }
 
+/** What POST /chatroom answers: the new chatroom, or an Idempotency-Key's replay of the first. */
+export interface ChatroomCreated {
+  /** "replay": the answer stored by an earlier request with the same Idempotency-Key. */
+  kind: "created" | "replay";
+  body: { chatroom: ChatroomView };
+}
+
+/** What POST /chatroom takes (the body's fields, the key, and the caller's session). */
+export interface CreateChatroomInput {
+  userId: string;
+  title?: string;
+  description?: string | null;
+  settings?: ChatSettings;
+  /** The same key and body within 24 h answers the first response again (ADR 5). */
+  idempotencyKey?: string;
+  /**
+   * Runs (or joins) the caller's session check: only when the insert cannot carry it (with
+   * `settings`), or to name why a carried check refused.
+   */
+  sessionLive?: () => Promise<void>;
+  /** The token's session and issue time: with them the insert carries the check itself. */
+  session?: { familyId: string; issuedAt: Date };
+}
+
 /**
  * POST /chatroom. Without `settings`: one round, [insert conditional on the session ‖ cache
  * bump] (the insert carries the session check, so nothing is written for a revoked session).
  * With `settings`, the tier must be read first: [session check ‖ tier] then [insert ‖ bump].
  * Without a title the chatroom is "New chat" with `title_source` "auto" (Gemini may retitle it).
+ * With an Idempotency-Key, see `createChatroomOnce`.
  */
 export async function createChatroom(
   deps: ChatDb,
-  input: {
-    userId: string;
-    title?: string;
-    description?: string | null;
-    settings?: ChatSettings;
-    /**
-     * Runs (or joins) the caller's session check: only when the insert cannot carry it (with
-     * `settings`), or to name why a carried check refused.
-     */
-    sessionLive?: () => Promise<void>;
-    /** The token's session and issue time: with them the insert carries the check itself. */
-    session?: { familyId: string; issuedAt: Date };
-  },
-): Promise<ChatroomView> {
+  input: CreateChatroomInput,
+): Promise<ChatroomCreated> {
   const settings = input.settings && Object.keys(input.settings).length > 0 ? input.settings : null;
   const values = {
     id: newId(),
@@ -118,6 +156,9 @@ export async function createChatroom(
     titleSource: input.title === undefined ? ("auto" as const) : ("user" as const),
     description: input.description ?? null,
   };
+  if (input.idempotencyKey !== undefined) {
+    return createChatroomOnce(deps, input, { ...values, settings }, input.idempotencyKey);
+  }
   if (settings === null && input.session) {
     const [row] = await writeAndInvalidate(
       deps,
@@ -128,7 +169,7 @@ export async function createChatroom(
         input.session,
       ),
     );
-    if (row) return chatroomView(row);
+    if (row) return created(row);
     // Revoked session (the check answers 401 with its usual message) or a deleted account.
     await input.sessionLive?.();
     throw new UnauthorizedError("The account no longer exists.");
@@ -141,7 +182,166 @@ export async function createChatroom(
     insertChatroom(deps.db, { ...values, settings, createdAt: now, updatedAt: now }),
   );
   if (!row) throw new Error("insert returned no row");
-  return chatroomView(row);
+  return created(row);
+}
+
+function created(row: ChatroomRow): ChatroomCreated {
+  return { kind: "created", body: { chatroom: chatroomView(row) } };
+}
+
+/** A create with an Idempotency-Key: the chatroom and the key's record, and what they need. */
+interface KeyedCreate {
+  key: string;
+  requestHash: string;
+  now: Date;
+  room: Omit<ChatroomRow, "messageCount" | "lastMessageAt" | "createdAt" | "updatedAt">;
+  /** The key's record: the 201 this create answers, stored in the batch that writes the room. */
+  record: Parameters<typeof insertIdempotencyRecordIf>[1];
+}
+
+/**
+ * POST /chatroom with an Idempotency-Key: the chatroom and the key's record are written by one
+ * db.batch, so both or neither exist, and the record's primary key (user, key) lets exactly one
+ * create of a key commit; a parallel twin waits on it in the database and replays the winner.
+ * A live record of the key (same body) answers its stored 201 again, writing nothing and
+ * bumping no cache; another body is 409 idempotency_key_reused.
+ * - Without `settings`: round 1 is one batch that carries the session check, as the keyless
+ *   insert does (the record read, the room and the record are each conditional on it); a
+ *   revoked session writes neither. A new chatroom then bumps the list cache (round 2), after
+ *   the commit: beside the batch, a replay would have bumped it too.
+ * - With `settings`: [session check ‖ tier + record] (a replay ends here), then the write
+ *   beside the bump, as without a key.
+ */
+async function createChatroomOnce(
+  deps: ChatDb,
+  input: CreateChatroomInput,
+  room: KeyedCreate["room"],
+  key: string,
+): Promise<ChatroomCreated> {
+  const now = deps.clock.now();
+  const requestHash = await sha256Hex(
+    `POST /chatroom\n${canonicalJson({ title: input.title, description: input.description, settings: input.settings })}`,
+  );
+  const view = chatroomView({
+    ...room,
+    messageCount: 0,
+    lastMessageAt: null,
+    createdAt: now,
+    updatedAt: now,
+  });
+  const create: KeyedCreate = {
+    key,
+    requestHash,
+    now,
+    room,
+    record: {
+      userId: input.userId,
+      key,
+      requestHash,
+      statusCode: 201,
+      responseBody: { chatroom: view },
+      createdAt: now,
+      expiresAt: new Date(now.getTime() + IDEMPOTENCY_TTL_MS),
+    },
+  };
+  try {
+    return room.settings === null && input.session
+      ? await createCarryingSession(deps, input, input.session, create)
+      : await createAfterSessionCheck(deps, input, create);
+  } catch (err) {
+    // 23505 on the record: a create with this key committed first (this batch waited for it
+    // and rolled back as a whole). Its answer is this one's.
+    if (sqlStateOf(err) !== "23505") throw err;
+    const [first] = await selectIdempotencyRecord(deps.db, input.userId, key, now);
+    // Gone again since (expired, purged): nothing to replay yet, nothing written; a retry goes on.
+    if (!first) throw inProgress();
+    return replayed(first, requestHash);
+  }
+}
+
+async function createCarryingSession(
+  deps: ChatDb,
+  input: CreateChatroomInput,
+  session: NonNullable<CreateChatroomInput["session"]>,
+  { key, now, room, record, requestHash }: KeyedCreate,
+): Promise<ChatroomCreated> {
+  const { db } = deps;
+  const live = sessionLiveCondition({ userId: input.userId, ...session });
+  const [found, , rooms] = await db.batch([
+    // A replay is answered only to a live session: the read carries the check too.
+    selectIdempotencyRecord(db, input.userId, key, now, live),
+    deleteExpiredIdempotencyRecord(db, input.userId, key, now),
+    insertChatroomIf(
+      db,
+      { ...room, settings: null, now },
+      and(live, noLiveIdempotencyRecord(db, input.userId, key, now)) as SQL,
+    ),
+    // Only with the room: never for a revoked session or a replay.
+    insertIdempotencyRecordIf(db, record, chatroomExists(room.id)),
+  ]);
+  const [row] = rooms;
+  if (row) {
+    await invalidateList(deps, input.userId);
+    return created(row);
+  }
+  if (found[0]) return replayed(found[0], requestHash);
+  // Nothing written: a revoked session (the check answers 401), a deleted account, or a create
+  // with this key that committed between the batch's read and its insert (replayed).
+  const [[first]] = await Promise.all([
+    selectIdempotencyRecord(db, input.userId, key, now),
+    input.sessionLive?.(),
+  ]);
+  if (first) return replayed(first, requestHash);
+  throw new UnauthorizedError("The account no longer exists.");
+}
+
+async function createAfterSessionCheck(
+  deps: ChatDb,
+  input: CreateChatroomInput,
+  { key, now, room, record, requestHash }: KeyedCreate,
+): Promise<ChatroomCreated> {
+  const { db } = deps;
+  const [[tiers, found]] = await Promise.all([
+    db.batch([selectTier(db, input.userId), selectIdempotencyRecord(db, input.userId, key, now)]),
+    input.sessionLive?.(),
+  ]);
+  if (found[0]) return replayed(found[0], requestHash);
+  if (room.settings) assertSettingsAllowed(deps, room.settings, tiers[0]?.tier);
+  const [, rooms] = await writeAndInvalidate(
+    deps,
+    input.userId,
+    db.batch([
+      deleteExpiredIdempotencyRecord(db, input.userId, key, now),
+      insertChatroom(db, { ...room, createdAt: now, updatedAt: now }),
+      // A live record of the key (a parallel twin's) fails the batch: the room is not written.
+      insertIdempotencyRecord(db, record),
+    ]),
+  );
+  const [row] = rooms;
+  if (!row) throw new Error("insert returned no row");
+  return created(row);
+}
+
+function replayed(row: IdempotencyRow, requestHash: string): ChatroomCreated {
+  const { body } = storedAnswerOf<ChatroomCreated["body"]>(row, requestHash);
+  return { kind: "replay", body };
+}
+
+/** The prompt routes' 409 for a key whose first request has not left an answer to replay. */
+function inProgress(): ConflictError {
+  return new ConflictError(
+    "A request with this Idempotency-Key is still being processed; retry shortly.",
+    "idempotency_in_progress",
+  );
+}
+
+/** JSON with each object's keys sorted: one body hashes the same whatever its key order. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1)))
+      : v,
+  );
 }
 
 /** PATCH /chatroom/:id: [session check ‖ tier] then [update ‖ cache bump]. */

@@ -35,18 +35,24 @@ export function replayOf(
   requestHash: string,
   quota: QuotaState | undefined,
 ): PromptReplay {
+  return { kind: "replay", ...storedAnswerOf<PromptReplay["body"]>(row, requestHash), quota };
+}
+
+/**
+ * What an earlier request with the same Idempotency-Key answered (its status and body as
+ * stored), for any route; 409 idempotency_key_reused when that request was a different one.
+ */
+export function storedAnswerOf<Body>(
+  row: IdempotencyRow,
+  requestHash: string,
+): { status: number; body: Body } {
   if (row.requestHash !== requestHash) {
     throw new ConflictError(
       "This Idempotency-Key was already used for a different request.",
       "idempotency_key_reused",
     );
   }
-  return {
-    kind: "replay",
-    status: row.statusCode,
-    body: row.responseBody as PromptResponse & RegenerateResponse,
-    quota,
-  };
+  return { status: row.statusCode, body: row.responseBody as Body };
 }
 
 /** Waits between looks for the record of a same-key prompt in flight (6.3 s in all). */

@@ -116,6 +116,39 @@ describe("sequential I/O rounds per endpoint", () => {
     expect(rounds(withSettings.ms)).toBe(2);
   });
 
+  it("POST /chatroom with an Idempotency-Key: 2 rounds (the batch, then the cache version), a replay 1; with settings 2 and 1", async () => {
+    // The key's record is read and written in the insert's batch (under the same session check);
+    // the cache version is bumped only once a chatroom was written, so a replay bumps nothing.
+    // With settings, the record is read beside the tier, and a replay ends there.
+    const key = { "idempotency-key": marker("rounds-create") };
+    const keyWithSettings = { "idempotency-key": marker("rounds-create-settings") };
+    const plain = { title: "timed key" };
+    const tuned = { title: "timed key settings", settings: { temperature: 0.5 } };
+    await control("latency", { ms: LATENCY });
+    const created = await timed(() =>
+      call("POST", "/chatroom", { token: me.token, body: plain, headers: key }),
+    );
+    const replayed = await timed(() =>
+      call("POST", "/chatroom", { token: me.token, body: plain, headers: key }),
+    );
+    const createdTuned = await timed(() =>
+      call("POST", "/chatroom", { token: me.token, body: tuned, headers: keyWithSettings }),
+    );
+    const replayedTuned = await timed(() =>
+      call("POST", "/chatroom", { token: me.token, body: tuned, headers: keyWithSettings }),
+    );
+    await control("latency", { ms: 0 });
+    for (const r of [created, replayed, createdTuned, replayedTuned]) {
+      expect(r.value.status, r.value.text).toBe(201);
+    }
+    expect(replayed.value.headers.get("idempotent-replayed")).toBe("true");
+    expect(replayedTuned.value.headers.get("idempotent-replayed")).toBe("true");
+    expect(rounds(created.ms)).toBe(2);
+    expect(rounds(replayed.ms)).toBe(1);
+    expect(rounds(createdTuned.ms)).toBe(2);
+    expect(rounds(replayedTuned.ms)).toBe(1);
+  });
+
   it("PATCH and DELETE /chatroom/:id: 2 rounds each (session check, then write ‖ cache version)", async () => {
     // The session check (issue 12) comes first, alone or beside the tier read: their next I/O is
     // a write, which must not happen for a revoked session (docs/performance.md). The cache
