@@ -28,7 +28,6 @@ import {
 import { sessionLiveCondition } from "../../db/queries/refresh-tokens";
 import { type Tier, users } from "../../db/schema/users";
 import {
-  ConflictError,
   NotFoundError,
   UnauthorizedError,
   UnprocessableError,
@@ -38,7 +37,7 @@ import { type ChatSettings, settingsRefusal } from "../../lib/gemini-models";
 import { ID_PATTERN, newId } from "../../lib/ids";
 import { describeError } from "../../log";
 import { background, type ChatDeps } from "./deps";
-import { IDEMPOTENCY_TTL_MS, sha256Hex, storedAnswerOf } from "./idempotency";
+import { IDEMPOTENCY_TTL_MS, inProgressError, sha256Hex, storedAnswerOf } from "./idempotency";
 import { type ChatroomView, chatroomView, type MessageView, messageView } from "./views";
 
 /** Messages GET /chatroom/:id returns (the latest, oldest first). */
@@ -253,9 +252,11 @@ async function createChatroomOnce(
     // and rolled back as a whole). Its answer is this one's.
     if (sqlStateOf(err) !== "23505") throw err;
     const [first] = await selectIdempotencyRecord(deps.db, input.userId, key, now);
-    // Gone again since (expired, purged): nothing to replay yet, nothing written; a retry goes on.
-    if (!first) throw inProgress();
-    return replayed(first, requestHash);
+    if (first) return replayed(first, requestHash);
+    // Gone again since (expired, purged): nothing to replay, nothing written, and nothing holds
+    // the key any more, so a resend a second later goes ahead.
+    const nowMs = deps.clock.now().getTime();
+    throw inProgressError(nowMs, nowMs);
   }
 }
 
@@ -325,14 +326,6 @@ async function createAfterSessionCheck(
 function replayed(row: IdempotencyRow, requestHash: string): ChatroomCreated {
   const { body } = storedAnswerOf<ChatroomCreated["body"]>(row, requestHash);
   return { kind: "replay", body };
-}
-
-/** The prompt routes' 409 for a key whose first request has not left an answer to replay. */
-function inProgress(): ConflictError {
-  return new ConflictError(
-    "A request with this Idempotency-Key is still being processed; retry shortly.",
-    "idempotency_in_progress",
-  );
 }
 
 /** JSON with each object's keys sorted: one body hashes the same whatever its key order. */
