@@ -3,7 +3,15 @@ import { REFRESH_REUSE_INTERVAL_SECONDS } from "../../src/services/auth/sessions
 import { call } from "../support/api.ts";
 import { createSession } from "../support/session.ts";
 import { sql } from "./chat-support.ts";
-import { backdateRotation, hashOf, liveTokenHashes, refresh, rowOf } from "./refresh-support.ts";
+import {
+  backdateRotation,
+  expireToken,
+  hashOf,
+  liveTokenHashes,
+  refresh,
+  rowOf,
+  setRotationAndExpiry,
+} from "./refresh-support.ts";
 
 const me = (token: string) => call("GET", "/user/me", { token });
 
@@ -20,6 +28,19 @@ describe("POST /auth/refresh", () => {
     const old = await refresh(s.refresh_token);
     expect(old.status).toBe(401);
     expect(old.body.error.code).toBe("unauthorized");
+  });
+
+  it("refuses an expired refresh token without ending its session (an idle client, not a replay)", async () => {
+    const s = await createSession();
+    const r1 = await refresh(s.refresh_token);
+    expect(r1.status).toBe(200);
+    await expireToken(r1.body.refresh_token, 5);
+    const late = await refresh(r1.body.refresh_token);
+    expect(late.status, late.text).toBe(401);
+    expect(late.body.error.code).toBe("unauthorized");
+    // Not rotated, so not a replay: the family stands until its access token runs out.
+    expect((await me(r1.body.token)).status).toBe(200);
+    expect((await rowOf(r1.body.refresh_token))?.rotated_at).toBeNull();
   });
 
   it("revokes the whole family when a rotated token is replayed after its successor was used (theft detection)", async () => {
@@ -196,6 +217,29 @@ describe("the reuse interval: a rotated token presented again while its successo
     expect((await refresh(r1.body.refresh_token)).status).toBe(401);
     expect((await me(r1.body.token)).status).toBe(401);
     expect(await liveTokenHashes(s.user.id)).toEqual([]);
+  });
+
+  it("revokes the family when the rotated token comes back after its own expiry, inside the interval", async () => {
+    // Rotated 10 s ago, 5 s before its expiry; presented again 5 s after it: inside the 60 s
+    // interval, but an expired token gets no successor, by rotation or by reissue. Not a retry,
+    // so theft detection (ADR 8, item 11): the family, the unused successor included, dies.
+    const s = await createSession();
+    const lost = await refresh(s.refresh_token);
+    expect(lost.status).toBe(200);
+    await setRotationAndExpiry(s.refresh_token, { rotatedSecondsAgo: 10, expiresInSeconds: -5 });
+    const retry = await refresh(s.refresh_token);
+    expect(retry.status, retry.text).toBe(401);
+    expect((await refresh(lost.body.refresh_token)).status).toBe(401);
+    expect((await me(lost.body.token)).status).toBe(401);
+    expect(await liveTokenHashes(s.user.id)).toEqual([]);
+
+    // The same times with the expiry 5 s ahead instead: still a retry, reissued.
+    const other = await createSession();
+    expect((await refresh(other.refresh_token)).status).toBe(200);
+    await setRotationAndExpiry(other.refresh_token, { rotatedSecondsAgo: 10, expiresInSeconds: 5 });
+    const live = await refresh(other.refresh_token);
+    expect(live.status, live.text).toBe(200);
+    expect(await liveTokenHashes(other.user.id)).toEqual([hashOf(live.body.refresh_token)]);
   });
 
   it("revokes the family when the owner presents the successor a thief's replay superseded", async () => {

@@ -50,3 +50,29 @@ export async function backdateRotation(token: string, seconds: number): Promise<
     [hashOf(token), seconds],
   );
 }
+
+/**
+ * Places a rotated token's rotation `rotatedSecondsAgo` in the past and its own expiry
+ * `expiresInSeconds` from now (negative: already expired), as if it had been rotated shortly
+ * before the end of its lifetime.
+ */
+export async function setRotationAndExpiry(
+  token: string,
+  times: { rotatedSecondsAgo: number; expiresInSeconds: number },
+): Promise<void> {
+  await sql().query(
+    `update refresh_tokens
+        set rotated_at = now() - make_interval(secs => $2),
+            expires_at = now() + make_interval(secs => $3)
+      where token_hash = $1 and rotated_at is not null`,
+    [hashOf(token), times.rotatedSecondsAgo, times.expiresInSeconds],
+  );
+}
+
+/** Ends a token's own lifetime `secondsAgo` seconds ago. */
+export async function expireToken(token: string, secondsAgo: number): Promise<void> {
+  await sql().query(
+    "update refresh_tokens set expires_at = now() - make_interval(secs => $2) where token_hash = $1",
+    [hashOf(token), secondsAgo],
+  );
+}

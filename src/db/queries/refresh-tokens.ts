@@ -68,20 +68,22 @@ export interface RotatedSession {
 }
 
 /**
- * What a token's owner and family must still satisfy for the token to get a successor, by
+ * What a token, its owner and its family must still satisfy for the token to get a successor, by
  * rotation or by a reissue within the reuse interval (docs/adr/0008-credentials.md, items 5, 8
- * and 11): the number has been proved, the password has not changed since the token was issued,
- * and the family started after `familyStartedAfter` (its absolute lifetime). One builder, so the
- * two statements cannot drift apart. Written over the aliases both use: `t` is the presented
- * token, `u` its owner.
+ * and 11): the token has not expired at `now`, the number has been proved, the password has not
+ * changed since the token was issued, and the family started after `familyStartedAfter` (its
+ * absolute lifetime). One builder, so the two statements cannot drift apart (the reissue once
+ * missed the expiry, which the rotation checked on its own). Written over the aliases both use:
+ * `t` is the presented token, `u` its owner.
  */
-function liveRotationConditions(familyStartedAfter: Date): SQL {
-  return sql`u.mobile_verified_at is not null
+function liveRotationConditions(input: { now: Date; familyStartedAfter: Date }): SQL {
+  return sql`t.expires_at > ${input.now.toISOString()}::timestamptz
+         and u.mobile_verified_at is not null
          and (u.password_changed_at is null or u.password_changed_at <= t.created_at)
          and not exists (
            select 1 from ${refreshTokens} f
             where f.family_id = t.family_id
-              and f.created_at <= ${familyStartedAfter.toISOString()}::timestamptz)`;
+              and f.created_at <= ${input.familyStartedAfter.toISOString()}::timestamptz)`;
 }
 
 /**
@@ -120,7 +122,7 @@ export async function rotateRefreshToken(
         from ${users} u
         join ${refreshTokens} t on t.user_id = u.id
        where t.token_hash = ${input.tokenHash}
-         and ${liveRotationConditions(input.familyStartedAfter)}
+         and ${liveRotationConditions(input)}
          for share of u
     ), rotated as (
       update ${refreshTokens}
@@ -128,7 +130,6 @@ export async function rotateRefreshToken(
        where token_hash = ${input.tokenHash}
          and rotated_at is null
          and revoked_at is null
-         and expires_at > ${now}::timestamptz
          and user_id in (select id from owner)
       returning id, user_id, family_id
     ), inserted as (
@@ -185,11 +186,13 @@ async function revokeFamilyOf(db: Database, owned: SQL | undefined, now: Date): 
  *    superseded (marked rotated and revoked, so whoever presents it later is treated as a
  *    replay) and a new successor of the same token is inserted. The conditional UPDATE of the
  *    successor (`rotated_at is null and revoked_at is null`) is what admits one reissue per live
- *    successor, so a token never has two live children. The owner and family conditions of
- *    rotateRefreshToken apply too (the same `liveRotationConditions`).
+ *    successor, so a token never has two live children. The token, owner and family
+ *    conditions of rotateRefreshToken apply too (the same `liveRotationConditions`): an expired
+ *    token is never reissued, however recently it was rotated.
  * 3. **Theft detection** otherwise (the interval is over, or the successor was used: the
- *    legitimate holder has moved on): every live token of the family, the thief's and the
- *    owner's, is revoked, unless step 2 inserted the new token.
+ *    legitimate holder has moved on; or a condition of step 2 fails, such as the token's
+ *    expiry): every live token of the family, the thief's and the owner's, is revoked, unless
+ *    step 2 inserted the new token.
  *
  * Returns the reissued session (or null) and how many tokens theft detection revoked.
  */
@@ -225,7 +228,7 @@ export async function reissueOrRevokeRotatedToken(
          where t.token_hash = ${input.tokenHash}
            and t.rotated_at > ${input.rotatedAfter.toISOString()}::timestamptz
            and t.revoked_at is null
-           and ${liveRotationConditions(input.familyStartedAfter)}
+           and ${liveRotationConditions(input)}
       ), superseded as (
         update ${refreshTokens} c
            set rotated_at = ${now}::timestamptz, revoked_at = ${now}::timestamptz

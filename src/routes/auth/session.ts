@@ -9,7 +9,7 @@ export const refresh = createRoute({
   tags: ["Auth"],
   summary: "Rotate a refresh token into a new token pair",
   description:
-    "The presented refresh token stops working. Presenting an already-rotated token answers 401 and revokes its whole family (every token and access token of that session), with one exception for a refresh whose answer was lost: within 60 seconds of the rotation, while the refresh token it issued has not been used, the same token gets a new pair and the unreceived one stops working. So a 503 may be retried with the same refresh token.",
+    "The presented refresh token stops working. Presenting an already-rotated token answers 401 and revokes its whole family (every token and access token of that session), with one exception for a refresh whose answer was lost: within 60 seconds of the rotation, while the refresh token it issued has not been used and the presented one has not expired, the same token gets a new pair and the unreceived one stops working. So a 503 may be retried with the same refresh token.",
   request: jsonRequestBody(
     z
       .object({

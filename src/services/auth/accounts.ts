@@ -101,6 +101,26 @@ async function consumeCodeFindingUser(
 }
 
 /**
+ * Runs what a right code authorised (the writes after it). When that fails on an outage (the
+ * database: a 503), the code goes back by its consume's token, with the attempts it had spent,
+ * before the error is answered: the client's retry of the 503 can still use it (soak finding
+ * 9), and whoever is guessing at it gains no guesses from the outage. A refusal (401) keeps the
+ * code used.
+ */
+async function spendingCode<T>(
+  deps: AuthDeps,
+  receipt: CodeReceipt,
+  authorised: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await authorised();
+  } catch (err) {
+    if (!(err instanceof UnauthorizedError)) await restoreCode(deps, receipt);
+    throw err;
+  }
+}
+
+/**
  * Creates an account; 409 when the number is taken (decided by the unique index, race-free).
  * Limited per client IP before anything is written or hashed, since a signup is also a way to ask
  * whether a number is registered. A failed insert (database down)
@@ -199,7 +219,8 @@ export async function verifyLoginCode(
   // A code is only ever issued to a registered number, so this is a deleted account.
   if (!user)
     throw new UnauthorizedError("The code is wrong, expired or already used.", "invalid_otp");
-  try {
+  // Starting the session may fail on the database after the code was used: it goes back.
+  return spendingCode(deps, receipt, async () => {
     if (user.mobileVerifiedAt) return { ...(await startSession(deps, user)), user };
     const now = deps.clock.now();
     const [keepPasswordHash, session] = await Promise.all([
@@ -215,13 +236,7 @@ export async function verifyLoginCode(
     if (!proved)
       throw new UnauthorizedError("The code is wrong, expired or already used.", "invalid_otp");
     return { ...session.pair, user: proved };
-  } catch (err) {
-    // The code was used, then starting the session failed (the database: a 503). Put back, as
-    // when the user lookup fails, so the client's retry of the 503 can still log in with it
-    // (soak finding 9: the retry met 401 invalid_otp). A refusal keeps the code used.
-    if (!(err instanceof UnauthorizedError)) await restoreCode(deps, receipt);
-    throw err;
-  }
+  });
 }
 
 const BAD_CREDENTIALS = "The mobile number or password is wrong.";
@@ -470,7 +485,7 @@ export async function resetPassword(
     challengeId?: string;
   },
 ): Promise<void> {
-  const { user } = await consumeCodeFindingUser(deps, {
+  const { user, receipt } = await consumeCodeFindingUser(deps, {
     mobileNumber: input.mobileNumber,
     code: input.code,
     purpose: "password_reset",
@@ -479,12 +494,15 @@ export async function resetPassword(
   });
   if (!user)
     throw new UnauthorizedError("The code is wrong, expired or already used.", "invalid_otp");
-  const passwordHash = await hashPassword(input.newPassword);
-  await setPasswordAndRevokeSessions(deps.db, {
-    userId: user.id,
-    passwordHash,
-    now: deps.clock.now(),
-    numberProved: true,
+  // The write may fail on the database after the code was used: it goes back.
+  await spendingCode(deps, receipt, async () => {
+    const passwordHash = await hashPassword(input.newPassword);
+    await setPasswordAndRevokeSessions(deps.db, {
+      userId: user.id,
+      passwordHash,
+      now: deps.clock.now(),
+      numberProved: true,
+    });
   });
 }
 
@@ -583,6 +601,8 @@ export async function changePassword(
     throw live.status === "rejected" ? live.reason : (found as PromiseRejectedResult).reason;
   }
   const user = found.value;
+  // The code that authorises a first password, once used: given back if the write fails.
+  let code: CodeReceipt | null = null;
   if (!user.passwordHash) {
     if (tookEarly) await giveBackPasswordAllowance(deps, tookEarly);
     if (input.otp === undefined) {
@@ -591,13 +611,14 @@ export async function changePassword(
         "reauthentication_required",
       );
     }
-    await consumeCodeFindingUser(deps, {
+    const consumed = await consumeCodeFindingUser(deps, {
       mobileNumber: user.mobileNumber,
       code: input.otp,
       purpose: "password_reset",
       clientIp: input.clientIp,
       ...(input.challengeId ? { challengeId: input.challengeId } : {}),
     });
+    code = consumed.receipt;
   } else {
     if (input.currentPassword === undefined) {
       throw new ValidationError("The request is invalid.", [
@@ -632,23 +653,27 @@ export async function changePassword(
       throw new UnauthorizedError("The current password is wrong.", "invalid_credentials");
     }
   }
-  const passwordHash = await hashPassword(input.newPassword);
-  const now = deps.clock.now();
-  const session = await prepareSession(deps, user, now);
-  const updated = await setPasswordAndRevokeSessions(deps.db, {
-    userId: user.id,
-    passwordHash,
-    // Only over the password just verified: a concurrent change or reset wins, this one fails.
-    expectedHash: user.passwordHash,
-    now,
-    newSession: session.row,
-    numberProved: !user.passwordHash,
-  });
-  if (!updated) {
-    throw new UnauthorizedError(
-      "The password was changed while this request ran; try again with the current one.",
-      "invalid_credentials",
-    );
-  }
-  return { ...session.pair, user: updated };
+  const setPassword = async (): Promise<Session> => {
+    const passwordHash = await hashPassword(input.newPassword);
+    const now = deps.clock.now();
+    const session = await prepareSession(deps, user, now);
+    const updated = await setPasswordAndRevokeSessions(deps.db, {
+      userId: user.id,
+      passwordHash,
+      // Only over the password just verified: a concurrent change or reset wins, this one fails.
+      expectedHash: user.passwordHash,
+      now,
+      newSession: session.row,
+      numberProved: !user.passwordHash,
+    });
+    if (!updated) {
+      throw new UnauthorizedError(
+        "The password was changed while this request ran; try again with the current one.",
+        "invalid_credentials",
+      );
+    }
+    return { ...session.pair, user: updated };
+  };
+  // The write may fail on the database after a code was used: it goes back.
+  return code ? spendingCode(deps, code, setPassword) : setPassword();
 }
