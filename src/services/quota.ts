@@ -78,6 +78,11 @@ const REFUND_RETRY_MS = [250, 750, 2_000];
  * attempt: a Redis outage of up to ~25 s no longer loses the refund and leaves the prompt counted.
  */
 const REFUND_LATER_RETRY_MS = [2_000, 4_000, 8_000, 10_000];
+/** How long a refund keeps trying, in the request and after it, before it is lost. */
+export const REFUND_RETRY_SPAN_MS = [...REFUND_RETRY_MS, ...REFUND_LATER_RETRY_MS].reduce(
+  (sum, ms) => sum + ms,
+  0,
+);
 
 /** A token taken from the shared daily counter, before the tier is known. */
 export interface QuotaTicket {
@@ -132,14 +137,20 @@ export interface DailyQuota {
    * retried refund, ours or the Redis client's after a lost answer, never gives back two. Retries
    * a failing Redis a few times over ~3 s; then, given `waitUntil`, keeps trying after the
    * response for ~25 s more (logging `quota_refund_failed` if that fails too) and resolves;
-   * without it, throws.
+   * without it, or with `{ retryLater: false }` (a caller that keeps the refund owed durably
+   * itself, the sweep), throws.
    */
-  refund(userId: string, day: string, refundId: string): Promise<void>;
+  refund(
+    userId: string,
+    day: string,
+    refundId: string,
+    options?: { retryLater?: boolean },
+  ): Promise<void>;
   /**
-   * Hands a take whose write outcome could not be settled in its request to the sweep (one
-   * HSET into `quota:unsettled`; throws if Redis fails). See `sweepOverdueWork`.
+   * Hands takes to the sweep, to be settled by what became of their replies (one HSET into
+   * `quota:unsettled`, however many; throws if Redis fails). See `sweepOverdueWork`.
    */
-  deferSettle(take: UnsettledTake): Promise<void>;
+  deferSettle(...takes: UnsettledTake[]): Promise<void>;
   /** The takes handed to the sweep, oldest first (one HGETALL; throws if Redis fails). */
   unsettled(): Promise<UnsettledTake[]>;
   /** Forgets takes the sweep settled (one HDEL; throws if Redis fails). */
@@ -147,7 +158,7 @@ export interface DailyQuota {
   limits: { basic: number; pro: number };
 }
 
-/** A prompt's take whose reply row could not be looked for: settled later by the sweep. */
+/** A prompt's take whose refund the sweep decides later, by what became of its reply. */
 export interface UnsettledTake {
   replyId: string;
   userId: string;
@@ -155,9 +166,21 @@ export interface UnsettledTake {
   day: string;
   /** Unix ms when it was handed over (entries past a bound are dropped). */
   atMs: number;
+  /**
+   * `unknown_write` (the default): a prompt whose write had an unknown outcome and whose request
+   * could not look for the reply; given back if the reply row does not exist.
+   * `overdue`: a reply the sweep fails; given back once the reply has ended without output
+   * (failed or cancelled, no text, no output tokens), kept while it is pending.
+   */
+  kind?: UnsettledKind;
 }
 
-/** Hash of takes handed to the sweep: reply id → "<user id> <day> <ms>". */
+export type UnsettledKind = "unknown_write" | "overdue";
+
+/**
+ * Hash of takes handed to the sweep: reply id → "<user id> <day> <ms>" (an unknown write, the
+ * format entries were first written in) or "<user id> <day> <ms> overdue".
+ */
 export const UNSETTLED_KEY = "quota:unsettled";
 
 export function createDailyQuota(options: {
@@ -217,12 +240,18 @@ export function createDailyQuota(options: {
     async cancelTake(userId, requestId) {
       await giveBack(userId, Math.floor(now() / DAY_MS), requestId, false);
     },
-    async refund(userId, day, refundId) {
+    async refund(userId, day, refundId, { retryLater = true } = {}) {
       if (day !== utcDay(now())) return;
-      await giveBack(userId, Date.parse(`${day}T00:00:00Z`) / DAY_MS, refundId, true);
+      const bucket = Date.parse(`${day}T00:00:00Z`) / DAY_MS;
+      await giveBack(userId, bucket, refundId, true, retryLater);
     },
-    async deferSettle({ replyId, userId, day, atMs }) {
-      await options.redis.hset(UNSETTLED_KEY, { [replyId]: `${userId} ${day} ${atMs}` });
+    async deferSettle(...takes) {
+      if (takes.length === 0) return;
+      const fields: Record<string, string> = {};
+      for (const { replyId, userId, day, atMs, kind } of takes) {
+        fields[replyId] = `${userId} ${day} ${atMs}${kind === "overdue" ? " overdue" : ""}`;
+      }
+      await options.redis.hset(UNSETTLED_KEY, fields);
     },
     async unsettled() {
       // Without the SDK's deserialization (src/lib/redis.ts) HGETALL answers Redis's flat list.
@@ -235,8 +264,14 @@ export function createDailyQuota(options: {
       }
       const takes: UnsettledTake[] = [];
       for (const [replyId, value] of pairs) {
-        const [userId = "", day = "", at = "0"] = String(value).split(" ");
-        takes.push({ replyId, userId, day, atMs: Number(at) || 0 });
+        const [userId = "", day = "", at = "0", kind] = String(value).split(" ");
+        takes.push({
+          replyId,
+          userId,
+          day,
+          atMs: Number(at) || 0,
+          kind: kind === "overdue" ? "overdue" : "unknown_write",
+        });
       }
       return takes.sort((a, b) => a.atMs - b.atMs);
     },
@@ -245,7 +280,13 @@ export function createDailyQuota(options: {
     },
   };
 
-  async function giveBack(userId: string, bucket: number, id: string, taken: boolean) {
+  async function giveBack(
+    userId: string,
+    bucket: number,
+    id: string,
+    taken: boolean,
+    retryLater = true,
+  ) {
     const attempt = () =>
       refundOnce.exec(
         [counterKey(userId, bucket), markerKey(id)],
@@ -262,7 +303,7 @@ export function createDailyQuota(options: {
       }
     }
     const { waitUntil } = options;
-    if (!waitUntil) throw failure;
+    if (!waitUntil || !retryLater) throw failure;
     // The soak's finding 4: a refund lost to a Redis outage longer than the attempts above left
     // the prompt counted for the rest of the day. The marker makes the late attempts safe.
     waitUntil(

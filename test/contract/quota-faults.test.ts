@@ -75,6 +75,48 @@ describe("a daily quota refund during a Redis outage", () => {
   }, 30_000);
 });
 
+describe("a refund whose caller keeps it owed itself (the sweep)", () => {
+  it("throws after its ~3 s of attempts instead of going on after the response", async () => {
+    // The sweep records each refund it owes in quota:unsettled and forgets the record only once
+    // the refund is paid: a refund that resolved while it was still failing (handed to waitUntil,
+    // and lost with a long outage) made it forget one it had not paid.
+    const { quota, later } = quotaWithWaitUntil();
+    const user = `refund-owed-${randomUUID()}`;
+    const ticket = await quota.take(user);
+    const refundId = randomUUID();
+    await fault({ mode: "down", match: user });
+    try {
+      await expect(
+        quota.refund(user, ticket.day, refundId, { retryLater: false }),
+      ).rejects.toThrow();
+      expect(later).toHaveLength(0);
+    } finally {
+      await fault({ mode: "none", match: user });
+    }
+    await quota.refund(user, ticket.day, refundId, { retryLater: false });
+    expect(await usedToday(quota, user)).toBe(0);
+  }, 30_000);
+
+  it("hands several takes to the sweep in one command, each with its kind", async () => {
+    const { quota } = quotaWithWaitUntil();
+    const user = `unsettled-kinds-${randomUUID()}`;
+    const [write, overdue] = [randomUUID(), randomUUID()];
+    await quota.deferSettle(
+      { replyId: write, userId: user, day: "2026-12-07", atMs: 1 },
+      { replyId: overdue, userId: user, day: "2026-12-07", atMs: 2, kind: "overdue" },
+    );
+    try {
+      const mine = (await quota.unsettled()).filter((t) => t.userId === user);
+      expect(mine).toEqual([
+        { replyId: write, userId: user, day: "2026-12-07", atMs: 1, kind: "unknown_write" },
+        { replyId: overdue, userId: user, day: "2026-12-07", atMs: 2, kind: "overdue" },
+      ]);
+    } finally {
+      await quota.forgetUnsettled([write, overdue]);
+    }
+  });
+});
+
 describe("a daily quota take keyed by its request", () => {
   it("counts once however often Redis runs it (a client retry after a lost answer)", async () => {
     const { quota } = quotaWithWaitUntil();

@@ -241,6 +241,24 @@ export function isWriteDeadlinePassed(err: unknown): boolean {
   return false;
 }
 
+/**
+ * KEY SHARE-locks the chatroom of reply `replyId` until the transaction ends: the first statement
+ * of a batch that then locks the reply row and updates the chatroom. A chatroom DELETE locks the
+ * chatroom row first and its messages after (the ON DELETE CASCADE), so a batch taking the reply
+ * first and the chatroom last could deadlock with it (40P01, seen on PostgreSQL). With this lock
+ * first, both take the chatroom first: whichever comes second waits, and nothing is held while
+ * it does. KEY SHARE, the weakest mode a DELETE conflicts with, is what an INSERT's foreign-key
+ * check takes too: it does not queue behind a prompt's or a regenerate's batch (which take it
+ * the same way) nor make them queue behind it.
+ */
+export function lockChatroomOfReply(db: Database, replyId: string) {
+  return db
+    .select({ id: chatrooms.id })
+    .from(chatrooms)
+    .where(sql`${chatrooms.id} = (select m.chatroom_id from messages m where m.id = ${replyId})`)
+    .for("key share");
+}
+
 /** A reply that completed at `now` is the chatroom's latest activity. */
 export function touchChatroomForReply(db: Database, replyId: string, completedAt: Date) {
   return (

@@ -289,15 +289,21 @@ export function handOffStreamedReply(
 }
 
 /**
- * Fails up to `limit` replies still pending, oldest first: any created before `cutoff`, and
- * streamed ones (job `streamJobId`) created before `streamCutoff`.
+ * Up to `limit` replies still pending, oldest first: any created before `cutoff`, and streamed
+ * ones (job `streamJobId`) created before `streamCutoff`. The sweep reads them before it fails
+ * them, so that the refunds they will owe are recorded first (`failReplies`).
  */
-export function failOverdueReplies(
+export function selectOverdueReplies(
   db: Database,
-  window: { cutoff: Date; streamCutoff: Date; streamJobId: string; now: Date; limit: number },
+  window: { cutoff: Date; streamCutoff: Date; streamJobId: string; limit: number },
 ) {
-  const overdue = db
-    .select({ id: messages.id })
+  return db
+    .select({
+      id: messages.id,
+      userId: messages.userId,
+      quotaDay: messages.quotaDay,
+      content: messages.content,
+    })
     .from(messages)
     .where(
       and(
@@ -311,16 +317,36 @@ export function failOverdueReplies(
     )
     .orderBy(asc(messages.createdAt))
     .limit(window.limit);
+}
+
+/** Fails the replies `ids` that are still pending with `error`; returns the ones it changed. */
+export function failReplies(db: Database, ids: string[], error: string, now: Date) {
   return db
     .update(messages)
-    .set({ status: "failed", error: "timeout", completedAt: window.now })
-    .where(and(inArray(messages.id, overdue), eq(messages.status, "pending")))
+    .set({ status: "failed", error, completedAt: now })
+    .where(
+      and(inArray(messages.id, ids), eq(messages.role, "model"), eq(messages.status, "pending")),
+    )
     .returning({
       id: messages.id,
       userId: messages.userId,
       quotaDay: messages.quotaDay,
       content: messages.content,
     });
+}
+
+/** What became of the replies `ids` (absent ones are missing): enough to tell whether each counts. */
+export function selectReplyEndings(db: Database, ids: string[]) {
+  return db
+    .select({
+      id: messages.id,
+      status: messages.status,
+      content: messages.content,
+      replyTokens: messages.replyTokens,
+      thoughtTokens: messages.thoughtTokens,
+    })
+    .from(messages)
+    .where(inArray(messages.id, ids));
 }
 
 /** Pending replies that were never handed to QStash, created in [from, to). */

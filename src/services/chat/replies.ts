@@ -1,5 +1,5 @@
 import { sqlStateOf } from "../../db/client";
-import { touchChatroomForReply } from "../../db/queries/chatrooms";
+import { lockChatroomOfReply, touchChatroomForReply } from "../../db/queries/chatrooms";
 import {
   addReplyToLedger,
   completeReply,
@@ -193,7 +193,7 @@ export async function settleReply(
         finishReason: outcome.finishReason,
       });
     }
-    const [completed, touched, exists] = written;
+    const [, completed, touched, exists] = written;
     const reply = completed[0];
     if (!reply) return { status: exists.length > 0 ? "unchanged" : "unknown" };
     leavePending(deps, reply.userId, replyId);
@@ -256,6 +256,8 @@ function completeReplyBatch(
   now: Date,
 ) {
   return deps.db.batch([
+    // The chatroom before the reply, in the order a chatroom DELETE takes them (no deadlock).
+    lockChatroomOfReply(deps.db, replyId),
     completeReply(deps.db, {
       id: replyId,
       content: outcome.text,
