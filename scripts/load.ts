@@ -780,7 +780,9 @@ try {
     for (const v of violations.slice(0, 30)) console.error(`  - ${v}`);
     exitCode = 1;
   } else {
-    console.log("\nOK: every accepted prompt has exactly one completed reply; quota exact.");
+    console.log(
+      "\nOK: every accepted prompt has exactly one completed reply; quota exact; chatrooms exactly those created.",
+    );
   }
 } catch (err) {
   console.error(err instanceof Error ? err.message : err);
