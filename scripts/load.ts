@@ -1,8 +1,8 @@
 // `npm run load`: simulated users sign up, log in by OTP, create chatrooms and send prompts
 // through the whole queued path (Worker → QStash → Gemini → QStash callback → Worker), then the
-// run checks that every accepted prompt got exactly one completed reply and that the daily quota
-// counted exactly the accepted prompts. Prints throughput and latency percentiles; exits 1 on any
-// violation.
+// run checks that every accepted prompt got exactly one completed reply, that the daily quota
+// counted exactly the accepted prompts and that each user has exactly the chatrooms it created.
+// Prints throughput and latency percentiles; exits 1 on any violation.
 //
 //   npm run load                                  # against `npm run dev` (http://127.0.0.1:8787)
 //   npm run load -- --self-host --users 8         # starts its own local cloud + Worker (CI)
@@ -13,13 +13,14 @@
 // when LOCAL_DATABASE_URL is set): which one saturates first.
 //
 // A 503 (dependency_unavailable: a vendor too slow or down, "try again shortly") is resent after
-// its Retry-After, up to --retries times (default 8), as the API asks a client to; prompts carry an
-// Idempotency-Key, so a resent prompt counts once. A 409 idempotency_in_progress ("still being
-// processed": the same prompt is being written, or its write's outcome is not known yet) is
-// resent too, after its Retry-After, for up to IN_PROGRESS_RESEND_MS (45 s; the policy is
-// scripts/support/in-progress.ts, shared with the soak). The report counts the resends; an answer
-// that outlasts them is a violation. --ramp-seconds spreads the users' start (default 0: all at
-// once).
+// its Retry-After, up to --retries times (default 8), as the API asks a client to; prompts and
+// chatroom creates carry an Idempotency-Key, so a resent prompt counts once and a resent create
+// makes one room (GET /chatroom must then list exactly the rooms created). A 409
+// idempotency_in_progress ("still being processed": the same prompt or create is being written,
+// or its write's outcome is not known yet) is resent too, after its Retry-After, for up to
+// IN_PROGRESS_RESEND_MS (45 s; the policy is scripts/support/in-progress.ts, shared with the
+// soak). The report counts the resends; an answer that outlasts them is a violation.
+// --ramp-seconds spreads the users' start (default 0: all at once).
 //
 // The Worker's sweep (its cron, which republishes a committed reply whose publish was lost, e.g. a
 // write that committed after the Worker's deadline) runs every minute during the drive, as in
@@ -112,8 +113,10 @@ const serverReplyLatency: number[] = [];
 let requests = 0;
 /** Answers resent (503s, and 429s that answered a resent 503), by endpoint label. */
 const retried = new Map<string, number>();
-/** Prompts resent after 409 idempotency_in_progress. */
+/** Prompts and creates resent after 409 idempotency_in_progress. */
 let resentInProgress = 0;
+/** Chatroom creates answered with the first create's 201 (a resend after a 503 that had committed). */
+let createsReplayed = 0;
 
 /** How long to wait before a resend: its Retry-After (capped at 60 s), with jitter. */
 function retryDelayMs(headers: Headers, attempt: number): number {
@@ -280,25 +283,26 @@ async function simulateUser(index: number): Promise<UserResult> {
   }
 
   const rooms: string[] = [];
-  // POST /chatroom takes no Idempotency-Key: a create answered 503 may have committed, and its
-  // resend then creates a second room (the contract; the soak's audit allows keyless prompts the
-  // same way). Each such resend may add one room, never more.
-  let createsResent = 0;
   for (let r = 0; r < CHATROOMS; r++) {
+    // Keyed, so a create answered 503 whose write committed all the same is answered with that
+    // room when resent (the same key: `api` resends the same request), not a second one.
     const created = await api("POST /chatroom", "POST", "/chatroom", {
       token,
       body: { title: `load ${RUN_ID} u${index} r${r}` },
+      headers: { "idempotency-key": crypto.randomUUID() },
     });
-    createsResent += created.resent503;
     if (!expectStatus(created, 201, `${who} create chatroom`)) return none;
+    if (created.headers.get("idempotent-replayed") === "true") createsReplayed++;
     rooms.push(created.body.chatroom.id);
   }
   const listed = await api("GET /chatroom", "GET", "/chatroom?limit=100", { token });
   if (expectStatus(listed, 200, `${who} list chatrooms`)) {
+    // Exactly the rooms created: each create was keyed, so none of its resends made another.
     const ids = new Set((listed.body.chatrooms as { id: string }[]).map((c) => c.id));
-    if (ids.size > rooms.length + createsResent || rooms.some((id) => !ids.has(id))) {
+    const missing = rooms.filter((id) => !ids.has(id)).length;
+    if (ids.size !== rooms.length || missing > 0) {
       violation(
-        `${who}: GET /chatroom lists ${ids.size} rooms, created ${rooms.length} (${createsResent} creates resent after a 503)`,
+        `${who}: GET /chatroom lists ${ids.size} rooms, created ${rooms.length} (${missing} of them not listed)`,
       );
     }
   }
@@ -744,6 +748,7 @@ try {
     retried_503: resent503,
     retried_503_by_endpoint: Object.fromEntries(retried),
     resent_in_progress_409: resentInProgress,
+    chatroom_creates_replayed: createsReplayed,
     pending_after_drive: unsettled.length,
     settle_seconds: Number((settling.ms / 1000).toFixed(1)),
     sweeps_run: settling.sweeps + cron.runs,
@@ -775,7 +780,9 @@ try {
     for (const v of violations.slice(0, 30)) console.error(`  - ${v}`);
     exitCode = 1;
   } else {
-    console.log("\nOK: every accepted prompt has exactly one completed reply; quota exact.");
+    console.log(
+      "\nOK: every accepted prompt has exactly one completed reply; quota exact; chatrooms exactly those created.",
+    );
   }
 } catch (err) {
   console.error(err instanceof Error ? err.message : err);

@@ -207,6 +207,7 @@ try {
   const resends = {
     resent_after_409_in_progress: run.record.resentInProgress,
     ...result.prompt_copies,
+    ...result.chatroom_copies,
   };
   console.log(`\n${table(["resends", "n"], Object.entries(resends))}`);
   console.log(`\n${table(["responses", "n"], Object.entries(run.record.statuses))}`);

@@ -1,7 +1,7 @@
 // The books, audited after the run from the database, Redis and the stand-ins' own records,
 // once the Worker's sweep has run past every reply deadline. Each invariant is a named list of
 // violations; the run fails on any.
-import type { HttpRecord, PromptSends } from "./client.ts";
+import type { HttpRecord, WriteSends } from "./client.ts";
 import type { SoakStats } from "./users.ts";
 
 interface GeminiCallRecord {
@@ -157,49 +157,109 @@ export interface ReplyActionCounts {
   cancelled_without_text: number;
 }
 
+/** Writes stored more than once, against what the client sent (copiesOf). */
+interface Copies {
+  /** Keyed writes stored more than once, and copies the client record has no send for. */
+  keyedTwice: string[];
+  /** Keyless writes stored more often than they were sent (first send plus 503 resends). */
+  keylessUnexplained: string[];
+  resentKeyless: number;
+  resentKeyed: number;
+  /** Keyless writes stored more than once, within their sends, and the copies beyond the first. */
+  keylessStoredTwice: number;
+  keylessExtraCopies: number;
+}
+
+/**
+ * The stored writes (by the name the client gave each: a prompt's text, a create's title) against
+ * what the client sent. A keyed write is stored once whatever the client resends. A keyless one
+ * resent after a 503 may be stored once per send: the 503 came at the Worker's deadline while the
+ * write could still commit (ADR 3).
+ */
+function copiesOf(stored: string[], sent: Map<string, WriteSends>): Copies {
+  const byName = new Map<string, number>();
+  for (const name of stored) byName.set(name, (byName.get(name) ?? 0) + 1);
+  const copies: Copies = {
+    keyedTwice: [],
+    keylessUnexplained: [],
+    resentKeyless: 0,
+    resentKeyed: 0,
+    keylessStoredTwice: 0,
+    keylessExtraCopies: 0,
+  };
+  for (const s of sent.values()) {
+    if (s.resentAfter503 === 0) continue;
+    if (s.keyed) copies.resentKeyed++;
+    else copies.resentKeyless++;
+  }
+  for (const [name, n] of byName) {
+    if (n < 2) continue;
+    const sends = sent.get(name);
+    if (!sends || sends.keyed) {
+      copies.keyedTwice.push(
+        `"${name}" ×${n}${sends ? "" : " (the client record has no such send)"}`,
+      );
+    } else if (n > 1 + sends.resentAfter503) {
+      copies.keylessUnexplained.push(`"${name}" ×${n} after ${sends.resentAfter503} resend(s)`);
+    } else {
+      copies.keylessStoredTwice++;
+      copies.keylessExtraCopies += n - 1;
+    }
+  }
+  return copies;
+}
+
 /**
  * The stored prompts (their texts) against what the client sent. A keyed prompt is stored once
- * whatever the client resends (the key's row is in the prompt's batch). A keyless one resent
- * after a 503 may be stored once per send: the 503 came at the Worker's deadline while the write
- * could still commit (ADR 3). Each copy is a prompt like any other, so the audit's other
- * invariants (one current reply, the ledger, the counter, the tokens) hold for every copy.
+ * whatever the client resends (the key's row is in the prompt's batch). Each keyless copy is a
+ * prompt like any other, so the audit's other invariants (one current reply, the ledger, the
+ * counter, the tokens) hold for every copy.
  */
 export function promptCopies(
   storedContents: string[],
-  sent: Map<string, PromptSends>,
+  sent: Map<string, WriteSends>,
 ): {
   keyedTwice: string[];
   keylessUnexplained: string[];
   counts: Record<string, number>;
 } {
-  const byContent = new Map<string, number>();
-  for (const c of storedContents) byContent.set(c, (byContent.get(c) ?? 0) + 1);
-  const counts = {
-    keyless_prompts_resent_after_503: 0,
-    keyed_prompts_resent_after_503: 0,
-    keyless_prompts_stored_more_than_once: 0,
-    keyless_extra_copies: 0,
+  const c = copiesOf(storedContents, sent);
+  return {
+    keyedTwice: c.keyedTwice,
+    keylessUnexplained: c.keylessUnexplained,
+    counts: {
+      keyless_prompts_resent_after_503: c.resentKeyless,
+      keyed_prompts_resent_after_503: c.resentKeyed,
+      keyless_prompts_stored_more_than_once: c.keylessStoredTwice,
+      keyless_extra_copies: c.keylessExtraCopies,
+    },
   };
-  for (const s of sent.values()) {
-    if (s.resentAfter503 === 0) continue;
-    if (s.keyed) counts.keyed_prompts_resent_after_503++;
-    else counts.keyless_prompts_resent_after_503++;
-  }
-  const keyedTwice: string[] = [];
-  const keylessUnexplained: string[] = [];
-  for (const [content, n] of byContent) {
-    if (n < 2) continue;
-    const sends = sent.get(content);
-    if (!sends || sends.keyed) {
-      keyedTwice.push(`"${content}" ×${n}${sends ? "" : " (the client record has no such send)"}`);
-    } else if (n > 1 + sends.resentAfter503) {
-      keylessUnexplained.push(`"${content}" ×${n} after ${sends.resentAfter503} resend(s)`);
-    } else {
-      counts.keyless_prompts_stored_more_than_once++;
-      counts.keyless_extra_copies += n - 1;
-    }
-  }
-  return { keyedTwice, keylessUnexplained, counts };
+}
+
+/**
+ * The stored chatrooms (their titles) against the creates the client sent. A keyed create makes
+ * one room whatever the client resends, after a 503 or a lost answer (the room and the key's
+ * record are one batch, ADR 5); a keyless one resent after a 503 may make a room per send.
+ */
+export function chatroomCopies(
+  storedTitles: string[],
+  sent: Map<string, WriteSends>,
+): {
+  keyedTwice: string[];
+  keylessUnexplained: string[];
+  counts: Record<string, number>;
+} {
+  const c = copiesOf(storedTitles, sent);
+  return {
+    keyedTwice: c.keyedTwice,
+    keylessUnexplained: c.keylessUnexplained,
+    counts: {
+      keyless_creates_resent_after_503: c.resentKeyless,
+      keyed_creates_resent_after_503: c.resentKeyed,
+      keyless_creates_stored_more_than_once: c.keylessStoredTwice,
+      keyless_extra_rooms: c.keylessExtraCopies,
+    },
+  };
 }
 
 export async function audit(o: AuditInput): Promise<{
@@ -208,6 +268,8 @@ export async function audit(o: AuditInput): Promise<{
   reply_actions: ReplyActionCounts;
   /** Prompts resent after a 503, and the keyless ones that were stored more than once. */
   prompt_copies: Record<string, number>;
+  /** Chatroom creates resent after a 503, and the keyless ones that made more than one room. */
+  chatroom_copies: Record<string, number>;
   gemini_calls: number;
 }> {
   const inv: Invariants = {
@@ -219,6 +281,9 @@ export async function audit(o: AuditInput): Promise<{
     "every reply a client was given is stored": [],
     "no keyed prompt stored twice": [],
     "a keyless prompt stored twice only when resent after a 503 (a copy per resend at most)": [],
+    "no keyed chatroom create stored twice": [],
+    "a keyless chatroom create stored twice only when resent after a 503 (a room per resend at most)":
+      [],
     "usage ledger == prompts that count (per user and day)": [],
     "Redis daily counter == prompts that count today": [],
     "each reply's quota token is kept iff it counts, refunded otherwise": [],
@@ -248,6 +313,11 @@ export async function audit(o: AuditInput): Promise<{
             length(content) as text_length,
             coalesce(reply_tokens, 0) + coalesce(thought_tokens, 0) as output_tokens
        from messages where role = 'model' and user_id in (select id from users where name like $1)`,
+    [`${o.tag} %`],
+  );
+  const rooms = await query(
+    o.cloudUrl,
+    "select title from chatrooms where user_id in (select id from users where name like $1)",
     [`${o.tag} %`],
   );
   const ledger = await query(
@@ -318,6 +388,17 @@ export async function audit(o: AuditInput): Promise<{
     "a keyless prompt stored twice only when resent after a 503 (a copy per resend at most)"
   ]?.push(...copies.keylessUnexplained);
   const prompt_copies = copies.counts;
+  // The same for chatroom creates, by title (each create's is its own, and a room the user
+  // titled keeps it: Gemini retitles only "New chat" ones).
+  const roomCopies = chatroomCopies(
+    rooms.map((r) => r.title as string),
+    o.record.chatrooms,
+  );
+  inv["no keyed chatroom create stored twice"]?.push(...roomCopies.keyedTwice);
+  inv[
+    "a keyless chatroom create stored twice only when resent after a 503 (a room per resend at most)"
+  ]?.push(...roomCopies.keylessUnexplained);
+  const chatroom_copies = roomCopies.counts;
 
   // ADR 0005, per reply (each regenerate spends quota, so superseded replies count too): a
   // complete reply counts; a failed one counts if it produced output (text the client saw, or
@@ -437,6 +518,7 @@ export async function audit(o: AuditInput): Promise<{
     replies: outcomes,
     reply_actions,
     prompt_copies,
+    chatroom_copies,
     gemini_calls: calls.length,
   };
 }

@@ -3,10 +3,11 @@
 // whether the retried request finally succeeded. A 503 is resent whether or not the request has
 // an Idempotency-Key, as a naive client does: a keyless prompt whose write committed after its
 // 503 (ADR 3: the batch may commit until ~15 s, the 503 comes at 10 s) is then stored twice,
-// which is what Idempotency-Key is for; the record says which prompts were resent, so the audit
-// holds keyed prompts to "never twice" and allows a keyless copy per resend only. A 409
-// idempotency_in_progress ("still being processed") is resent too, after its Retry-After, for up
-// to IN_PROGRESS_RESEND_MS (scripts/support/in-progress.ts, shared with scripts/load.ts).
+// which is what Idempotency-Key is for, and so is a keyless chatroom create. The record says
+// which prompts and which creates were resent, so the audit holds keyed ones to "never twice"
+// and allows a keyless copy per resend only. A 409 idempotency_in_progress ("still being
+// processed") is resent too, after its Retry-After, for up to IN_PROGRESS_RESEND_MS
+// (scripts/support/in-progress.ts, shared with scripts/load.ts).
 import { type ApiClient, createClient } from "../../src/client.ts";
 import {
   IN_PROGRESS_RESEND_MS,
@@ -27,13 +28,16 @@ export interface HttpRecord {
   resentInProgress: number;
   inProgressOutlasted: string[];
   /** Each prompt sent (by its text): whether it had an Idempotency-Key, and its 503 resends. */
-  prompts: Map<string, PromptSends>;
+  prompts: Map<string, WriteSends>;
+  /** Each chatroom create sent (by its title, unique to one create of the soak): the same. */
+  chatrooms: Map<string, WriteSends>;
   requests: number;
 }
 
-export interface PromptSends {
+/** One write the client sent (a prompt, a chatroom create), however many times. */
+export interface WriteSends {
   keyed: boolean;
-  /** Times the client sent the prompt again after a 503 (each could be stored if keyless). */
+  /** Times the client sent the write again after a 503 (each could be stored if keyless). */
   resentAfter503: number;
 }
 
@@ -47,6 +51,7 @@ export function newHttpRecord(): HttpRecord {
     resentInProgress: 0,
     inProgressOutlasted: [],
     prompts: new Map(),
+    chatrooms: new Map(),
     requests: 0,
   };
 }
@@ -56,12 +61,25 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const MAX_RETRIES = 14;
 const PROMPT_PATH = /^POST \/chatroom\/[^/]+\/message$/;
 
-/** The prompt's text and whether it carries an Idempotency-Key (a POST …/message), else null. */
-function promptOf(request: string, init?: RequestInit): { content: string; keyed: boolean } | null {
-  if (!PROMPT_PATH.test(request) || typeof init?.body !== "string") return null;
-  const content = (JSON.parse(init.body) as { content?: unknown }).content;
-  if (typeof content !== "string") return null;
-  return { content, keyed: new Headers(init.headers).has("idempotency-key") };
+/**
+ * The write a request makes that the audit counts copies of, by the field that names it (a
+ * prompt's text, a create's title), whether it carries an Idempotency-Key, and the record's list
+ * for it; null for any other request.
+ */
+function writeOf(
+  record: HttpRecord,
+  request: string,
+  init?: RequestInit,
+): { name: string; keyed: boolean; sent: Map<string, WriteSends> } | null {
+  const kind = PROMPT_PATH.test(request)
+    ? { field: "content", sent: record.prompts }
+    : request === "POST /chatroom"
+      ? { field: "title", sent: record.chatrooms }
+      : null;
+  if (!kind || typeof init?.body !== "string") return null;
+  const name = (JSON.parse(init.body) as Record<string, unknown>)[kind.field];
+  if (typeof name !== "string") return null;
+  return { name, keyed: new Headers(init.headers).has("idempotency-key"), sent: kind.sent };
 }
 
 /** A 409 idempotency_in_progress: the same key's request is still being written. */
@@ -104,14 +122,15 @@ function succeeded(request: string, status: number): boolean {
 export function retryingFetch(record: HttpRecord): typeof fetch {
   return async (input, init) => {
     const request = describe(input, init);
-    const prompt = promptOf(request, init);
-    // A prompt's text is unique to one prompt of the soak (users.ts promptText); a keyed repeat
-    // of it (a client that lost the first answer) adds its resends to the same entry.
-    const sends: PromptSends = (prompt && record.prompts.get(prompt.content)) || {
-      keyed: prompt?.keyed ?? false,
+    const write = writeOf(record, request, init);
+    // A prompt's text and a create's title are unique to one write of the soak (users.ts
+    // promptText, newChatroom); a keyed repeat of it (a client that lost the first answer) adds
+    // its resends to the same entry.
+    const sends: WriteSends = write?.sent.get(write.name) || {
+      keyed: write?.keyed ?? false,
       resentAfter503: 0,
     };
-    if (prompt) record.prompts.set(prompt.content, sends);
+    if (write) write.sent.set(write.name, sends);
     let saw503 = false;
     const inProgressResends = new InProgressResends();
     for (let attempt = 0; ; ) {

@@ -2,10 +2,11 @@
 // prompt budget is spent, picks actions at random: queued and streamed prompts (with and without
 // an Idempotency-Key, repeated as a client retry would, or left mid-stream), cancels (a queued
 // reply it no longer wants, a streamed one stopped mid-stream), regenerates of settled replies,
-// polls, refreshes, new chatrooms, checkouts and subscription cancellations. Like a person, it
-// mostly waits for a reply before the next prompt (sometimes it fires on; told 409
-// reply_in_progress, it waits for its oldest pending reply before prompting again), pauses a
-// moment between actions, and opens billing rarely (well under its 10 per 10 minutes).
+// polls, refreshes, new chatrooms (most with an Idempotency-Key, some repeated as a client retry
+// would), checkouts and subscription cancellations. Like a person, it mostly waits for a reply
+// before the next prompt (sometimes it fires on; told 409 reply_in_progress, it waits for its
+// oldest pending reply before prompting again), pauses a moment between actions, and opens
+// billing rarely (well under its 10 per 10 minutes).
 import type { ApiClient } from "../../src/client.ts";
 import { randomClientIp, randomMobileNumber } from "../support/http.ts";
 import { clientFor, type HttpRecord } from "./client.ts";
@@ -32,6 +33,11 @@ export interface SoakStats {
   accepted_streamed: number;
   /** Repeats with the same Idempotency-Key that replayed the first answer. */
   replayed: number;
+  /** POST /chatroom sent (first sends only), and how many answered the user a room. */
+  chatroom_creates_sent: number;
+  chatrooms_created: number;
+  /** Repeats of a keyed create that replayed the first room (Idempotent-Replayed). */
+  chatroom_creates_replayed: number;
   limited: number;
   pending_limited: number;
   /** Times a user told 409 reply_in_progress waited for its oldest pending reply first. */
@@ -69,6 +75,9 @@ export function newStats(): SoakStats {
     accepted_queued: 0,
     accepted_streamed: 0,
     replayed: 0,
+    chatroom_creates_sent: 0,
+    chatrooms_created: 0,
+    chatroom_creates_replayed: 0,
     limited: 0,
     pending_limited: 0,
     waits_after_pending_cap: 0,
@@ -104,6 +113,10 @@ const ACTION_WEIGHTS = {
   history: 5,
 } as const;
 
+/** Share of chatroom creates sent with an Idempotency-Key; the rest are a naive client's. */
+const KEYED_CREATE = 0.8;
+/** Share of keyed prompts and creates sent twice with their key, as a client that lost the answer. */
+const REPEAT_KEYED = 0.3;
 /** Share of accepted queued prompts whose reply the user waits for before the next action. */
 const WAIT_FOR_REPLY = 0.85;
 /** Share of accepted queued prompts (and regenerates) the user changes its mind about: cancelled. */
@@ -140,6 +153,8 @@ interface SimUser {
   token: string;
   refreshToken: string;
   rooms: string[];
+  /** Chatroom creates sent so far: numbers each create's title. */
+  creates: number;
   /** Replies the user did not wait for, oldest first (queued ones, streams it left). */
   pending: HeldReply[];
   /** Replies the user saw settle, newest last: what it may regenerate. */
@@ -192,6 +207,7 @@ async function logIn(run: SoakRun, index: number): Promise<SimUser | null> {
     token: session.token,
     refreshToken: session.refresh_token,
     rooms: [],
+    creates: 0,
     pending: [],
     settled: [],
     capped: false,
@@ -200,12 +216,39 @@ async function logIn(run: SoakRun, index: number): Promise<SimUser | null> {
   };
 }
 
+/**
+ * POST /chatroom, with an Idempotency-Key most of the time (a third of those sent twice, as a
+ * client that lost the first answer would: the repeat replays the same room) and without one
+ * otherwise. The title is the create's own (`<tag> u3 r2`), so the audit can count its rooms.
+ */
 async function newChatroom(run: SoakRun, u: SimUser): Promise<void> {
-  const res = await u.api.chatroom.$post({
-    json: { title: `soak u${u.index} r${u.rooms.length}` },
-  });
-  if (res.status !== 201) return unexpected(run, `user ${u.index}`, "chatroom", res.status);
-  u.rooms.push((await res.json()).chatroom.id);
+  const title = `${run.tag} u${u.index} r${u.creates++}`;
+  const key = u.rng.chance(KEYED_CREATE) ? `soak-${crypto.randomUUID()}` : undefined;
+  const sends = key && u.rng.chance(REPEAT_KEYED) ? 2 : 1;
+  run.stats.chatroom_creates_sent++;
+  let created: string | undefined;
+  for (let i = 0; i < sends; i++) {
+    // The route's typed input has no header (withOptionalHeaders in src/routes/chatrooms): the
+    // key goes in the request's own headers, beside the client's.
+    const res = await u.api.chatroom.$post(
+      { json: { title } },
+      key ? { headers: { "idempotency-key": key } } : {},
+    );
+    const status: number = res.status;
+    if (status !== 201) {
+      if (status !== 503) unexpected(run, `user ${u.index}`, "chatroom", status);
+      continue;
+    }
+    const { chatroom } = await res.json();
+    if (created === undefined) {
+      // The first send (or, when its 503s outlasted the client, the repeat) made the room.
+      run.stats.chatrooms_created++;
+      created = chatroom.id;
+    } else if (chatroom.id === created && res.headers.get("idempotent-replayed") === "true") {
+      run.stats.chatroom_creates_replayed++;
+    } else unexpected(run, `user ${u.index}`, "chatroom replay gave another room", status);
+  }
+  if (created !== undefined) u.rooms.push(created);
 }
 
 /** The prompt's text; `<tag> u3 p17:` names it (the audit and a stopped stream's fault use it). */
@@ -263,7 +306,7 @@ async function sendQueued(run: SoakRun, u: SimUser): Promise<void> {
   const { content } = promptText(run, u);
   const key = u.rng.chance(0.5) ? `soak-${crypto.randomUUID()}` : undefined;
   // A client that lost the first answer sends the same request again with the same key.
-  const sends = key && u.rng.chance(0.3) ? 2 : 1;
+  const sends = key && u.rng.chance(REPEAT_KEYED) ? 2 : 1;
   run.stats.prompts_sent++;
   let firstReply: string | undefined;
   for (let i = 0; i < sends; i++) {
