@@ -202,14 +202,14 @@ interface KeyedCreate {
  * POST /chatroom with an Idempotency-Key: the chatroom and the key's record are written by one
  * db.batch, so both or neither exist, and the record's primary key (user, key) lets exactly one
  * create of a key commit; a parallel twin waits on it in the database and replays the winner.
- * A live record of the key (same body) answers its stored 201 again, writing nothing and
- * bumping no cache; another body is 409 idempotency_key_reused.
- * - Without `settings`: round 1 is one batch that carries the session check, as the keyless
- *   insert does (the record read, the room and the record are each conditional on it); a
- *   revoked session writes neither. A new chatroom then bumps the list cache (round 2), after
- *   the commit: beside the batch, a replay would have bumped it too.
- * - With `settings`: [session check ‖ tier + record] (a replay ends here), then the write
- *   beside the bump, as without a key.
+ * A live record of the key (same body) answers its stored 201 again, writing nothing; another
+ * body is 409 idempotency_key_reused. A replay bumps the list cache as a create does: the first
+ * request's write may have committed after its answer was lost, when nothing bumped it.
+ * - Without `settings`: one round, [batch ‖ cache bump], the batch carrying the session check
+ *   as the keyless insert does (the record read, the room and the record are each conditional
+ *   on it); a revoked session writes neither.
+ * - With `settings`: [session check ‖ tier + record], then the write beside the bump, as
+ *   without a key; a replay ends after the first round with a bump (2 rounds).
  */
 async function createChatroomOnce(
   deps: ChatDb,
@@ -268,23 +268,27 @@ async function createCarryingSession(
 ): Promise<ChatroomCreated> {
   const { db } = deps;
   const live = sessionLiveCondition({ userId: input.userId, ...session });
-  const [found, , rooms] = await db.batch([
-    // A replay is answered only to a live session: the read carries the check too.
-    selectIdempotencyRecord(db, input.userId, key, now, live),
-    deleteExpiredIdempotencyRecord(db, input.userId, key, now),
-    insertChatroomIf(
-      db,
-      { ...room, settings: null, now },
-      and(live, noLiveIdempotencyRecord(db, input.userId, key, now)) as SQL,
-    ),
-    // Only with the room: never for a revoked session or a replay.
-    insertIdempotencyRecordIf(db, record, chatroomExists(room.id)),
-  ]);
+  // Beside the list-cache bump, like a keyless create: a replay bumps it too, which is what it
+  // needs when the first request's write committed after its answer was lost (a 503 past the
+  // database deadline), so that no bump followed it.
+  const [found, , rooms] = await writeAndInvalidate(
+    deps,
+    input.userId,
+    db.batch([
+      // A replay is answered only to a live session: the read carries the check too.
+      selectIdempotencyRecord(db, input.userId, key, now, live),
+      deleteExpiredIdempotencyRecord(db, input.userId, key, now),
+      insertChatroomIf(
+        db,
+        { ...room, settings: null, now },
+        and(live, noLiveIdempotencyRecord(db, input.userId, key, now)) as SQL,
+      ),
+      // Only with the room: never for a revoked session or a replay.
+      insertIdempotencyRecordIf(db, record, chatroomExists(room.id)),
+    ]),
+  );
   const [row] = rooms;
-  if (row) {
-    await invalidateList(deps, input.userId);
-    return created(row);
-  }
+  if (row) return created(row);
   if (found[0]) return replayed(found[0], requestHash);
   // Nothing written: a revoked session (the check answers 401), a deleted account, or a create
   // with this key that committed between the batch's read and its insert (replayed).
@@ -306,7 +310,12 @@ async function createAfterSessionCheck(
     db.batch([selectTier(db, input.userId), selectIdempotencyRecord(db, input.userId, key, now)]),
     input.sessionLive?.(),
   ]);
-  if (found[0]) return replayed(found[0], requestHash);
+  if (found[0]) {
+    // The first request's write may have committed after its answer was lost, with no bump
+    // after it (see createCarryingSession): the list read after this answer must show the room.
+    await invalidateList(deps, input.userId);
+    return replayed(found[0], requestHash);
+  }
   if (room.settings) assertSettingsAllowed(deps, room.settings, tiers[0]?.tier);
   const [, rooms] = await writeAndInvalidate(
     deps,

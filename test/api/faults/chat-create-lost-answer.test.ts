@@ -23,6 +23,12 @@ function create(token: string, body: unknown, key: string) {
   return call("POST", "/chatroom", { token, body, headers: { "idempotency-key": key } });
 }
 
+async function listedIds(token: string): Promise<string[]> {
+  const res = await call("GET", "/chatroom", { token });
+  expect(res.status, res.text).toBe(200);
+  return res.body.chatrooms.map((r: { id: string }) => r.id);
+}
+
 async function roomIdsOf(userId: string): Promise<string[]> {
   const rows = await sql().query("select id from chatrooms where user_id = $1", [userId]);
   return rows.map((r) => r.id as string);
@@ -40,6 +46,11 @@ describe("a chatroom create whose answer was lost, resent with its Idempotency-K
       const lost = await create(me.token, { title: "lost" }, key);
       await control("neon/fault", { mode: "none" });
       expect(lost.status, lost.text).toBe(503);
+      // A list read while the lost write still waits caches the list without it (twice: the
+      // second read is served from that page).
+      for (let i = 0; i < 2; i++) {
+        expect((await listedIds(me.token)).length).toBe(0);
+      }
       const [written] = await waitFor(async () => {
         const ids = await roomIdsOf(me.user.id);
         return ids.length > 0 && ids;
@@ -50,6 +61,8 @@ describe("a chatroom create whose answer was lost, resent with its Idempotency-K
       expect(resent.headers.get("idempotent-replayed")).toBe("true");
       expect(resent.body.chatroom.id).toBe(written);
       expect(await roomIdsOf(me.user.id)).toEqual([written]);
+      // The replay bumped the list cache: the page cached before the late commit is not served.
+      expect(await listedIds(me.token)).toEqual([written]);
     },
     LATE_COMMIT_MS + 30_000,
   );

@@ -116,10 +116,11 @@ describe("sequential I/O rounds per endpoint", () => {
     expect(rounds(withSettings.ms)).toBe(2);
   });
 
-  it("POST /chatroom with an Idempotency-Key: 2 rounds (the batch, then the cache version), a replay 1; with settings 2 and 1", async () => {
-    // The key's record is read and written in the insert's batch (under the same session check);
-    // the cache version is bumped only once a chatroom was written, so a replay bumps nothing.
-    // With settings, the record is read beside the tier, and a replay ends there.
+  it("POST /chatroom with an Idempotency-Key: 1 round (the batch beside the cache version), a replay 1; with settings 2 and 2", async () => {
+    // The key's record is read and written in the insert's batch (under the same session check),
+    // beside the cache bump, as a keyless create. With settings, the record is read beside the
+    // tier; a replay found there bumps the cache before answering (its first write may have
+    // committed after its answer was lost, with no bump after it).
     const key = { "idempotency-key": marker("rounds-create") };
     const keyWithSettings = { "idempotency-key": marker("rounds-create-settings") };
     const plain = { title: "timed key" };
@@ -143,10 +144,10 @@ describe("sequential I/O rounds per endpoint", () => {
     }
     expect(replayed.value.headers.get("idempotent-replayed")).toBe("true");
     expect(replayedTuned.value.headers.get("idempotent-replayed")).toBe("true");
-    expect(rounds(created.ms)).toBe(2);
+    expect(rounds(created.ms)).toBe(1);
     expect(rounds(replayed.ms)).toBe(1);
     expect(rounds(createdTuned.ms)).toBe(2);
-    expect(rounds(replayedTuned.ms)).toBe(1);
+    expect(rounds(replayedTuned.ms)).toBe(2);
   });
 
   it("PATCH and DELETE /chatroom/:id: 2 rounds each (session check, then write ‖ cache version)", async () => {
