@@ -30,10 +30,15 @@ export default {
       redis: createRedis(env.UPSTASH_REDIS_REST_URL, env.UPSTASH_REDIS_REST_TOKEN),
     };
     const path = new URL(request.url).pathname;
-    if (path === "/upstash-get") await adapters.redis.get("bench:sdk");
-    else if (path === "/neon-query") await adapters.db.$client`select 1`;
-    else if (path === "/session-check") await sessionIsLive(adapters.db, NO_SESSION);
-    else if (path !== "/") return new Response("not found", { status: 404 });
+    try {
+      if (path === "/upstash-get") await adapters.redis.get("bench:sdk");
+      else if (path === "/neon-query") await adapters.db.$client`select 1`;
+      else if (path === "/session-check") await sessionIsLive(adapters.db, NO_SESSION);
+      else if (path !== "/") return new Response("not found", { status: 404 });
+    } catch (err) {
+      // The bench stops on a wrong status and shows this text.
+      return new Response(String((err as Error).stack ?? err), { status: 500 });
+    }
     return new Response("ok");
   },
 };
