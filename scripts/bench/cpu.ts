@@ -731,9 +731,10 @@ export async function runCpuBench(opts: {
     const unit = opts.callgrind ? "k instructions" : "CPU ms";
     const perRound = new Map<Run, RoundFigure[]>(runs.map((run) => [run, []]));
     if (opts.callgrind) {
-      // The first instrumented run read ~70k instructions per request more than the next ones,
-      // whatever it measured (the floor: 295k in round 1, 223k in round 2, run after run): one
-      // pass of the floor, discarded, takes that before anything is counted.
+      // The first instrumented run read ~70k instructions per request more than the next ones
+      // in every run (the floor: 295k in round 1, 223k in round 2): one pass of the floor,
+      // discarded, takes that before anything is counted. Single runs still read high now and
+      // then (a GC, a compile), so with --callgrind compare minimums over several rounds.
       const first = runs[0] as Run;
       await instructions(
         () => drive(first.url, first.ep, session.token, opts.requests, opts.connections),
