@@ -36,8 +36,8 @@ const bin = (name: string) => join(ROOT, "node_modules/.bin", name);
 
 interface Endpoint {
   label: string;
-  /** On the empty Worker, or on the API. */
-  server: "api" | "empty";
+  /** On the empty Worker, the SDK Worker (the empty one with the API's adapters), or the API. */
+  server: "api" | "empty" | "sdk";
   /**
    * Sent with a second user's token: a write that would otherwise invalidate (and grow) the list
    * the cached `GET /chatroom` row reads, round after round.
@@ -72,6 +72,35 @@ const ENDPOINTS: Endpoint[] = [
     server: "empty",
     status: 200,
     request: () => get("/fetch-deadline"),
+  },
+  {
+    // The floor of one Neon query: the same `select 1` neon's driver sends (its body and
+    // headers), as a bare fetch.
+    label: "empty Worker + one bare Neon fetch (select 1, no SDK)",
+    server: "empty",
+    status: 200,
+    request: () => get("/neon-fetch"),
+  },
+  {
+    // The rows below make the same calls through the API's own adapters (scripts/bench/sdk-worker.ts:
+    // createRedis, createDatabase, the prepared session check), once per isolate as the API
+    // builds them: above the bare fetch above is the SDK's and the adapter's share of a call.
+    label: "empty Worker + one Upstash SDK GET",
+    server: "sdk",
+    status: 200,
+    request: () => get("/upstash-get"),
+  },
+  {
+    label: "empty Worker + one neon SDK query (select 1)",
+    server: "sdk",
+    status: 200,
+    request: () => get("/neon-query"),
+  },
+  {
+    label: "empty Worker + one drizzle prepared query (the session check)",
+    server: "sdk",
+    status: 200,
+    request: () => get("/session-check"),
   },
   {
     label: "unknown route (404)",
@@ -145,7 +174,8 @@ function processCpuMs(pid: number): number {
 /**
  * The floor: answers "ok"; on /log, first writes one log line like the API's request log; on
  * /fetch, first makes one subrequest as an SDK would (no SDK); on /fetch-deadline, the same
- * subrequest with an `AbortSignal.timeout` deadline, as the API's vendor calls carry.
+ * subrequest with an `AbortSignal.timeout` deadline, as the API's vendor calls carry; on
+ * /neon-fetch, the request neon's driver makes for `select 1` (same body and headers).
  */
 const EMPTY_WORKER = `export default {
   async fetch(request, env) {
@@ -163,9 +193,64 @@ const EMPTY_WORKER = `export default {
       });
       await res.json();
     }
+    if (path === "/neon-fetch") {
+      const res = await fetch(env.NEON_FETCH_ENDPOINT, {
+        method: "POST",
+        headers: { "Neon-Connection-String": env.NEON_CONNECTION_STRING, "Neon-Raw-Text-Output": "true",
+          "Neon-Array-Mode": "true" },
+        body: '{"query":"select 1","params":[]}',
+      });
+      await res.json();
+    }
     return new Response("ok");
   },
 };`;
+
+/**
+ * The connection string neon's driver sends in its `Neon-Connection-String` header: the URL with
+ * the `postgresql:` scheme and its own `application_name` (so the bare fetch sends the same bytes).
+ */
+function neonConnectionString(databaseUrl: string): string {
+  const url = new URL(databaseUrl.replace(/^postgres(ql)?:/, "http:"));
+  const version = (
+    JSON.parse(
+      readFileSync(join(ROOT, "node_modules/@neondatabase/serverless/package.json"), "utf8"),
+    ) as { version: string }
+  ).version;
+  url.searchParams.append("application_name", `pkg:npm/%40neondatabase/serverless@${version}`);
+  return `postgresql:${url.href.slice("http:".length)}`;
+}
+
+/**
+ * Builds scripts/bench/sdk-worker.ts as the API is built (wrangler's bundler, minified, the same
+ * compatibility flags) into `outDir`/index.js.
+ */
+function buildSdkWorker(
+  outDir: string,
+  wrangler: { compatibility_date?: string; compatibility_flags?: string[] },
+): void {
+  const configFile = join(outDir, "wrangler.json");
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(
+    configFile,
+    JSON.stringify({
+      name: "bench-sdk",
+      main: join(ROOT, "scripts/bench/sdk-worker.ts"),
+      compatibility_date: wrangler.compatibility_date,
+      compatibility_flags: wrangler.compatibility_flags ?? [],
+      minify: true,
+    }),
+  );
+  execFileSync(
+    bin("wrangler"),
+    ["deploy", "--dry-run", "--config", configFile, "--outdir", join(outDir, "dist")],
+    {
+      cwd: outDir,
+      stdio: ["ignore", "ignore", "inherit"],
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+    },
+  );
+}
 
 function capnpConfig(opts: {
   bundle: string;
@@ -174,6 +259,8 @@ function capnpConfig(opts: {
   vars: Record<string, string>;
   apiPort: number;
   emptyPort: number;
+  /** The SDK Worker's bundle (scripts/bench/sdk-worker.ts, built like the API) and its port. */
+  sdk: { bundle: string; port: number };
   /** V8 flags for workerd, e.g. `--perf-basic-prof` so `perf record` can name JS frames. */
   v8Flags?: string[];
   /** A second build of the API (`--baseline`), served beside it with the same bindings. */
@@ -189,20 +276,16 @@ const config :Workerd.Config = (
   services = [
     (name = "api", worker = .api),
     (name = "empty", worker = .empty),
+    (name = "sdk", worker = .sdk),
     ${opts.baseline ? '(name = "base", worker = .base),' : ""}
     # Loopback allowed: the local cloud stands in for every vendor.
     (name = "internet", network = (allow = ["public", "private", "local"])),
   ],
-  ${
-    process.env.BENCH_V8_FLAGS
-      ? `v8Flags = [${opts.v8Flags?.length ? `v8Flags = [${opts.v8Flags.map((f) => JSON.stringify(f)).join(", ")}],` : ""}
-          .map((f) => JSON.stringify(f))
-          .join(", ")}],`
-      : ""
-  }
+  ${opts.v8Flags?.length ? `v8Flags = [${opts.v8Flags.map((f) => JSON.stringify(f)).join(", ")}],` : ""}
   sockets = [
     (name = "api", address = "127.0.0.1:${opts.apiPort}", http = (), service = "api"),
     (name = "empty", address = "127.0.0.1:${opts.emptyPort}", http = (), service = "empty"),
+    (name = "sdk", address = "127.0.0.1:${opts.sdk.port}", http = (), service = "sdk"),
     ${opts.baseline ? `(name = "base", address = "127.0.0.1:${opts.baseline.port}", http = (), service = "base"),` : ""}
   ],
 );
@@ -238,6 +321,18 @@ const empty :Workerd.Worker = (
   bindings = [
     (name = "REDIS_URL", text = ${JSON.stringify(opts.vars.UPSTASH_REDIS_REST_URL ?? "")}),
     (name = "REDIS_TOKEN", text = ${JSON.stringify(opts.vars.UPSTASH_REDIS_REST_TOKEN ?? "")}),
+    (name = "NEON_FETCH_ENDPOINT", text = ${JSON.stringify(opts.vars.NEON_FETCH_ENDPOINT ?? "")}),
+    (name = "NEON_CONNECTION_STRING", text = ${JSON.stringify(neonConnectionString(opts.vars.DATABASE_URL ?? ""))}),
+  ],
+  globalOutbound = "internet",
+);
+
+const sdk :Workerd.Worker = (
+  modules = [(name = "index.js", esModule = embed ${JSON.stringify(opts.sdk.bundle)})],
+  compatibilityDate = ${JSON.stringify(opts.compatibilityDate)},
+  compatibilityFlags = [${flags}],
+  bindings = [
+      ${bindings}
   ],
   globalOutbound = "internet",
 );
@@ -286,9 +381,11 @@ async function drive(
         },
         ...(r.body ? { body: JSON.stringify(r.body) } : {}),
       });
-      await res.arrayBuffer();
+      const text = await res.text();
       if (res.status !== ep.status)
-        throw new Error(`${ep.label}: ${res.status} (expected ${ep.status})`);
+        throw new Error(
+          `${ep.label}: ${res.status} (expected ${ep.status}): ${text.slice(0, 300)}`,
+        );
       if (ep.check?.(res)) problems++;
     }
   };
@@ -488,12 +585,14 @@ export async function runCpuBench(opts: {
       env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
     });
     const wrangler = unstable_readConfig({ config: join(ROOT, "wrangler.jsonc") });
+    buildSdkWorker(join(work, "sdk"), wrangler);
     if (opts.baseline) {
       mkdirSync(join(work, "baseline"));
       copyFileSync(join(opts.baseline, "index.js"), join(work, "baseline/index.js"));
     }
     const apiPort = await freePort();
     const emptyPort = await freePort();
+    const sdkPort = await freePort();
     const basePort = await freePort();
     const inspectorPort = await freePort();
     const apiUrl = `http://127.0.0.1:${apiPort}`;
@@ -517,6 +616,7 @@ export async function runCpuBench(opts: {
         vars,
         apiPort,
         emptyPort,
+        sdk: { bundle: "sdk/dist/sdk-worker.js", port: sdkPort },
         ...(opts.baseline ? { baseline: { bundle: "baseline/index.js", port: basePort } } : {}),
         ...(opts.v8Flags ? { v8Flags: opts.v8Flags } : {}),
       }),
@@ -552,6 +652,7 @@ export async function runCpuBench(opts: {
       const tries = callgrind ? 4000 : 200;
       await waitForServer(`http://127.0.0.1:${emptyPort}/`, child, () => log, tries);
       await waitForServer(`${apiUrl}/no-such-route`, child, () => log, tries);
+      await waitForServer(`http://127.0.0.1:${sdkPort}/`, child, () => log, tries);
       return child;
     };
     // The timed runs have no inspector attached: with one, every console.log also becomes an
@@ -560,7 +661,13 @@ export async function runCpuBench(opts: {
     workerd = await startWorkerd(undefined, opts.callgrind ? callgrindOut : undefined);
     const pid = workerd.pid as number;
     /** Instructions executed while `work` runs (callgrind: zero, instrument, dump, read). */
-    const instructions = async (work: () => Promise<number>) => {
+    const callgrindDir = join(
+      ROOT,
+      "bench-results",
+      `callgrind-${new Date().toISOString().replace(/[:.]/g, "-")}`,
+    );
+    if (opts.callgrind) mkdirSync(callgrindDir, { recursive: true });
+    const instructions = async (work: () => Promise<number>, label: string) => {
       const control = (...args: string[]) =>
         execFileSync("callgrind_control", [...args, String(pid)], { stdio: "ignore" });
       control("-z");
@@ -570,7 +677,14 @@ export async function runCpuBench(opts: {
       control("-i", "off");
       const dumps = readdirSync(work_).filter((f) => f.startsWith("callgrind.out."));
       const latest = dumps.sort((a, b) => Number(a.split(".").pop()) - Number(b.split(".").pop()));
-      const text = readFileSync(join(work_, latest.at(-1) as string), "utf8");
+      const dump = join(work_, latest.at(-1) as string);
+      // Kept (bench-results/ is gitignored) for `callgrind_annotate --inclusive=yes <file>`: the
+      // native functions (workerd's fetch, URL, Headers; V8's runtime) are named there.
+      copyFileSync(
+        dump,
+        join(callgrindDir, `${label.replace(/\W+/g, "-").replace(/^-|-$/g, "").toLowerCase()}.out`),
+      );
+      const text = readFileSync(dump, "utf8");
       return { count: Number(/^summary: (\d+)/m.exec(text)?.[1] ?? Number.NaN), result };
     };
 
@@ -596,8 +710,14 @@ export async function runCpuBench(opts: {
     // round to round, so drifting load falls on both alike.
     const runs: Run[] = ENDPOINTS.filter((ep) => ep === floor || matches(ep, opts.only)).flatMap(
       (ep): Run[] =>
-        ep.server === "empty"
-          ? [{ ep, label: ep.label, url: `http://127.0.0.1:${emptyPort}` }]
+        ep.server !== "api"
+          ? [
+              {
+                ep,
+                label: ep.label,
+                url: `http://127.0.0.1:${ep.server === "sdk" ? sdkPort : emptyPort}`,
+              },
+            ]
           : opts.baseline
             ? [
                 { ep, label: ep.label, url: apiUrl },
@@ -610,6 +730,17 @@ export async function runCpuBench(opts: {
     // and the rows report the median over the rounds.
     const unit = opts.callgrind ? "k instructions" : "CPU ms";
     const perRound = new Map<Run, RoundFigure[]>(runs.map((run) => [run, []]));
+    if (opts.callgrind) {
+      // The first instrumented run read ~70k instructions per request more than the next ones
+      // in every run (the floor: 295k in round 1, 223k in round 2): one pass of the floor,
+      // discarded, takes that before anything is counted. Single runs still read high now and
+      // then (a GC, a compile), so with --callgrind compare minimums over several rounds.
+      const first = runs[0] as Run;
+      await instructions(
+        () => drive(first.url, first.ep, session.token, opts.requests, opts.connections),
+        "discarded first pass",
+      );
+    }
     for (let round = 0; round < opts.rounds; round++) {
       let floorCpu = 0;
       const order = round % 2 === 0 ? runs : [...runs].reverse();
@@ -629,8 +760,9 @@ export async function runCpuBench(opts: {
         let cpu: number;
         if (opts.callgrind) {
           // Thousands of instructions per request instead of milliseconds.
-          const counted = await instructions(() =>
-            drive(run.url, ep, token, opts.requests, opts.connections),
+          const counted = await instructions(
+            () => drive(run.url, ep, token, opts.requests, opts.connections),
+            `${run.label} round ${round + 1}`,
           );
           failedChecks = counted.result;
           cpu = counted.count / opts.requests / 1000;
