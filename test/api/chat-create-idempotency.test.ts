@@ -199,9 +199,7 @@ describe("Idempotency-Key on POST /chatroom", () => {
     expect(again.headers.get("idempotent-replayed")).toBe("true");
     const after = await call("GET", "/chatroom", { token: me.token });
     expect(after.headers.get("x-cache")).toBe("MISS");
-    expect(after.body.chatrooms.map((r: { id: string }) => r.id)).toEqual([
-      first.body.chatroom.id,
-    ]);
+    expect(after.body.chatrooms.map((r: { id: string }) => r.id)).toEqual([first.body.chatroom.id]);
   });
 
   it("lets a key be used again once its record has expired", async () => {
