@@ -134,7 +134,8 @@ const pendingReply = (id: string) =>
  * the reply ends without output, i.e. no text and no reply or thought tokens once the statement
  * has written `after` over it, and its prompt was counted (`quota_day`); else null. This is the
  * one rule for "the prompt is given back" (ADR 3): the Worker refunds exactly the replies its
- * ending statement marked, and the sweep pays the marks a Redis outage left owed.
+ * ending statement marked, and the sweep pays the marks a Redis outage left owed. Columns in a
+ * SET read the row as it was before the UPDATE, so what `after` writes is judged here in JS.
  */
 function refundOwedOnEnding(now: Date, after: { content?: string; usage?: ReplyUsage } = {}): SQL {
   if (after.content) return sql`null`;
