@@ -15,7 +15,8 @@ export default {
   /**
    * Cron trigger: fails overdue replies, republishes replies whose publish failed, settles the
    * quota tokens of prompts whose write outcome the request could not learn (`quota:unsettled`),
-   * and purges expired idempotency records and old webhook events.
+   * pays the refunds replies still owe (`refund_owed_at`), and purges expired idempotency records
+   * and old webhook events.
    */
   async scheduled(controller, bindings, ctx) {
     const services = serviceContextFromBindings(bindings, rootLogger, (p) => ctx.waitUntil(p));

@@ -137,8 +137,9 @@ export interface DailyQuota {
    * retried refund, ours or the Redis client's after a lost answer, never gives back two. Retries
    * a failing Redis a few times over ~3 s; then, given `waitUntil`, keeps trying after the
    * response for ~25 s more (logging `quota_refund_failed` if that fails too) and resolves;
-   * without it, or with `{ retryLater: false }` (a caller that keeps the refund owed durably
-   * itself, the sweep), throws.
+   * without it, or with `{ retryLater: false }` (the sweep, which forgets what it owes only once
+   * the refund answered), throws. A refund a reply owes is also marked on the reply
+   * (`refund_owed_at`), so one lost even so is paid by the sweep once Redis answers.
    */
   refund(
     userId: string,
@@ -158,7 +159,7 @@ export interface DailyQuota {
   limits: { basic: number; pro: number };
 }
 
-/** A prompt's take whose refund the sweep decides later, by what became of its reply. */
+/** A prompt whose write had an unknown outcome: given back by the sweep if its reply row is absent. */
 export interface UnsettledTake {
   replyId: string;
   userId: string;
@@ -166,21 +167,9 @@ export interface UnsettledTake {
   day: string;
   /** Unix ms when it was handed over (entries past a bound are dropped). */
   atMs: number;
-  /**
-   * `unknown_write` (the default): a prompt whose write had an unknown outcome and whose request
-   * could not look for the reply; given back if the reply row does not exist.
-   * `overdue`: a reply the sweep fails; given back once the reply has ended without output
-   * (failed or cancelled, no text, no output tokens), kept while it is pending.
-   */
-  kind?: UnsettledKind;
 }
 
-export type UnsettledKind = "unknown_write" | "overdue";
-
-/**
- * Hash of takes handed to the sweep: reply id → "<user id> <day> <ms>" (an unknown write, the
- * format entries were first written in) or "<user id> <day> <ms> overdue".
- */
+/** Hash of takes handed to the sweep: reply id → "<user id> <day> <ms>". */
 export const UNSETTLED_KEY = "quota:unsettled";
 
 export function createDailyQuota(options: {
@@ -248,8 +237,8 @@ export function createDailyQuota(options: {
     async deferSettle(...takes) {
       if (takes.length === 0) return;
       const fields: Record<string, string> = {};
-      for (const { replyId, userId, day, atMs, kind } of takes) {
-        fields[replyId] = `${userId} ${day} ${atMs}${kind === "overdue" ? " overdue" : ""}`;
+      for (const { replyId, userId, day, atMs } of takes) {
+        fields[replyId] = `${userId} ${day} ${atMs}`;
       }
       await options.redis.hset(UNSETTLED_KEY, fields);
     },
@@ -264,14 +253,8 @@ export function createDailyQuota(options: {
       }
       const takes: UnsettledTake[] = [];
       for (const [replyId, value] of pairs) {
-        const [userId = "", day = "", at = "0", kind] = String(value).split(" ");
-        takes.push({
-          replyId,
-          userId,
-          day,
-          atMs: Number(at) || 0,
-          kind: kind === "overdue" ? "overdue" : "unknown_write",
-        });
+        const [userId = "", day = "", at = "0"] = String(value).split(" ");
+        takes.push({ replyId, userId, day, atMs: Number(at) || 0 });
       }
       return takes.sort((a, b) => a.atMs - b.atMs);
     },

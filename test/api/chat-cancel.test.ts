@@ -15,6 +15,7 @@ import {
   sendPrompt,
   settledReply,
   signQStash,
+  sql,
   streamPrompt,
 } from "./chat-support.ts";
 
@@ -163,6 +164,12 @@ describe("POST /chatroom/:id/messages/:message_id/cancel", () => {
     expect(saved.status).toBe("cancelled");
     expect(saved.content).toBe(deltas.join(""));
     expect(end.data.reply.content).toBe(saved.content);
+    // The cancel marked the refund owed (no text on the row yet); keeping the text took the mark
+    // off, so the sweep will not give back a prompt that counts.
+    const [mark] = await sql().query("select refund_owed_at from messages where id = $1", [
+      reply.id,
+    ]);
+    expect(mark?.refund_owed_at).toBeNull();
     // Gemini was asked once, by the stream; nothing was handed to the queue.
     expect((await geminiCalls(content)).map((c) => c.method)).toEqual(["streamGenerateContent"]);
     expect(await qstashMessages(content, "publish")).toEqual([]);

@@ -77,9 +77,9 @@ describe("a daily quota refund during a Redis outage", () => {
 
 describe("a refund whose caller keeps it owed itself (the sweep)", () => {
   it("throws after its ~3 s of attempts instead of going on after the response", async () => {
-    // The sweep records each refund it owes in quota:unsettled and forgets the record only once
-    // the refund is paid: a refund that resolved while it was still failing (handed to waitUntil,
-    // and lost with a long outage) made it forget one it had not paid.
+    // The sweep clears a reply's refund_owed_at mark (or forgets a quota:unsettled entry) only
+    // once the refund is paid: a refund that resolved while it was still failing (handed to
+    // waitUntil, and lost with a long outage) would make it forget one it had not paid.
     const { quota, later } = quotaWithWaitUntil();
     const user = `refund-owed-${randomUUID()}`;
     const ticket = await quota.take(user);
@@ -97,22 +97,22 @@ describe("a refund whose caller keeps it owed itself (the sweep)", () => {
     expect(await usedToday(quota, user)).toBe(0);
   }, 30_000);
 
-  it("hands several takes to the sweep in one command, each with its kind", async () => {
+  it("hands several takes to the sweep in one command, read back oldest first", async () => {
     const { quota } = quotaWithWaitUntil();
-    const user = `unsettled-kinds-${randomUUID()}`;
-    const [write, overdue] = [randomUUID(), randomUUID()];
+    const user = `unsettled-many-${randomUUID()}`;
+    const [first, second] = [randomUUID(), randomUUID()];
     await quota.deferSettle(
-      { replyId: write, userId: user, day: "2026-12-07", atMs: 1 },
-      { replyId: overdue, userId: user, day: "2026-12-07", atMs: 2, kind: "overdue" },
+      { replyId: second, userId: user, day: "2026-12-07", atMs: 2 },
+      { replyId: first, userId: user, day: "2026-12-07", atMs: 1 },
     );
     try {
       const mine = (await quota.unsettled()).filter((t) => t.userId === user);
       expect(mine).toEqual([
-        { replyId: write, userId: user, day: "2026-12-07", atMs: 1, kind: "unknown_write" },
-        { replyId: overdue, userId: user, day: "2026-12-07", atMs: 2, kind: "overdue" },
+        { replyId: first, userId: user, day: "2026-12-07", atMs: 1 },
+        { replyId: second, userId: user, day: "2026-12-07", atMs: 2 },
       ]);
     } finally {
-      await quota.forgetUnsettled([write, overdue]);
+      await quota.forgetUnsettled([first, second]);
     }
   });
 });

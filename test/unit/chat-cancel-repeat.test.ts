@@ -31,6 +31,8 @@ const reply: MessageRow = {
   replyToId: "01a24f4f-ac7a-75ef-8c39-09cf22cbf4f5",
   jobId: "msg_job",
   quotaDay: "2026-12-07",
+  // What the cancel's UPDATE wrote: a reply without text owes its refund.
+  refundOwedAt: CANCELLED_AT,
   supersededBy: null,
   grounding: null,
   createdAt: CANCELLED_AT,

@@ -1,4 +1,17 @@
-import { and, asc, desc, eq, inArray, isNull, lt, ne, or, sql } from "drizzle-orm";
+import {
+  and,
+  asc,
+  desc,
+  eq,
+  inArray,
+  isNotNull,
+  isNull,
+  lt,
+  ne,
+  or,
+  type SQL,
+  sql,
+} from "drizzle-orm";
 import type { Grounding } from "../../lib/gemini-models";
 import type { Database } from "../client";
 import { type MessageRow, messages } from "../schema/messages";
@@ -116,6 +129,25 @@ export function insertMessages(db: Database, rows: (typeof messages.$inferInsert
 const pendingReply = (id: string) =>
   and(eq(messages.id, id), eq(messages.role, "model"), eq(messages.status, "pending"));
 
+/**
+ * `refund_owed_at` for a statement that ends a pending reply (fails or cancels it): `now` when
+ * the reply ends without output, i.e. no text and no reply or thought tokens once the statement
+ * has written `after` over it, and its prompt was counted (`quota_day`); else null. This is the
+ * one rule for "the prompt is given back" (ADR 3): the Worker refunds exactly the replies its
+ * ending statement marked, and the sweep pays the marks a Redis outage left owed. Columns in a
+ * SET read the row as it was before the UPDATE, so what `after` writes is judged here in JS.
+ */
+function refundOwedOnEnding(now: Date, after: { content?: string; usage?: ReplyUsage } = {}): SQL {
+  if (after.content) return sql`null`;
+  if (after.usage && ((after.usage.replyTokens ?? 0) > 0 || (after.usage.thoughtTokens ?? 0) > 0)) {
+    return sql`null`;
+  }
+  const noTokens = after.usage
+    ? sql`true`
+    : sql`coalesce(${messages.replyTokens}, 0) = 0 and coalesce(${messages.thoughtTokens}, 0) = 0`;
+  return sql`case when ${messages.content} = '' and ${noTokens} and ${messages.quotaDay} is not null then ${now.toISOString()}::timestamptz end`;
+}
+
 /** Token usage of a reply as stored (null: Gemini did not report it). */
 export interface ReplyUsage {
   promptTokens: number | null;
@@ -155,7 +187,8 @@ export function completeReply(
 
 /**
  * Fails a pending reply; returns no row when it was not pending (so no second refund). A reply
- * that streamed text before failing keeps that text (`content`) and its usage.
+ * that streamed text before failing keeps that text (`content`) and its usage. One that ends
+ * without output is marked as owing its refund in the same statement (`refundOwedAt`).
  */
 export function failReply(
   db: Database,
@@ -177,6 +210,7 @@ export function failReply(
       ...(input.content ? { content: input.content } : {}),
       ...(input.usage ?? {}),
       completedAt: input.now,
+      refundOwedAt: refundOwedOnEnding(input.now, input),
     })
     .where(pendingReply(input.id))
     .returning();
@@ -289,21 +323,16 @@ export function handOffStreamedReply(
 }
 
 /**
- * Up to `limit` replies still pending, oldest first: any created before `cutoff`, and streamed
- * ones (job `streamJobId`) created before `streamCutoff`. The sweep reads them before it fails
- * them, so that the refunds they will owe are recorded first (`failReplies`).
+ * Fails up to `limit` replies still pending, oldest first: any created before `cutoff`, and
+ * streamed ones (job `streamJobId`) created before `streamCutoff`. Each one that ends without
+ * output is marked as owing its refund in the same statement (`refundOwedAt`).
  */
-export function selectOverdueReplies(
+export function failOverdueReplies(
   db: Database,
-  window: { cutoff: Date; streamCutoff: Date; streamJobId: string; limit: number },
+  window: { cutoff: Date; streamCutoff: Date; streamJobId: string; now: Date; limit: number },
 ) {
-  return db
-    .select({
-      id: messages.id,
-      userId: messages.userId,
-      quotaDay: messages.quotaDay,
-      content: messages.content,
-    })
+  const overdue = db
+    .select({ id: messages.id })
     .from(messages)
     .where(
       and(
@@ -317,36 +346,47 @@ export function selectOverdueReplies(
     )
     .orderBy(asc(messages.createdAt))
     .limit(window.limit);
-}
-
-/** Fails the replies `ids` that are still pending with `error`; returns the ones it changed. */
-export function failReplies(db: Database, ids: string[], error: string, now: Date) {
   return db
     .update(messages)
-    .set({ status: "failed", error, completedAt: now })
-    .where(
-      and(inArray(messages.id, ids), eq(messages.role, "model"), eq(messages.status, "pending")),
-    )
-    .returning({
-      id: messages.id,
-      userId: messages.userId,
-      quotaDay: messages.quotaDay,
-      content: messages.content,
-    });
+    .set({
+      status: "failed",
+      error: "timeout",
+      completedAt: window.now,
+      refundOwedAt: refundOwedOnEnding(window.now),
+    })
+    .where(and(inArray(messages.id, overdue), eq(messages.status, "pending")))
+    .returning(owedRefund);
 }
 
-/** What became of the replies `ids` (absent ones are missing): enough to tell whether each counts. */
-export function selectReplyEndings(db: Database, ids: string[]) {
+/** What paying a reply's refund needs. */
+const owedRefund = {
+  id: messages.id,
+  userId: messages.userId,
+  quotaDay: messages.quotaDay,
+  refundOwedAt: messages.refundOwedAt,
+};
+
+/** Up to `limit` replies whose refund was owed before `before`, oldest first (the sweep pays them). */
+export function selectOwedRefunds(db: Database, before: Date, limit: number) {
   return db
-    .select({
-      id: messages.id,
-      status: messages.status,
-      content: messages.content,
-      replyTokens: messages.replyTokens,
-      thoughtTokens: messages.thoughtTokens,
-    })
+    .select(owedRefund)
     .from(messages)
-    .where(inArray(messages.id, ids));
+    .where(and(isNotNull(messages.refundOwedAt), lt(messages.refundOwedAt, before)))
+    .orderBy(asc(messages.refundOwedAt))
+    .limit(limit);
+}
+
+/** Clears the marks of the refunds `ids`, paid: only ever after their refund answered. */
+export function clearOwedRefunds(db: Database, ids: string[]) {
+  return db
+    .update(messages)
+    .set({ refundOwedAt: null })
+    .where(and(inArray(messages.id, ids), isNotNull(messages.refundOwedAt)));
+}
+
+/** Which of the replies `ids` exist (a prompt's write of unknown outcome is settled by this). */
+export function selectExistingReplyIds(db: Database, ids: string[]) {
+  return db.select({ id: messages.id }).from(messages).where(inArray(messages.id, ids));
 }
 
 /** Pending replies that were never handed to QStash, created in [from, to). */
@@ -367,14 +407,22 @@ export function selectUnqueuedReplies(db: Database, from: Date, to: Date, limit:
     .limit(limit);
 }
 
-/** Cancels a pending model reply of `userId` in `chatroomId` (none when it is not pending). */
+/**
+ * Cancels a pending model reply of `userId` in `chatroomId` (none when it is not pending). One
+ * without text is marked as owing its refund in the same statement; a streamed one whose loop
+ * then keeps the text it had sent loses the mark again (`keepCancelledText`).
+ */
 export function cancelPendingReply(
   db: Database,
   input: { id: string; chatroomId: string; userId: string; now: Date },
 ) {
   return db
     .update(messages)
-    .set({ status: "cancelled", completedAt: input.now })
+    .set({
+      status: "cancelled",
+      completedAt: input.now,
+      refundOwedAt: refundOwedOnEnding(input.now),
+    })
     .where(
       and(
         pendingReply(input.id),
@@ -390,12 +438,24 @@ export function selectReplyStatus(db: Database, id: string) {
   return db.select({ status: messages.status }).from(messages).where(eq(messages.id, id)).limit(1);
 }
 
-/** Keeps the text streamed before a cancel on the cancelled reply (once). */
+/**
+ * Keeps the text streamed before a cancel on the cancelled reply (once), which then counts: the
+ * refund its cancel marked as owed is no longer owed. Not once the sweep has paid that refund
+ * and cleared the mark (the stream's save delayed past REFUND_OWED_GRACE_MS by a failing
+ * database): the reply then stays without text, as refunded, rather than count and be refunded.
+ */
 export function keepCancelledText(db: Database, id: string, content: string) {
   return db
     .update(messages)
-    .set({ content })
-    .where(and(eq(messages.id, id), eq(messages.status, "cancelled"), eq(messages.content, "")))
+    .set({ content, refundOwedAt: null })
+    .where(
+      and(
+        eq(messages.id, id),
+        eq(messages.status, "cancelled"),
+        eq(messages.content, ""),
+        or(isNotNull(messages.refundOwedAt), isNull(messages.quotaDay)),
+      ),
+    )
     .returning();
 }
 

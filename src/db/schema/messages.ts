@@ -45,6 +45,12 @@ export const messages = pgTable(
     jobId: text("job_id"),
     /** The quota day (UTC, YYYY-MM-DD) the prompt was counted in, so a refund hits the right day. */
     quotaDay: text("quota_day"),
+    /**
+     * Set by the statement that ends the reply without output (failed or cancelled, no text, no
+     * reply or thought tokens): its prompt's refund is owed. The Worker pays it at once; the sweep
+     * pays whatever a Redis outage left owed and clears the mark once the refund answered (ADR 3).
+     */
+    refundOwedAt: timestamp("refund_owed_at", { withTimezone: true, mode: "date" }),
     createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
     completedAt: timestamp("completed_at", { withTimezone: true, mode: "date" }),
   },
@@ -53,6 +59,8 @@ export const messages = pgTable(
     index("messages_pending_idx").on(t.status, t.createdAt),
     /** A user's pending replies (MAX_PENDING_REPLIES is checked on every prompt). */
     index("messages_user_pending_idx").on(t.userId).where(sql`${t.status} = 'pending'`),
+    /** Refunds still owed, oldest first (the sweep pays them). */
+    index("messages_refund_owed_idx").on(t.refundOwedAt).where(sql`${t.refundOwedAt} is not null`),
   ],
 );
 

@@ -79,10 +79,12 @@ async function finishCancel(deps: ChatDeps, reply: MessageRow): Promise<void> {
   // A streamed reply's own loop keeps its text or refunds it (`finishCancelledStream`).
   if (reply.jobId === STREAM_JOB_ID) return;
   // A queued reply has no text unless it is a stream handed to the queue, which stored what it
-  // had delivered: that text stays on the cancelled reply and its prompt counts.
+  // had delivered: that text stays on the cancelled reply and its prompt counts. The cancel's
+  // UPDATE marked the refund owed exactly when there was none (and the sweep clears the mark of
+  // one it paid, so a late repeat of the cancel sends nothing).
   await Promise.all([
     reply.jobId ? cancelJob(deps, reply.jobId) : undefined,
-    reply.content === "" ? refundPrompt(deps, reply.userId, reply.quotaDay, reply.id) : undefined,
+    reply.refundOwedAt ? refundPrompt(deps, reply.userId, reply.quotaDay, reply.id) : undefined,
   ]);
 }
 

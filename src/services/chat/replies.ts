@@ -219,8 +219,9 @@ export async function settleReply(
   const reply = failed[0];
   if (!reply) return { status: exists.length > 0 ? "unchanged" : "unknown" };
   leavePending(deps, reply.userId, replyId);
-  const charged = outcome.charged === true || reply.content !== "";
-  if (!charged) await refundPrompt(deps, reply.userId, reply.quotaDay, replyId);
+  // Owed exactly when the UPDATE marked it (no text, no output tokens): the mark is what the
+  // sweep pays if Redis refuses this refund for longer than its retries.
+  if (reply.refundOwedAt) await refundPrompt(deps, reply.userId, reply.quotaDay, replyId);
   if (outcome.partialText) await invalidateList(deps, reply.userId);
   return { status: "failed", reply };
 }
@@ -234,7 +235,10 @@ export function leavePending(
   deps.waitUntil(deps.pendingGate.release(userId, replyId).catch(() => {}));
 }
 
-/** Gives a failed prompt back to the user's daily quota (best effort: logged on failure). */
+/**
+ * Gives a failed prompt back to the user's daily quota: retried for ~27 s, then logged. Its
+ * reply's `refund_owed_at` mark stays, so the sweep pays it if this never got through.
+ */
 export async function refundPrompt(
   deps: Pick<ChatDeps, "quota" | "log">,
   userId: string,

@@ -350,6 +350,7 @@ async function sendClaimedMessage(
     replyToId: null,
     jobId: null,
     quotaDay: ticket.day,
+    refundOwedAt: null,
     supersededBy: null,
     grounding: null,
     createdAt: now,

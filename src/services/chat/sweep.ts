@@ -1,11 +1,11 @@
 import { eq } from "drizzle-orm";
 import { purgeExpiredIdempotencyRecords } from "../../db/queries/idempotency";
 import {
-  failReplies,
-  type MessageRow,
+  clearOwedRefunds,
+  failOverdueReplies,
+  selectExistingReplyIds,
   selectHistoryForReply,
-  selectOverdueReplies,
-  selectReplyEndings,
+  selectOwedRefunds,
   selectUnqueuedReplies,
   setReplyJob,
 } from "../../db/queries/messages";
@@ -13,7 +13,6 @@ import { purgeProcessedWebhookEvents } from "../../db/queries/webhook-events";
 import { chatrooms } from "../../db/schema/chatrooms";
 import { users } from "../../db/schema/users";
 import { describeError } from "../../log";
-import type { UnsettledTake } from "../quota";
 import type { ChatDeps } from "./deps";
 import { promptRequest } from "./history";
 import { replyJob, STREAM_JOB_ID } from "./replies";
@@ -28,6 +27,14 @@ export const STREAM_REPLY_DEADLINE_MS = 5 * 60_000;
 const REPUBLISH_BATCH = 100;
 /** Each failed reply costs one Redis call for its refund: bounded per run like the republish. */
 const FAIL_BATCH = 100;
+/**
+ * A refund marked owed (`refund_owed_at`) is paid by the sweep once it is this old: past the
+ * attempts of the request that ended the reply (REFUND_RETRY_SPAN_MS, ~27 s, inside the ~30 s
+ * `waitUntil` grants after its response), so the sweep does not pay, in vain, refunds still being tried.
+ */
+export const REFUND_OWED_GRACE_MS = 60_000;
+/** Owed refunds paid per run: each is one Redis call (none for a day already over). */
+const OWED_BATCH = 100;
 const PURGE_BATCH = 1000;
 /** Stripe redelivers for up to 3 days; event records are kept ten times that. */
 export const WEBHOOK_EVENT_RETENTION_MS = 30 * 24 * 3600 * 1000;
@@ -42,10 +49,12 @@ const UNSETTLED_BATCH = 100;
 
 export interface SweepReport {
   failed: number;
-  /** Failed replies whose refund Redis refused: still owed (`quota:unsettled`), paid by a later run. */
+  /** Replies this run failed whose refund Redis refused: still marked owed, paid by a later run. */
   refunds_deferred: number;
-  /** Overdue replies left pending because the refund their failure owes could not be recorded. */
-  overdue_held: number;
+  /** Refunds marked owed before REFUND_OWED_GRACE_MS ago (any path) paid by this run. */
+  owed_refunds_paid: number;
+  /** Of those, the ones Redis refused: still owed, for the next run. */
+  owed_refunds_left: number;
   /** Unknown writes settled: their reply row absent, so their token given back. */
   unsettled_refunded: number;
   /** Unknown writes settled: their reply row exists, so their token stays counted. */
@@ -59,24 +68,26 @@ export interface SweepReport {
 }
 
 /**
- * Nothing stays pending forever (run by the cron trigger):
+ * Nothing stays pending forever, and no refund stays owed (run by the cron trigger):
  * - replies pending past REPLY_DEADLINE_SECONDS (streamed ones past STREAM_REPLY_DEADLINE_MS)
  *   fail with `timeout` and refund their prompt unless it already holds delivered text, up to
- *   FAIL_BATCH per run (`failOverdue`: the refund is owed durably before the reply fails, so
- *   Redis refusing it delays it to a later run instead of losing it);
+ *   FAIL_BATCH per run (`failOverdue`);
+ * - refunds marked owed (`refund_owed_at`, set by whatever statement ended a reply without
+ *   output: callback, cancel, stream, this sweep) more than REFUND_OWED_GRACE_MS ago are paid
+ *   (REFUND_ONCE: a refund the request already paid changes nothing) and their marks cleared,
+ *   up to OWED_BATCH per run (`payOwedRefunds`): a Redis outage delays a refund, never loses it;
  * - replies pending without a QStash job (the publish failed) are published again, with the
  *   history their first publish had (up to their prompt) and the reply id as deduplication id
  *   so a publish that did land is not doubled;
  * - expired Idempotency-Key records are deleted, and Stripe event records past retention;
  * - prompts whose write outcome was unknown and whose request could not look for the reply
  *   (settleUnknownWrite, `quota:unsettled`) are settled: the token is given back if the reply
- *   row does not exist (final: the clock guard, ADR 3), kept if it does; and so are the refunds
- *   earlier runs' failures still owe. A take whose check or refund fails is left for the next
- *   run, one older than UNSETTLED_MAX_AGE_MS is dropped.
+ *   row does not exist (final: the clock guard, ADR 3), kept if it does. A take whose check or
+ *   refund fails is left for the next run, one older than UNSETTLED_MAX_AGE_MS is dropped.
  */
 export async function sweepOverdueWork(deps: ChatDeps, now: Date): Promise<SweepReport> {
   const cutoff = new Date(now.getTime() - deps.config.replyDeadlineSeconds * 1000);
-  const [failing, listing, purging, purgingEvents, settling] = await Promise.allSettled([
+  const [failing, listing, purging, purgingEvents, settling, paying] = await Promise.allSettled([
     failOverdue(deps, cutoff, now),
     selectUnqueuedReplies(
       deps.db,
@@ -91,15 +102,20 @@ export async function sweepOverdueWork(deps: ChatDeps, now: Date): Promise<Sweep
       PURGE_BATCH,
     ),
     settleUnknownWrites(deps, now),
+    payOwedRefunds(deps, new Date(now.getTime() - REFUND_OWED_GRACE_MS)),
   ]);
   if (settling.status === "rejected") {
     // Left for the next run: REFUND_ONCE makes a repeated refund harmless.
     deps.log.warn("sweep_settle_unknown_writes_failed", { error: describeError(settling.reason) });
   }
+  if (paying.status === "rejected") {
+    // Every mark stays for the next run.
+    deps.log.warn("sweep_owed_refunds_failed", { error: describeError(paying.reason) });
+  }
   const settled =
     settling.status === "fulfilled" ? settling.value : { refunded: 0, kept: 0, dropped: 0 };
-  const overdue =
-    failing.status === "fulfilled" ? failing.value : { failed: 0, deferred: 0, held: 0 };
+  const overdue = failing.status === "fulfilled" ? failing.value : { failed: 0, deferred: 0 };
+  const owed = paying.status === "fulfilled" ? paying.value : { paid: 0, left: 0 };
   // Republishing does not wait on the overdue query.
   const unqueued = listing.status === "fulfilled" ? listing.value : [];
 
@@ -135,7 +151,8 @@ export async function sweepOverdueWork(deps: ChatDeps, now: Date): Promise<Sweep
   return {
     failed: overdue.failed,
     refunds_deferred: overdue.deferred,
-    overdue_held: overdue.held,
+    owed_refunds_paid: owed.paid,
+    owed_refunds_left: owed.left,
     unsettled_refunded: settled.refunded,
     unsettled_kept: settled.kept,
     unsettled_dropped: settled.dropped,
@@ -147,91 +164,68 @@ export async function sweepOverdueWork(deps: ChatDeps, now: Date): Promise<Sweep
 }
 
 /**
- * Fails the overdue replies (oldest FAIL_BATCH) with `timeout`, and refunds each one's prompt
- * unless its reply holds delivered text (a stream handed to the queue: it produced output).
- * The refund is first recorded as owed (`quota:unsettled`, kind `overdue`, one HSET), then the
- * reply fails, then the refund is paid and its record forgotten: a refund Redis refuses stays
- * owed and a later run pays it (settleUnknownWrites), once per reply id (REFUND_ONCE). A reply
- * whose refund cannot be recorded (Redis down) is not failed this run; it stays pending, and
- * overdue, for the next.
+ * Fails the overdue replies (oldest FAIL_BATCH) with `timeout`; the same statement marks the
+ * refund each one without output owes (a stream handed to the queue holds delivered text: it
+ * counts). Then pays those refunds and clears the marks of the ones Redis accepted; a refund
+ * Redis refuses keeps its mark, and `payOwedRefunds` pays it in a later run.
  */
 async function failOverdue(
   deps: ChatDeps,
   cutoff: Date,
   now: Date,
-): Promise<{ failed: number; deferred: number; held: number }> {
-  const overdue = await selectOverdueReplies(deps.db, {
+): Promise<{ failed: number; deferred: number }> {
+  const failed = await failOverdueReplies(deps.db, {
     cutoff,
     streamCutoff: new Date(now.getTime() - STREAM_REPLY_DEADLINE_MS),
     streamJobId: STREAM_JOB_ID,
+    now,
     limit: FAIL_BATCH,
   });
-  // Text is never taken off a pending reply: one without any now is the only kind owed a refund.
-  const owing = overdue.filter((r) => r.content === "" && r.quotaDay !== null);
-  let failing = overdue;
-  if (owing.length > 0) {
-    try {
-      await deps.quota.deferSettle(
-        ...owing.map(
-          (r): UnsettledTake => ({
-            replyId: r.id,
-            userId: r.userId,
-            day: r.quotaDay as string,
-            atMs: now.getTime(),
-            kind: "overdue",
-          }),
-        ),
-      );
-    } catch (err) {
-      deps.log.warn("sweep_refunds_unrecorded", {
-        replies: owing.length,
-        error: describeError(err),
-      });
-      failing = overdue.filter((r) => !owing.includes(r));
-    }
-  }
-  const held = overdue.length - failing.length;
-  if (failing.length === 0) return { failed: 0, deferred: 0, held };
-  const failed = await failReplies(
-    deps.db,
-    failing.map((r) => r.id),
-    "timeout",
-    now,
-  );
-  // The ones that hold text count. The others are refunded now if Redis allows, else later.
-  const refunding = failed.filter((r) => r.content === "" && r.quotaDay !== null);
-  const refunds = await Promise.allSettled(
-    refunding.map((r) =>
-      deps.quota.refund(r.userId, r.quotaDay as string, r.id, { retryLater: false }),
-    ),
-  );
-  const paid = refunding.filter((_, i) => refunds[i]?.status === "fulfilled").map((r) => r.id);
-  const deferred = refunding.length - paid.length;
-  if (deferred > 0) deps.log.warn("sweep_refunds_deferred", { replies: deferred });
-  // Not forgotten (Redis failing again): the next run finds each paid and forgets it then.
-  await deps.quota.forgetUnsettled(paid).catch(() => {});
-  return { failed: failed.length, deferred, held };
-}
-
-/** A reply that ended without output: its prompt is given back (ADR 3). Pending is not ended. */
-function endedUnanswered(
-  reply: Pick<MessageRow, "status" | "content" | "replyTokens" | "thoughtTokens">,
-): boolean {
-  return (
-    (reply.status === "failed" || reply.status === "cancelled") &&
-    reply.content === "" &&
-    (reply.replyTokens ?? 0) === 0 &&
-    (reply.thoughtTokens ?? 0) === 0
-  );
+  const { left } = await payRefunds(deps, failed);
+  if (left > 0) deps.log.warn("sweep_refunds_deferred", { replies: left });
+  return { failed: failed.length, deferred: left };
 }
 
 /**
- * Settles the takes handed over to the sweep: one Redis read, one query for what became of their
- * replies, a refund (once per reply id) for each one owed, then one HDEL of the settled.
- * - `unknown_write` (settleUnknownWrite): owed if the reply row is absent, kept if it exists;
- * - `overdue` (failOverdue): owed once the reply has ended without output, kept if it counts,
- *   left while it is pending; an absent one (its chatroom deleted) is forgotten, as a pending
- *   reply deleted with its chatroom is never refunded.
+ * Pays the refunds marked owed before `before` (oldest OWED_BATCH), whatever ended their reply,
+ * and clears the marks of those Redis accepted. One query, one refund each, one update.
+ */
+async function payOwedRefunds(
+  deps: ChatDeps,
+  before: Date,
+): Promise<{ paid: number; left: number }> {
+  const owed = await selectOwedRefunds(deps.db, before, OWED_BATCH);
+  const { paid, left } = await payRefunds(deps, owed);
+  if (left > 0) deps.log.warn("sweep_owed_refunds_deferred", { replies: left });
+  return { paid, left };
+}
+
+/**
+ * Refunds each reply marked owed (REFUND_ONCE on its id: once, however many paths pay it; a day
+ * already over changes nothing and needs no Redis), then clears the marks of the refunds that
+ * answered, and only those. A mark whose clearing fails is paid again (a no-op) next run.
+ */
+async function payRefunds(
+  deps: ChatDeps,
+  replies: { id: string; userId: string; quotaDay: string | null; refundOwedAt: Date | null }[],
+): Promise<{ paid: number; left: number }> {
+  const owed = replies.filter((r) => r.refundOwedAt !== null && r.quotaDay !== null);
+  if (owed.length === 0) return { paid: 0, left: 0 };
+  const refunds = await Promise.allSettled(
+    owed.map((r) => deps.quota.refund(r.userId, r.quotaDay as string, r.id, { retryLater: false })),
+  );
+  const paid = owed.filter((_, i) => refunds[i]?.status === "fulfilled").map((r) => r.id);
+  if (paid.length > 0) {
+    await clearOwedRefunds(deps.db, paid).catch((err) => {
+      deps.log.warn("sweep_owed_refunds_uncleared", { error: describeError(err) });
+    });
+  }
+  return { paid: paid.length, left: owed.length - paid.length };
+}
+
+/**
+ * Settles the takes settleUnknownWrite handed over: one Redis read, one query for which of their
+ * replies exist, a refund (once per reply id) for each absent one, then one HDEL of the settled.
  * Throws (leaving every entry) when Redis or the database fails.
  */
 async function settleUnknownWrites(
@@ -253,24 +247,19 @@ async function settleUnknownWrites(
   const found =
     takes.length === 0
       ? []
-      : await selectReplyEndings(
+      : await selectExistingReplyIds(
           deps.db,
           takes.map((t) => t.replyId),
         );
-  const replies = new Map(found.map((r) => [r.id, r]));
-  const owed: UnsettledTake[] = [];
-  const kept: UnsettledTake[] = [];
-  for (const t of takes) {
-    const reply = replies.get(t.replyId);
-    if (t.kind !== "overdue") (reply ? kept : owed).push(t);
-    else if (reply && endedUnanswered(reply)) owed.push(t);
-    else if (reply?.status !== "pending") kept.push(t);
-  }
+  const exists = new Set(found.map((r) => r.id));
+  const absent = takes.filter((t) => !exists.has(t.replyId));
+  const kept = takes.filter((t) => exists.has(t.replyId));
   // A refund that fails leaves its entry for the next run; a refund of a past day is a no-op.
+  // Not handed to waitUntil (retryLater): the entry is forgotten only once the refund answered.
   const refunds = await Promise.allSettled(
-    owed.map((t) => deps.quota.refund(t.userId, t.day, t.replyId, { retryLater: false })),
+    absent.map((t) => deps.quota.refund(t.userId, t.day, t.replyId, { retryLater: false })),
   );
-  const refunded = owed.filter((_, i) => refunds[i]?.status === "fulfilled");
+  const refunded = absent.filter((_, i) => refunds[i]?.status === "fulfilled");
   await deps.quota.forgetUnsettled([...expired, ...kept, ...refunded].map((t) => t.replyId));
   return { refunded: refunded.length, kept: kept.length, dropped: expired.length };
 }

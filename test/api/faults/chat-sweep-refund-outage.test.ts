@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { REFUND_OWED_GRACE_MS } from "../../../src/services/chat/sweep.ts";
 import { REFUND_RETRY_SPAN_MS } from "../../../src/services/quota.ts";
 import { control } from "../../support/api.ts";
 import { createSession, type TestSession } from "../../support/session.ts";
@@ -7,9 +8,9 @@ import {
   marker,
   newChatroom,
   quotaCounter,
-  redis,
   runSweep,
   sendPrompt,
+  sql,
 } from "../chat-support.ts";
 
 const matches: string[] = [];
@@ -44,8 +45,10 @@ async function unansweredPrompt(me: TestSession) {
   }
 }
 
-async function unsettledEntry(replyId: string) {
-  return redis("HGET", "quota:unsettled", replyId);
+/** The reply's mark of a refund still owed (ADR 3), null once paid. */
+async function refundOwedAt(replyId: string) {
+  const rows = await sql().query("select refund_owed_at from messages where id = $1", [replyId]);
+  return (rows[0]?.refund_owed_at as string | null) ?? null;
 }
 
 // The sweep acts on every pending reply in the database (it runs here, after the other files,
@@ -55,7 +58,8 @@ describe("the sweep's refund of a reply it fails, while Redis is down", () => {
     "is refunded exactly once by a later sweep, whether Redis was down before the failure or only for the refund",
     async () => {
       // Before: the sweep failed the reply, then its refund met the outage; retried for
-      // REFUND_RETRY_SPAN_MS, then lost: the reply failed and the prompt stayed counted.
+      // REFUND_RETRY_SPAN_MS, then lost: the reply failed and the prompt stayed counted. Now the
+      // failing statement marks the refund owed (refund_owed_at) and a later sweep pays it.
       const outageFirst = await createSession();
       const refundOnly = await createSession();
       const early = await unansweredPrompt(refundOnly);
@@ -69,32 +73,44 @@ describe("the sweep's refund of a reply it fails, while Redis is down", () => {
         error: "timeout",
       });
 
-      // Then Redis is down for everything about the other user, before the sweep looks.
+      // Then Redis is down for everything about the other user, before the sweep looks: the
+      // reply fails all the same (its refund is marked owed in the failing statement).
       const late = await unansweredPrompt(outageFirst);
       expect(await quotaCounter(outageFirst.user.id)).toBe(1);
       await redisDownFor(outageFirst.user.id);
       const secondSweepAt = Date.now();
       await runSweep(pastDeadline());
+      expect(await getMessage(outageFirst, late.roomId, late.replyId)).toMatchObject({
+        status: "failed",
+        error: "timeout",
+      });
 
       // Past every retry of both sweeps' refunds, the outage still on.
       await sleep(Math.max(0, secondSweepAt + REFUND_RETRY_SPAN_MS + 2_000 - Date.now()));
       await redisBack();
       expect(await quotaCounter(refundOnly.user.id)).toBe(1);
       expect(await quotaCounter(outageFirst.user.id)).toBe(1);
+      expect(await refundOwedAt(early.replyId)).not.toBeNull();
+      expect(await refundOwedAt(late.replyId)).not.toBeNull();
 
-      // Redis is back: the next sweep refunds both, and fails the reply it had left pending.
-      await runSweep(pastDeadline());
-      expect(await getMessage(outageFirst, late.roomId, late.replyId)).toMatchObject({
-        status: "failed",
-        error: "timeout",
-      });
+      // Redis is back: once the marks are REFUND_OWED_GRACE_MS old, a sweep refunds both (the
+      // oldest 100 marks a run: earlier files' marks may come first) and clears their marks.
+      const laterSweep = () => runSweep(pastDeadline() + REFUND_OWED_GRACE_MS);
+      for (let run = 0; run < 15; run++) {
+        await laterSweep();
+        if (
+          (await refundOwedAt(early.replyId)) === null &&
+          (await refundOwedAt(late.replyId)) === null
+        )
+          break;
+      }
       expect(await quotaCounter(refundOnly.user.id)).toBe(0);
       expect(await quotaCounter(outageFirst.user.id)).toBe(0);
-      expect(await unsettledEntry(early.replyId)).toBeNull();
-      expect(await unsettledEntry(late.replyId)).toBeNull();
+      expect(await refundOwedAt(early.replyId)).toBeNull();
+      expect(await refundOwedAt(late.replyId)).toBeNull();
 
       // Once: another sweep changes nothing, and each user has the day's 5 prompts back.
-      await runSweep(pastDeadline());
+      await laterSweep();
       expect(await quotaCounter(refundOnly.user.id)).toBe(0);
       expect(await quotaCounter(outageFirst.user.id)).toBe(0);
       for (const [me, roomId] of [

@@ -1,0 +1,2 @@
+ALTER TABLE "messages" ADD COLUMN "refund_owed_at" timestamp with time zone;--> statement-breakpoint
+CREATE INDEX "messages_refund_owed_idx" ON "messages" USING btree ("refund_owed_at") WHERE "messages"."refund_owed_at" is not null;
