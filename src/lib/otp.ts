@@ -73,9 +73,12 @@ export type StrangerAdmission =
 /** One hourly window's answer to a send's take (see `OtpStore.takeSendWindows`). */
 export interface SendWindowAnswer {
   success: boolean;
-  /** Takes the window still allows after this one (0 when it refused). */
+  /** Takes the window still allows (after this one when the send was taken; 0 when full). */
   remaining: number;
-  /** When it refused: whole seconds until its oldest counted take leaves it (at least 1). */
+  /**
+   * When the window is full: whole seconds (at least 1) until the take whose exit makes room
+   * leaves it; 0 when it had room.
+   */
   retryAfterSeconds: number;
 }
 
@@ -477,14 +480,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 0
 `;
 
-// The three hourly send windows, one script (ADR 8, "Send windows named by the request"):
-// KEYS[1] the (purpose, number, network) log, KEYS[2] the (purpose, number) log, KEYS[3] the
-// client IP's log, each a sorted set of request token -> take time (ms); KEYS[4] the token's
-// tombstone. ARGV: token, now (ms), window (ms), then each log's max. Each log is trimmed to the
-// window, then all are checked before any is written, so a refusal takes nothing anywhere. A
-// repeat of a take that ran (its token is logged) writes nothing and is answered as taken. The
-// answer per log: room (1/0), takes left, and for a full log the ms until the take that must
-// leave it for one more to fit does (exact, unlike a sliding-window estimate).
+// The three hourly send windows, one script (ADR 8 item 12: their takes are named, so a take
+// whose answer was lost can be given back). KEYS[1] the (purpose, number, network) log, KEYS[2]
+// the (purpose, number) log, KEYS[3] the client IP's log, each a sorted set of request token ->
+// take time (ms); KEYS[4] the token's tombstone. ARGV: token, now (ms), window (ms), then each
+// log's max. Each log is trimmed to the window, then all are checked before any is written, so a
+// refusal takes nothing anywhere. A repeat of a take that ran (its token is logged) writes
+// nothing and is answered as taken. The answer per log: room (1/0), takes left, and for a full
+// log the ms until the take whose exit makes room leaves it (exact, unlike the estimate of
+// @upstash/ratelimit's sliding window).
 const TAKE_SEND_WINDOWS_SCRIPT = `
 if redis.call('EXISTS', KEYS[4]) == 1 then
   return {'void'}
