@@ -70,6 +70,37 @@ export type StrangerAdmission =
   | { status: "taken" }
   | { status: "refused"; retryAfterSeconds: number };
 
+/** One hourly window's answer to a send's take (see `OtpStore.takeSendWindows`). */
+export interface SendWindowAnswer {
+  success: boolean;
+  /** Takes the window still allows (after this one when the send was taken; 0 when full). */
+  remaining: number;
+  /**
+   * When the window is full: whole seconds (at least 1) until the take whose exit makes room
+   * leaves it; 0 when it had room.
+   */
+  retryAfterSeconds: number;
+}
+
+/**
+ * A send's take of its three sliding windows: all taken, or (when any window is full) none.
+ * `perNetwork` is the (purpose, number, network) window, `perNumber` the (purpose, number) one,
+ * `perIp` the client IP's.
+ */
+export interface SendWindowsTake {
+  taken: boolean;
+  perNetwork: SendWindowAnswer;
+  perNumber: SendWindowAnswer;
+  perIp: SendWindowAnswer;
+}
+
+/** The send windows a request counts in: its slot's, its number's, its client IP's. */
+export interface SendWindowsScope extends CodeSlot {
+  clientIp: string;
+  /** Names this request's take (one per request): the give-back removes exactly it. */
+  token: string;
+}
+
 /** Where a code lives: one per (number, purpose, client network), so strangers cannot touch it. */
 export interface CodeSlot {
   mobileNumber: string;
@@ -181,6 +212,25 @@ export interface OtpStore {
    * run it yet. Answers whether a code went back. Idempotent.
    */
   restoreConsumed(input: CodeSlot & { token: string; ttlSeconds: number }): Promise<boolean>;
+  /**
+   * Takes one send from each of the three sliding windows at once (exact logs of the takes in
+   * the last `windowSeconds`), under the request's `token`: all three, or nothing when any is
+   * full. A repeat of a take that ran (the answer was lost) is answered as taken and counts once;
+   * a take whose token was given back already takes nothing (it throws: nobody reads it).
+   */
+  takeSendWindows(
+    input: SendWindowsScope & {
+      nowMs: number;
+      windowSeconds: number;
+      max: { perNetwork: number; perNumber: number; perIp: number };
+    },
+  ): Promise<SendWindowsTake>;
+  /**
+   * Gives back the take named by `token` from all three windows, whether or not its answer
+   * arrived, and stops it from taking anything if Redis runs it later; other requests' takes
+   * stay. Idempotent, so it can be retried while Redis fails.
+   */
+  giveBackSendWindows(input: SendWindowsScope): Promise<void>;
 }
 
 // A slot (number, purpose, network) is one hash holding each live code under its challenge id
@@ -430,8 +480,60 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 0
 `;
 
+// The three hourly send windows, one script (ADR 8 item 12: their takes are named, so a take
+// whose answer was lost can be given back). KEYS[1] the (purpose, number, network) log, KEYS[2]
+// the (purpose, number) log, KEYS[3] the client IP's log, each a sorted set of request token ->
+// take time (ms); KEYS[4] the token's tombstone. ARGV: token, now (ms), window (ms), then each
+// log's max. Each log is trimmed to the window, then all are checked before any is written, so a
+// refusal takes nothing anywhere. A repeat of a take that ran (its token is logged) writes
+// nothing and is answered as taken. The answer per log: room (1/0), takes left, and for a full
+// log the ms until the take whose exit makes room leaves it (exact, unlike the estimate of
+// @upstash/ratelimit's sliding window).
+const TAKE_SEND_WINDOWS_SCRIPT = `
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  return {'void'}
+end
+local now, window = tonumber(ARGV[2]), tonumber(ARGV[3])
+local repeated = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local counts, refused = {}, false
+for i = 1, 3 do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  counts[i] = redis.call('ZCARD', KEYS[i])
+  if not repeated and counts[i] >= tonumber(ARGV[3 + i]) then
+    refused = true
+  end
+end
+local answer = {refused and 'refused' or 'taken'}
+for i = 1, 3 do
+  local max = tonumber(ARGV[3 + i])
+  if not refused and not repeated then
+    redis.call('ZADD', KEYS[i], ARGV[2], ARGV[1])
+    redis.call('PEXPIRE', KEYS[i], window)
+    counts[i] = counts[i] + 1
+  end
+  if refused and counts[i] >= max then
+    local freeing = redis.call('ZRANGE', KEYS[i], counts[i] - max, counts[i] - max, 'WITHSCORES')
+    table.insert(answer, {0, 0, tonumber(freeing[2]) + window - now})
+  else
+    table.insert(answer, {1, max - counts[i], 0})
+  end
+end
+return answer
+`;
+
+// The tombstone first, so a take still on its way takes nothing; then this token's entries,
+// wherever the take put them (another request's stay). Idempotent.
+const GIVE_BACK_SEND_WINDOWS_SCRIPT = `
+redis.call('SET', KEYS[4], '1', 'EX', tonumber(ARGV[2]))
+for i = 1, 3 do
+  redis.call('ZREM', KEYS[i], ARGV[1])
+end
+return 0
+`;
+
 /**
- * How long a give-back's tombstone (a cleared cool-down's, a refunded strangers' take's) stays:
+ * How long a give-back's tombstone (a cleared cool-down's, a refunded strangers' take's, a
+ * given-back send windows' take's) stays:
  * far longer than any command waits between the Worker's 2 s deadline and Redis running it.
  */
 export const GIVE_BACK_TOMBSTONE_SECONDS = 600;
@@ -457,6 +559,13 @@ const strangersKey = (numberTag: string, ceiling: string) =>
 const strangerTakeKey = (token: string) => `auth:v2:strangers-take:${token}`;
 const cooldownKey = (s: CodeSlot) => `otp:v2:cooldown:${s.purpose}:${s.mobileNumber}:${s.network}`;
 const cooldownTombstoneKey = (token: string) => `otp:v2:cooldown-void:${token}`;
+// The send windows' logs; the `rl:otp:*` keys of @upstash/ratelimit before them are abandoned.
+const sendWindowKeys = (s: SendWindowsScope) => [
+  `otp:v3:sends:net:${s.purpose}:${s.mobileNumber}:${s.network}`,
+  `otp:v3:sends:number:${s.purpose}:${s.mobileNumber}`,
+  `otp:v3:sends:ip:${s.clientIp}`,
+  `otp:v3:sends-void:${s.token}`,
+];
 
 // The number-keyed sets written before the tag: read only during the transition (below).
 const preTagKnownKey = (mobileNumber: string) => `auth:v1:known:${mobileNumber}`;
@@ -484,6 +593,9 @@ const preTagKeys = (mobileNumber: string | undefined, nowMs: number) =>
 
 /** OTP state in Upstash Redis, one Lua script per operation. */
 export function createOtpStore(redis: RedisClient): OtpStore {
+  // EVALSHA first, the script's text only when this Redis has not seen it yet (NOSCRIPT).
+  const takeSendWindows = redis.createScript<unknown>(TAKE_SEND_WINDOWS_SCRIPT);
+  const giveBackSendWindows = redis.createScript<unknown>(GIVE_BACK_SEND_WINDOWS_SCRIPT);
   return {
     async issue(i) {
       await redis.eval(
@@ -614,6 +726,42 @@ export function createOtpStore(redis: RedisClient): OtpStore {
       );
       return Number(restored) === 1;
     },
+    async takeSendWindows(i) {
+      const raw = (await takeSendWindows.exec(sendWindowKeys(i), [
+        i.token,
+        String(i.nowMs),
+        String(i.windowSeconds * 1000),
+        String(i.max.perNetwork),
+        String(i.max.perNumber),
+        String(i.max.perIp),
+      ])) as [string, ...[number | string, number | string, number | string][]];
+      const [status, perNetwork, perNumber, perIp] = raw;
+      // Only a request that already gave its take back meets this; nobody reads the answer.
+      if (status === "void") throw new Error("send windows' take given back before it ran");
+      return {
+        taken: status === "taken",
+        perNetwork: windowAnswer(perNetwork),
+        perNumber: windowAnswer(perNumber),
+        perIp: windowAnswer(perIp),
+      };
+    },
+    async giveBackSendWindows(i) {
+      await giveBackSendWindows.exec(sendWindowKeys(i), [
+        i.token,
+        String(GIVE_BACK_TOMBSTONE_SECONDS),
+      ]);
+    },
+  };
+}
+
+function windowAnswer(
+  raw: [number | string, number | string, number | string] | undefined,
+): SendWindowAnswer {
+  const [taken, remaining, retryAfterMs] = (raw ?? [0, 0, 0]).map(Number);
+  return {
+    success: taken === 1,
+    remaining: remaining ?? 0,
+    retryAfterSeconds: taken === 1 ? 0 : Math.max(1, Math.ceil((retryAfterMs ?? 0) / 1000)),
   };
 }
 

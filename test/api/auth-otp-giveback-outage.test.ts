@@ -46,19 +46,16 @@ describe("send allowance when Redis fails for a while", () => {
   it("clears the cool-down the failed send started once Redis is back (a 1.5 s fault window)", async () => {
     const healthy = deps();
     const unreachable = () => Promise.reject(new Error("fetch failed: Redis unreachable"));
-    const failingIp = { limit: unreachable } as unknown as AuthDeps["limiters"]["otpPerIp"];
     // Redis refuses everything but the cool-down's start for 1.5 s (the soak's longest window).
     const failingUntil = Date.now() + 1_500;
     const store = createOtpStore(redis);
     const flakyStore: AuthDeps["otpStore"] = {
       ...store,
+      takeSendWindows: unreachable,
       clearCooldown: (slot) =>
         Date.now() < failingUntil ? unreachable() : store.clearCooldown(slot),
     };
-    const broken = deps({
-      otpStore: flakyStore,
-      limiters: { ...healthy.limiters, otpPerIp: failingIp },
-    });
+    const broken = deps({ otpStore: flakyStore });
     const request = {
       mobileNumber: uniqueMobileNumber(),
       purpose: "login" as const,

@@ -12,6 +12,12 @@ import type { Logger } from "../../log";
 export const AUTH_LIMITS = {
   /** Minimum gap between two codes for one number and purpose. */
   otpCooldownSeconds: 30,
+  /**
+   * The send windows below (per number and network, per number, per client IP) are exact
+   * sliding logs of this length, taken together by one script under the request's token
+   * (`OtpStore.takeSendWindows`), so a send that fails gives its take back.
+   */
+  otpSendWindowSeconds: 3600,
   /** Codes per (number, purpose, client network) per sliding hour. */
   otpPerNumberPerHour: 5,
   /**
@@ -59,9 +65,6 @@ export const AUTH_LIMITS = {
 
 export interface AuthLimiters {
   signupPerIp: RateLimiter;
-  otpPerNumber: RateLimiter;
-  otpPerNumberAll: RateLimiter;
-  otpPerIp: RateLimiter;
   loginPerNumber: RateLimiter;
   loginPerIp: RateLimiter;
 }
@@ -92,9 +95,6 @@ export function createAuthLimiters(redis: RedisClient): AuthLimiters {
     createRateLimiter({ redis, prefix, algorithm: "sliding", tokens, window });
   return {
     signupPerIp: sliding("rl:signup:ip", AUTH_LIMITS.signupPerIpPerHour, "1 h"),
-    otpPerNumber: sliding("rl:otp:number-net", AUTH_LIMITS.otpPerNumberPerHour, "1 h"),
-    otpPerNumberAll: sliding("rl:otp:number", AUTH_LIMITS.otpPerNumberAllPerHour, "1 h"),
-    otpPerIp: sliding("rl:otp:ip", AUTH_LIMITS.otpPerIpPerHour, "1 h"),
     loginPerNumber: sliding("rl:login:number", AUTH_LIMITS.loginPerNumberPer15Min, "15 m"),
     loginPerIp: sliding("rl:login:ip", AUTH_LIMITS.loginPerIpPer15Min, "15 m"),
   };

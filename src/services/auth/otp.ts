@@ -54,8 +54,15 @@ async function slotOf(deps: AuthDeps, input: CodeRequest): Promise<CodeSlot> {
 /** What a send took, so a request that then fails can give it back. */
 export interface SendAllowance {
   strangerTaken: boolean;
-  /** Names this send's cool-down and strangers' take (see `takeSendAllowance`). */
+  /** Names this send's cool-down, hourly windows' and strangers' takes (see `takeSendAllowance`). */
   token: string;
+}
+
+/** What a send may have taken; each is given back by the send's token. */
+interface SendTakes {
+  cooldown: boolean;
+  windows: boolean;
+  stranger: boolean;
 }
 
 /**
@@ -75,8 +82,8 @@ export async function takeSendAllowance(
     slotOf(deps, input),
     numberTag(deps.config.otpSecret, input.mobileNumber),
   ]);
-  // Names this request's cool-down and strangers' take: a give-back undoes exactly what they
-  // did, whether or not their answers arrived, and stops them if Redis runs them later.
+  // Names this request's takes: a give-back undoes exactly what they did, whether or not their
+  // answers arrived, and stops them if Redis runs them later.
   const token = crypto.randomUUID();
   const settled = await Promise.allSettled([
     deps.otpStore.startCooldown({
@@ -84,9 +91,18 @@ export async function takeSendAllowance(
       seconds: AUTH_LIMITS.otpCooldownSeconds,
       token,
     }),
-    deps.limiters.otpPerNumber.limit(perNumberId(slot)),
-    deps.limiters.otpPerNumberAll.limit(`${slot.purpose}:${slot.mobileNumber}`),
-    deps.limiters.otpPerIp.limit(input.clientIp),
+    deps.otpStore.takeSendWindows({
+      ...slot,
+      clientIp: input.clientIp,
+      token,
+      nowMs: deps.clock.now().getTime(),
+      windowSeconds: AUTH_LIMITS.otpSendWindowSeconds,
+      max: {
+        perNetwork: AUTH_LIMITS.otpPerNumberPerHour,
+        perNumber: AUTH_LIMITS.otpPerNumberAllPerHour,
+        perIp: AUTH_LIMITS.otpPerIpPerHour,
+      },
+    }),
     deps.otpStore.admitStranger({
       numberTag: tag,
       mobileNumber: slot.mobileNumber,
@@ -99,65 +115,47 @@ export async function takeSendAllowance(
       token,
     }),
   ]);
-  const [cooldownR, perNumberR, perNumberAllR, perIpR, strangerR] = settled;
+  const [cooldownR, windowsR, strangerR] = settled;
   if (
     cooldownR.status === "rejected" ||
-    perNumberR.status === "rejected" ||
-    perNumberAllR.status === "rejected" ||
-    perIpR.status === "rejected" ||
+    windowsR.status === "rejected" ||
     strangerR.status === "rejected"
   ) {
-    // Redis failed part-way (the request answers 503): give back what the other calls took, or
-    // the client's retry once Redis is back would meet its own cool-down (the soak found this).
+    // Redis failed part-way (the request answers 503): give back what the calls took, or the
+    // client's retry once Redis is back would meet its own cool-down (the soak found this) and
+    // find its hourly sends spent. A call whose answer was lost may have run, or may run later
+    // (Redis slower than the deadline): it is given back by the token too, which undoes only
+    // this request's take and stops a late run (the soak's finding 6).
     await giveBack(
       deps,
       input,
       slot,
       token,
       {
-        // A start or admission whose answer was lost may have run, or may run later (Redis
-        // slower than the deadline): both are given back by the token, which undoes only this
-        // request's and stops a late run (the soak's finding 6).
         cooldown: cooldownR.status === "rejected" || cooldownR.value.started,
-        perNumber: perNumberR.status === "fulfilled" && perNumberR.value.success,
-        perNumberAll: perNumberAllR.status === "fulfilled" && perNumberAllR.value.success,
-        perIp: perIpR.status === "fulfilled" && perIpR.value.success,
+        windows: windowsR.status === "rejected" || windowsR.value.taken,
         stranger: strangerR.status === "rejected" || strangerR.value.status === "taken",
       },
       { whileRedisFails: true },
     );
     throw (settled.find((r) => r.status === "rejected") as PromiseRejectedResult).reason;
   }
-  const [cooldown, perNumber, perNumberAll, perIp, stranger] = [
-    cooldownR.value,
-    perNumberR.value,
-    perNumberAllR.value,
-    perIpR.value,
-    strangerR.value,
-  ];
+  const [cooldown, windows, stranger] = [cooldownR.value, windowsR.value, strangerR.value];
   const strangerTaken = stranger.status === "taken";
-  if (
-    cooldown.started &&
-    perNumber.success &&
-    perNumberAll.success &&
-    perIp.success &&
-    stranger.status !== "refused"
-  ) {
+  if (cooldown.started && windows.taken && stranger.status !== "refused") {
     return { strangerTaken, token };
   }
   await giveBack(deps, input, slot, token, {
     cooldown: cooldown.started,
-    perNumber: perNumber.success,
-    perNumberAll: perNumberAll.success,
-    perIp: perIp.success,
+    windows: windows.taken,
     stranger: strangerTaken,
   });
   const waits: number[] = [];
   if (stranger.status === "refused") waits.push(stranger.retryAfterSeconds);
   if (!cooldown.started) waits.push(cooldown.retryAfterSeconds);
-  if (!perNumber.success) waits.push(perNumber.retryAfterSeconds);
-  if (!perNumberAll.success) waits.push(perNumberAll.retryAfterSeconds);
-  if (!perIp.success) waits.push(perIp.retryAfterSeconds);
+  for (const window of [windows.perNetwork, windows.perNumber, windows.perIp]) {
+    if (!window.success) waits.push(window.retryAfterSeconds);
+  }
   throw new LimitExceededError(
     "Too many codes requested; wait before asking for another.",
     Math.max(1, ...waits),
@@ -165,8 +163,6 @@ export async function takeSendAllowance(
 }
 
 const strangerSendCeiling = (purpose: OtpPurpose) => `send:${purpose}`;
-
-const perNumberId = (slot: CodeSlot) => `${slot.purpose}:${slot.mobileNumber}:${slot.network}`;
 
 /**
  * Gives back a send allowance taken for a request that then failed (the database was down, or
@@ -183,13 +179,7 @@ export async function giveBackSendAllowance(
     input,
     await slotOf(deps, input),
     allowance.token,
-    {
-      cooldown: true,
-      perNumber: true,
-      perNumberAll: true,
-      perIp: true,
-      stranger: allowance.strangerTaken,
-    },
+    { cooldown: true, windows: true, stranger: allowance.strangerTaken },
     { whileRedisFails: true },
   );
 }
@@ -199,22 +189,20 @@ async function giveBack(
   input: CodeRequest,
   slot: CodeSlot,
   token: string,
-  taken: {
-    cooldown: boolean;
-    perNumber: boolean;
-    perNumberAll: boolean;
-    perIp: boolean;
-    stranger: boolean;
-  },
+  taken: SendTakes,
   options: { whileRedisFails?: boolean } = {},
 ): Promise<void> {
   const tag = taken.stranger ? await numberTag(deps.config.otpSecret, slot.mobileNumber) : "";
-  // The cool-down's clear and the strangers' refund are keyed by the token, so they are
-  // idempotent: each is tried again while Redis fails.
-  const retryable: (() => Promise<void>)[] = [];
-  if (taken.cooldown) retryable.push(() => deps.otpStore.clearCooldown({ ...slot, token }));
+  // Every give-back is keyed by the token, so each is idempotent and can be tried again.
+  const giveBacks: (() => Promise<void>)[] = [];
+  if (taken.cooldown) giveBacks.push(() => deps.otpStore.clearCooldown({ ...slot, token }));
+  if (taken.windows) {
+    giveBacks.push(() =>
+      deps.otpStore.giveBackSendWindows({ ...slot, clientIp: input.clientIp, token }),
+    );
+  }
   if (taken.stranger) {
-    retryable.push(() =>
+    giveBacks.push(() =>
       deps.otpStore.refundStranger({
         numberTag: tag,
         ceiling: strangerSendCeiling(slot.purpose),
@@ -222,22 +210,10 @@ async function giveBack(
       }),
     );
   }
-  const [settled] = await Promise.all([
-    Promise.allSettled(retryable.map((run) => run())),
-    Promise.allSettled([
-      taken.perNumber ? deps.limiters.otpPerNumber.limit(perNumberId(slot), { rate: -1 }) : null,
-      taken.perNumberAll
-        ? deps.limiters.otpPerNumberAll.limit(`${slot.purpose}:${slot.mobileNumber}`, {
-            rate: -1,
-          })
-        : null,
-      taken.perIp ? deps.limiters.otpPerIp.limit(input.clientIp, { rate: -1 }) : null,
-    ]),
-  ]);
-  // The cool-down is what a retry meets first: when Redis is failing the idempotent give-backs
-  // are tried again for ~5 s, past a fault window (the soak's finding 6). The counters' refunds
-  // are not idempotent, so they are not.
-  const failing = retryable.filter((_, i) => settled[i]?.status === "rejected");
+  const settled = await Promise.allSettled(giveBacks.map((run) => run()));
+  // The cool-down is what a retry meets first: when Redis is failing the give-backs are tried
+  // again for ~5 s, past a fault window (the soak's finding 6).
+  const failing = giveBacks.filter((_, i) => settled[i]?.status === "rejected");
   if (options.whileRedisFails) await retryWhileFailing(failing);
 }
 
