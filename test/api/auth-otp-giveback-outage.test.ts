@@ -5,18 +5,14 @@
 // cool-down whose start lost its answer (Redis slower than the 2 s deadline) was never cleared:
 // each start now names its cool-down, which is cleared only if it is still that one.
 import { beforeAll, describe, expect, it } from "vitest";
-import { createDatabase } from "../../src/db/client.ts";
-import { fixedClock } from "../../src/lib/clock.ts";
 import { createOtpStore } from "../../src/lib/otp.ts";
-import { responseDelivery } from "../../src/lib/otp-delivery.ts";
 import { createRedis } from "../../src/lib/redis.ts";
-import { createAccessTokens } from "../../src/lib/tokens.ts";
-import { rootLogger } from "../../src/log.ts";
 import { sendLoginCode, signUp } from "../../src/services/auth/accounts.ts";
-import { type AuthDeps, createAuthLimiters } from "../../src/services/auth/deps.ts";
+import type { AuthDeps } from "../../src/services/auth/deps.ts";
 import { takeSendAllowance } from "../../src/services/auth/otp.ts";
 import { cloudUrl, testEnv, uniqueMobileNumber } from "../support/api.ts";
 import { uniqueClientIp } from "../support/session.ts";
+import { authServiceDeps } from "./auth-support.ts";
 
 let redis: ReturnType<typeof createRedis>;
 beforeAll(() => {
@@ -24,22 +20,7 @@ beforeAll(() => {
 });
 
 function deps(overrides: Partial<AuthDeps> = {}): AuthDeps {
-  return {
-    db: createDatabase(testEnv.DATABASE_URL as string, testEnv.NEON_FETCH_ENDPOINT),
-    redis,
-    clock: fixedClock(new Date("2030-01-01T00:00:00.000Z")),
-    tokens: createAccessTokens(testEnv.JWT_SECRET as string, 900),
-    otpStore: createOtpStore(redis),
-    otpDelivery: responseDelivery,
-    limiters: createAuthLimiters(redis),
-    config: {
-      otpSecret: testEnv.OTP_SECRET as string,
-      refreshTokenTtlSeconds: 3600,
-      refreshFamilyMaxAgeSeconds: 7200,
-    },
-    log: rootLogger,
-    ...overrides,
-  };
+  return authServiceDeps({ redis, ...overrides });
 }
 
 describe("send allowance when Redis fails for a while", () => {

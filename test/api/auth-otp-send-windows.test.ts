@@ -8,18 +8,14 @@
 // Worker's deadline does; the cool-down is switched off for the sends that count the windows.
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { createDatabase } from "../../src/db/client.ts";
 import { LimitExceededError } from "../../src/errors/index.ts";
-import { fixedClock } from "../../src/lib/clock.ts";
 import { createOtpStore, type OtpStore } from "../../src/lib/otp.ts";
-import { responseDelivery } from "../../src/lib/otp-delivery.ts";
 import { createRedis } from "../../src/lib/redis.ts";
-import { createAccessTokens } from "../../src/lib/tokens.ts";
-import { rootLogger } from "../../src/log.ts";
-import { type AuthDeps, createAuthLimiters } from "../../src/services/auth/deps.ts";
+import type { AuthDeps } from "../../src/services/auth/deps.ts";
 import { takeSendAllowance } from "../../src/services/auth/otp.ts";
 import { cloudUrl, control, testEnv, uniqueMobileNumber } from "../support/api.ts";
 import { uniqueClientIp } from "../support/session.ts";
+import { authServiceDeps } from "./auth-support.ts";
 
 let redis: ReturnType<typeof createRedis>;
 beforeAll(() => {
@@ -32,21 +28,7 @@ afterEach(async () => {
 });
 
 function deps(otpStore: OtpStore = createOtpStore(redis)): AuthDeps {
-  return {
-    db: createDatabase(testEnv.DATABASE_URL as string, testEnv.NEON_FETCH_ENDPOINT),
-    redis,
-    clock: fixedClock(new Date("2030-01-01T00:00:00.000Z")),
-    tokens: createAccessTokens(testEnv.JWT_SECRET as string, 900),
-    otpStore,
-    otpDelivery: responseDelivery,
-    limiters: createAuthLimiters(redis),
-    config: {
-      otpSecret: testEnv.OTP_SECRET as string,
-      refreshTokenTtlSeconds: 3600,
-      refreshFamilyMaxAgeSeconds: 7200,
-    },
-    log: rootLogger,
-  };
+  return authServiceDeps({ redis, otpStore });
 }
 
 /** The real store with the cool-down switched off, to count the hourly windows quickly. */

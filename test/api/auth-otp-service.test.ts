@@ -2,18 +2,17 @@
 // injected clock, for what cannot be driven over HTTP in reasonable time (expiry, hourly limits,
 // the per-number lock after 100 failures, log delivery).
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { createDatabase } from "../../src/db/client.ts";
 import { LimitExceededError, UnauthorizedError } from "../../src/errors/index.ts";
 import { fixedClock } from "../../src/lib/clock.ts";
-import { createOtpStore, type OtpStore } from "../../src/lib/otp.ts";
-import { logDelivery, responseDelivery } from "../../src/lib/otp-delivery.ts";
+import type { OtpStore } from "../../src/lib/otp.ts";
+import { logDelivery } from "../../src/lib/otp-delivery.ts";
 import { createRedis } from "../../src/lib/redis.ts";
-import { createAccessTokens } from "../../src/lib/tokens.ts";
 import { rootLogger } from "../../src/log.ts";
-import { type AuthDeps, createAuthLimiters } from "../../src/services/auth/deps.ts";
+import type { AuthDeps } from "../../src/services/auth/deps.ts";
 import { consumeCode, issueCode, takeSendAllowance } from "../../src/services/auth/otp.ts";
 import { cloudUrl, testEnv, uniqueMobileNumber, withinOneWindow } from "../support/api.ts";
 import { uniqueClientIp } from "../support/session.ts";
+import { authServiceDeps } from "./auth-support.ts";
 
 let redis: ReturnType<typeof createRedis>;
 beforeAll(() => {
@@ -23,23 +22,7 @@ afterEach(() => vi.restoreAllMocks());
 
 function deps(overrides: Partial<AuthDeps> = {}) {
   const clock = fixedClock(new Date("2030-01-01T00:00:00.000Z"));
-  const d: AuthDeps = {
-    db: createDatabase(testEnv.DATABASE_URL as string, testEnv.NEON_FETCH_ENDPOINT),
-    redis,
-    clock,
-    tokens: createAccessTokens(testEnv.JWT_SECRET as string, 900),
-    otpStore: createOtpStore(redis),
-    otpDelivery: responseDelivery,
-    limiters: createAuthLimiters(redis),
-    config: {
-      otpSecret: testEnv.OTP_SECRET as string,
-      refreshTokenTtlSeconds: 3600,
-      refreshFamilyMaxAgeSeconds: 7200,
-    },
-    log: rootLogger,
-    ...overrides,
-  };
-  return { deps: d, clock };
+  return { deps: authServiceDeps({ redis, clock, ...overrides }), clock };
 }
 
 /** One client network for this file's direct service calls. */

@@ -5,13 +5,11 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { createDatabase, type Database } from "../../src/db/client.ts";
 import { systemClock } from "../../src/lib/clock.ts";
 import { createOtpStore } from "../../src/lib/otp.ts";
-import { responseDelivery } from "../../src/lib/otp-delivery.ts";
 import { createRedis } from "../../src/lib/redis.ts";
-import { createAccessTokens } from "../../src/lib/tokens.ts";
-import { rootLogger } from "../../src/log.ts";
 import { sendLoginCode, signUp, verifyLoginCode } from "../../src/services/auth/accounts.ts";
-import { type AuthDeps, createAuthLimiters } from "../../src/services/auth/deps.ts";
+import type { AuthDeps } from "../../src/services/auth/deps.ts";
 import { cloudUrl, testEnv, uniqueClientIp, uniqueMobileNumber } from "../support/api.ts";
+import { authServiceDeps } from "./auth-support.ts";
 
 let redis: ReturnType<typeof createRedis>;
 let db: Database;
@@ -21,21 +19,7 @@ beforeAll(() => {
 });
 
 function deps(database: Database = db): AuthDeps {
-  return {
-    db: database,
-    redis,
-    clock: systemClock,
-    tokens: createAccessTokens(testEnv.JWT_SECRET as string, 900),
-    otpStore: createOtpStore(redis),
-    otpDelivery: responseDelivery,
-    limiters: createAuthLimiters(redis),
-    config: {
-      otpSecret: testEnv.OTP_SECRET as string,
-      refreshTokenTtlSeconds: 3600,
-      refreshFamilyMaxAgeSeconds: 7200,
-    },
-    log: rootLogger,
-  };
+  return authServiceDeps({ db: database, redis, clock: systemClock });
 }
 
 /** The database, except that its next `batch` fails as Neon's driver does when it is down. */

@@ -12,15 +12,13 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createDatabase, type Database } from "../../../src/db/client.ts";
 import { isDependencyFailure } from "../../../src/errors/dependency.ts";
 import { systemClock } from "../../../src/lib/clock.ts";
-import { createOtpStore } from "../../../src/lib/otp.ts";
-import { responseDelivery } from "../../../src/lib/otp-delivery.ts";
 import { createRedis } from "../../../src/lib/redis.ts";
 import { createAccessTokens } from "../../../src/lib/tokens.ts";
-import { rootLogger } from "../../../src/log.ts";
 import { changePassword, resetPassword } from "../../../src/services/auth/accounts.ts";
-import { type AuthDeps, createAuthLimiters } from "../../../src/services/auth/deps.ts";
+import type { AuthDeps } from "../../../src/services/auth/deps.ts";
 import { call, cloudUrl, control, testEnv, uniqueClientIp } from "../../support/api.ts";
 import { createSession } from "../../support/session.ts";
+import { authServiceDeps } from "../auth-support.ts";
 
 const database = (mode: "down" | "none") => control("neon/fault", { mode });
 
@@ -38,21 +36,7 @@ beforeAll(() => {
 
 /** The Worker's auth dependencies, over the same local cloud and secrets. */
 function deps(database: Database): AuthDeps {
-  return {
-    db: database,
-    redis,
-    clock: systemClock,
-    tokens,
-    otpStore: createOtpStore(redis),
-    otpDelivery: responseDelivery,
-    limiters: createAuthLimiters(redis),
-    config: {
-      otpSecret: testEnv.OTP_SECRET as string,
-      refreshTokenTtlSeconds: 3600,
-      refreshFamilyMaxAgeSeconds: 7200,
-    },
-    log: rootLogger,
-  };
+  return authServiceDeps({ db: database, redis, clock: systemClock, tokens });
 }
 
 /**
