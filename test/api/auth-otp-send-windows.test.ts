@@ -13,7 +13,7 @@ import { createOtpStore, type OtpStore } from "../../src/lib/otp.ts";
 import { createRedis } from "../../src/lib/redis.ts";
 import type { AuthDeps } from "../../src/services/auth/deps.ts";
 import { takeSendAllowance } from "../../src/services/auth/otp.ts";
-import { cloudUrl, control, testEnv, uniqueMobileNumber } from "../support/api.ts";
+import { cloudUrl, redisFaultsByMatch, testEnv, uniqueMobileNumber } from "../support/api.ts";
 import { uniqueClientIp } from "../support/session.ts";
 import { authServiceDeps } from "./auth-support.ts";
 
@@ -22,10 +22,8 @@ beforeAll(() => {
   redis = createRedis(`${cloudUrl}/redis`, testEnv.UPSTASH_REDIS_REST_TOKEN as string);
 });
 
-const matches: string[] = [];
-afterEach(async () => {
-  for (const match of matches.splice(0)) await control("redis/fault", { mode: "none", match });
-});
+const redisFaults = redisFaultsByMatch();
+afterEach(() => redisFaults.clear());
 
 function deps(otpStore: OtpStore = createOtpStore(redis)): AuthDeps {
   return authServiceDeps({ redis, otpStore });
@@ -42,9 +40,8 @@ function withoutCooldown(): AuthDeps {
  * deadline); the fault is switched off after `offAfterMs`, so commands sent later run at once.
  */
 async function slowRedisFor(match: string, ms: number, offAfterMs: number): Promise<void> {
-  matches.push(match);
-  expect((await control("redis/fault", { mode: "slow", ms, match })).status).toBe(200);
-  setTimeout(() => void control("redis/fault", { mode: "none", match }), offAfterMs);
+  await redisFaults.set(match, { mode: "slow", ms });
+  setTimeout(() => void redisFaults.lift(match), offAfterMs);
 }
 
 /** Sends the hourly window allows the request's (number, network): 5 an hour, then 429. */

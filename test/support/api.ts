@@ -72,6 +72,28 @@ export async function control(path: string, body?: unknown, method?: string): Pr
   return toApiResponse(res);
 }
 
+/**
+ * Faults of the local Redis for the commands that name a match (a user id, a number), each
+ * remembered so that `clear()` lifts them all: call it in `afterEach`, so a failing test never
+ * leaves Redis down for the next one.
+ */
+export function redisFaultsByMatch() {
+  const matches: string[] = [];
+  return {
+    async set(match: string, fault: { mode: "down" | "error" | "slow"; ms?: number }) {
+      matches.push(match);
+      const res = await control("redis/fault", { ...fault, match });
+      if (res.status !== 200) throw new Error(`redis/fault answered ${res.status}: ${res.text}`);
+    },
+    async lift(match: string) {
+      await control("redis/fault", { mode: "none", match });
+    },
+    async clear() {
+      for (const match of matches.splice(0)) await control("redis/fault", { mode: "none", match });
+    },
+  };
+}
+
 /** Runs the Worker's cron handler once, as the Workers runtime would on schedule. */
 export async function runScheduled(cron = "* * * * *"): Promise<void> {
   const res = await fetch(

@@ -6,24 +6,19 @@
 // retries as the 503 tells it to. The consume is now given back by its request's token.
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
-import { type ApiResponse, call, control, uniqueClientIp } from "../../support/api.ts";
+import { type ApiResponse, call, redisFaultsByMatch, uniqueClientIp } from "../../support/api.ts";
 import { requestLoginChallenge, signUp } from "../../support/session.ts";
 
 /** Longer than the Worker's 2 s Redis deadline, shorter than the 5 s Retry-After of its 503. */
 const LATE_MS = 3_000;
 
-const matches: string[] = [];
-afterEach(async () => {
-  for (const match of matches.splice(0)) await control("redis/fault", { mode: "none", match });
-});
+const redisFaults = redisFaultsByMatch();
+afterEach(() => redisFaults.clear());
 
 /** Redis runs every command that names `match` LATE_MS late, until the returned switch-off. */
 async function slowRedisFor(match: string): Promise<() => Promise<void>> {
-  matches.push(match);
-  expect((await control("redis/fault", { mode: "slow", ms: LATE_MS, match })).status).toBe(200);
-  return async () => {
-    await control("redis/fault", { mode: "none", match });
-  };
+  await redisFaults.set(match, { mode: "slow", ms: LATE_MS });
+  return () => redisFaults.lift(match);
 }
 
 /** Waits what the 503 asks, as a client following the contract does. */

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { REFUND_OWED_GRACE_MS } from "../../../src/services/chat/sweep.ts";
 import { REFUND_RETRY_SPAN_MS } from "../../../src/services/quota.ts";
-import { control } from "../../support/api.ts";
+import { control, redisFaultsByMatch } from "../../support/api.ts";
 import { createSession, type TestSession } from "../../support/session.ts";
 import {
   getMessage,
@@ -13,17 +13,10 @@ import {
   sql,
 } from "../chat-support.ts";
 
-const matches: string[] = [];
-
-/** Switches Redis off for requests mentioning `match` (until the test ends). */
-async function redisDownFor(match: string) {
-  matches.push(match);
-  expect((await control("redis/fault", { mode: "down", match })).status).toBe(200);
-}
-
-async function redisBack() {
-  for (const match of matches.splice(0)) await control("redis/fault", { mode: "none", match });
-}
+const redisFaults = redisFaultsByMatch();
+/** Switches Redis off for requests mentioning `match` (until `redisBack` or the test's end). */
+const redisDownFor = (match: string) => redisFaults.set(match, { mode: "down" });
+const redisBack = () => redisFaults.clear();
 
 afterEach(redisBack);
 
