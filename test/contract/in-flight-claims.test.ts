@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
 import { createInFlightClaims } from "../../src/lib/in-flight-claims.ts";
-import { localUpstash } from "./redis-support.ts";
+import { localUpstash } from "./stand-ins.ts";
 
 // The prompt's Idempotency-Key claim (src/services/chat/send.ts) through the Worker's adapter,
 // against the embedded store and, with LOCAL_REDIS_URL, a real Redis.

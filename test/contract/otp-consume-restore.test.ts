@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { createOtpStore, type OtpStore } from "../../src/lib/otp.ts";
-import { localUpstash } from "./redis-support.ts";
+import { localUpstash } from "./stand-ins.ts";
 
 // verify-otp's code consume when its answer is lost (src/lib/otp.ts, `consume` and
 // `restoreConsumed`), through the Worker's adapter against the embedded store and, with

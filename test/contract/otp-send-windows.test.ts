@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { createOtpStore, type OtpStore, type SendWindowsScope } from "../../src/lib/otp.ts";
-import { localUpstash } from "./redis-support.ts";
+import { localUpstash } from "./stand-ins.ts";
 
 // send-otp's three hourly windows (src/lib/otp.ts, `takeSendWindows` and `giveBackSendWindows`),
 // through the Worker's adapter against the embedded store and, with LOCAL_REDIS_URL, a real

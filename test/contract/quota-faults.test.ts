@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
 import { createDailyQuota, type DailyQuota } from "../../src/services/quota.ts";
-import { localUpstash } from "./redis-support.ts";
+import { localUpstash } from "./stand-ins.ts";
 
 // The chaos soak's finding 4 (docs/reliability.md), both halves. A refund that met a Redis outage longer than
 // its ~3 s of attempts was lost, and the prompt stayed counted for the rest of the day (the

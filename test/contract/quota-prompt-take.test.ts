@@ -4,7 +4,7 @@ import { createVersionedCache, type VersionedCache } from "../../src/lib/cache.t
 import { createPendingGate, type PendingGate } from "../../src/lib/pending-gate.ts";
 import { rootLogger } from "../../src/log.ts";
 import { createDailyQuota, type DailyQuota, readDailyUsage } from "../../src/services/quota.ts";
-import { localUpstash } from "./redis-support.ts";
+import { localUpstash } from "./stand-ins.ts";
 
 // Issue 18 item 3: a prompt's quota take, its pending-replies entry and the chatroom-list cache's
 // version bump run as one Redis script (one billed command instead of three). Each part must

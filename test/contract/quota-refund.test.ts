@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createDailyQuota, type DailyQuota } from "../../src/services/quota.ts";
-import { localUpstash } from "./redis-support.ts";
+import { localUpstash } from "./stand-ins.ts";
 
 // The daily quota's refund against the local Upstash (embedded, or a real Redis behind it when
 // LOCAL_REDIS_URL is set), through the Worker's own Redis adapter: a refund lands exactly once,

@@ -1,10 +1,6 @@
 import { randomInt, randomUUID } from "node:crypto";
 import { eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LocalCloud, startLocalCloud } from "../../local/cloud.ts";
-import { createNeonService } from "../../local/neon/service.ts";
-import { testCloudConfig } from "../../local/test-config.ts";
-import { createDatabase, type Database } from "../../src/db/client.ts";
+import { describe, expect, it } from "vitest";
 import {
   cancelPendingReply,
   clearOwedRefunds,
@@ -15,33 +11,14 @@ import {
   selectOwedRefunds,
 } from "../../src/db/queries/messages.ts";
 import { chatrooms, messages, users } from "../../src/db/schema/index.ts";
+import { localNeon } from "./stand-ins.ts";
 
 // ADR 3: the statement that ends a reply without output marks its refund owed
 // (`refund_owed_at`), so a refund a Redis outage kept from landing is paid by the sweep. One rule
 // decides it on every path: failed or cancelled, no text, no reply or thought tokens, and a
 // prompt that was counted. Through the Neon stand-in (PGlite, or PostgreSQL with
 // LOCAL_DATABASE_URL).
-let cloud: LocalCloud;
-let db: Database;
-
-beforeAll(async () => {
-  const config = testCloudConfig(
-    process.env.LOCAL_DATABASE_URL ? { databaseUrl: process.env.LOCAL_DATABASE_URL } : {},
-  );
-  if (!process.env.LOCAL_DATABASE_URL) {
-    delete config.databaseUrl;
-    delete config.pgliteDir;
-  }
-  cloud = await startLocalCloud(config, [createNeonService]);
-  db = createDatabase(
-    `postgres://neon:local@127.0.0.1:${cloud.port}/neondb`,
-    `${cloud.url}/neon/sql`,
-  );
-});
-
-afterAll(async () => {
-  await cloud?.close();
-});
+const neon = localNeon();
 
 const DAY = new Date().toISOString().slice(0, 10);
 
@@ -52,9 +29,9 @@ async function pendingReply(
   const chatroomId = randomUUID();
   const replyId = randomUUID();
   const mobileNumber = `+1${randomInt(1e9, 1e10)}`;
-  await db.insert(users).values({ id: userId, mobileNumber });
-  await db.insert(chatrooms).values({ id: chatroomId, userId, title: "owed" });
-  await db.insert(messages).values({
+  await neon.db.insert(users).values({ id: userId, mobileNumber });
+  await neon.db.insert(chatrooms).values({ id: chatroomId, userId, title: "owed" });
+  await neon.db.insert(messages).values({
     id: replyId,
     chatroomId,
     userId,
@@ -69,7 +46,7 @@ async function pendingReply(
 }
 
 async function markOf(replyId: string): Promise<Date | null> {
-  const [row] = await db
+  const [row] = await neon.db
     .select({ at: messages.refundOwedAt })
     .from(messages)
     .where(eq(messages.id, replyId));
@@ -89,11 +66,11 @@ describe("a reply's refund marked owed by the statement that ends it", () => {
   it("a failure without output is marked; with text, output tokens or no counted prompt it is not", async () => {
     const now = new Date();
     const bare = await pendingReply();
-    const [failed] = await failReply(db, { id: bare.replyId, error: "upstream_error", now });
+    const [failed] = await failReply(neon.db, { id: bare.replyId, error: "upstream_error", now });
     expect(failed?.refundOwedAt?.getTime()).toBe(now.getTime());
 
     const zeroUsage = await pendingReply();
-    await failReply(db, {
+    await failReply(neon.db, {
       id: zeroUsage.replyId,
       error: "safety_blocked",
       usage: usage(0, 0),
@@ -103,33 +80,33 @@ describe("a reply's refund marked owed by the statement that ends it", () => {
 
     const notMarked = [
       // Streamed text delivered before the failure.
-      failReply(db, {
+      failReply(neon.db, {
         id: (await pendingReply()).replyId,
         error: "upstream_error",
         content: "partial",
         now,
       }),
       // Gemini produced output (billed) without usable text.
-      failReply(db, {
+      failReply(neon.db, {
         id: (await pendingReply()).replyId,
         error: "safety_blocked",
         usage: usage(7, 0),
         now,
       }),
-      failReply(db, {
+      failReply(neon.db, {
         id: (await pendingReply()).replyId,
         error: "upstream_error",
         usage: usage(0, 12),
         now,
       }),
       // A stream handed to the queue stored its delivered text; the failed callback keeps it.
-      failReply(db, {
+      failReply(neon.db, {
         id: (await pendingReply({ content: "handed off" })).replyId,
         error: "timeout",
         now,
       }),
       // No prompt counted for it: nothing to give back.
-      failReply(db, {
+      failReply(neon.db, {
         id: (await pendingReply({ quotaDay: null })).replyId,
         error: "timeout",
         now,
@@ -144,37 +121,37 @@ describe("a reply's refund marked owed by the statement that ends it", () => {
   it("a duplicate delivery marks nothing, and a reply that completed is never marked", async () => {
     const now = new Date();
     const { replyId } = await pendingReply();
-    await failReply(db, { id: replyId, error: "upstream_error", now });
-    await clearOwedRefunds(db, [replyId]);
-    expect(await failReply(db, { id: replyId, error: "upstream_error", now })).toEqual([]);
+    await failReply(neon.db, { id: replyId, error: "upstream_error", now });
+    await clearOwedRefunds(neon.db, [replyId]);
+    expect(await failReply(neon.db, { id: replyId, error: "upstream_error", now })).toEqual([]);
     expect(await markOf(replyId)).toBeNull();
 
     const answered = await pendingReply();
-    await completeReply(db, {
+    await completeReply(neon.db, {
       id: answered.replyId,
       content: "an answer",
       finishReason: "STOP",
       usage: usage(2, 0),
       now,
     });
-    expect(await failReply(db, { id: answered.replyId, error: "timeout", now })).toEqual([]);
+    expect(await failReply(neon.db, { id: answered.replyId, error: "timeout", now })).toEqual([]);
     expect(await markOf(answered.replyId)).toBeNull();
   });
 
   it("a cancel marks a reply without text; a stream keeping its text clears the mark", async () => {
     const now = new Date();
     const queued = await pendingReply({ jobId: "msg_1" });
-    const [cancelled] = await cancelPendingReply(db, { id: queued.replyId, ...queued, now });
+    const [cancelled] = await cancelPendingReply(neon.db, { id: queued.replyId, ...queued, now });
     expect(cancelled?.refundOwedAt?.getTime()).toBe(now.getTime());
 
     const handedOff = await pendingReply({ jobId: "msg_2", content: "delivered" });
-    const [kept] = await cancelPendingReply(db, { id: handedOff.replyId, ...handedOff, now });
+    const [kept] = await cancelPendingReply(neon.db, { id: handedOff.replyId, ...handedOff, now });
     expect(kept?.refundOwedAt).toBeNull();
 
     const streamed = await pendingReply({ jobId: "stream" });
-    await cancelPendingReply(db, { id: streamed.replyId, ...streamed, now });
+    await cancelPendingReply(neon.db, { id: streamed.replyId, ...streamed, now });
     expect(await markOf(streamed.replyId)).not.toBeNull();
-    const [withText] = await keepCancelledText(db, streamed.replyId, "sent before the stop");
+    const [withText] = await keepCancelledText(neon.db, streamed.replyId, "sent before the stop");
     expect(withText?.content).toBe("sent before the stop");
     expect(withText?.refundOwedAt).toBeNull();
   });
@@ -182,10 +159,10 @@ describe("a reply's refund marked owed by the statement that ends it", () => {
   it("a stream whose refund the sweep already paid keeps no text: refunded, it does not count", async () => {
     const now = new Date();
     const streamed = await pendingReply({ jobId: "stream" });
-    await cancelPendingReply(db, { id: streamed.replyId, ...streamed, now });
-    await clearOwedRefunds(db, [streamed.replyId]);
-    expect(await keepCancelledText(db, streamed.replyId, "too late")).toEqual([]);
-    const [row] = await db.select().from(messages).where(eq(messages.id, streamed.replyId));
+    await cancelPendingReply(neon.db, { id: streamed.replyId, ...streamed, now });
+    await clearOwedRefunds(neon.db, [streamed.replyId]);
+    expect(await keepCancelledText(neon.db, streamed.replyId, "too late")).toEqual([]);
+    const [row] = await neon.db.select().from(messages).where(eq(messages.id, streamed.replyId));
     expect(row?.content).toBe("");
   });
 
@@ -194,7 +171,7 @@ describe("a reply's refund marked owed by the statement that ends it", () => {
     const longAgo = new Date(now.getTime() - 7_200_000);
     const overdue = await pendingReply({ createdAt: longAgo });
     const overdueWithText = await pendingReply({ createdAt: longAgo, content: "handed off" });
-    const failed = await failOverdueReplies(db, {
+    const failed = await failOverdueReplies(neon.db, {
       cutoff: new Date(longAgo.getTime() + 1),
       streamCutoff: new Date(longAgo.getTime() + 1),
       streamJobId: "stream",
@@ -206,10 +183,10 @@ describe("a reply's refund marked owed by the statement that ends it", () => {
     expect(byId.get(overdueWithText.replyId)?.refundOwedAt).toBeNull();
 
     const owedIds = async (before: Date) =>
-      (await selectOwedRefunds(db, before, 100_000)).map((r) => r.id);
+      (await selectOwedRefunds(neon.db, before, 100_000)).map((r) => r.id);
     expect(await owedIds(now)).not.toContain(overdue.replyId);
     expect(await owedIds(new Date(now.getTime() + 1))).toContain(overdue.replyId);
-    await clearOwedRefunds(db, [overdue.replyId]);
+    await clearOwedRefunds(neon.db, [overdue.replyId]);
     expect(await owedIds(new Date(now.getTime() + 1))).not.toContain(overdue.replyId);
   });
 });

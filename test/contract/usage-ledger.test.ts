@@ -1,47 +1,24 @@
 import { randomUUID } from "node:crypto";
 import { and, eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LocalCloud, startLocalCloud } from "../../local/cloud.ts";
-import { createNeonService } from "../../local/neon/service.ts";
-import { testCloudConfig } from "../../local/test-config.ts";
-import { createDatabase, type Database } from "../../src/db/client.ts";
+import { describe, expect, it } from "vitest";
 import { addReplyToLedger, completeReply } from "../../src/db/queries/messages.ts";
 import { chatrooms, messages, usageDaily, users } from "../../src/db/schema/index.ts";
+import { localNeon } from "./stand-ins.ts";
 
 // The usage ledger counts a settled reply once, in the batch that settles it, through the Neon
 // stand-in (embedded PGlite, or the real PostgreSQL when LOCAL_DATABASE_URL is set).
-let cloud: LocalCloud;
-let db: Database;
-
-beforeAll(async () => {
-  const config = testCloudConfig(
-    process.env.LOCAL_DATABASE_URL ? { databaseUrl: process.env.LOCAL_DATABASE_URL } : {},
-  );
-  if (!process.env.LOCAL_DATABASE_URL) {
-    delete config.databaseUrl;
-    delete config.pgliteDir;
-  }
-  cloud = await startLocalCloud(config, [createNeonService]);
-  db = createDatabase(
-    `postgres://neon:local@127.0.0.1:${cloud.port}/neondb`,
-    `${cloud.url}/neon/sql`,
-  );
-});
-
-afterAll(async () => {
-  await cloud?.close();
-});
+const neon = localNeon();
 
 async function pendingReply(): Promise<{ userId: string; replyId: string; day: string }> {
   const userId = randomUUID();
   const chatroomId = randomUUID();
   const replyId = randomUUID();
   const day = new Date().toISOString().slice(0, 10);
-  await db
+  await neon.db
     .insert(users)
     .values({ id: userId, mobileNumber: `+1555${Date.now()}${Math.random()}`.slice(0, 16) });
-  await db.insert(chatrooms).values({ id: chatroomId, userId, title: "ledger" });
-  await db.insert(messages).values({
+  await neon.db.insert(chatrooms).values({ id: chatroomId, userId, title: "ledger" });
+  await neon.db.insert(messages).values({
     id: replyId,
     chatroomId,
     userId,
@@ -53,8 +30,8 @@ async function pendingReply(): Promise<{ userId: string; replyId: string; day: s
 }
 
 const settle = (replyId: string, now: Date) =>
-  db.batch([
-    completeReply(db, {
+  neon.db.batch([
+    completeReply(neon.db, {
       id: replyId,
       content: "hello",
       finishReason: "STOP",
@@ -68,7 +45,7 @@ const settle = (replyId: string, now: Date) =>
       },
       now,
     }),
-    addReplyToLedger(db, replyId, now),
+    addReplyToLedger(neon.db, replyId, now),
   ]);
 
 describe("the usage ledger", () => {
@@ -79,7 +56,7 @@ describe("the usage ledger", () => {
     const [second] = await settle(replyId, now);
     expect(first).toHaveLength(1);
     expect(second).toHaveLength(0);
-    const rows = await db
+    const rows = await neon.db
       .select()
       .from(usageDaily)
       .where(and(eq(usageDaily.userId, userId), eq(usageDaily.day, day)));
