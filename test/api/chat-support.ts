@@ -77,6 +77,29 @@ export async function warmList(session: TestSession, query = "") {
   return { first, hit };
 }
 
+/**
+ * A prompt whose reply never reaches QStash (its publish fails): the reply stays pending until
+ * something ends it (a cancel, a callback, the sweep). Answers the 202.
+ */
+export async function unpublishedPrompt(session: TestSession, chatroomId: string, label: string) {
+  const content = marker(label);
+  await control("qstash/publish-fault", { match: content, mode: "error" });
+  try {
+    const res = await sendPrompt(session, chatroomId, content);
+    expect(res.status).toBe(202);
+    return res;
+  } finally {
+    await control("qstash/publish-fault", { match: content, mode: "none" });
+  }
+}
+
+/** The reply's mark of a refund still owed (ADR 3), null once paid. */
+export async function refundOwedAt(replyId: string): Promise<string | null> {
+  const rows = await sql().query("select refund_owed_at from messages where id = $1", [replyId]);
+  expect(rows).toHaveLength(1);
+  return (rows[0]?.refund_owed_at as string | null) ?? null;
+}
+
 /** Polls a reply until it leaves `pending`. */
 export async function settledReply(
   session: TestSession,

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { REFUND_OWED_GRACE_MS } from "../../../src/services/chat/sweep.ts";
 import { REFUND_RETRY_SPAN_MS } from "../../../src/services/quota.ts";
-import { call, control, redisFaultsByMatch, testEnv } from "../../support/api.ts";
+import { call, redisFaultsByMatch, testEnv } from "../../support/api.ts";
 import { createSession, type TestSession } from "../../support/session.ts";
 import {
   callbackBody,
@@ -11,10 +11,12 @@ import {
   newChatroom,
   postCallback,
   quotaCounter,
+  refundOwedAt,
   runSweep,
   sendPrompt,
   signQStash,
   sql,
+  unpublishedPrompt,
 } from "../chat-support.ts";
 
 // Every path that ends a reply without output owes its prompt back (ADR 3). The failure callback
@@ -34,15 +36,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A prompt whose reply never reaches QStash: it stays pending until something ends it. */
 async function pendingReply(me: TestSession, roomId: string) {
-  const content = marker("owed");
-  await control("qstash/publish-fault", { match: content, mode: "error" });
-  try {
-    const res = await sendPrompt(me, roomId, content);
-    expect(res.status).toBe(202);
-    return res.body.reply.id as string;
-  } finally {
-    await control("qstash/publish-fault", { match: content, mode: "none" });
-  }
+  return (await unpublishedPrompt(me, roomId, "owed")).body.reply.id as string;
 }
 
 /** Delivers a signed QStash callback for the reply (`failed`: the failure callback). */
@@ -63,12 +57,6 @@ async function cancel(me: TestSession, roomId: string, replyId: string) {
   });
   expect(res.status).toBe(200);
   expect(res.body.message.status).toBe("cancelled");
-}
-
-async function refundOwedAt(replyId: string): Promise<string | null> {
-  const rows = await sql().query("select refund_owed_at from messages where id = $1", [replyId]);
-  expect(rows).toHaveLength(1);
-  return (rows[0]?.refund_owed_at as string | null) ?? null;
 }
 
 /** Past the grace: the sweep pays refunds marked owed before it. */

@@ -1,16 +1,17 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { REFUND_OWED_GRACE_MS } from "../../../src/services/chat/sweep.ts";
 import { REFUND_RETRY_SPAN_MS } from "../../../src/services/quota.ts";
-import { control, redisFaultsByMatch } from "../../support/api.ts";
+import { redisFaultsByMatch } from "../../support/api.ts";
 import { createSession, type TestSession } from "../../support/session.ts";
 import {
   getMessage,
   marker,
   newChatroom,
   quotaCounter,
+  refundOwedAt,
   runSweep,
   sendPrompt,
-  sql,
+  unpublishedPrompt,
 } from "../chat-support.ts";
 
 const redisFaults = redisFaultsByMatch();
@@ -27,21 +28,8 @@ const pastDeadline = () => Date.now() + 3_601_000;
 /** A prompt whose reply never reaches QStash, so it stays pending until the sweep fails it. */
 async function unansweredPrompt(me: TestSession) {
   const room = await newChatroom(me);
-  const content = marker("sweep-outage");
-  await control("qstash/publish-fault", { match: content, mode: "error" });
-  try {
-    const res = await sendPrompt(me, room.id, content);
-    expect(res.status).toBe(202);
-    return { roomId: room.id, replyId: res.body.reply.id as string };
-  } finally {
-    await control("qstash/publish-fault", { match: content, mode: "none" });
-  }
-}
-
-/** The reply's mark of a refund still owed (ADR 3), null once paid. */
-async function refundOwedAt(replyId: string) {
-  const rows = await sql().query("select refund_owed_at from messages where id = $1", [replyId]);
-  return (rows[0]?.refund_owed_at as string | null) ?? null;
+  const res = await unpublishedPrompt(me, room.id, "sweep-outage");
+  return { roomId: room.id, replyId: res.body.reply.id as string };
 }
 
 // The sweep acts on every pending reply in the database (it runs here, after the other files,
