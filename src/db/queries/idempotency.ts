@@ -18,13 +18,7 @@ export function selectIdempotencyRecord(
   return db
     .select()
     .from(idempotencyKeys)
-    .where(
-      key === null
-        ? sql`false`
-        : onlyIf
-          ? and(liveRecord(userId, key, now), onlyIf)
-          : liveRecord(userId, key, now),
-    )
+    .where(key === null ? sql`false` : and(liveRecord(userId, key, now), onlyIf))
     .limit(1);
 }
 

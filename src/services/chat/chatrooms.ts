@@ -37,7 +37,7 @@ import { type ChatSettings, settingsRefusal } from "../../lib/gemini-models";
 import { ID_PATTERN, newId } from "../../lib/ids";
 import { describeError } from "../../log";
 import { background, type ChatDeps } from "./deps";
-import { IDEMPOTENCY_TTL_MS, inProgressError, sha256Hex, storedAnswerOf } from "./idempotency";
+import { IDEMPOTENCY_TTL_MS, inProgressError, requestHashOf, storedAnswerOf } from "./idempotency";
 import { type ChatroomView, chatroomView, type MessageView, messageView } from "./views";
 
 /** Messages GET /chatroom/:id returns (the latest, oldest first). */
@@ -218,9 +218,11 @@ async function createChatroomOnce(
   key: string,
 ): Promise<ChatroomCreated> {
   const now = deps.clock.now();
-  const requestHash = await sha256Hex(
-    `POST /chatroom\n${canonicalJson({ title: input.title, description: input.description, settings: input.settings })}`,
-  );
+  const requestHash = await requestHashOf("POST /chatroom", {
+    title: input.title,
+    description: input.description,
+    settings: input.settings,
+  });
   const view = chatroomView({
     ...room,
     messageCount: 0,
@@ -335,15 +337,6 @@ async function createAfterSessionCheck(
 function replayed(row: IdempotencyRow, requestHash: string): ChatroomCreated {
   const { body } = storedAnswerOf<ChatroomCreated["body"]>(row, requestHash);
   return { kind: "replay", body };
-}
-
-/** JSON with each object's keys sorted: one body hashes the same whatever its key order. */
-function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    v !== null && typeof v === "object" && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1)))
-      : v,
-  );
 }
 
 /** PATCH /chatroom/:id: [session check ‖ tier] then [update ‖ cache bump]. */

@@ -16,9 +16,26 @@ export interface RegenerateResponse {
   reply: MessageView;
 }
 
-export async function sha256Hex(text: string): Promise<string> {
+async function sha256Hex(text: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * What an Idempotency-Key's record compares a repeat against: the SHA-256 of the method and path
+ * (`route`) and the body as JSON with each object's keys sorted, so one body hashes the same
+ * whatever its key order (no body: nothing after the line break).
+ */
+export function requestHashOf(route: string, body?: unknown): Promise<string> {
+  return sha256Hex(`${route}\n${body === undefined ? "" : canonicalJson(body)}`);
+}
+
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1)))
+      : v,
+  );
 }
 
 /** The stored answer of an earlier request with the same Idempotency-Key. */

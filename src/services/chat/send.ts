@@ -51,7 +51,7 @@ import {
   type PromptResponse,
   type RegenerateResponse,
   replayOf,
-  sha256Hex,
+  requestHashOf,
 } from "./idempotency";
 import { replyJob, STREAM_JOB_ID } from "./replies";
 import { messageView } from "./views";
@@ -161,11 +161,9 @@ async function sendClaimedMessage(
   const nowMs = now.getTime();
   const regen = input.regenerate;
   if (regen) assertId(regen.replyId, "message");
-  const requestHash = await sha256Hex(
-    regen
-      ? `POST /chatroom/${input.chatroomId}/messages/${regen.replyId}/regenerate\n`
-      : `POST /chatroom/${input.chatroomId}/message\n${JSON.stringify({ content: input.content })}`,
-  );
+  const requestHash = await (regen
+    ? requestHashOf(`POST /chatroom/${input.chatroomId}/messages/${regen.replyId}/regenerate`)
+    : requestHashOf(`POST /chatroom/${input.chatroomId}/message`, { content: input.content }));
 
   // Made before round 1 and in this order: messages sort by (created_at, id), prompt first.
   const promptId = newId();
