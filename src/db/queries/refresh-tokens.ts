@@ -67,6 +67,17 @@ export interface RotatedSession {
   mobileNumber: string;
 }
 
+/** A presented refresh token and the successor a rotation or a reissue would give it. */
+export interface SuccessorRequest {
+  tokenHash: string;
+  newId: string;
+  newTokenHash: string;
+  expiresAt: Date;
+  now: Date;
+  /** The family's first token must be younger than this (its absolute lifetime). */
+  familyStartedAfter: Date;
+}
+
 /**
  * What a token, its owner and its family must still satisfy for the token to get a successor, by
  * rotation or by a reissue within the reuse interval (docs/adr/0008-credentials.md, items 5, 8
@@ -101,15 +112,7 @@ function liveRotationConditions(input: { now: Date; familyStartedAfter: Date }):
  */
 export async function rotateRefreshToken(
   db: Database,
-  input: {
-    tokenHash: string;
-    newId: string;
-    newTokenHash: string;
-    expiresAt: Date;
-    now: Date;
-    /** The family's first token must be younger than this (its absolute lifetime). */
-    familyStartedAfter: Date;
-  },
+  input: SuccessorRequest,
 ): Promise<RotatedSession | null> {
   const now = input.now.toISOString();
   const result = await db.execute<{
@@ -198,15 +201,9 @@ async function revokeFamilyOf(db: Database, owned: SQL | undefined, now: Date): 
  */
 export async function reissueOrRevokeRotatedToken(
   db: Database,
-  input: {
-    tokenHash: string;
-    newId: string;
-    newTokenHash: string;
-    expiresAt: Date;
-    now: Date;
+  input: SuccessorRequest & {
     /** The reuse interval's start: a token rotated at or before it is never reissued. */
     rotatedAfter: Date;
-    familyStartedAfter: Date;
   },
 ): Promise<{ reissued: RotatedSession | null; revoked: number }> {
   const now = input.now.toISOString();
