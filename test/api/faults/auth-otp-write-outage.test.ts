@@ -121,6 +121,25 @@ async function expectFourthGuess(strangerGuesses: () => ReturnType<typeof call>)
   expect(fourth.body.error.details).toEqual({ attempts_left: 1 });
 }
 
+/** The code was used once it worked: a reset with it is refused as an invalid code. */
+async function expectCodeUsed(
+  mobile_number: string,
+  code: { otp: string; challengeId: string },
+  ip: string,
+) {
+  const again = await call("POST", "/auth/reset-password", {
+    body: {
+      mobile_number,
+      otp: code.otp,
+      challenge_id: code.challengeId,
+      new_password: "x".repeat(12),
+    },
+    headers: from(ip),
+  });
+  expect(again.status, again.text).toBe(401);
+  expect(again.body.error.code).toBe("invalid_otp");
+}
+
 describe("a password write that fails on the database after the code was used", () => {
   it("reset-password: the code goes back with its spent attempts; the retry of the 503 resets with it", async () => {
     const s = await createSession({ password: "the old password" });
@@ -154,18 +173,7 @@ describe("a password write that fails on the database after the code was used", 
     expect(retried.status, retried.text).toBe(200);
     expect((await login(mobile_number, owner.newPassword)).status).toBe(200);
     expect((await call("GET", "/user/me", { token: s.token })).status).toBe(401);
-    // Used once it worked.
-    const again = await call("POST", "/auth/reset-password", {
-      body: {
-        mobile_number,
-        otp: code.otp,
-        challenge_id: code.challengeId,
-        new_password: "x".repeat(12),
-      },
-      headers: from(ownerIp),
-    });
-    expect(again.status, again.text).toBe(401);
-    expect(again.body.error.code).toBe("invalid_otp");
+    await expectCodeUsed(mobile_number, code, ownerIp);
   });
 
   it("change-password with otp: the code goes back with its spent attempts; the retry of the 503 sets the first password", async () => {
@@ -204,17 +212,6 @@ describe("a password write that fails on the database after the code was used", 
     const retried = await change();
     expect(retried.status, retried.text).toBe(200);
     expect((await login(mobile_number, newPassword)).status).toBe(200);
-    // Used once it worked: a reset with it is refused.
-    const again = await call("POST", "/auth/reset-password", {
-      body: {
-        mobile_number,
-        otp: code.otp,
-        challenge_id: code.challengeId,
-        new_password: "x".repeat(12),
-      },
-      headers: from(ownerIp),
-    });
-    expect(again.status, again.text).toBe(401);
-    expect(again.body.error.code).toBe("invalid_otp");
+    await expectCodeUsed(mobile_number, code, ownerIp);
   });
 });
